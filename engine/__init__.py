@@ -1,0 +1,1 @@
+"""unseen's library: plans, SQL front end, crypto, layout, sources, client."""

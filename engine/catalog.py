@@ -1,0 +1,165 @@
+"""Catalogs: what each holder publishes about its tables, and their merge.
+
+A holder's catalog names its tables, their columns and types, the uses its
+policy permits per column (``filter``, ``group``, ``aggregate``, ``score``,
+``entity``), the minimum group size ``k`` and, for groupable columns whose
+domain it publishes, that domain. The coordinator merges the holders'
+catalogs into one view of the federation; a table hosted by several holders
+must have one schema, and a merged column permits only what every host permits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from engine.errors import PlanError
+from engine.expr import LiteralValue
+from engine.types import SqlType, widen
+
+__all__ = ["USES", "Catalog", "CatalogConflict", "ColumnInfo", "TableInfo", "merge", "sort_domain"]
+
+USES = ("filter", "group", "aggregate", "score", "entity")
+
+
+class CatalogConflict(PlanError):
+    """Holders disagree about a table's schema."""
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type: SqlType
+    uses: frozenset[str] = frozenset()
+    domain: tuple[LiteralValue, ...] | None = None
+
+    def allows(self, use: str) -> bool:
+        return use in self.uses
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    columns: tuple[ColumnInfo, ...]
+    min_group_size: int = 5
+    holders: tuple[str, ...] = ()
+    _index: dict[str, ColumnInfo] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for col in self.columns:
+            self._index.setdefault(col.name.lower(), col)
+
+    def column(self, name: str) -> ColumnInfo | None:
+        """The column named ``name``, matched case-insensitively as DuckDB does."""
+        return self._index.get(name.lower())
+
+
+@dataclass(frozen=True)
+class Catalog:
+    holder: str
+    tables: tuple[TableInfo, ...]
+    vouchers_required: bool = False
+    # Tables whose hosts disagree, with the reason; queries on them are refused.
+    conflicts: tuple[tuple[str, str], ...] = ()
+
+    def table(self, name: str) -> TableInfo | None:
+        for table in self.tables:
+            if table.name.lower() == name.lower():
+                return table
+        return None
+
+    def conflict(self, name: str) -> str | None:
+        for table, reason in self.conflicts:
+            if table.lower() == name.lower():
+                return reason
+        return None
+
+
+def _domain_key(value: LiteralValue) -> tuple[int, str, object]:
+    # NULL sorts last, as DuckDB's default NULLS LAST; mixed kinds by kind name.
+    if value is None:
+        return (1, "", 0)
+    kind = (
+        "number"
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        else (type(value).__name__)
+    )
+    return (0, kind, value)
+
+
+def sort_domain(values: Iterable[LiteralValue]) -> tuple[LiteralValue, ...]:
+    """Distinct values in a stable, engine-like order (NULL last)."""
+    unique: dict[object, LiteralValue] = {}
+    for value in values:
+        unique.setdefault((type(value).__name__, value), value)
+    return tuple(sorted(unique.values(), key=_domain_key))
+
+
+def _merge_table(name: str, hosted: Sequence[tuple[str, TableInfo]]) -> TableInfo:
+    first_holder, first = hosted[0]
+    names = [c.name for c in first.columns]
+    merged: list[ColumnInfo] = []
+    for col in first.columns:
+        kind: SqlType | None = col.type
+        uses = set(col.uses)
+        domains: list[tuple[LiteralValue, ...] | None] = [col.domain]
+        for holder, table in hosted[1:]:
+            other = table.column(col.name)
+            if other is None:
+                raise CatalogConflict(
+                    f"table {name}: holder {holder} has no column {col.name} "
+                    f"(holder {first_holder} has it)"
+                )
+            assert kind is not None
+            kind = widen(kind, other.type)
+            if kind is None:
+                raise CatalogConflict(
+                    f"table {name}: column {col.name} is {col.type} at holder {first_holder} "
+                    f"but {other.type} at holder {holder}"
+                )
+            uses &= set(other.uses)
+            domains.append(other.domain)
+        assert kind is not None
+        domain = None
+        if all(d is not None for d in domains):
+            domain = sort_domain(v for d in domains if d is not None for v in d)
+        merged.append(ColumnInfo(col.name, kind, frozenset(uses), domain))
+    for holder, table in hosted[1:]:
+        extra = [c.name for c in table.columns if c.name.lower() not in {n.lower() for n in names}]
+        if extra:
+            raise CatalogConflict(
+                f"table {name}: holder {holder} has column {extra[0]} that holder "
+                f"{first_holder} lacks"
+            )
+    return TableInfo(
+        name=first.name,
+        columns=tuple(merged),
+        min_group_size=max(t.min_group_size for _, t in hosted),
+        holders=tuple(h for h, _ in hosted),
+    )
+
+
+def merge(catalogs: Sequence[Catalog]) -> Catalog:
+    """Merge holders' catalogs.
+
+    A table whose hosts disagree is left out and its reason kept in
+    ``conflicts``, so one misconfigured shard does not take the other tables
+    of the federation down with it.
+    """
+    by_table: dict[str, list[tuple[str, TableInfo]]] = {}
+    for catalog in catalogs:
+        for table in catalog.tables:
+            by_table.setdefault(table.name.lower(), []).append((catalog.holder, table))
+    tables: list[TableInfo] = []
+    conflicts: list[tuple[str, str]] = []
+    for hosted in by_table.values():
+        try:
+            tables.append(_merge_table(hosted[0][1].name, hosted))
+        except CatalogConflict as exc:
+            conflicts.append((hosted[0][1].name, str(exc)))
+    return Catalog(
+        holder="",
+        tables=tuple(sorted(tables, key=lambda t: t.name)),
+        vouchers_required=any(c.vouchers_required for c in catalogs),
+        conflicts=tuple(conflicts),
+    )

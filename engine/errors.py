@@ -1,0 +1,134 @@
+"""The one exception tree of unseen; every failure a person can act on is one of these.
+
+Tree::
+
+    UnseenError                      root; ``str()`` is one readable line
+    ├── QueryError                   the analyst's question cannot be answered as asked
+    │   ├── SqlSyntaxError           SQL that does not parse
+    │   ├── UnsupportedError         valid SQL outside what additive HE can answer
+    │   └── PlanError                a plan that does not fit the catalog or the codec
+    ├── PolicyError                  a holder's policy forbids the request
+    ├── CryptoError                  a context or ciphertext is malformed, insecure or foreign
+    │   └── UnknownKeyError          a key id that was never registered (or was evicted)
+    ├── EncodingOverflowError        a value does not fit the agreed slot codec
+    ├── SourceError                  a holder's data source failed or is misconfigured
+    ├── ConfigError                  bad command-line flags or configuration files
+    ├── RemoteError                  a peer answered with a gRPC error status
+    │   └── HolderError              ... and that peer was a named holder
+    └── VerificationError            an encrypted answer disagrees with its plaintext check
+
+Each class names the gRPC status it maps to (``grpc_code``) so that the one
+translation point (``engine.rpc``) needs no table of its own, while this module
+stays free of grpc imports.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "CryptoError",
+    "EncodingOverflowError",
+    "HolderError",
+    "PlanError",
+    "PolicyError",
+    "QueryError",
+    "RemoteError",
+    "SourceError",
+    "SqlSyntaxError",
+    "UnknownKeyError",
+    "UnseenError",
+    "UnsupportedError",
+    "VerificationError",
+]
+
+
+class UnseenError(Exception):
+    """Root of every error unseen raises on purpose."""
+
+    grpc_code = "INTERNAL"
+
+
+class QueryError(UnseenError):
+    """The question cannot be answered as asked."""
+
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class SqlSyntaxError(QueryError):
+    """SQL text that does not parse."""
+
+
+class UnsupportedError(QueryError):
+    """A construct additive HE cannot answer; the message names it and where it is."""
+
+    def __init__(self, construct: str, position: tuple[int, int] | None = None, why: str = ""):
+        self.construct = construct
+        self.position = position
+        where = f" at line {position[0]}, column {position[1]}" if position else ""
+        reason = f": {why}" if why else ""
+        super().__init__(f"{construct} is not supported{where}{reason}")
+
+
+class PlanError(QueryError):
+    """A plan that does not fit the catalog, the policy's shape or the codec."""
+
+
+class PolicyError(UnseenError):
+    """A holder's column policy or voucher check refuses the request."""
+
+    grpc_code = "PERMISSION_DENIED"
+
+
+class CryptoError(UnseenError):
+    """A public context or ciphertext is malformed, insecure or not ours."""
+
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class UnknownKeyError(CryptoError):
+    """The request names a key id this node has not registered."""
+
+    grpc_code = "NOT_FOUND"
+
+
+class EncodingOverflowError(UnseenError):
+    """A sum or count exceeds the range the slot codec can carry exactly."""
+
+    grpc_code = "OUT_OF_RANGE"
+
+
+class SourceError(UnseenError):
+    """A holder's data source failed (missing file, engine error)."""
+
+    grpc_code = "FAILED_PRECONDITION"
+
+
+class ConfigError(UnseenError):
+    """Invalid flags or configuration: the message names the offending item."""
+
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class RemoteError(UnseenError):
+    """A peer answered with an error status; ``code`` is the gRPC status name."""
+
+    def __init__(self, code: str, reason: str):
+        self.code = code
+        self.reason = reason
+        super().__init__(reason)
+
+    @property
+    def grpc_code(self) -> str:  # type: ignore[override]
+        return self.code
+
+
+class HolderError(RemoteError):
+    """A named holder failed; the message starts with the holder's name."""
+
+    def __init__(self, holder: str, code: str, reason: str):
+        self.holder = holder
+        super().__init__(code, f"holder {holder}: {reason}")
+
+
+class VerificationError(UnseenError):
+    """An encrypted result disagrees with the same question answered in plaintext."""

@@ -1,0 +1,134 @@
+"""A holder's answer to an aggregate plan: local SQL, suppression, packing, encryption.
+
+This is everything a holder does with its data for the aggregate operator,
+kept apart from the gRPC servicer so that it can be tested and benchmarked
+without a server. Only ciphertexts and the indices of suppressed groups
+leave this function.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import tenseal as ts
+
+from engine import ckks
+from engine.catalog import TableInfo
+from engine.errors import PlanError, SourceError
+from engine.layout import GroupMoments, MeasureMoments, layout_for, pack
+from engine.plan import DEFAULT_LIMITS, AggregatePlan, Encoding, Limits, check_plan
+from engine.pushdown import build_aggregate_query
+from engine.source import TableSource
+from engine.types import normalize_value
+
+__all__ = ["LocalAnswer", "answer_aggregate"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LocalAnswer:
+    ciphertexts: tuple[bytes, ...]
+    suppressed: tuple[int, ...]
+
+
+def _group_index(plan: AggregatePlan) -> list[dict[Any, int]]:
+    return [{_key(v): i for i, v in enumerate(g.domain)} for g in plan.groups]
+
+
+def _key(value: Any) -> Any:
+    # Domain values and engine values must meet in one dict: tag dates apart
+    # from timestamps (datetime subclasses date) and booleans apart from ints.
+    return (type(value).__name__ if isinstance(value, (bool,)) or value is None else "", value)
+
+
+def _exact(value: Any, encoding: Encoding, scale: int, table: str) -> Fraction:
+    total = Fraction(value)
+    if encoding is Encoding.INTEGER and total.denominator != 1:
+        raise SourceError(f"table {table}: an integer column holds a non-integer value")
+    if encoding is Encoding.DECIMAL and (total * 10**scale).denominator != 1:
+        raise SourceError(f"table {table}: a decimal column holds more than {scale} decimals")
+    return total
+
+
+def compute_moments(
+    plan: AggregatePlan, source: TableSource, table: TableInfo
+) -> dict[int, GroupMoments]:
+    """Run the local query and return exact moments per group index."""
+    query = build_aggregate_query(plan, table, source.dialect, source.sql_name)
+    rows = source.run(query.sql, query.params)
+    index = _group_index(plan)
+    radix = [len(g.domain) for g in plan.groups]
+    kinds = []
+    for group in plan.groups:
+        info = table.column(group.column)
+        assert info is not None  # check_plan ran first
+        kinds.append(info.type)
+    out: dict[int, GroupMoments] = {}
+    for row in rows:
+        position = 0
+        for column, (lookup, size) in enumerate(zip(index, radix, strict=True)):
+            slot = lookup.get(_key(normalize_value(row[column], kinds[column])))
+            if slot is None:
+                raise PlanError(
+                    f"holder data has {plan.groups[column].column} values outside the plan's "
+                    "group domain; restrict the column with WHERE ... IN (...) or refresh the "
+                    "catalog"
+                )
+            position = position * size + slot
+        rows_in_group = int(row[query.group_columns])
+        measures = []
+        for measure, (count_at, sum_at, m2_at) in zip(
+            plan.measures, query.measure_columns, strict=True
+        ):
+            count = int(row[count_at])
+            total = square = None
+            if sum_at is not None:
+                raw = row[sum_at]
+                total = (
+                    Fraction(0)
+                    if raw is None
+                    else _exact(raw, measure.encoding, measure.decimal_scale, table.name)
+                )
+            if m2_at is not None:
+                var_pop = row[m2_at]
+                square = Fraction(0) if var_pop is None else Fraction(var_pop) * count
+            measures.append(MeasureMoments(count, total, square))
+        if rows_in_group:
+            out[position] = GroupMoments(rows_in_group, tuple(measures))
+    return out
+
+
+def answer_aggregate(
+    plan: AggregatePlan,
+    source: TableSource,
+    table: TableInfo,
+    ctx: ts.Context,
+    limits: Limits = DEFAULT_LIMITS,
+) -> LocalAnswer:
+    """Validate, compute, suppress small groups, pack and encrypt."""
+    check_plan(plan, table, limits)
+    if (
+        plan.codec.slots
+        != ctx.seal_context().data.key_context_data().parms().poly_modulus_degree() // 2
+    ):
+        raise PlanError("the plan's slot count does not match the registered key")
+    layout = layout_for(plan, limits)
+    moments = compute_moments(plan, source, table)
+    k = table.min_group_size
+    suppressed = sorted(i for i, m in moments.items() if 0 < m.rows < k)
+    for i in suppressed:
+        del moments[i]
+    vectors = pack(plan, layout, moments)
+    ciphertexts = tuple(bytes(ckks.encrypt(ctx, v).serialize()) for v in vectors)
+    log.info(
+        "aggregate on %s: %d groups, %d suppressed, %d ciphertexts",
+        table.name,
+        layout.groups,
+        len(suppressed),
+        len(ciphertexts),
+    )
+    return LocalAnswer(ciphertexts, tuple(suppressed))

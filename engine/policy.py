@@ -1,0 +1,45 @@
+"""Column policies: what each column of a served table may be used for.
+
+Quick-start mode (``--table`` without a config file) derives a permissive
+policy from the data, as the design's contract states: every column may be
+used to filter and to aggregate (COUNT of any column, SUM and the moments of
+numeric ones) and to key entities; numeric columns may feed scores; columns
+with few distinct values (at most ``max_domain`` of them, and not floating
+point) are groupable with their
+domain published; other non-float columns are groupable only with a domain
+the query supplies (``WHERE c IN (...)``). ``k`` defaults to 5. A config
+file (governance) narrows all of this.
+"""
+
+from __future__ import annotations
+
+from engine.catalog import ColumnInfo, TableInfo, sort_domain
+from engine.source import TableSource
+from engine.types import normalize_value
+
+__all__ = ["DEFAULT_K", "DEFAULT_MAX_DOMAIN", "quickstart_table"]
+
+DEFAULT_K = 5
+DEFAULT_MAX_DOMAIN = 100
+
+
+def quickstart_table(
+    source: TableSource, k: int = DEFAULT_K, max_domain: int = DEFAULT_MAX_DOMAIN
+) -> TableInfo:
+    """The permissive quick-start catalog entry for one served table."""
+    columns = []
+    for name, sql_type in source.schema():
+        uses = {"filter", "aggregate", "entity"}
+        domain = None
+        if sql_type.kind == "OTHER":
+            uses = set()
+        else:
+            if sql_type.numeric:
+                uses.add("score")
+            if sql_type.kind != "FLOAT":
+                uses.add("group")
+                values = source.distinct_values(name, max_domain)
+                if values is not None:
+                    domain = sort_domain(normalize_value(v, sql_type) for v in values)
+        columns.append(ColumnInfo(name, sql_type, frozenset(uses), domain))
+    return TableInfo(source.name, tuple(columns), min_group_size=k)

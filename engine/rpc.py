@@ -1,0 +1,185 @@
+"""All gRPC plumbing in one place: servers, channels, deadlines, error mapping.
+
+Servers come from :func:`create_server` (health checking and reflection
+included); channels from :func:`create_channel`. Each channel option below
+says why it is set. Domain errors become gRPC statuses in exactly one place
+(:func:`servicer_errors`), and statuses become domain errors in exactly one
+place (:func:`remote_error`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from engine.errors import RemoteError, UnseenError
+
+__all__ = [
+    "DEADLINES",
+    "MAX_MESSAGE_BYTES",
+    "create_channel",
+    "create_server",
+    "remote_error",
+    "servicer_errors",
+]
+
+log = logging.getLogger(__name__)
+
+# A CKKS ciphertext is ~370 KB and a public context ~0.5 MB; 16 MiB leaves
+# room for both with large group domains while still bounding what a hostile
+# peer can make a node buffer per message. Bigger payloads (Galois keys) are
+# chunked by the protocol rather than raising this limit.
+MAX_MESSAGE_BYTES = 16 << 20
+
+# Seconds. Every call carries one of these; nothing waits forever on a peer.
+DEADLINES = {
+    "catalog": 15.0,
+    "register_key": 60.0,
+    "has_key": 10.0,
+    "aggregate": 120.0,
+    "health": 5.0,
+}
+
+_RETRY_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": "unseen.v1.Holder"}, {"service": "unseen.v1.Coordinator"}],
+                # Retry only what never reached a server's logic (UNAVAILABLE);
+                # every other status is an answer and is returned as such.
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # Detect a dead peer on an idle long-lived channel within about a minute.
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.enable_retries", 1),
+    ("grpc.service_config", _RETRY_SERVICE_CONFIG),
+]
+
+_SERVER_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # Accept the clients' keepalive pings without calling them abusive.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+]
+
+
+def create_server(
+    address: str,
+    register: Iterable[Callable[[grpc.Server], None]],
+    service_names: Iterable[str],
+    max_workers: int = 16,
+) -> tuple[grpc.Server, int]:
+    """Start a server on ``address`` (port 0 picks one); returns (server, port).
+
+    ``register`` are the generated ``add_XServicer_to_server`` calls bound to
+    their servicers; health checking and reflection are added for
+    ``service_names``.
+    """
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        options=_SERVER_OPTIONS,
+    )
+    for add in register:
+        add(server)
+    names = list(service_names)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ["", *names]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise UnseenError(f"cannot listen on {address}")
+    server.start()
+    return server, port
+
+
+def create_channel(address: str) -> grpc.Channel:
+    """A channel to ``address`` with message limits, keepalive and retries set."""
+    return grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
+
+
+def remote_error(exc: grpc.RpcError, peer: str = "") -> RemoteError:
+    """Translate a failed call into a :class:`RemoteError` with a readable reason."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    name = code.name if code is not None else "UNKNOWN"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        reason = f"{peer or 'peer'} is unavailable ({details})"
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        reason = f"{peer or 'peer'} did not answer before the deadline"
+    else:
+        reason = details or name
+    return RemoteError(name, reason)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
+    if isinstance(exc, UnseenError):
+        code = getattr(grpc.StatusCode, exc.grpc_code, grpc.StatusCode.INTERNAL)
+        log.info("%s refused: %s", method, type(exc).__name__)
+        context.abort(code, str(exc))
+    # A bug, not a client error. The log line carries the type only: exception
+    # texts from engines can quote data values, and logs must never hold those.
+    log.error("%s failed with an internal %s", method, type(exc).__name__)
+    # The traceback only at DEBUG, which operators enable knowingly (docs/operations.md).
+    log.debug("%s traceback", method, exc_info=exc)
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; see the server log")
+
+
+def servicer_errors(method: _F) -> _F:
+    """Map exceptions raised by a servicer method (plain or streaming) to statuses.
+
+    Servicer methods never call ``context.abort`` themselves; they raise, and
+    this wrapper is the only place that aborts.
+    """
+    name = method.__name__
+
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def stream(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            try:
+                yield from method(self, request, context)
+            except Exception as exc:  # noqa: BLE001 - the one translation point
+                _abort(context, exc, name)
+
+        return stream  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except Exception as exc:  # noqa: BLE001 - the one translation point
+            _abort(context, exc, name)
+            return None
+
+    return unary  # type: ignore[return-value]

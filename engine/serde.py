@@ -1,0 +1,374 @@
+"""The only module that converts between domain objects and protobuf messages.
+
+Matched ``x_to_proto`` / ``x_from_proto`` pairs, each round-trip tested.
+Decoding is defensive: a message from the network that does not describe a
+valid object raises :class:`~engine.errors.PlanError` (INVALID_ARGUMENT),
+never a bare ``KeyError`` or ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from decimal import Decimal, InvalidOperation
+
+from engine.catalog import Catalog, ColumnInfo, TableInfo
+from engine.errors import CryptoError, PlanError
+from engine.expr import (
+    Between,
+    Binary,
+    BinaryOp,
+    Column,
+    Expr,
+    InList,
+    IsNull,
+    Like,
+    Literal,
+    LiteralValue,
+    Unary,
+    UnaryOp,
+    literal_kind,
+)
+from engine.plan import AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
+from engine.types import SqlType
+from protos.unseen.v1 import catalog_pb2, crypto_pb2, plan_pb2, query_pb2
+
+__all__ = [
+    "KEY_CHUNK_BYTES",
+    "aggregate_request",
+    "catalog_from_proto",
+    "catalog_to_proto",
+    "ciphertext_reply",
+    "expr_from_proto",
+    "expr_to_proto",
+    "header_from_proto",
+    "header_to_proto",
+    "join_key_chunks",
+    "key_chunks",
+    "plan_from_proto",
+    "plan_to_proto",
+    "value_from_proto",
+    "value_to_proto",
+]
+
+# -- values ---------------------------------------------------------------------
+
+
+def value_to_proto(value: LiteralValue) -> plan_pb2.Value:
+    kind = literal_kind(value)
+    msg = plan_pb2.Value()
+    if kind == "null":
+        msg.null_value = True
+    elif kind == "boolean":
+        msg.bool_value = bool(value)
+    elif kind == "int":
+        assert isinstance(value, int)
+        if not -(2**63) <= value < 2**63:
+            msg.decimal_value = str(value)
+        else:
+            msg.int_value = value
+    elif kind == "float":
+        msg.float_value = float(value)  # type: ignore[arg-type]
+    elif kind == "decimal":
+        msg.decimal_value = str(value)
+    elif kind == "text":
+        msg.text_value = str(value)
+    elif kind == "timestamp":
+        assert isinstance(value, dt.datetime)
+        msg.timestamp_value = value.isoformat()
+    else:
+        assert isinstance(value, dt.date)
+        msg.date_value = value.isoformat()
+    return msg
+
+
+def value_from_proto(msg: plan_pb2.Value) -> LiteralValue:
+    kind = msg.WhichOneof("kind")
+    try:
+        if kind == "null_value":
+            return None
+        if kind == "bool_value":
+            return msg.bool_value
+        if kind == "int_value":
+            return msg.int_value
+        if kind == "float_value":
+            return msg.float_value
+        if kind == "decimal_value":
+            value = Decimal(msg.decimal_value)
+            if not value.is_finite():
+                raise PlanError("a decimal literal must be finite")
+            return value
+        if kind == "text_value":
+            return msg.text_value
+        if kind == "date_value":
+            return dt.date.fromisoformat(msg.date_value)
+        if kind == "timestamp_value":
+            return dt.datetime.fromisoformat(msg.timestamp_value)
+    except (ValueError, InvalidOperation) as exc:
+        raise PlanError(f"malformed {kind} literal") from exc
+    raise PlanError("a literal value has no kind")
+
+
+# -- expressions ----------------------------------------------------------------
+
+_BINARY_TO = {op: getattr(plan_pb2, f"BINARY_OP_{op.name}") for op in BinaryOp}
+_BINARY_FROM = {v: k for k, v in _BINARY_TO.items()}
+_UNARY_TO = {op: getattr(plan_pb2, f"UNARY_OP_{op.name}") for op in UnaryOp}
+_UNARY_FROM = {v: k for k, v in _UNARY_TO.items()}
+
+
+def expr_to_proto(node: Expr) -> plan_pb2.Expr:
+    msg = plan_pb2.Expr()
+    if isinstance(node, Column):
+        msg.column = node.name
+    elif isinstance(node, Literal):
+        msg.literal.CopyFrom(value_to_proto(node.value))
+    elif isinstance(node, Binary):
+        msg.binary.op = _BINARY_TO[node.op]
+        msg.binary.left.CopyFrom(expr_to_proto(node.left))
+        msg.binary.right.CopyFrom(expr_to_proto(node.right))
+    elif isinstance(node, Unary):
+        msg.unary.op = _UNARY_TO[node.op]
+        msg.unary.operand.CopyFrom(expr_to_proto(node.operand))
+    elif isinstance(node, Between):
+        msg.between.operand.CopyFrom(expr_to_proto(node.operand))
+        msg.between.low.CopyFrom(expr_to_proto(node.low))
+        msg.between.high.CopyFrom(expr_to_proto(node.high))
+        msg.between.negated = node.negated
+    elif isinstance(node, InList):
+        msg.in_list.operand.CopyFrom(expr_to_proto(node.operand))
+        msg.in_list.values.extend(value_to_proto(v) for v in node.values)
+        msg.in_list.negated = node.negated
+    elif isinstance(node, Like):
+        msg.like.operand.CopyFrom(expr_to_proto(node.operand))
+        msg.like.pattern = node.pattern
+        msg.like.negated = node.negated
+        msg.like.case_insensitive = node.case_insensitive
+    elif isinstance(node, IsNull):
+        msg.is_null.operand.CopyFrom(expr_to_proto(node.operand))
+        msg.is_null.negated = node.negated
+    else:
+        raise TypeError(f"not an expression node: {type(node).__name__}")
+    return msg
+
+
+def _required(msg: plan_pb2.Expr, parent: str) -> plan_pb2.Expr:
+    if msg.WhichOneof("kind") is None:
+        raise PlanError(f"{parent} is missing an operand")
+    return msg
+
+
+def expr_from_proto(msg: plan_pb2.Expr) -> Expr:
+    kind = msg.WhichOneof("kind")
+    if kind == "column":
+        if not msg.column:
+            raise PlanError("a column reference has no name")
+        return Column(msg.column)
+    if kind == "literal":
+        return Literal(value_from_proto(msg.literal))
+    if kind == "binary":
+        if msg.binary.op not in _BINARY_FROM:
+            raise PlanError("unknown binary operator")
+        return Binary(
+            _BINARY_FROM[msg.binary.op],
+            expr_from_proto(_required(msg.binary.left, "a binary expression")),
+            expr_from_proto(_required(msg.binary.right, "a binary expression")),
+        )
+    if kind == "unary":
+        if msg.unary.op not in _UNARY_FROM:
+            raise PlanError("unknown unary operator")
+        return Unary(
+            _UNARY_FROM[msg.unary.op],
+            expr_from_proto(_required(msg.unary.operand, "a unary expression")),
+        )
+    if kind == "between":
+        b = msg.between
+        return Between(
+            expr_from_proto(_required(b.operand, "BETWEEN")),
+            expr_from_proto(_required(b.low, "BETWEEN")),
+            expr_from_proto(_required(b.high, "BETWEEN")),
+            b.negated,
+        )
+    if kind == "in_list":
+        return InList(
+            expr_from_proto(_required(msg.in_list.operand, "IN")),
+            tuple(value_from_proto(v) for v in msg.in_list.values),
+            msg.in_list.negated,
+        )
+    if kind == "like":
+        return Like(
+            expr_from_proto(_required(msg.like.operand, "LIKE")),
+            msg.like.pattern,
+            msg.like.negated,
+            msg.like.case_insensitive,
+        )
+    if kind == "is_null":
+        return IsNull(
+            expr_from_proto(_required(msg.is_null.operand, "IS NULL")), msg.is_null.negated
+        )
+    raise PlanError("an expression has no kind")
+
+
+# -- plans ----------------------------------------------------------------------
+
+_ENCODING_TO = {e: getattr(plan_pb2, f"NUMERIC_ENCODING_{e.name}") for e in Encoding}
+_ENCODING_FROM = {v: k for k, v in _ENCODING_TO.items()}
+
+
+def plan_to_proto(plan: AggregatePlan) -> plan_pb2.AggregatePlan:
+    msg = plan_pb2.AggregatePlan(table=plan.table)
+    if plan.filter is not None:
+        msg.filter.CopyFrom(expr_to_proto(plan.filter))
+    for group in plan.groups:
+        msg.groups.add(column=group.column, domain=[value_to_proto(v) for v in group.domain])
+    for m in plan.measures:
+        msg.measures.add(
+            expr=expr_to_proto(m.expr),
+            encoding=_ENCODING_TO[m.encoding],
+            decimal_scale=m.decimal_scale,
+            want_sum=m.want_sum,
+            want_square=m.want_square,
+        )
+    c = plan.codec
+    msg.codec.CopyFrom(
+        plan_pb2.SlotCodec(
+            limb_bits=c.limb_bits,
+            count_limbs=c.count_limbs,
+            sum_limbs=c.sum_limbs,
+            square_limbs=c.square_limbs,
+            fraction_bits=c.fraction_bits,
+            slots=c.slots,
+        )
+    )
+    return msg
+
+
+def plan_from_proto(msg: plan_pb2.AggregatePlan) -> AggregatePlan:
+    if not msg.table:
+        raise PlanError("the plan names no table")
+    measures = []
+    for m in msg.measures:
+        if m.encoding not in _ENCODING_FROM:
+            raise PlanError("a measure has no known encoding")
+        if m.decimal_scale > 38:
+            raise PlanError("a decimal scale above 38 is not allowed")
+        measures.append(
+            Measure(
+                expr_from_proto(_required(m.expr, "a measure")),
+                _ENCODING_FROM[m.encoding],
+                m.decimal_scale,
+                m.want_sum,
+                m.want_square,
+            )
+        )
+    if not msg.HasField("codec"):
+        raise PlanError("the plan carries no slot codec")
+    c = msg.codec
+    return AggregatePlan(
+        table=msg.table,
+        filter=expr_from_proto(msg.filter) if msg.HasField("filter") else None,
+        groups=tuple(
+            GroupColumn(g.column, tuple(value_from_proto(v) for v in g.domain)) for g in msg.groups
+        ),
+        measures=tuple(measures),
+        codec=SlotCodec(
+            c.limb_bits, c.count_limbs, c.sum_limbs, c.square_limbs, c.fraction_bits, c.slots
+        ),
+    )
+
+
+# -- catalogs -------------------------------------------------------------------
+
+
+def catalog_to_proto(catalog: Catalog) -> catalog_pb2.Catalog:
+    msg = catalog_pb2.Catalog(holder=catalog.holder, vouchers_required=catalog.vouchers_required)
+    for table in catalog.tables:
+        t = msg.tables.add(
+            name=table.name, min_group_size=table.min_group_size, holders=list(table.holders)
+        )
+        for col in table.columns:
+            c = t.columns.add(
+                name=col.name,
+                type=str(col.type),
+                uses=sorted(col.uses),
+                domain_published=col.domain is not None,
+            )
+            if col.domain is not None:
+                c.domain.extend(value_to_proto(v) for v in col.domain)
+    for table_name, reason in catalog.conflicts:
+        msg.conflicts.add(table=table_name, reason=reason)
+    return msg
+
+
+def catalog_from_proto(msg: catalog_pb2.Catalog) -> Catalog:
+    tables = []
+    for t in msg.tables:
+        columns = []
+        for c in t.columns:
+            try:
+                sql_type = SqlType.parse(c.type)
+            except ValueError:
+                sql_type = SqlType("OTHER")
+            domain = tuple(value_from_proto(v) for v in c.domain) if c.domain_published else None
+            columns.append(ColumnInfo(c.name, sql_type, frozenset(c.uses), domain))
+        tables.append(TableInfo(t.name, tuple(columns), t.min_group_size or 1, tuple(t.holders)))
+    return Catalog(
+        holder=msg.holder,
+        tables=tuple(tables),
+        vouchers_required=msg.vouchers_required,
+        conflicts=tuple((c.table, c.reason) for c in msg.conflicts),
+    )
+
+
+# -- aggregate reply headers ----------------------------------------------------
+
+
+def header_to_proto(
+    ciphertexts: int, suppressed: tuple[int, ...] | list[int], holders: tuple[str, ...] | list[str]
+) -> query_pb2.AggregateReply:
+    return query_pb2.AggregateReply(
+        header=query_pb2.AggregateHeader(
+            ciphertexts=ciphertexts,
+            suppressed_groups=list(suppressed),
+            holders=list(holders),
+        )
+    )
+
+
+def header_from_proto(
+    msg: query_pb2.AggregateHeader,
+) -> tuple[int, tuple[int, ...], tuple[str, ...]]:
+    return msg.ciphertexts, tuple(msg.suppressed_groups), tuple(msg.holders)
+
+
+def aggregate_request(key_id: str, plan: AggregatePlan) -> query_pb2.AggregateRequest:
+    return query_pb2.AggregateRequest(key_id=key_id, plan=plan_to_proto(plan))
+
+
+def ciphertext_reply(index: int, data: bytes) -> query_pb2.AggregateReply:
+    return query_pb2.AggregateReply(ciphertext=crypto_pb2.Ciphertext(index=index, data=data))
+
+
+# -- key transfer ---------------------------------------------------------------
+
+KEY_CHUNK_BYTES = 1 << 20
+
+
+def key_chunks(data: bytes) -> Iterator[crypto_pb2.KeyChunk]:
+    """Split a public context into KeyChunk messages of at most 1 MiB."""
+    for start in range(0, len(data), KEY_CHUNK_BYTES):
+        yield crypto_pb2.KeyChunk(data=data[start : start + KEY_CHUNK_BYTES])
+
+
+def join_key_chunks(stream: Iterable[crypto_pb2.KeyChunk], max_bytes: int) -> bytes:
+    """Join a KeyChunk stream; stop reading as soon as it passes ``max_bytes``."""
+    parts: list[bytes] = []
+    size = 0
+    for chunk in stream:
+        size += len(chunk.data)
+        if size > max_bytes:
+            raise CryptoError(f"public context exceeds {max_bytes} bytes")
+        parts.append(chunk.data)
+    if not size:
+        raise CryptoError("empty public context")
+    return b"".join(parts)

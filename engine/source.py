@@ -1,0 +1,177 @@
+"""A holder's tables and the engines that run its local SQL.
+
+``--table NAME=PATH`` picks the engine from the file: CSV (loaded once into
+an in-memory DuckDB table, so repeated queries do not re-parse it), Parquet
+(a DuckDB view, scanned lazily), a DuckDB database file or a SQLite database
+file (recognised by their magic bytes; the table of the same name is served,
+read-only). SQLite tables run in SQLite itself, with SQL that sqlglot writes
+in SQLite's dialect, so data never round-trips through another engine.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from sqlglot import exp
+
+from engine.errors import ConfigError, SourceError
+from engine.pushdown import SQLITE_VAR_POP
+from engine.types import SqlType, from_duckdb, from_sqlite
+
+__all__ = ["TableSource", "open_source"]
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_INTERNAL = "served"  # name of a CSV/Parquet table inside its private DuckDB
+_DUCKDB_MAGIC = b"DUCK"  # at byte offset 8 of a DuckDB database file
+
+
+class _WelfordVarPop:
+    """VAR_POP for SQLite, numerically stable (Welford), NULLs skipped."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+
+    def step(self, value: float | None) -> None:
+        if value is None:
+            return
+        self.n += 1
+        delta = value - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (value - self.mean)
+
+    def finalize(self) -> float | None:
+        return self.m2 / self.n if self.n else None
+
+
+@dataclass
+class TableSource:
+    """One served table: its engine, how to reach it, and its schema."""
+
+    name: str
+    path: Path
+    dialect: str  # "duckdb" or "sqlite"
+    _duck: duckdb.DuckDBPyConnection | None = None
+    _local: threading.local | None = None
+    # The table's name inside its engine: the served name for database files,
+    # a fixed internal name for CSV and Parquet loaded into a private DuckDB.
+    sql_name: str = ""
+
+    def __post_init__(self) -> None:
+        self.sql_name = self.sql_name or self.name
+
+    # -- running SQL ---------------------------------------------------------
+    def run(self, sql: str, params: dict[str, Any] | Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Execute read-only SQL; engine errors become :class:`SourceError`."""
+        try:
+            if self._duck is not None:
+                cursor = self._duck.cursor()
+                try:
+                    return cursor.execute(sql, params).fetchall()
+                finally:
+                    cursor.close()
+            return self._sqlite().execute(sql, params).fetchall()
+        except (duckdb.Error, sqlite3.Error) as exc:
+            raise SourceError(
+                f"table {self.name}: the local engine refused the query: {exc}"
+            ) from exc
+
+    def _sqlite(self) -> sqlite3.Connection:
+        # sqlite3 connections are per thread; gRPC serves from a thread pool.
+        assert self._local is not None
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            con.create_aggregate(SQLITE_VAR_POP, 1, _WelfordVarPop)  # type: ignore[arg-type]
+            # DuckDB's LIKE is case-sensitive; make SQLite's agree.
+            con.execute("PRAGMA case_sensitive_like = ON")
+            self._local.con = con
+        return con
+
+    # -- schema --------------------------------------------------------------
+    def schema(self) -> list[tuple[str, SqlType]]:
+        if self._duck is not None:
+            rows = self.run(exp.Describe(this=exp.table_(self.sql_name, quoted=True)).sql("duckdb"))
+            return [(str(r[0]), from_duckdb(str(r[1]))) for r in rows]
+        pragma = exp.Pragma(
+            this=exp.Anonymous(
+                this="table_info", expressions=[exp.to_identifier(self.sql_name, quoted=True)]
+            )
+        )
+        rows = self.run(pragma.sql("sqlite"))
+        return [(str(r[1]), from_sqlite(str(r[2] or ""))) for r in rows]
+
+    def distinct_values(self, column: str, limit: int) -> list[Any] | None:
+        """The column's distinct values, or None when there are more than ``limit``."""
+        query = (
+            exp.select(exp.column(column, quoted=True))
+            .distinct()
+            .from_(exp.table_(self.sql_name, quoted=True))
+            .limit(limit + 1)
+        )
+        rows = self.run(query.sql(self.dialect))
+        if len(rows) > limit:
+            return None
+        return [_clean(r[0]) for r in rows]
+
+    def max_abs(self, column: str) -> float | None:
+        """The largest magnitude in a numeric column (None when all NULL)."""
+        col = exp.column(column, quoted=True)
+        query = exp.select(exp.Max(this=exp.Abs(this=exp.cast(col, "DOUBLE")))).from_(
+            exp.table_(self.sql_name, quoted=True)
+        )
+        value = self.run(query.sql(self.dialect))[0][0]
+        return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _clean(value: Any) -> Any:
+    # NaN cannot be a group key that compares equal to itself; treat as NULL.
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _magic(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(16)
+
+
+def open_source(name: str, path: Path) -> TableSource:
+    """Open ``path`` as the source of table ``name``; refuses unknown formats clearly."""
+    if not path.exists():
+        raise ConfigError(f"table {name}: source {path} does not exist")
+    suffix = "".join(path.suffixes[-2:]).lower()
+    try:
+        if suffix.endswith((".csv", ".csv.gz", ".tsv")):
+            con = duckdb.connect(":memory:")
+            con.read_csv(str(path)).to_table(_INTERNAL)
+            return TableSource(name, path, "duckdb", _duck=con, sql_name=_INTERNAL)
+        if suffix.endswith(".parquet"):
+            con = duckdb.connect(":memory:")
+            con.read_parquet(str(path)).to_view(_INTERNAL)
+            return TableSource(name, path, "duckdb", _duck=con, sql_name=_INTERNAL)
+        header = _magic(path)
+        if header.startswith(_SQLITE_MAGIC):
+            source = TableSource(name, path, "sqlite", _local=threading.local())
+            if not source.schema():
+                raise ConfigError(f"table {name}: SQLite file {path} has no table named {name}")
+            return source
+        if header[8:12] == _DUCKDB_MAGIC:
+            con = duckdb.connect(str(path), read_only=True)
+            source = TableSource(name, path, "duckdb", _duck=con)
+            tables = {str(r[0]).lower(): str(r[0]) for r in source.run("SHOW TABLES")}
+            if name.lower() not in tables:
+                raise ConfigError(f"table {name}: DuckDB file {path} has no table named {name}")
+            source.sql_name = tables[name.lower()]
+            return source
+    except duckdb.Error as exc:
+        raise ConfigError(f"table {name}: cannot read {path}: {exc}") from exc
+    raise ConfigError(f"table {name}: {path} is not a .csv, .parquet, DuckDB or SQLite file")

@@ -1,0 +1,1 @@
+"""unseen's servers: the data holder node and the key-less coordinator."""

@@ -1,0 +1,170 @@
+"""The command line as a user runs it: separate processes, real ports, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.shards import load_duckdb, write_shard
+from unseen.federation import LocalFederation
+
+SCHEMA = [("city", "VARCHAR"), ("month", "VARCHAR"), ("amount", "BIGINT"), ("rate", "DOUBLE")]
+
+
+def unseen(
+    *args: str, env: dict | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "unseen", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or dict(os.environ),
+    )
+
+
+def _rows(offset: int) -> list[tuple]:
+    cities = ["Hangzhou", "Ningbo", "Wenzhou"]
+    return [
+        (cities[i % 3], f"2022-{i % 12 + 1:02d}", 1000 * (i + offset), 0.01 * (i % 17))
+        for i in range(120)
+    ]
+
+
+@pytest.fixture(scope="module")
+def cli_federation(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    reference = duckdb.connect()
+    holders, pooled = {}, []
+    for i, suffix in enumerate((".csv", ".parquet", ".sqlite")):
+        rows = _rows(i * 1000)
+        pooled += rows
+        holders[f"bank-{i}"] = {
+            "loans": write_shard(root / f"loans{i}{suffix}", SCHEMA, rows, table="loans")
+        }
+    load_duckdb(reference, SCHEMA, pooled, "loans")
+    with LocalFederation(holders, root / "logs") as federation:
+        yield federation, reference, root
+
+
+def test_query_json_matches_duckdb(cli_federation, tmp_path):
+    federation, reference, _ = cli_federation
+    sql = (
+        "SELECT city, COUNT(*), SUM(amount), AVG(rate), STDDEV_SAMP(rate) FROM loans "
+        "WHERE month >= '2022-03' GROUP BY city ORDER BY city"
+    )
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "cfg"))
+    done = unseen("query", "--coordinator", federation.address, "--format", "json", sql, env=env)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert set(out) == {"columns", "rows", "meta"}
+    assert out["columns"] == ["city", "COUNT(*)", "SUM(amount)", "AVG(rate)", "STDDEV_SAMP(rate)"]
+    theirs = reference.sql(sql).fetchall()
+    assert len(out["rows"]) == len(theirs)
+    for ours, plain in zip(out["rows"], theirs, strict=True):
+        assert ours[:3] == list(plain[:3])
+        assert ours[3] == pytest.approx(plain[3], rel=1e-6)
+        assert ours[4] == pytest.approx(plain[4], rel=1e-6)
+    assert out["meta"]["suppressed"] == [] and len(out["meta"]["holders"]) == 3
+    # No --key: a key was created on first use, private.
+    secret = tmp_path / "cfg" / "unseen" / "keys" / "default" / "secret.tenseal"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+
+
+def test_csv_and_table_formats(cli_federation):
+    federation, _, _ = cli_federation
+    sql = "SELECT city, COUNT(*) AS n FROM loans GROUP BY city ORDER BY city"
+    done = unseen("query", "--coordinator", federation.address, "--format", "csv", sql)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["city,n", "Hangzhou,120", "Ningbo,120", "Wenzhou,120"]
+    done = unseen("query", "--coordinator", federation.address, sql)
+    assert done.returncode == 0 and "Hangzhou" in done.stdout and "n" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "sql, needle",
+    [
+        ("SELECT MIN(amount) FROM loans", "MIN is not supported at line 1, column 8"),
+        ("SELECT amount FROM loans", "a row-level SELECT is not supported"),
+        ("SELECT COUNT(* FROM loans", "SQL does not parse"),
+        ("SELECT SUM(nothing) FROM loans", "no column nothing"),
+    ],
+)
+def test_refusals_print_one_line_and_exit_1(cli_federation, sql, needle):
+    federation, _, _ = cli_federation
+    done = unseen("query", "--coordinator", federation.address, sql)
+    assert done.returncode == 1
+    assert needle in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_unreachable_coordinator_exits_3_in_one_line(tmp_path):
+    done = unseen(
+        "query", "--coordinator", "127.0.0.1:9", "--timeout", "3", "SELECT COUNT(*) FROM t"
+    )
+    assert done.returncode == 3
+    assert "unavailable" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_usage_errors_exit_2_in_one_line(tmp_path):
+    for args in (
+        ["query"],
+        ["node", "serve", "--name", "x", "--listen", "nohost"],
+        [
+            "node",
+            "serve",
+            "--name",
+            "x",
+            "--listen",
+            "127.0.0.1:0",
+            "--table",
+            f"t={tmp_path / 'missing.csv'}",
+        ],
+    ):
+        done = unseen(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_keys_new_writes_a_private_key(tmp_path):
+    done = unseen("keys", "new", "--out", str(tmp_path / "k"))
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE((tmp_path / "k" / "secret.tenseal").stat().st_mode) == 0o600
+    again = unseen("keys", "new", "--out", str(tmp_path / "k"))
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_catalog_command(cli_federation):
+    federation, _, _ = cli_federation
+    done = unseen("catalog", "--coordinator", federation.address, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)["rows"]
+    assert rows[0][:3] == ["loans", "city", "VARCHAR"]
+
+
+def test_demo_runs_verified(tmp_path):
+    done = unseen("demo", "--enterprises", "1500", "--workdir", str(tmp_path), timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "demo finished: all answers agree with plaintext" in done.stdout
+    assert done.stdout.count("verified in") >= 4
+    assert "✗" not in done.stdout
+
+
+def test_servers_log_no_data_values(cli_federation):
+    federation, _, root = cli_federation
+    unseen(
+        "query",
+        "--coordinator",
+        federation.address,
+        "SELECT city, SUM(amount) FROM loans WHERE city = 'Ningbo' GROUP BY city",
+    )
+    logs = "".join(p.read_text() for p in Path(root / "logs").glob("*.log"))
+    for value in ("Ningbo", "Hangzhou", "2022-03"):
+        assert value not in logs

@@ -1,0 +1,138 @@
+"""Proto round trips for every domain object that crosses the wire."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine import serde
+from engine.catalog import Catalog, ColumnInfo, TableInfo
+from engine.errors import PlanError
+from engine.expr import (
+    Between,
+    Binary,
+    BinaryOp,
+    Column,
+    InList,
+    IsNull,
+    Like,
+    Literal,
+    Unary,
+    UnaryOp,
+)
+from engine.plan import AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
+from engine.types import SqlType
+from protos.unseen.v1 import plan_pb2
+
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False),
+    st.text(),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3),
+    st.dates(),
+    st.datetimes(),
+)
+names = st.text(min_size=1, max_size=12)
+leaves = st.one_of(names.map(Column), values.map(Literal))
+
+
+def _compound(children):
+    return st.one_of(
+        st.builds(Binary, st.sampled_from(list(BinaryOp)), children, children),
+        st.builds(Unary, st.sampled_from(list(UnaryOp)), children),
+        st.builds(Between, children, children, children, st.booleans()),
+        st.builds(InList, children, st.lists(values, max_size=5).map(tuple), st.booleans()),
+        st.builds(Like, children, st.text(), st.booleans(), st.booleans()),
+        st.builds(IsNull, children, st.booleans()),
+    )
+
+
+exprs = st.recursive(leaves, _compound, max_leaves=20)
+
+
+@given(values)
+def test_value_round_trip(value):
+    back = serde.value_from_proto(serde.value_to_proto(value))
+    assert back == value and type(back) is type(value)
+
+
+@given(exprs)
+def test_expr_round_trip(expr):
+    assert serde.expr_from_proto(serde.expr_to_proto(expr)) == expr
+
+
+@given(
+    st.builds(
+        AggregatePlan,
+        names,
+        st.one_of(st.none(), exprs),
+        st.lists(
+            st.builds(GroupColumn, names, st.lists(values, max_size=4).map(tuple)), max_size=3
+        ).map(tuple),
+        st.lists(
+            st.builds(
+                Measure,
+                exprs,
+                st.sampled_from(list(Encoding)),
+                st.integers(0, 18),
+                st.booleans(),
+                st.booleans(),
+            ),
+            max_size=4,
+        ).map(tuple),
+        st.builds(SlotCodec),
+    )
+)
+def test_plan_round_trip(plan):
+    assert serde.plan_from_proto(serde.plan_to_proto(plan)) == plan
+
+
+def test_catalog_round_trip():
+    catalog = Catalog(
+        "grid",
+        (
+            TableInfo(
+                "t",
+                (
+                    ColumnInfo(
+                        "city", SqlType("VARCHAR"), frozenset({"group", "filter"}), ("a", "b", None)
+                    ),
+                    ColumnInfo("kwh", SqlType("DECIMAL", 12, 2), frozenset({"aggregate"})),
+                    ColumnInfo("day", SqlType("DATE"), frozenset(), (dt.date(2020, 1, 1),)),
+                ),
+                7,
+                ("grid",),
+            ),
+        ),
+        True,
+        (("x", "holders disagree"),),
+    )
+    assert serde.catalog_from_proto(serde.catalog_to_proto(catalog)) == catalog
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        plan_pb2.Expr(),
+        plan_pb2.Expr(binary=plan_pb2.BinaryExpr(op=99)),
+        plan_pb2.Expr(binary=plan_pb2.BinaryExpr(op=plan_pb2.BINARY_OP_ADD)),
+        plan_pb2.Expr(literal=plan_pb2.Value(date_value="not a date")),
+        plan_pb2.Expr(literal=plan_pb2.Value(decimal_value="NaN")),
+        plan_pb2.Expr(literal=plan_pb2.Value()),
+        plan_pb2.Expr(column=""),
+    ],
+)
+def test_malformed_expressions_are_plan_errors(message):
+    with pytest.raises(PlanError):
+        serde.expr_from_proto(message)
+
+
+def test_huge_integers_travel_as_decimals():
+    value = 2**70
+    assert serde.value_from_proto(serde.value_to_proto(value)) == Decimal(value)

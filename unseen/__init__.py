@@ -1,0 +1,1 @@
+"""The unseen application: command line, demo and local federations."""

@@ -1,0 +1,247 @@
+"""The ``unseen`` command line.
+
+Exit codes (also in README.md):
+
+====  ==========================================================
+0     success
+1     the request was refused or failed (bad SQL, policy, a holder's error)
+2     usage error: bad flags, missing files, invalid configuration
+3     a peer was unreachable or did not answer before the deadline
+4     verification failed: an encrypted answer disagreed with plaintext
+70    internal error (a bug): one line here, the traceback with --debug
+====  ==========================================================
+
+User errors print one line on stderr and never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.errors import (
+    ConfigError,
+    RemoteError,
+    UnseenError,
+    VerificationError,
+)
+
+__all__ = ["main"]
+
+log = logging.getLogger("unseen")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_MISMATCH, EXIT_BUG = 0, 1, 2, 3, 4, 70
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors in one line with exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"unseen: {message} (see {self.prog} --help)\n")
+
+
+def _table_arg(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected TABLE=SOURCE, got {text!r}")
+    return name, Path(path)
+
+
+def _address(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return text
+
+
+def _serve_forever(server: object, what: str, address: str) -> int:
+    """Announce the address, then block until SIGTERM/SIGINT and drain."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(f"{what} listening on {address}", flush=True)
+    stop.wait()
+    log.info("%s stopping: finishing in-flight calls", what)
+    server.stop(grace=10.0).wait()  # type: ignore[attr-defined]
+    return EXIT_OK
+
+
+def _cmd_node_serve(args: argparse.Namespace) -> int:
+    from nodes.holder import HolderNode, serve_holder
+
+    if not args.table:
+        raise ConfigError("give at least one --table TABLE=SOURCE")
+    node = HolderNode.quickstart(args.name, dict(args.table), k=args.k)
+    server, port = serve_holder(node, args.listen)
+    host = args.listen.rpartition(":")[0]
+    return _serve_forever(server, f"holder {args.name}", f"{host}:{port}")
+
+
+def _cmd_coordinator_serve(args: argparse.Namespace) -> int:
+    from nodes.coordinator import Coordinator, serve_coordinator
+
+    coordinator = Coordinator.connect(args.holder)
+    server, port = serve_coordinator(coordinator, args.listen)
+    host = args.listen.rpartition(":")[0]
+    try:
+        return _serve_forever(server, "coordinator", f"{host}:{port}")
+    finally:
+        coordinator.close()
+
+
+def _cmd_keys_new(args: argparse.Namespace) -> int:
+    from engine.keys import AnalystKey, default_key_dir
+
+    directory = args.out or default_key_dir()
+    key = AnalystKey.generate()
+    key.save(directory)
+    print(f"key {key.key_id} written to {directory}")
+    return EXIT_OK
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from engine.client import Client
+
+    with Client(args.coordinator, key_dir=args.key, timeout=args.timeout) as client:
+        result = client.query(args.sql)
+    print(result.format(args.format))
+    return EXIT_OK
+
+
+def _cmd_catalog(args: argparse.Namespace) -> int:
+    from engine.client import Client
+    from engine.result import Result
+
+    with Client(args.coordinator, key_dir=args.key, timeout=args.timeout) as client:
+        catalog = client.catalog()
+    rows = []
+    for table in catalog.tables:
+        for col in table.columns:
+            domain = "" if col.domain is None else f"{len(col.domain)} values"
+            rows.append(
+                [
+                    table.name,
+                    col.name,
+                    str(col.type),
+                    ",".join(sorted(col.uses)),
+                    domain,
+                    ",".join(table.holders),
+                ]
+            )
+    result = Result(
+        ["table", "column", "type", "uses", "domain", "holders"],
+        rows,
+        {"conflicts": [list(c) for c in catalog.conflicts]},
+    )
+    print(result.format(args.format))
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from unseen.demo import run_demo
+
+    return (
+        EXIT_OK
+        if run_demo(enterprises=args.enterprises, seed=args.seed, workdir=args.workdir)
+        else EXIT_MISMATCH
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="unseen", description="Federated queries over encrypted aggregates.")
+    parser.add_argument(
+        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    demo = commands.add_parser("demo", help="run a whole federation on loopback and verify it")
+    demo.add_argument("--enterprises", type=int, default=3000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep generated data and logs here (default: a temporary folder)",
+    )
+    demo.set_defaults(func=_cmd_demo)
+
+    keys = commands.add_parser("keys", help="analyst keys").add_subparsers(
+        dest="keys_command", required=True, parser_class=_Parser
+    )
+    new = keys.add_parser("new", help="create a CKKS key pair")
+    new.add_argument("--out", type=Path, default=None, help="key directory")
+    new.set_defaults(func=_cmd_keys_new)
+
+    node = commands.add_parser("node", help="data holder node").add_subparsers(
+        dest="node_command", required=True, parser_class=_Parser
+    )
+    serve = node.add_parser("serve", help="serve tables to the federation")
+    serve.add_argument("--name", required=True)
+    serve.add_argument("--listen", required=True, type=_address)
+    serve.add_argument(
+        "--table", action="append", type=_table_arg, default=[], metavar="TABLE=SOURCE"
+    )
+    serve.add_argument("--k", type=int, default=5, help="minimum group size (quick-start)")
+    serve.set_defaults(func=_cmd_node_serve)
+
+    coord = commands.add_parser("coordinator", help="key-less coordinator").add_subparsers(
+        dest="coordinator_command", required=True, parser_class=_Parser
+    )
+    cserve = coord.add_parser("serve", help="compose holders' encrypted answers")
+    cserve.add_argument("--listen", required=True, type=_address)
+    cserve.add_argument(
+        "--holder", action="append", type=_address, default=[], required=True, metavar="HOST:PORT"
+    )
+    cserve.set_defaults(func=_cmd_coordinator_serve)
+
+    for name, func, helptext in (
+        ("query", _cmd_query, "run an aggregate SQL query"),
+        ("catalog", _cmd_catalog, "show the federation's catalog"),
+    ):
+        sub = commands.add_parser(name, help=helptext)
+        sub.add_argument("--coordinator", required=True, type=_address)
+        sub.add_argument("--key", type=Path, default=None, help="key directory")
+        sub.add_argument("--format", choices=["table", "json", "csv"], default="table")
+        sub.add_argument("--timeout", type=float, default=None, help="seconds per call")
+        if name == "query":
+            sub.add_argument("sql")
+        sub.set_defaults(func=func)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except VerificationError as exc:
+        print(f"unseen: {exc}", file=sys.stderr)
+        return EXIT_MISMATCH
+    except RemoteError as exc:
+        print(f"unseen: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE if exc.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED") else EXIT_FAILED
+    except ConfigError as exc:
+        print(f"unseen: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UnseenError as exc:
+        print(f"unseen: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"unseen: internal error ({type(exc).__name__}: {exc}); rerun with --debug",
+            file=sys.stderr,
+        )
+        return EXIT_BUG
