@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -28,6 +29,7 @@ __all__ = ["AnalystKey", "default_key_dir", "load_or_create"]
 SECRET_FILE = "secret.tenseal"  # noqa: S105 - a file name, not a secret
 PUBLIC_FILE = "public.tenseal"
 META_FILE = "key.json"
+SALT_FILE = "salt.bin"  # keys model fingerprints (engine.model.model_fingerprint)
 
 
 def default_key_dir() -> Path:
@@ -69,6 +71,11 @@ def _locked(directory: Path) -> Iterator[None]:
 class AnalystKey:
     secret: ts.Context
     public: bytes
+    salt: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.salt:
+            self.salt = os.urandom(32)
 
     @property
     def key_id(self) -> str:
@@ -90,6 +97,7 @@ class AnalystKey:
         secret = bytes(self.secret.serialize(save_secret_key=True))
         _write_private(directory / SECRET_FILE, secret, 0o600)
         _write_private(directory / PUBLIC_FILE, self.public, 0o644)
+        _write_private(directory / SALT_FILE, self.salt, 0o600)
         meta = {
             "key_id": self.key_id,
             "scheme": "CKKS",
@@ -118,7 +126,13 @@ class AnalystKey:
             raise ConfigError(f"the key in {directory} is damaged: {exc}") from exc
         if not secret.has_secret_key():
             raise ConfigError(f"{secret_path} holds no secret key")
-        return cls(secret, public)
+        salt_path = directory / SALT_FILE
+        salt = (
+            salt_path.read_bytes()
+            if salt_path.exists()
+            else (hashlib.sha256(b"unseen-salt" + secret_path.read_bytes()).digest())
+        )
+        return cls(secret, public, salt)
 
 
 def load_or_create(directory: Path | None) -> AnalystKey:

@@ -46,6 +46,8 @@ DEADLINES = {
     "register_key": 60.0,
     "has_key": 10.0,
     "aggregate": 120.0,
+    "prepare_model": 120.0,
+    "score": 600.0,
     "health": 5.0,
 }
 

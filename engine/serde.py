@@ -9,7 +9,8 @@ never a bare ``KeyError`` or ``ValueError``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+import math
+from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 
 from engine.catalog import Catalog, ColumnInfo, TableInfo
@@ -29,9 +30,10 @@ from engine.expr import (
     UnaryOp,
     literal_kind,
 )
+from engine.model import FeatureSpec
 from engine.plan import AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
 from engine.types import SqlType
-from protos.unseen.v1 import catalog_pb2, crypto_pb2, plan_pb2, query_pb2
+from protos.unseen.v1 import catalog_pb2, crypto_pb2, plan_pb2, query_pb2, score_pb2
 
 __all__ = [
     "KEY_CHUNK_BYTES",
@@ -41,12 +43,21 @@ __all__ = [
     "ciphertext_reply",
     "expr_from_proto",
     "expr_to_proto",
+    "feature_from_proto",
+    "feature_to_proto",
     "header_from_proto",
     "header_to_proto",
     "join_key_chunks",
     "key_chunks",
+    "model_from_parts",
+    "model_parts",
     "plan_from_proto",
     "plan_to_proto",
+    "prepare_request",
+    "score_parts",
+    "score_reply_ciphertext",
+    "score_reply_header",
+    "score_request_from_parts",
     "value_from_proto",
     "value_to_proto",
 ]
@@ -372,3 +383,148 @@ def join_key_chunks(stream: Iterable[crypto_pb2.KeyChunk], max_bytes: int) -> by
     if not size:
         raise CryptoError("empty public context")
     return b"".join(parts)
+
+
+# -- scoring ---------------------------------------------------------------------
+
+
+def feature_to_proto(feature: FeatureSpec) -> score_pb2.FeatureSpec:
+    msg = score_pb2.FeatureSpec(
+        table=feature.table,
+        column=feature.column,
+        key=feature.key,
+        aggregate=feature.aggregate,
+        transform=feature.transform,
+        default_value=feature.default,
+    )
+    if feature.filter is not None:
+        msg.filter.CopyFrom(expr_to_proto(feature.filter))
+    return msg
+
+
+def feature_from_proto(msg: score_pb2.FeatureSpec) -> FeatureSpec:
+    if not msg.table or not msg.column or not msg.key:
+        raise PlanError("a feature needs a table, a column and an entity key")
+    if not math.isfinite(msg.default_value):
+        raise PlanError("a feature's default must be finite")
+    return FeatureSpec(
+        table=msg.table,
+        column=msg.column,
+        key=msg.key,
+        aggregate=msg.aggregate,
+        filter=expr_from_proto(msg.filter) if msg.HasField("filter") else None,
+        transform=msg.transform,
+        default=msg.default_value,
+    )
+
+
+def prepare_request(key_id: str, features: Sequence[FeatureSpec]) -> score_pb2.PrepareModelRequest:
+    return score_pb2.PrepareModelRequest(
+        key_id=key_id, features=[feature_to_proto(f) for f in features]
+    )
+
+
+def model_parts(
+    key_id: str,
+    model_id: str,
+    features: Sequence[FeatureSpec],
+    exponents: Sequence[int],
+    weights: Sequence[bytes],
+) -> Iterator[score_pb2.ModelPart]:
+    """The RegisterModel stream: a header, then one message per encrypted weight."""
+    yield score_pb2.ModelPart(
+        header=score_pb2.ModelHeader(
+            key_id=key_id,
+            model_id=model_id,
+            features=[feature_to_proto(f) for f in features],
+            exponents=list(exponents),
+        )
+    )
+    for index, data in enumerate(weights):
+        yield score_pb2.ModelPart(weight=score_pb2.WeightCiphertext(feature=index, data=data))
+
+
+def model_from_parts(
+    parts: Iterable[score_pb2.ModelPart], max_bytes: int
+) -> tuple[str, str, tuple[FeatureSpec, ...], tuple[int, ...], tuple[bytes, ...]]:
+    """Read a RegisterModel stream: (key id, model id, features, exponents, weights)."""
+    iterator = iter(parts)
+    first = next(iterator, None)
+    if first is None or first.WhichOneof("part") != "header":
+        raise PlanError("a model registration must start with its header")
+    header = first.header
+    features = tuple(feature_from_proto(f) for f in header.features)
+    if not features or len(header.exponents) != len(features):
+        raise PlanError("a model needs features, each with an exponent")
+    if any(not 0 <= e <= 1000 for e in header.exponents):
+        raise PlanError("feature exponents must be between 0 and 1000")
+    if not header.model_id or not header.key_id:
+        raise PlanError("a model registration names no model or key")
+    weights: list[bytes | None] = [None] * len(features)
+    size = 0
+    for part in iterator:
+        if part.WhichOneof("part") != "weight":
+            raise PlanError("a model registration has a second header")
+        index = part.weight.feature
+        if index >= len(features) or weights[index] is not None:
+            raise PlanError(f"weight {index} is out of place")
+        size += len(part.weight.data)
+        if size > max_bytes:
+            raise PlanError(f"model weights exceed {max_bytes} bytes")
+        weights[index] = part.weight.data
+    if any(w is None for w in weights):
+        raise PlanError("a model registration lacks a weight for some feature")
+    return (
+        header.key_id,
+        header.model_id,
+        features,
+        tuple(header.exponents),
+        tuple(w for w in weights if w is not None),
+    )
+
+
+def score_parts(
+    model_id: str, key_id: str, ids: Sequence[str], chunk: int = 4096
+) -> Iterator[score_pb2.ScorePart]:
+    yield score_pb2.ScorePart(
+        header=score_pb2.ScoreHeader(model_id=model_id, key_id=key_id, entities=len(ids))
+    )
+    for start in range(0, len(ids), chunk):
+        yield score_pb2.ScorePart(entities=score_pb2.EntityChunk(ids=ids[start : start + chunk]))
+
+
+def score_request_from_parts(
+    parts: Iterable[score_pb2.ScorePart], max_entities: int
+) -> tuple[str, str, list[str]]:
+    """Read a whole Score request stream: (model id, key id, entity ids)."""
+    iterator = iter(parts)
+    first = next(iterator, None)
+    if first is None or first.WhichOneof("part") != "header":
+        raise PlanError("a score request must start with its header")
+    header = first.header
+    if header.entities > max_entities:
+        raise PlanError(f"at most {max_entities} entities per request")
+    ids: list[str] = []
+    for part in iterator:
+        if part.WhichOneof("part") != "entities":
+            raise PlanError("a score request has a second header")
+        ids.extend(part.entities.ids)
+        if len(ids) > header.entities:
+            raise PlanError("a score request sent more entities than announced")
+    if len(ids) != header.entities:
+        raise PlanError(f"a score request announced {header.entities} entities but sent {len(ids)}")
+    return header.model_id, header.key_id, ids
+
+
+def score_reply_header(
+    ciphertexts: int, slots: int, holders: Sequence[str]
+) -> score_pb2.ScoreReply:
+    return score_pb2.ScoreReply(
+        header=score_pb2.ScoreReplyHeader(
+            ciphertexts=ciphertexts, slots=slots, holders=list(holders)
+        )
+    )
+
+
+def score_reply_ciphertext(index: int, data: bytes) -> score_pb2.ScoreReply:
+    return score_pb2.ScoreReply(ciphertext=crypto_pb2.Ciphertext(index=index, data=data))

@@ -84,15 +84,54 @@ class TableSource:
                 f"table {self.name}: the local engine refused the query: {exc}"
             ) from exc
 
+    def stream(self, sql: str, params: dict[str, Any], req: dict[str, Any]) -> _Stream:
+        """Run ``sql`` with the request relation ``req`` (columns of equal length)
+        available as table ``req``, and read the result in order, block by block.
+        """
+        try:
+            if self._duck is not None:
+                cursor = self._duck.cursor()
+                cursor.register("req", req)
+                return _Stream(cursor, cursor.execute(sql, params))
+            con = self._connect_sqlite()
+            names = list(req)
+            con.execute(
+                exp.Create(
+                    this=exp.Schema(
+                        this=exp.table_("req", quoted=True),
+                        expressions=[exp.to_identifier(n, quoted=True) for n in names],
+                    ),
+                    kind="TABLE",
+                    properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+                ).sql("sqlite")
+            )
+            insert = exp.insert(
+                exp.values([tuple(exp.Placeholder() for _ in names)]),
+                exp.table_("req", quoted=True),
+                columns=names,
+            ).sql("sqlite")
+            con.executemany(insert, zip(*(_plain_list(req[n]) for n in names), strict=True))
+            return _Stream(con, con.execute(sql, params))
+        except (duckdb.Error, sqlite3.Error) as exc:
+            raise SourceError(
+                f"table {self.name}: the local engine refused the query: {exc}"
+            ) from exc
+
+    def _connect_sqlite(self) -> sqlite3.Connection:
+        con = sqlite3.connect(
+            f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+        )
+        con.create_aggregate(SQLITE_VAR_POP, 1, _WelfordVarPop)  # type: ignore[arg-type]
+        # DuckDB's LIKE is case-sensitive; make SQLite's agree.
+        con.execute("PRAGMA case_sensitive_like = ON")
+        return con
+
     def _sqlite(self) -> sqlite3.Connection:
         # sqlite3 connections are per thread; gRPC serves from a thread pool.
         assert self._local is not None
         con = getattr(self._local, "con", None)
         if con is None:
-            con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
-            con.create_aggregate(SQLITE_VAR_POP, 1, _WelfordVarPop)  # type: ignore[arg-type]
-            # DuckDB's LIKE is case-sensitive; make SQLite's agree.
-            con.execute("PRAGMA case_sensitive_like = ON")
+            con = self._connect_sqlite()
             self._local.con = con
         return con
 
@@ -130,6 +169,27 @@ class TableSource:
         )
         value = self.run(query.sql(self.dialect))[0][0]
         return None if value is None or not math.isfinite(value) else float(value)
+
+
+class _Stream:
+    """An open result read in order, block by block; owns its cursor or connection."""
+
+    def __init__(self, owner: Any, result: Any):
+        self._owner = owner
+        self._result = result
+
+    def fetch(self, rows: int) -> list[tuple[Any, ...]]:
+        try:
+            return list(self._result.fetchmany(rows))
+        except (duckdb.Error, sqlite3.Error) as exc:
+            raise SourceError(f"the local engine failed while reading: {exc}") from exc
+
+    def close(self) -> None:
+        self._owner.close()
+
+
+def _plain_list(values: Any) -> list[Any]:
+    return [v.item() if hasattr(v, "item") else v for v in values]
 
 
 def _clean(value: Any) -> Any:

@@ -59,8 +59,9 @@ from engine.query import (
     OutputRef,
     OutUnary,
 )
+from engine.types import SqlType
 
-__all__ = ["compile_sql"]
+__all__ = ["compile_condition", "compile_sql"]
 
 _AGGREGATES: dict[type[exp.Expression], str] = {
     exp.Sum: "sum",
@@ -657,3 +658,26 @@ def compile_sql(sql: str, catalog: Catalog, codec: SlotCodec | None = None) -> C
     statement = statements[0]
     assert isinstance(statement, exp.Expression)
     return compiler.compile(statement)
+
+
+def compile_condition(text: str, table: TableInfo, catalog: Catalog) -> Expr:
+    """Compile a stand-alone SQL condition over ``table`` (a model feature's filter)."""
+    try:
+        node = sqlglot.parse_one(text, read="duckdb", into=exp.Condition)
+    except (ParseError, TokenError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else "invalid SQL"
+        raise SqlSyntaxError(f"filter {text!r} does not parse: {message}") from exc
+    compiler = _Compiler(text, catalog, SlotCodec())
+    compiler.table = table
+    compiler.table_names = {table.name.lower()}
+    for sub in node.walk():
+        for kind, (construct, why) in _REFUSED.items():
+            if isinstance(sub, kind):
+                raise compiler.refuse(sub, construct, why)
+        if isinstance(sub, exp.Select):
+            raise compiler.refuse(sub, "a subquery", "a filter reads one table")
+    assert isinstance(node, exp.Expression)
+    expr = compiler.row(node)
+    if expr_type(expr, table, "filter") not in (None, SqlType("BOOLEAN")):
+        raise PlanError(f"filter {text!r} is not a condition")
+    return expr

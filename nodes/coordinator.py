@@ -10,11 +10,14 @@ a plaintext 0/1 mask, so the analyst cannot decrypt a partial group either.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import numpy as np
@@ -22,9 +25,10 @@ import tenseal as ts
 
 from engine import ckks, serde
 from engine.catalog import Catalog, merge
-from engine.errors import HolderError, PlanError, RemoteError, UnseenError
+from engine.errors import HolderError, PlanError, RemoteError, UnknownKeyError, UnseenError
 from engine.keystore import KeyStore
 from engine.layout import layout_for
+from engine.model import FeatureSpec
 from engine.plan import AggregatePlan, Limits, check_plan
 from engine.rpc import DEADLINES, create_channel, create_server, remote_error, servicer_errors
 from protos.unseen.v1 import (
@@ -33,6 +37,7 @@ from protos.unseen.v1 import (
     crypto_pb2,
     holder_pb2_grpc,
     query_pb2,
+    score_pb2,
 )
 
 __all__ = ["Coordinator", "CoordinatorServicer", "HolderLink", "serve_coordinator"]
@@ -65,6 +70,18 @@ class AggregateAnswer:
     holders: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class CoordinatorModel:
+    """A registered model: which holder computes which features, with their weights."""
+
+    key_id: str
+    model_id: str
+    features: tuple[FeatureSpec, ...]
+    exponents: tuple[int, ...]
+    weights: tuple[bytes, ...]
+    assignment: tuple[tuple[str, tuple[int, ...]], ...]  # holder address -> feature indices
+
+
 @dataclass
 class Coordinator:
     links: list[HolderLink]
@@ -77,6 +94,9 @@ class Coordinator:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _catalogs: list[tuple[HolderLink, Catalog]] = field(default_factory=list)
     _catalogs_at: float = 0.0
+    max_models: int = 32
+    max_entities: int = 5_000_000
+    _models: OrderedDict[tuple[str, str], CoordinatorModel] = field(default_factory=OrderedDict)
 
     @classmethod
     def connect(cls, addresses: Sequence[str], **kwargs: object) -> Coordinator:
@@ -256,6 +276,223 @@ class Coordinator:
             raise RemoteError("INTERNAL", "sent fewer ciphertexts than announced")
         return [v for v in vectors if v is not None], suppressed
 
+    # -- scoring -------------------------------------------------------------------
+    def _assign(self, features: Sequence[FeatureSpec]) -> list[tuple[HolderLink, list[int]]]:
+        """Which holders compute which features: every host of a feature's table."""
+        hosted = self.holder_catalogs()
+        merged = merge([c for _, c in hosted])
+        out: dict[str, tuple[HolderLink, list[int]]] = {}
+        for index, feature in enumerate(features):
+            table = merged.table(feature.table)
+            if table is None:
+                raise PlanError(
+                    merged.conflict(feature.table) or f"no holder serves a table {feature.table}"
+                )
+            hosts = [link for link, cat in hosted if cat.table(feature.table) is not None]
+            additive = feature.aggregate in ("", "sum", "count")
+            if len(hosts) > 1 and (not additive or feature.default != 0 or feature.transform):
+                raise PlanError(
+                    f"feature {feature.table}.{feature.column}: {len(hosts)} holders host "
+                    f"{feature.table}, so the feature must be additive across them (a sum, a "
+                    "count or a plain column, with default 0 and no transform)"
+                )
+            for link in hosts:
+                out.setdefault(link.address, (link, []))[1].append(index)
+        return list(out.values())
+
+    def prepare_model(self, key_id: str, features: tuple[FeatureSpec, ...]) -> list[int]:
+        """Per feature, the largest magnitude exponent any hosting holder reports."""
+        self.keys.get(key_id)
+        assignment = self._assign(features)
+        indices_of = {link.address: indices for link, indices in assignment}
+
+        def ask(link: HolderLink) -> list[int]:
+            assert link.stub is not None
+            indices = indices_of[link.address]
+            reply = link.stub.PrepareModel(
+                serde.prepare_request(key_id, [features[i] for i in indices]),
+                timeout=DEADLINES["prepare_model"],
+            )
+            if len(reply.exponents) != len(indices):
+                raise RemoteError("INTERNAL", "answered the wrong number of exponents")
+            return list(reply.exponents)
+
+        answers = self._each([link for link, _ in assignment], ask, DEADLINES["prepare_model"])
+        exponents = [0] * len(features)
+        for (_, indices), reply in zip(assignment, answers, strict=True):
+            for index, exponent in zip(indices, reply, strict=True):
+                exponents[index] = max(exponents[index], exponent)
+        return exponents
+
+    def register_model(
+        self,
+        key_id: str,
+        model_id: str,
+        features: tuple[FeatureSpec, ...],
+        exponents: tuple[int, ...],
+        weights: tuple[bytes, ...],
+    ) -> str:
+        """Keep the model and give each holder its features' encrypted weights only."""
+        ctx = self.keys.get(key_id)
+        for data in weights:
+            ckks.load_ciphertext(ctx, data, ckks.PARAMS.slots)
+        assignment = self._assign(features)
+        model = CoordinatorModel(
+            key_id,
+            model_id,
+            features,
+            exponents,
+            weights,
+            tuple((link.address, tuple(ix)) for link, ix in assignment),
+        )
+        self._each(
+            [link for link, _ in assignment],
+            lambda link: self._register_model_at(link, model),
+            DEADLINES["register_key"],
+        )
+        with self._lock:
+            self._models[(key_id, model_id)] = model
+            self._models.move_to_end((key_id, model_id))
+            while len(self._models) > self.max_models:
+                self._models.popitem(last=False)
+        log.info(
+            "registered a model of %d features with %d holders", len(features), len(assignment)
+        )
+        return model_id
+
+    def _register_model_at(self, link: HolderLink, model: CoordinatorModel) -> str:
+        assert link.stub is not None
+        indices = dict(model.assignment)[link.address]
+
+        def parts() -> Iterator[score_pb2.ModelPart]:
+            return serde.model_parts(
+                model.key_id,
+                model.model_id,
+                [model.features[i] for i in indices],
+                [model.exponents[i] for i in indices],
+                [model.weights[i] for i in indices],
+            )
+
+        try:
+            return str(link.stub.RegisterModel(parts(), timeout=DEADLINES["register_key"]).model_id)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+        # The holder lost the analyst's key (restart, eviction): give it again first.
+        self._register_at(link, self.keys.public_bytes(model.key_id))
+        return str(link.stub.RegisterModel(parts(), timeout=DEADLINES["register_key"]).model_id)
+
+    def has_model(self, key_id: str, model_id: str) -> bool:
+        with self._lock:
+            return (key_id, model_id) in self._models and key_id in self.keys
+
+    def score(
+        self, key_id: str, model_id: str, ids: list[str], deadline: float | None = None
+    ) -> tuple[int, tuple[str, ...], Iterator[bytes]]:
+        """Fan the entities out, then yield the sum of the holders' partials block by block."""
+        with self._lock:
+            model = self._models.get((key_id, model_id))
+        if model is None:
+            raise UnknownKeyError(f"model {model_id[:16]}... is not registered here")
+        ctx = self.keys.get(key_id)
+        slots = ckks.PARAMS.slots
+        count = -(-len(ids) // slots)
+        self.holder_catalogs()  # holder names for messages
+        links = {link.address: link for link in self.links}
+        hosts = [links[address] for address, _ in model.assignment]
+        budget = min(deadline or DEADLINES["score"], DEADLINES["score"])
+        streams = [_PartialStream(self, link, model, ids, count, budget) for link in hosts]
+        for stream in streams:
+            stream.start()
+
+        def sums() -> Iterator[bytes]:
+            try:
+                for index in range(count):
+                    parts = [stream.get(index, ctx, slots) for stream in streams]
+                    yield bytes(ckks.add_all(parts).serialize())
+            finally:
+                for stream in streams:
+                    stream.cancel()
+
+        return count, tuple(link.name or link.address for link in hosts), sums()
+
+
+class _PartialStream:
+    """One holder's Score call, read in a thread into a bounded queue."""
+
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        link: HolderLink,
+        model: CoordinatorModel,
+        ids: list[str],
+        count: int,
+        deadline: float,
+    ):
+        self.coordinator, self.link, self.model = coordinator, link, model
+        self.ids, self.count, self.deadline = ids, count, deadline
+        # Bounded: a fast holder waits (gRPC flow control) for a slow one.
+        self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=8)
+        self.call: Any = None
+        self.thread = threading.Thread(target=self._run, daemon=True, name="score-stream")
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def cancel(self) -> None:
+        if self.call is not None:
+            self.call.cancel()
+
+    def _open(self) -> Any:
+        assert self.link.stub is not None
+        self.call = self.link.stub.Score(
+            serde.score_parts(self.model.model_id, self.model.key_id, self.ids),
+            timeout=self.deadline,
+        )
+        return self.call
+
+    def _run(self) -> None:
+        try:
+            try:
+                replies = self._open()
+                first = next(replies)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                # The holder lost the key or the model: register them and ask again.
+                self.coordinator._register_model_at(self.link, self.model)
+                replies = self._open()
+                first = next(replies)
+            if first.WhichOneof("part") != "header" or first.header.ciphertexts != self.count:
+                raise RemoteError("INTERNAL", "answered with a wrong score header")
+            for reply in replies:
+                self.queue.put(("ok", reply.ciphertext))
+            self.queue.put(("end", None))
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.CANCELLED:
+                return
+            err = remote_error(exc, "holder")
+            self.queue.put(("error", HolderError(self.link.label, err.code, err.reason)))
+        except UnseenError as exc:
+            self.queue.put(("error", HolderError(self.link.label, exc.grpc_code, str(exc))))
+
+    def get(self, index: int, ctx: ts.Context, slots: int) -> ts.CKKSVector:
+        try:
+            kind, item = self.queue.get(timeout=self.deadline)
+        except queue.Empty:
+            raise HolderError(
+                self.link.label, "DEADLINE_EXCEEDED", "did not answer in time"
+            ) from None
+        if kind == "error":
+            raise item
+        if kind != "ok":
+            raise HolderError(self.link.label, "INTERNAL", "sent fewer score blocks than announced")
+        if item.index != index:
+            raise HolderError(
+                self.link.label, "INTERNAL", f"sent block {item.index} where {index} was due"
+            )
+        return ckks.load_ciphertext(ctx, item.data, slots)
+
 
 def _mask(
     ctx: ts.Context, sums: list[ts.CKKSVector], suppressed: list[int], width: int, slots: int
@@ -307,13 +544,57 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self, request: query_pb2.AggregateRequest, context: grpc.ServicerContext
     ) -> Iterator[query_pb2.AggregateReply]:
         plan = serde.plan_from_proto(request.plan)
-        remaining = context.time_remaining()
-        # Leave the composition step a margin inside the analyst's own deadline.
-        budget = None if remaining is None else max(1.0, remaining * 0.9)
-        answer = self.coordinator.aggregate(request.key_id, plan, budget)
+        answer = self.coordinator.aggregate(request.key_id, plan, _budget(context))
         yield serde.header_to_proto(len(answer.ciphertexts), answer.suppressed, answer.holders)
         for index, data in enumerate(answer.ciphertexts):
             yield serde.ciphertext_reply(index, data)
+
+    @servicer_errors
+    def PrepareModel(
+        self, request: score_pb2.PrepareModelRequest, context: grpc.ServicerContext
+    ) -> score_pb2.PrepareModelReply:
+        features = tuple(serde.feature_from_proto(f) for f in request.features)
+        exponents = self.coordinator.prepare_model(request.key_id, features)
+        return score_pb2.PrepareModelReply(exponents=exponents)
+
+    @servicer_errors
+    def RegisterModel(
+        self, request_iterator: Iterator[score_pb2.ModelPart], context: grpc.ServicerContext
+    ) -> score_pb2.ModelAck:
+        key_id, model_id, features, exponents, weights = serde.model_from_parts(
+            request_iterator, MAX_MODEL_BYTES
+        )
+        self.coordinator.register_model(key_id, model_id, features, exponents, weights)
+        return score_pb2.ModelAck(model_id=model_id)
+
+    @servicer_errors
+    def HasModel(
+        self, request: score_pb2.HasModelRequest, context: grpc.ServicerContext
+    ) -> score_pb2.HasModelReply:
+        known = self.coordinator.has_model(request.key_id, request.model_id)
+        return score_pb2.HasModelReply(known=known)
+
+    @servicer_errors
+    def Score(
+        self, request_iterator: Iterator[score_pb2.ScorePart], context: grpc.ServicerContext
+    ) -> Iterator[score_pb2.ScoreReply]:
+        model_id, key_id, ids = serde.score_request_from_parts(
+            request_iterator, self.coordinator.max_entities
+        )
+        count, holders, sums = self.coordinator.score(key_id, model_id, ids, _budget(context))
+        yield serde.score_reply_header(count, ckks.PARAMS.slots, holders)
+        for index, data in enumerate(sums):
+            yield serde.score_reply_ciphertext(index, data)
+
+
+def _budget(context: grpc.ServicerContext) -> float | None:
+    """What is left of the caller's deadline, less a margin for composing the answer."""
+    remaining = context.time_remaining()
+    return None if remaining is None else max(1.0, remaining * 0.9)
+
+
+# Encrypted weights are ~0.4 MB each; 512 features is a generous ceiling.
+MAX_MODEL_BYTES = 512 * (1 << 20)
 
 
 def serve_coordinator(coordinator: Coordinator, listen: str) -> tuple[grpc.Server, int]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -71,15 +72,26 @@ def _serve_forever(server: object, what: str, address: str) -> int:
     return EXIT_OK
 
 
+def _default_workers() -> int:
+    # Worker processes pay when a holder has cores to itself; on a two-core box
+    # (often shared with other nodes) they only add pickling and contention.
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 2 else min(4, cores - 1)
+
+
 def _cmd_node_serve(args: argparse.Namespace) -> int:
     from nodes.holder import HolderNode, serve_holder
 
     if not args.table:
         raise ConfigError("give at least one --table TABLE=SOURCE")
-    node = HolderNode.quickstart(args.name, dict(args.table), k=args.k)
-    server, port = serve_holder(node, args.listen)
-    host = args.listen.rpartition(":")[0]
-    return _serve_forever(server, f"holder {args.name}", f"{host}:{port}")
+    node = HolderNode.quickstart(args.name, dict(args.table), k=args.k, workers=args.workers)
+    node.pool.start()
+    try:
+        server, port = serve_holder(node, args.listen)
+        host = args.listen.rpartition(":")[0]
+        return _serve_forever(server, f"holder {args.name}", f"{host}:{port}")
+    finally:
+        node.pool.close()
 
 
 def _cmd_coordinator_serve(args: argparse.Namespace) -> int:
@@ -109,6 +121,18 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
     with Client(args.coordinator, key_dir=args.key, timeout=args.timeout) as client:
         result = client.query(args.sql)
+    print(result.format(args.format))
+    return EXIT_OK
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from engine.client import Client
+    from engine.model import load_model, read_entities
+
+    model = load_model(args.model)
+    entities = read_entities(args.entities, model.entity)
+    with Client(args.coordinator, key_dir=args.key, timeout=args.timeout) as client:
+        result = client.score(model, entities)
     print(result.format(args.format))
     return EXIT_OK
 
@@ -188,6 +212,13 @@ def _parser() -> argparse.ArgumentParser:
         "--table", action="append", type=_table_arg, default=[], metavar="TABLE=SOURCE"
     )
     serve.add_argument("--k", type=int, default=5, help="minimum group size (quick-start)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=_default_workers(),
+        help="processes for homomorphic work (0: in the serving process; default: 0 on two "
+        "cores or fewer, else up to 4)",
+    )
     serve.set_defaults(func=_cmd_node_serve)
 
     coord = commands.add_parser("coordinator", help="key-less coordinator").add_subparsers(
@@ -202,6 +233,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, func, helptext in (
         ("query", _cmd_query, "run an aggregate SQL query"),
+        ("score", _cmd_score, "score entities with an encrypted linear model"),
         ("catalog", _cmd_catalog, "show the federation's catalog"),
     ):
         sub = commands.add_parser(name, help=helptext)
@@ -211,6 +243,11 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--timeout", type=float, default=None, help="seconds per call")
         if name == "query":
             sub.add_argument("sql")
+        if name == "score":
+            sub.add_argument("--model", type=Path, required=True, help="model JSON file")
+            sub.add_argument(
+                "--entities", type=Path, required=True, help="ids, one per line, or a CSV"
+            )
         sub.set_defaults(func=func)
     return parser
 

@@ -168,3 +168,50 @@ def test_servers_log_no_data_values(cli_federation):
     logs = "".join(p.read_text() for p in Path(root / "logs").glob("*.log"))
     for value in ("Ningbo", "Hangzhou", "2022-03"):
         assert value not in logs
+
+
+def test_score_command_prints_entities_in_order(cli_federation, tmp_path):
+    federation, reference, _ = cli_federation
+    model = {
+        "entity": "city",
+        "features": [
+            {"table": "loans", "column": "amount", "weight": 1e-6, "aggregate": "sum"},
+            {"table": "loans", "column": "rate", "weight": 2.0, "aggregate": "count"},
+        ],
+        "intercept": -1.0,
+        "link": "identity",
+    }
+    (tmp_path / "m.json").write_text(json.dumps(model))
+    (tmp_path / "e.txt").write_text("city\nWenzhou\nHangzhou\nNowhere\n")
+    done = unseen(
+        "score",
+        "--coordinator",
+        federation.address,
+        "--model",
+        str(tmp_path / "m.json"),
+        "--entities",
+        str(tmp_path / "e.txt"),
+        "--format",
+        "json",
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["columns"] == ["city", "score"]
+    assert [r[0] for r in out["rows"]] == ["Wenzhou", "Hangzhou", "Nowhere"]
+    sums = dict(
+        reference.sql(
+            "SELECT city, SUM(amount) * 1e-6 + 2 * COUNT(rate) - 1 FROM loans GROUP BY city"
+        ).fetchall()
+    )
+    for city, score in out["rows"]:
+        assert score == pytest.approx(sums.get(city, -1.0), abs=1e-6)
+    bad = unseen(
+        "score",
+        "--coordinator",
+        federation.address,
+        "--model",
+        str(tmp_path / "e.txt"),
+        "--entities",
+        str(tmp_path / "e.txt"),
+    )
+    assert bad.returncode == 2 and "not valid JSON" in bad.stderr

@@ -6,6 +6,7 @@ import warnings
 from protos.unseen.v1 import catalog_pb2 as protos_dot_unseen_dot_v1_dot_catalog__pb2
 from protos.unseen.v1 import crypto_pb2 as protos_dot_unseen_dot_v1_dot_crypto__pb2
 from protos.unseen.v1 import query_pb2 as protos_dot_unseen_dot_v1_dot_query__pb2
+from protos.unseen.v1 import score_pb2 as protos_dot_unseen_dot_v1_dot_score__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -56,6 +57,26 @@ class CoordinatorStub:
                 request_serializer=protos_dot_unseen_dot_v1_dot_query__pb2.AggregateRequest.SerializeToString,
                 response_deserializer=protos_dot_unseen_dot_v1_dot_query__pb2.AggregateReply.FromString,
                 _registered_method=True)
+        self.PrepareModel = channel.unary_unary(
+                '/unseen.v1.Coordinator/PrepareModel',
+                request_serializer=protos_dot_unseen_dot_v1_dot_score__pb2.PrepareModelRequest.SerializeToString,
+                response_deserializer=protos_dot_unseen_dot_v1_dot_score__pb2.PrepareModelReply.FromString,
+                _registered_method=True)
+        self.RegisterModel = channel.stream_unary(
+                '/unseen.v1.Coordinator/RegisterModel',
+                request_serializer=protos_dot_unseen_dot_v1_dot_score__pb2.ModelPart.SerializeToString,
+                response_deserializer=protos_dot_unseen_dot_v1_dot_score__pb2.ModelAck.FromString,
+                _registered_method=True)
+        self.HasModel = channel.unary_unary(
+                '/unseen.v1.Coordinator/HasModel',
+                request_serializer=protos_dot_unseen_dot_v1_dot_score__pb2.HasModelRequest.SerializeToString,
+                response_deserializer=protos_dot_unseen_dot_v1_dot_score__pb2.HasModelReply.FromString,
+                _registered_method=True)
+        self.Score = channel.stream_stream(
+                '/unseen.v1.Coordinator/Score',
+                request_serializer=protos_dot_unseen_dot_v1_dot_score__pb2.ScorePart.SerializeToString,
+                response_deserializer=protos_dot_unseen_dot_v1_dot_score__pb2.ScoreReply.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -88,6 +109,31 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PrepareModel(self, request, context):
+        """Scoring: bound feature magnitudes, register encrypted weights, score entities.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterModel(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HasModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Score(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +156,26 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Aggregate,
                     request_deserializer=protos_dot_unseen_dot_v1_dot_query__pb2.AggregateRequest.FromString,
                     response_serializer=protos_dot_unseen_dot_v1_dot_query__pb2.AggregateReply.SerializeToString,
+            ),
+            'PrepareModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepareModel,
+                    request_deserializer=protos_dot_unseen_dot_v1_dot_score__pb2.PrepareModelRequest.FromString,
+                    response_serializer=protos_dot_unseen_dot_v1_dot_score__pb2.PrepareModelReply.SerializeToString,
+            ),
+            'RegisterModel': grpc.stream_unary_rpc_method_handler(
+                    servicer.RegisterModel,
+                    request_deserializer=protos_dot_unseen_dot_v1_dot_score__pb2.ModelPart.FromString,
+                    response_serializer=protos_dot_unseen_dot_v1_dot_score__pb2.ModelAck.SerializeToString,
+            ),
+            'HasModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.HasModel,
+                    request_deserializer=protos_dot_unseen_dot_v1_dot_score__pb2.HasModelRequest.FromString,
+                    response_serializer=protos_dot_unseen_dot_v1_dot_score__pb2.HasModelReply.SerializeToString,
+            ),
+            'Score': grpc.stream_stream_rpc_method_handler(
+                    servicer.Score,
+                    request_deserializer=protos_dot_unseen_dot_v1_dot_score__pb2.ScorePart.FromString,
+                    response_serializer=protos_dot_unseen_dot_v1_dot_score__pb2.ScoreReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +286,114 @@ class Coordinator:
             '/unseen.v1.Coordinator/Aggregate',
             protos_dot_unseen_dot_v1_dot_query__pb2.AggregateRequest.SerializeToString,
             protos_dot_unseen_dot_v1_dot_query__pb2.AggregateReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrepareModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unseen.v1.Coordinator/PrepareModel',
+            protos_dot_unseen_dot_v1_dot_score__pb2.PrepareModelRequest.SerializeToString,
+            protos_dot_unseen_dot_v1_dot_score__pb2.PrepareModelReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterModel(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/unseen.v1.Coordinator/RegisterModel',
+            protos_dot_unseen_dot_v1_dot_score__pb2.ModelPart.SerializeToString,
+            protos_dot_unseen_dot_v1_dot_score__pb2.ModelAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HasModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unseen.v1.Coordinator/HasModel',
+            protos_dot_unseen_dot_v1_dot_score__pb2.HasModelRequest.SerializeToString,
+            protos_dot_unseen_dot_v1_dot_score__pb2.HasModelReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Score(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/unseen.v1.Coordinator/Score',
+            protos_dot_unseen_dot_v1_dot_score__pb2.ScorePart.SerializeToString,
+            protos_dot_unseen_dot_v1_dot_score__pb2.ScoreReply.FromString,
             options,
             channel_credentials,
             insecure,

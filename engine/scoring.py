@@ -1,0 +1,275 @@
+"""A holder's part of the encrypted linear score.
+
+For the entities of a request, in request order, the holder computes its
+features (per-entity aggregates pushed down as SQL to each table's engine),
+substitutes defaults for entities it lacks, scales feature ``j`` by
+``2^-e_j`` (the analyst encrypted ``w_j * 2^e_j``), and for every block of
+``slots`` entities returns one ciphertext ``sum_j Enc(w_j 2^e_j) * x_j 2^-e_j``,
+rescaled and re-randomised. It never sees a weight, and since every holder
+answers for every requested entity, no holder learns which entities the
+others have.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import tenseal as ts
+from sqlglot import exp
+
+from engine import ckks
+from engine.catalog import TableInfo
+from engine.errors import PlanError, PolicyError, SourceError
+from engine.model import ADDITIVE, FeatureSpec
+from engine.plan import expr_type
+from engine.pushdown import _Builder
+from engine.source import TableSource
+
+__all__ = [
+    "HolderModel",
+    "check_features",
+    "feature_blocks",
+    "feature_exponents",
+    "partial_score",
+]
+
+_AGG = {"sum": exp.Sum, "avg": exp.Avg, "min": exp.Min, "max": exp.Max}
+
+
+@dataclass(frozen=True)
+class HolderModel:
+    """A registered model as one holder keeps it: its features and encrypted weights."""
+
+    model_id: str
+    key_id: str
+    features: tuple[FeatureSpec, ...]
+    exponents: tuple[int, ...]
+    weights: tuple[bytes, ...] = field(repr=False)
+
+
+def check_features(features: Sequence[FeatureSpec], tables: dict[str, TableInfo]) -> None:
+    """Refuse features this holder's catalog and policy do not allow."""
+    for feature in features:
+        table = tables.get(feature.table.lower())
+        if table is None:
+            raise PlanError(f"this holder serves no table {feature.table}")
+        key = table.column(feature.key)
+        column = table.column(feature.column)
+        if key is None or column is None:
+            missing = feature.key if key is None else feature.column
+            raise PlanError(f"table {table.name} has no column {missing}")
+        if not key.allows("entity"):
+            raise PolicyError(f"column {table.name}.{key.name} may not key entities")
+        use = "aggregate" if feature.aggregate == "count" else "score"
+        if not column.allows(use):
+            raise PolicyError(f"column {table.name}.{column.name} may not feed scores")
+        if feature.aggregate != "count" and not column.type.numeric:
+            raise PlanError(f"feature {table.name}.{column.name} is not numeric")
+        if feature.aggregate not in (*ADDITIVE, "avg", "min", "max"):
+            raise PlanError(f"unknown feature aggregate {feature.aggregate!r}")
+        if feature.transform not in ("", "log1p"):
+            raise PlanError(f"unknown feature transform {feature.transform!r}")
+        if feature.filter is not None:
+            expr_type(feature.filter, table, "filter")
+
+
+def _subquery(
+    members: Sequence[tuple[int, FeatureSpec]],
+    table: TableInfo,
+    source: TableSource,
+    builder: _Builder,
+) -> exp.Select:
+    """Per-entity aggregates of features sharing one key and filter: ``k, f<i>..., [n]``."""
+    key_col = builder.column(members[0][1].key)
+    items: list[exp.Expr] = [exp.alias_(key_col.copy(), "k", quoted=True)]
+    for index, feature in members:
+        value = builder.column(feature.column)
+        if feature.aggregate == "count":
+            agg: exp.Expr = exp.Count(this=value)
+        elif feature.aggregate:
+            agg = _AGG[feature.aggregate](this=exp.cast(value, "DOUBLE"))
+        else:
+            agg = exp.Min(this=exp.cast(value, "DOUBLE"))
+        items.append(exp.alias_(agg, f"f{index}", quoted=True))
+    if any(not f.aggregate for _, f in members):
+        # A plain column must have one row per entity; n > 1 is refused later.
+        items.append(exp.alias_(exp.Count(this=exp.Star()), "n", quoted=True))
+    sub = exp.select(*items).from_(exp.table_(source.sql_name, quoted=True))
+    condition = members[0][1].filter
+    if condition is not None:
+        sub = sub.where(builder.expr(condition))
+    return sub.group_by(key_col.copy())
+
+
+def _feature_sql(
+    features: Sequence[tuple[int, FeatureSpec]], table: TableInfo, source: TableSource
+) -> tuple[str, dict[str, Any], list[int], list[int]]:
+    """One query over one table: per requested entity (in order), each feature's value.
+
+    Returns SQL, parameters, the output position of each feature and of each
+    "rows per entity" count used to refuse ambiguous plain-column features.
+    """
+    builder = _Builder(table, source.dialect)
+    groups: dict[tuple[str, Any], list[tuple[int, FeatureSpec]]] = {}
+    for index, feature in features:
+        groups.setdefault((feature.key.lower(), feature.filter), []).append((index, feature))
+    selects: list[exp.Expression] = []
+    positions: dict[int, int] = {}
+    plain_counts: list[int] = []
+    query = exp.select().from_(exp.table_("req", quoted=True))
+    for s, members in enumerate(groups.values()):
+        alias = f"s{s}"
+        sub = _subquery(members, table, source, builder)
+        key_info = table.column(members[0][1].key)
+        integer_key = key_info is not None and key_info.type.kind == "INTEGER"
+        req_id = exp.column("id_int" if integer_key else "id", table="req", quoted=True)
+        query = query.join(
+            exp.alias_(exp.paren(sub), alias),
+            on=exp.EQ(this=req_id, expression=exp.column("k", table=alias, quoted=True)),
+            join_type="LEFT",
+        )
+        for index, _ in members:
+            positions[index] = len(selects)
+            selects.append(exp.column(f"f{index}", table=alias, quoted=True))
+        if any(not f.aggregate for _, f in members):
+            plain_counts.append(len(selects))
+            selects.append(exp.column("n", table=alias, quoted=True))
+    query = query.select(*selects).order_by(exp.column("pos", table="req", quoted=True))
+    order = [positions[i] for i, _ in features]
+    return query.sql(source.dialect), builder.params, order, plain_counts
+
+
+def _range_sql(feature: FeatureSpec, table: TableInfo, source: TableSource) -> tuple[str, dict]:
+    """MIN and MAX of one feature over every entity the table holds."""
+    builder = _Builder(table, source.dialect)
+    sub = _subquery([(0, feature)], table, source, builder)
+    value = exp.column("f0", table="s", quoted=True)
+    query = exp.select(exp.Min(this=value.copy()), exp.Max(this=value)).from_(
+        exp.alias_(exp.paren(sub), "s")
+    )
+    return query.sql(source.dialect), builder.params
+
+
+def _request_relation(ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """Make the request's entity ids available to the engine as table ``req``."""
+    ints = [_as_int(i) for i in ids]
+    return {
+        "pos": np.arange(len(ids), dtype=np.int64),
+        "id": np.array(ids, dtype=object),
+        "id_int": np.array(ints, dtype=object),
+    }
+
+
+def _as_int(text: str) -> int | None:
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return value if -(2**63) <= value < 2**63 else None
+
+
+def _transform(values: np.ndarray, transform: str, name: str) -> np.ndarray:
+    if transform == "log1p":
+        if np.any(values[~np.isnan(values)] <= -1):
+            raise SourceError(f"feature {name}: log1p of a value at or below -1")
+        return np.log1p(values)
+    return values
+
+
+def feature_blocks(
+    features: Sequence[FeatureSpec],
+    sources: dict[str, TableSource],
+    tables: dict[str, TableInfo],
+    ids: Sequence[str],
+    block: int,
+) -> Iterator[np.ndarray]:
+    """Yield the feature matrix (entities x features) in blocks, defaults applied.
+
+    One query per table, streamed in request order, so memory stays
+    proportional to one block however many entities are scored.
+    """
+    by_table: dict[str, list[tuple[int, FeatureSpec]]] = {}
+    for index, feature in enumerate(features):
+        by_table.setdefault(feature.table.lower(), []).append((index, feature))
+    cursors = []
+    for name, members in by_table.items():
+        source, table = sources[name], tables[name]
+        sql, params, order, plain = _feature_sql(members, table, source)
+        stream = source.stream(sql, params, _request_relation(ids))
+        cursors.append((stream, members, order, plain))
+    try:
+        yield from _blocks(cursors, features, len(ids), block)
+    finally:
+        for stream, *_ in cursors:
+            stream.close()
+
+
+def _blocks(
+    cursors: list, features: Sequence[FeatureSpec], total: int, block: int
+) -> Iterator[np.ndarray]:
+    defaults = np.array([f.default for f in features], dtype=np.float64)
+    done = 0
+    while done < total:
+        take = min(block, total - done)
+        matrix = np.empty((take, len(features)), dtype=np.float64)
+        for stream, members, order, plain in cursors:
+            rows = np.array(stream.fetch(take), dtype=np.float64).reshape(take, -1)
+            if plain and np.nanmax(rows[:, plain], initial=0) > 1:
+                table = members[0][1].table
+                raise SourceError(
+                    f"table {table} has several rows for one entity; give the feature an aggregate"
+                )
+            for (index, feature), column in zip(members, order, strict=True):
+                values = _transform(rows[:, column], feature.transform, feature.column)
+                matrix[:, index] = values
+        missing = np.isnan(matrix)
+        matrix[missing] = np.broadcast_to(defaults, matrix.shape)[missing]
+        done += take
+        yield matrix
+
+
+def feature_exponents(
+    features: Sequence[FeatureSpec],
+    sources: dict[str, TableSource],
+    tables: dict[str, TableInfo],
+) -> list[int]:
+    """Per feature, the smallest e >= 0 with |value| <= 2^e over every entity (and the default)."""
+    out = []
+    for feature in features:
+        name = feature.table.lower()
+        source, table = sources[name], tables[name]
+        sql, params = _range_sql(feature, table, source)
+        low, high = source.run(sql, params)[0]
+        values = np.array([v for v in (low, high) if v is not None], dtype=np.float64)
+        values = _transform(values, feature.transform, feature.column)
+        bound = max(float(np.max(np.abs(values), initial=0.0)), abs(feature.default))
+        out.append(0 if bound <= 1 else math.ceil(math.log2(bound)))
+    return out
+
+
+def partial_score(
+    ctx: ts.Context,
+    weights: Sequence[ts.CKKSVector],
+    block: np.ndarray,
+    exponents: Sequence[int],
+    slots: int,
+) -> bytes:
+    """One block's partial score ciphertext: sum_j Enc(w_j 2^e_j) * x_j 2^-e_j."""
+    rows = block.shape[0]
+    total: ts.CKKSVector | None = None
+    scaled = block * np.exp2(-np.asarray(exponents, dtype=np.float64))
+    for j, weight in enumerate(weights):
+        column = scaled[:, j]
+        if not column.any():
+            continue  # SEAL refuses a product with an all-zero plaintext
+        padded = np.zeros(slots)
+        padded[:rows] = column
+        term = weight.mul(padded.tolist())
+        total = term if total is None else total.add_(term)
+    if total is None:
+        total = ckks.encrypt(ctx, np.zeros(slots))
+    return bytes(ckks.rerandomize(ctx, total).serialize())

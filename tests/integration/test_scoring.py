@@ -1,0 +1,316 @@
+"""Encrypted linear scoring end to end, checked against the same model in numpy.
+
+Vertical data at several holders (registry, grid, tax) plus one table two banks
+host horizontally; entities missing at some holders take the defaults.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import duckdb
+import numpy as np
+import pytest
+
+from engine.errors import ConfigError, PlanError, PolicyError, RemoteError
+from engine.model import parse_model
+from tests.conftest import start_federation
+from tests.shards import load_duckdb, write_shard
+
+REGISTRY = [("uscc", "VARCHAR"), ("founded", "BIGINT"), ("capital", "DOUBLE"), ("city", "VARCHAR")]
+POWER = [("uscc", "VARCHAR"), ("month", "VARCHAR"), ("kwh", "DOUBLE")]
+TAX = [("uscc", "VARCHAR"), ("quarter", "VARCHAR"), ("revenue", "DOUBLE"), ("arrears", "BIGINT")]
+TRANSFERS = [("payee", "VARCHAR"), ("amount", "DOUBLE")]
+
+
+def _world(seed: int, n: int):
+    rng = random.Random(seed)
+    ids = [f"91440{i:08d}X" for i in range(n)]
+    registry = [
+        (u, rng.randint(1990, 2022), rng.lognormvariate(13, 1.5), rng.choice("ABC"))
+        for u in ids
+        if rng.random() < 0.9
+    ]
+    power = [
+        (u, f"2023-{m:02d}", rng.lognormvariate(10, 1.2))
+        for u in ids
+        if rng.random() < 0.8
+        for m in range(1, 13)
+        if rng.random() < 0.95
+    ]
+    tax = [
+        (u, f"2023Q{q}", rng.lognormvariate(14, 2), int(rng.random() < 0.1))
+        for u in ids
+        if rng.random() < 0.7
+        for q in range(1, 5)
+    ]
+    transfers = [[(rng.choice(ids), rng.uniform(1, 5000)) for _ in range(n)] for _ in range(2)]
+    return ids, registry, power, tax, transfers
+
+
+@pytest.fixture(scope="module")
+def scoring_world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scoring")
+    ids, registry, power, tax, transfers = _world(5, 1500)
+    reference = duckdb.connect()
+    load_duckdb(reference, REGISTRY, registry, "registry")
+    load_duckdb(reference, POWER, power, "electricity")
+    load_duckdb(reference, TAX, tax, "tax_filings")
+    load_duckdb(reference, TRANSFERS, transfers[0] + transfers[1], "transfers")
+    holders = {
+        "samr": {"registry": write_shard(root / "registry.csv", REGISTRY, registry)},
+        "grid": {"electricity": write_shard(root / "power.parquet", POWER, power)},
+        "tax": {"tax_filings": write_shard(root / "tax.sqlite", TAX, tax, table="tax_filings")},
+        "bank-a": {
+            "transfers": write_shard(root / "ta.duckdb", TRANSFERS, transfers[0], table="transfers")
+        },
+        "bank-b": {"transfers": write_shard(root / "tb.csv", TRANSFERS, transfers[1])},
+    }
+    fed = start_federation(holders)
+    yield fed, reference, ids
+    fed.close()
+
+
+MODEL = {
+    "entity": "uscc",
+    "features": [
+        {"table": "registry", "column": "founded", "weight": -0.031, "default": 2010},
+        {"table": "registry", "column": "capital", "weight": 2.5e-8, "transform": "log1p"},
+        {
+            "table": "electricity",
+            "column": "kwh",
+            "weight": 1.7e-5,
+            "aggregate": "avg",
+            "filter": "month >= '2023-07'",
+            "default": 15000,
+        },
+        {
+            "table": "electricity",
+            "column": "kwh",
+            "weight": -0.2,
+            "aggregate": "avg",
+            "filter": "month < '2023-07'",
+            "transform": "log1p",
+            "default": 9.5,
+        },
+        {"table": "tax_filings", "column": "revenue", "weight": 3.3e-9, "aggregate": "sum"},
+        {"table": "tax_filings", "column": "arrears", "weight": 0.9, "aggregate": "sum"},
+        {"table": "tax_filings", "column": "quarter", "weight": -0.05, "aggregate": "count"},
+        {
+            "table": "transfers",
+            "column": "amount",
+            "weight": 0.00021,
+            "aggregate": "sum",
+            "key": "payee",
+        },
+    ],
+    "intercept": 58.0,
+    "link": "logistic",
+}
+
+
+def plaintext_scores(reference, model: dict, entities: list[str]) -> np.ndarray:
+    """The same model computed in the clear: DuckDB for the features, numpy for the rest."""
+    reference.register("req", {"pos": np.arange(len(entities)), "id": np.array(entities, object)})
+    total = np.full(len(entities), model.get("intercept", 0.0), dtype=np.float64)
+    for f in model["features"]:
+        key = f.get("key", model["entity"])
+        agg = f.get("aggregate") or "min"
+        where = f"WHERE {f['filter']}" if "filter" in f else ""
+        sql = (
+            f"SELECT s.v FROM req LEFT JOIN (SELECT {key} AS k, {agg}({f['column']}) AS v "
+            f"FROM {f['table']} {where} GROUP BY {key}) s ON req.id = s.k ORDER BY req.pos"
+        )
+        values = np.array([r[0] for r in reference.sql(sql).fetchall()], dtype=np.float64)
+        if f.get("transform") == "log1p":
+            values = np.log1p(values)
+        values[np.isnan(values)] = f.get("default", 0.0)
+        total += f["weight"] * values
+    if model.get("link") == "logistic":
+        return 1 / (1 + np.exp(-total))
+    return total
+
+
+def test_scores_match_numpy_for_a_three_department_model(scoring_world, key):
+    fed, reference, ids = scoring_world
+    rng = random.Random(1)
+    entities = [*rng.sample(ids, 1200), "unknown-entity", ids[0], ids[0]]  # repeats are fine
+    result = fed.client(key).score(parse_model(MODEL), entities)
+    assert [r[0] for r in result.rows] == entities  # input order
+    ours = np.array([r[1] for r in result.rows])
+    expected = plaintext_scores(reference, MODEL, entities)
+    assert np.max(np.abs(ours - expected)) < 1e-6
+    assert result.meta["ciphertexts"] == 1
+    assert sorted(result.meta["holders"]) == ["bank-a", "bank-b", "grid", "samr", "tax"]
+
+
+def test_identity_link_scores_of_many_blocks(scoring_world, key):
+    fed, reference, ids = scoring_world
+    model = dict(MODEL, link="identity", intercept=0.5)
+    entities = ids * 6  # 9000 entities: three ciphertext blocks
+    result = fed.client(key).score(parse_model(model), entities)
+    ours = np.array([r[1] for r in result.rows])
+    expected = plaintext_scores(reference, model, entities)
+    assert result.meta["ciphertexts"] == 3
+    assert np.max(np.abs(ours - expected)) < 1e-6 * max(1.0, float(np.max(np.abs(expected))))
+
+
+def test_one_holder_model_and_registration_once(scoring_world, key):
+    fed, reference, ids = scoring_world
+    model = {
+        "entity": "uscc",
+        "features": [{"table": "registry", "column": "founded", "weight": 1.0, "default": -1}],
+        "link": "identity",
+    }
+    client = fed.client(key)
+    first = client.score(parse_model(model), ids[:50])
+    assert first.meta["holders"] == ["samr"]
+    expected = plaintext_scores(reference, model, ids[:50])
+    assert np.max(np.abs(np.array([r[1] for r in first.rows]) - expected)) < 1e-6
+    client.model_bytes_sent = 0
+    client.score(parse_model(model), ids[50:90])
+    assert client.model_bytes_sent == 0  # the weights were not sent again
+
+
+@pytest.mark.parametrize(
+    "feature, error, message",
+    [
+        ({"table": "nowhere", "column": "x"}, PlanError, "no holder serves a table nowhere"),
+        ({"table": "registry", "column": "nothing"}, PlanError, "has no column nothing"),
+        ({"table": "registry", "column": "city"}, PlanError, "not a number"),
+        (
+            {"table": "transfers", "column": "amount", "aggregate": "avg", "key": "payee"},
+            PlanError,
+            "must be additive",
+        ),
+        ({"table": "registry", "column": "founded", "key": "capital"}, PlanError, "has no entity"),
+    ],
+)
+def test_bad_models_are_refused_before_anything_runs(scoring_world, key, feature, error, message):
+    fed, _, ids = scoring_world
+    model = {"entity": "uscc", "features": [dict(feature, weight=1.0)]}
+    if feature.get("key") == "capital":
+        model["features"][0]["key"] = "no_such_key"
+    with pytest.raises(error, match=message):
+        fed.client(key).score(parse_model(model), ids[:5])
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"features": []}, "needs 'entity'"),
+        ({"entity": "u", "features": [{"table": "t", "column": "c"}]}, "needs 'weight'"),
+        (
+            {"entity": "u", "features": [{"table": "t", "column": "c", "weight": "x"}]},
+            "must be a number",
+        ),
+        (
+            {
+                "entity": "u",
+                "features": [{"table": "t", "column": "c", "weight": 1, "aggregate": "median"}],
+            },
+            "aggregate is 'median'",
+        ),
+        (
+            {
+                "entity": "u",
+                "features": [{"table": "t", "column": "c", "weight": 1}],
+                "link": "probit",
+            },
+            "link is 'probit'",
+        ),
+    ],
+)
+def test_malformed_model_files_name_the_field(data, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_model(data)
+
+
+def test_holder_refuses_a_feature_its_policy_forbids(tmp_path, federation_factory, key):
+    rows = [(f"e{i}", i) for i in range(20)]
+    fed = federation_factory(
+        {"h": {"t": write_shard(tmp_path / "t.csv", [("id", "VARCHAR"), ("v", "BIGINT")], rows)}}
+    )
+    fed.holders["h"].tables["t"] = type(fed.holders["h"].tables["t"])(
+        "t",
+        tuple(
+            c if c.name != "v" else type(c)(c.name, c.type, c.uses - {"score"}, c.domain)
+            for c in fed.holders["h"].tables["t"].columns
+        ),
+        5,
+    )
+    fed.coordinator.catalog_ttl = 0
+    with pytest.raises((PolicyError, RemoteError), match="may not feed scores"):
+        fed.client(key).score(
+            parse_model(
+                {"entity": "id", "features": [{"table": "t", "column": "v", "weight": 1.0}]}
+            ),
+            ["e1"],
+        )
+
+
+def test_logistic_link_is_stable_on_both_tails():
+    model = parse_model(
+        {
+            "entity": "u",
+            "features": [{"table": "t", "column": "c", "weight": 1}],
+            "link": "logistic",
+        }
+    )
+    assert model.apply_link(800.0) == 1.0 and model.apply_link(-800.0) == pytest.approx(0.0)
+    assert model.apply_link(0.0) == 0.5
+    assert math.isclose(model.apply_link(-30.0), 1 / (1 + math.exp(30)), rel_tol=1e-12)
+
+
+def test_worker_processes_give_the_same_scores(tmp_path, key):
+    """The holder's HE work in spawned worker processes, over many blocks."""
+    rng = random.Random(3)
+    ids = [f"id{i}" for i in range(10_000)]
+    rows = [(u, rng.uniform(-1e4, 1e4), rng.randint(0, 9)) for u in ids if rng.random() < 0.9]
+    schema = [("uid", "VARCHAR"), ("x", "DOUBLE"), ("k", "BIGINT")]
+    reference = duckdb.connect()
+    load_duckdb(reference, schema, rows, "t")
+    path = write_shard(tmp_path / "t.parquet", schema, rows)
+    from nodes.coordinator import Coordinator, serve_coordinator
+    from nodes.holder import HolderNode, serve_holder
+
+    node = HolderNode.quickstart("h", {"t": path}, workers=2)
+    server, port = serve_holder(node, "127.0.0.1:0")
+    coordinator = Coordinator.connect([f"127.0.0.1:{port}"])
+    cserver, cport = serve_coordinator(coordinator, "127.0.0.1:0")
+    model = {
+        "entity": "uid",
+        "features": [
+            {"table": "t", "column": "x", "weight": 0.00123, "default": 7.5},
+            {"table": "t", "column": "k", "weight": -0.5},
+        ],
+        "intercept": 0.25,
+    }
+    try:
+        from engine.client import Client
+
+        with Client(f"127.0.0.1:{cport}", key=key) as client:
+            result = client.score(parse_model(model), ids)
+        expected = plaintext_scores(reference, model, ids)
+        assert result.meta["ciphertexts"] == 3
+        assert np.max(np.abs(np.array([r[1] for r in result.rows]) - expected)) < 1e-6
+    finally:
+        cserver.stop(None).wait()
+        coordinator.close()
+        server.stop(None).wait()
+        node.pool.close()
+
+
+def test_entities_files_one_per_line_or_csv(tmp_path):
+    from engine.model import read_entities
+
+    (tmp_path / "a.txt").write_text("uscc\nE1\n\nE2 \n")
+    (tmp_path / "b.csv").write_text("name,uscc\nx,E3\ny,E4\n")
+    (tmp_path / "c.txt").write_text("E5\nE6\n")
+    assert read_entities(tmp_path / "a.txt", "uscc") == ["E1", "E2"]
+    assert read_entities(tmp_path / "b.csv", "uscc") == ["E3", "E4"]
+    assert read_entities(tmp_path / "c.txt", "uscc") == ["E5", "E6"]
+    with pytest.raises(ConfigError, match="no column 'uscc'"):
+        (tmp_path / "d.csv").write_text("a,b\n1,2\n")
+        read_entities(tmp_path / "d.csv", "uscc")
