@@ -1,17 +1,20 @@
-"""The analyst's client: compile SQL, register the key once, decrypt, finish.
+"""The analyst's client: compile, register the key and models once, decrypt, finish.
 
 The only place the secret key is used. What it sends: the public context
-(once per coordinator) and typed plans. What it receives: the combined
-ciphertexts, the indices of suppressed groups and the names of the holders
-whose answers are inside. Everything else — decryption, exact
-recombination of limbs, AVG/VAR/STDDEV, HAVING, ORDER BY, LIMIT — happens
-here.
+(once per coordinator), typed plans, encrypted weights, entity ids and the
+analyst's vouchers. What it receives: combined ciphertexts, the indices of
+suppressed groups, the names of the holders whose answers are inside, and
+the holders' signed ledger receipts (kept in ``Result.meta["receipts"]`` for
+a supervisor). Everything else — decryption, exact recombination of limbs,
+AVG/VAR/STDDEV, HAVING, ORDER BY, LIMIT, intercepts and links — happens here.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +36,23 @@ from engine.rpc import DEADLINES, create_channel, remote_error
 from engine.sql import compile_condition, compile_sql
 from protos.unseen.v1 import catalog_pb2, coordinator_pb2_grpc, crypto_pb2, score_pb2
 
-__all__ = ["Client"]
+__all__ = ["AggregateReply", "Client"]
+
+
+@dataclass(frozen=True)
+class AggregateReply:
+    ciphertexts: list[bytes]
+    suppressed: tuple[int, ...]
+    holders: tuple[str, ...]
+    receipts: tuple[str, ...]
 
 
 class Client:
-    """A connection to a coordinator with the analyst's key.
+    """A connection to a coordinator with the analyst's key (and vouchers).
 
-    Use as a context manager, or call :meth:`close`.
+    Use as a context manager, or call :meth:`close`. ``vouchers`` are signed
+    voucher lines; every request carries all of them and each holder uses
+    the ones issued for it.
     """
 
     def __init__(
@@ -48,10 +61,12 @@ class Client:
         key: AnalystKey | None = None,
         key_dir: Path | None = None,
         timeout: float | None = None,
+        vouchers: Sequence[str] = (),
     ):
         self.address = coordinator
         self.key = key if key is not None else load_or_create(key_dir)
         self.timeout = timeout
+        self.vouchers = list(vouchers)
         self._channel = create_channel(coordinator)
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
         self._registered = False
@@ -75,6 +90,18 @@ class Client:
         except grpc.RpcError as exc:
             raise remote_error(exc, f"coordinator {self.address}") from exc
 
+    def _retry_unknown(self, call: Any) -> Any:
+        """Run ``call``; if the coordinator lost the key (restart), register and retry once."""
+        if not self._registered:
+            self.register_key()
+        try:
+            return call()
+        except RemoteError as exc:
+            if exc.code != "NOT_FOUND":
+                raise
+        self.register_key(force=True)
+        return call()
+
     # -- federation -------------------------------------------------------------
     def catalog(self) -> Catalog:
         msg = self._call(self._stub.GetCatalog, catalog_pb2.GetCatalogRequest(), "catalog")
@@ -83,44 +110,31 @@ class Client:
     def register_key(self, force: bool = False) -> str:
         """Register the public context with the coordinator (and so every holder)."""
         if not force:
-            known = self._call(
-                self._stub.HasKey, crypto_pb2.HasKeyRequest(key_id=self.key.key_id), "has_key"
-            )
-            if known.known:
+            request = crypto_pb2.HasKeyRequest(key_id=self.key.key_id)
+            if self._call(self._stub.HasKey, request, "has_key").known:
                 self._registered = True
                 return self.key.key_id
         ack = self._call(self._stub.RegisterKey, serde.key_chunks(self.key.public), "register_key")
         if ack.key_id != self.key.key_id:
             raise RemoteError("INTERNAL", "the coordinator named the key differently")
         self._registered = True
-        return ack.key_id
+        return str(ack.key_id)
 
-    # -- queries ----------------------------------------------------------------
+    # -- aggregates -------------------------------------------------------------
     def compile(self, sql: str, catalog: Catalog | None = None) -> CompiledQuery:
         codec = SlotCodec(slots=ckks.PARAMS.slots)
         return compile_sql(sql, catalog or self.catalog(), codec)
 
-    def aggregate(
-        self, plan: AggregatePlan
-    ) -> tuple[list[bytes], tuple[int, ...], tuple[str, ...]]:
-        """Send a plan; returns (ciphertexts, suppressed group indices, holder names)."""
-        if not self._registered:
-            self.register_key()
-        request = serde.aggregate_request(self.key.key_id, plan)
-        try:
-            return self._stream(request)
-        except RemoteError as exc:
-            if exc.code != "NOT_FOUND":
-                raise
-        # The coordinator restarted or evicted the key: register and try once more.
-        self.register_key(force=True)
-        return self._stream(request)
+    def aggregate(self, plan: AggregatePlan) -> AggregateReply:
+        """Send a plan; returns the combined ciphertexts and what came with them."""
+        request = serde.aggregate_request(self.key.key_id, plan, self.vouchers)
+        return self._retry_unknown(lambda: self._aggregate_stream(request))  # type: ignore[no-any-return]
 
-    def _stream(self, request: Any) -> tuple[list[bytes], tuple[int, ...], tuple[str, ...]]:
+    def _aggregate_stream(self, request: Any) -> AggregateReply:
         try:
             replies = self._stub.Aggregate(request, timeout=self._deadline("aggregate"))
             header = next(replies)
-            count, suppressed, holders = serde.header_from_proto(header.header)
+            count, suppressed, holders, receipts = serde.header_from_proto(header.header)
             ciphertexts: list[bytes] = [b""] * count
             for reply in replies:
                 index = reply.ciphertext.index
@@ -131,9 +145,35 @@ class Client:
             raise remote_error(exc, f"coordinator {self.address}") from exc
         if any(not c for c in ciphertexts):
             raise RemoteError("INTERNAL", "the coordinator sent fewer ciphertexts than announced")
-        return ciphertexts, suppressed, holders
+        return AggregateReply(ciphertexts, suppressed, holders, receipts)
 
-    # -- scoring -------------------------------------------------------------------
+    def query(self, sql: str) -> Result:
+        """Answer one SELECT over the federation; see docs/architecture.md."""
+        started = time.perf_counter()
+        catalog = self.catalog()
+        compiled = self.compile(sql, catalog)
+        plan = compiled.plan
+        table = catalog.table(plan.table)
+        layout = layout_for(plan)
+        reply = self.aggregate(plan)
+        if len(reply.ciphertexts) != layout.ciphertexts:
+            raise PlanError("the coordinator answered with the wrong number of ciphertexts")
+        slots = np.concatenate([ckks.decrypt(self.key.secret, c) for c in reply.ciphertexts])
+        moments = unpack(plan, layout, slots)
+        meta = {
+            "holders": list(reply.holders),
+            "k": table.min_group_size if table is not None else None,
+            "ciphertexts": len(reply.ciphertexts),
+            "bytes_received": sum(len(c) for c in reply.ciphertexts),
+            "key_id": self.key.key_id,
+            "receipts": [json.loads(r) for r in reply.receipts],
+            "elapsed_ms": 0.0,
+        }
+        result = finish(compiled, moments, set(reply.suppressed), meta)
+        result.meta["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        return result
+
+    # -- scoring ----------------------------------------------------------------
     def feature_specs(self, model: Model, catalog: Catalog) -> tuple[FeatureSpec, ...]:
         """Check the model against the catalog and strip its weights for the holders."""
         specs = []
@@ -161,28 +201,26 @@ class Client:
             )
         return tuple(specs)
 
-    def register_model(self, model: Model, catalog: Catalog | None = None) -> str:
-        """Register the model's encrypted weights once; returns its id.
+    def register_model(
+        self, model: Model, entities: Sequence[str], catalog: Catalog | None = None
+    ) -> tuple[str, list[str]]:
+        """Register the model's encrypted weights once; returns its id and any receipts.
 
         Phase 1 asks the holders for a power-of-two bound ``2^e`` of each
-        feature; phase 2 sends ``Enc(w * 2^e)`` (the holders use ``x / 2^e``),
-        which keeps CKKS noise far below 1e-6 for features of any magnitude.
+        feature over ``entities``; phase 2 sends ``Enc(w * 2^e)`` (the holders
+        use ``x / 2^e``), which keeps CKKS noise far below 1e-6 for features of
+        any magnitude. A model already registered (same fingerprint) is reused.
         """
         if not self._registered:
             self.register_key()
         catalog = catalog or self.catalog()
         specs = self.feature_specs(model, catalog)
         model_id = model_fingerprint(self.key.salt, self.key.key_id, model)
-        known = self._call(
-            self._stub.HasModel,
-            score_pb2.HasModelRequest(key_id=self.key.key_id, model_id=model_id),
-            "has_key",
-        )
-        if known.known:
-            return model_id
-        reply = self._call(
-            self._stub.PrepareModel, serde.prepare_request(self.key.key_id, specs), "prepare_model"
-        )
+        request = score_pb2.HasModelRequest(key_id=self.key.key_id, model_id=model_id)
+        if self._call(self._stub.HasModel, request, "has_key").known:
+            return model_id, []
+        parts = serde.prepare_parts(self.key.key_id, specs, list(entities), self.vouchers)
+        reply = self._call(self._stub.PrepareModel, parts, "prepare_model")
         exponents = list(reply.exponents)
         if len(exponents) != len(specs):
             raise RemoteError("INTERNAL", "the coordinator answered the wrong number of exponents")
@@ -192,24 +230,21 @@ class Client:
             for f, e in zip(model.features, exponents, strict=True)
         ]
         self.model_bytes_sent = sum(len(w) for w in weights)
-        parts = serde.model_parts(self.key.key_id, model_id, specs, exponents, weights)
-        ack = self._call(self._stub.RegisterModel, parts, "register_key")
-        return str(ack.model_id)
+        upload = serde.model_parts(self.key.key_id, model_id, specs, exponents, weights)
+        ack = self._call(self._stub.RegisterModel, upload, "register_key")
+        return str(ack.model_id), list(reply.receipts)
 
-    def score(self, model: Model, entities: list[str]) -> Result:
+    def score(self, model: Model, entities: Sequence[str]) -> Result:
         """Score ``entities`` (in order) with ``model``; rows are ``[entity, score]``."""
         started = time.perf_counter()
         catalog = self.catalog()
-        model_id = self.register_model(model, catalog)
-        try:
-            count, holders, blocks = self._score_stream(model_id, entities)
-        except RemoteError as exc:
-            if exc.code != "NOT_FOUND":
-                raise
-            # The coordinator lost the key or model (restart): register both again.
-            self.register_key(force=True)
-            model_id = self.register_model(model, catalog)
-            count, holders, blocks = self._score_stream(model_id, entities)
+        ids = list(entities)
+
+        def run() -> tuple[str, list[str], int, tuple[str, ...], list[str], Iterator[bytes]]:
+            model_id, prepared = self.register_model(model, ids, catalog)
+            return (model_id, prepared, *self._score_stream(model_id, ids))
+
+        model_id, prepared, count, holders, receipts, blocks = self._retry_unknown(run)
         slots = ckks.PARAMS.slots
         rows: list[list[Any]] = []
         received = 0
@@ -217,35 +252,32 @@ class Client:
             received += len(data)
             values = ckks.decrypt(self.key.secret, data)
             start = index * slots
-            for offset, entity in enumerate(entities[start : start + slots]):
-                linear = float(values[offset]) + model.intercept
-                rows.append([entity, model.apply_link(linear)])
-        if len(rows) != len(entities):
+            for offset, entity in enumerate(ids[start : start + slots]):
+                rows.append([entity, model.apply_link(float(values[offset]) + model.intercept)])
+        if len(rows) != len(ids):
             raise RemoteError("INTERNAL", "the coordinator sent fewer score blocks than needed")
         meta = {
             "model_id": model_id,
             "holders": list(holders),
-            "entities": len(entities),
+            "entities": len(ids),
             "ciphertexts": count,
             "bytes_received": received,
             "link": model.link,
+            "receipts": [json.loads(r) for r in [*prepared, *receipts]],
             "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
         }
         return Result([model.entity, "score"], rows, meta)
 
     def _score_stream(
         self, model_id: str, entities: list[str]
-    ) -> tuple[int, tuple[str, ...], Iterator[bytes]]:
+    ) -> tuple[int, tuple[str, ...], list[str], Iterator[bytes]]:
+        parts = serde.score_parts(model_id, self.key.key_id, entities, self.vouchers)
         try:
-            replies = self._stub.Score(
-                serde.score_parts(model_id, self.key.key_id, entities),
-                timeout=self._deadline("score"),
-            )
+            replies = self._stub.Score(parts, timeout=self._deadline("score"))
             first = next(replies)
         except grpc.RpcError as exc:
             raise remote_error(exc, f"coordinator {self.address}") from exc
         header = first.header
-        count = header.ciphertexts
 
         def blocks() -> Iterator[bytes]:
             try:
@@ -256,29 +288,4 @@ class Client:
             except grpc.RpcError as exc:
                 raise remote_error(exc, f"coordinator {self.address}") from exc
 
-        return count, tuple(header.holders), blocks()
-
-    def query(self, sql: str) -> Result:
-        """Answer one SELECT over the federation; see docs/architecture.md."""
-        started = time.perf_counter()
-        catalog = self.catalog()
-        compiled = self.compile(sql, catalog)
-        plan = compiled.plan
-        table = catalog.table(plan.table)
-        layout = layout_for(plan)
-        ciphertexts, suppressed, holders = self.aggregate(plan)
-        if len(ciphertexts) != layout.ciphertexts:
-            raise PlanError("the coordinator answered with the wrong number of ciphertexts")
-        slots = np.concatenate([ckks.decrypt(self.key.secret, c) for c in ciphertexts])
-        moments = unpack(plan, layout, slots)
-        meta = {
-            "holders": list(holders),
-            "k": table.min_group_size if table is not None else None,
-            "ciphertexts": len(ciphertexts),
-            "bytes_received": sum(len(c) for c in ciphertexts),
-            "key_id": self.key.key_id,
-            "elapsed_ms": 0.0,
-        }
-        result = finish(compiled, moments, set(suppressed), meta)
-        result.meta["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
-        return result
+        return header.ciphertexts, tuple(header.holders), list(header.receipts), blocks()

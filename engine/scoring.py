@@ -143,17 +143,6 @@ def _feature_sql(
     return query.sql(source.dialect), builder.params, order, plain_counts
 
 
-def _range_sql(feature: FeatureSpec, table: TableInfo, source: TableSource) -> tuple[str, dict]:
-    """MIN and MAX of one feature over every entity the table holds."""
-    builder = _Builder(table, source.dialect)
-    sub = _subquery([(0, feature)], table, source, builder)
-    value = exp.column("f0", table="s", quoted=True)
-    query = exp.select(exp.Min(this=value.copy()), exp.Max(this=value)).from_(
-        exp.alias_(exp.paren(sub), "s")
-    )
-    return query.sql(source.dialect), builder.params
-
-
 def _request_relation(ids: Sequence[str]) -> dict[str, np.ndarray]:
     """Make the request's entity ids available to the engine as table ``req``."""
     ints = [_as_int(i) for i in ids]
@@ -236,19 +225,18 @@ def feature_exponents(
     features: Sequence[FeatureSpec],
     sources: dict[str, TableSource],
     tables: dict[str, TableInfo],
+    ids: Sequence[str],
+    block: int = 4096,
 ) -> list[int]:
-    """Per feature, the smallest e >= 0 with |value| <= 2^e over every entity (and the default)."""
-    out = []
-    for feature in features:
-        name = feature.table.lower()
-        source, table = sources[name], tables[name]
-        sql, params = _range_sql(feature, table, source)
-        low, high = source.run(sql, params)[0]
-        values = np.array([v for v in (low, high) if v is not None], dtype=np.float64)
-        values = _transform(values, feature.transform, feature.column)
-        bound = max(float(np.max(np.abs(values), initial=0.0)), abs(feature.default))
-        out.append(0 if bound <= 1 else math.ceil(math.log2(bound)))
-    return out
+    """Per feature, the smallest e >= 0 with |value| <= 2^e over the requested entities.
+
+    Taken over the entities about to be scored (defaults included), so the
+    bound says nothing about entities outside the request.
+    """
+    bound = np.zeros(len(features))
+    for matrix in feature_blocks(features, sources, tables, ids, block):
+        bound = np.maximum(bound, np.max(np.abs(matrix), axis=0, initial=0.0))
+    return [0 if b <= 1 else math.ceil(math.log2(b)) for b in bound]
 
 
 def partial_score(

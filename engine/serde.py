@@ -12,6 +12,7 @@ import datetime as dt
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from engine.catalog import Catalog, ColumnInfo, TableInfo
 from engine.errors import CryptoError, PlanError
@@ -53,7 +54,8 @@ __all__ = [
     "model_parts",
     "plan_from_proto",
     "plan_to_proto",
-    "prepare_request",
+    "prepare_from_parts",
+    "prepare_parts",
     "score_parts",
     "score_reply_ciphertext",
     "score_reply_header",
@@ -335,25 +337,34 @@ def catalog_from_proto(msg: catalog_pb2.Catalog) -> Catalog:
 
 
 def header_to_proto(
-    ciphertexts: int, suppressed: tuple[int, ...] | list[int], holders: tuple[str, ...] | list[str]
+    ciphertexts: int,
+    suppressed: Sequence[int],
+    holders: Sequence[str],
+    receipts: Sequence[str] = (),
 ) -> query_pb2.AggregateReply:
     return query_pb2.AggregateReply(
         header=query_pb2.AggregateHeader(
             ciphertexts=ciphertexts,
             suppressed_groups=list(suppressed),
             holders=list(holders),
+            receipts=list(receipts),
         )
     )
 
 
 def header_from_proto(
     msg: query_pb2.AggregateHeader,
-) -> tuple[int, tuple[int, ...], tuple[str, ...]]:
-    return msg.ciphertexts, tuple(msg.suppressed_groups), tuple(msg.holders)
+) -> tuple[int, tuple[int, ...], tuple[str, ...], tuple[str, ...]]:
+    """(ciphertext count, suppressed group indices, holders, receipts)."""
+    return msg.ciphertexts, tuple(msg.suppressed_groups), tuple(msg.holders), tuple(msg.receipts)
 
 
-def aggregate_request(key_id: str, plan: AggregatePlan) -> query_pb2.AggregateRequest:
-    return query_pb2.AggregateRequest(key_id=key_id, plan=plan_to_proto(plan))
+def aggregate_request(
+    key_id: str, plan: AggregatePlan, vouchers: Sequence[str] = ()
+) -> query_pb2.AggregateRequest:
+    return query_pb2.AggregateRequest(
+        key_id=key_id, plan=plan_to_proto(plan), vouchers=list(vouchers)
+    )
 
 
 def ciphertext_reply(index: int, data: bytes) -> query_pb2.AggregateReply:
@@ -418,10 +429,57 @@ def feature_from_proto(msg: score_pb2.FeatureSpec) -> FeatureSpec:
     )
 
 
-def prepare_request(key_id: str, features: Sequence[FeatureSpec]) -> score_pb2.PrepareModelRequest:
-    return score_pb2.PrepareModelRequest(
-        key_id=key_id, features=[feature_to_proto(f) for f in features]
+def prepare_parts(
+    key_id: str,
+    features: Sequence[FeatureSpec],
+    ids: Sequence[str],
+    vouchers: Sequence[str] = (),
+    chunk: int = 4096,
+) -> Iterator[score_pb2.PreparePart]:
+    """The PrepareModel stream: a header, then the entity ids in chunks."""
+    yield score_pb2.PreparePart(
+        header=score_pb2.PrepareModelRequest(
+            key_id=key_id,
+            features=[feature_to_proto(f) for f in features],
+            vouchers=list(vouchers),
+            entities=len(ids),
+        )
     )
+    for start in range(0, len(ids), chunk):
+        yield score_pb2.PreparePart(entities=score_pb2.EntityChunk(ids=ids[start : start + chunk]))
+
+
+def prepare_from_parts(
+    parts: Iterable[score_pb2.PreparePart], max_entities: int
+) -> tuple[str, tuple[FeatureSpec, ...], list[str], tuple[str, ...]]:
+    """Read a PrepareModel stream: (key id, features, entity ids, vouchers)."""
+    iterator = iter(parts)
+    first = next(iterator, None)
+    if first is None or first.WhichOneof("part") != "header":
+        raise PlanError("a model preparation must start with its header")
+    header = first.header
+    features = tuple(feature_from_proto(f) for f in header.features)
+    if not features:
+        raise PlanError("a model preparation names no features")
+    ids = _entity_stream(iterator, header.entities, max_entities, "a model preparation")
+    return header.key_id, features, ids, tuple(header.vouchers)
+
+
+def _entity_stream(
+    iterator: Iterator[Any], announced: int, max_entities: int, what: str
+) -> list[str]:
+    if announced > max_entities:
+        raise PlanError(f"at most {max_entities} entities per request")
+    ids: list[str] = []
+    for part in iterator:
+        if part.WhichOneof("part") != "entities":
+            raise PlanError(f"{what} has a second header")
+        ids.extend(part.entities.ids)
+        if len(ids) > announced:
+            raise PlanError(f"{what} sent more entities than announced")
+    if len(ids) != announced:
+        raise PlanError(f"{what} announced {announced} entities but sent {len(ids)}")
+    return ids
 
 
 def model_parts(
@@ -484,10 +542,16 @@ def model_from_parts(
 
 
 def score_parts(
-    model_id: str, key_id: str, ids: Sequence[str], chunk: int = 4096
+    model_id: str,
+    key_id: str,
+    ids: Sequence[str],
+    vouchers: Sequence[str] = (),
+    chunk: int = 4096,
 ) -> Iterator[score_pb2.ScorePart]:
     yield score_pb2.ScorePart(
-        header=score_pb2.ScoreHeader(model_id=model_id, key_id=key_id, entities=len(ids))
+        header=score_pb2.ScoreHeader(
+            model_id=model_id, key_id=key_id, entities=len(ids), vouchers=list(vouchers)
+        )
     )
     for start in range(0, len(ids), chunk):
         yield score_pb2.ScorePart(entities=score_pb2.EntityChunk(ids=ids[start : start + chunk]))
@@ -495,33 +559,23 @@ def score_parts(
 
 def score_request_from_parts(
     parts: Iterable[score_pb2.ScorePart], max_entities: int
-) -> tuple[str, str, list[str]]:
-    """Read a whole Score request stream: (model id, key id, entity ids)."""
+) -> tuple[str, str, list[str], tuple[str, ...]]:
+    """Read a whole Score request stream: (model id, key id, entity ids, vouchers)."""
     iterator = iter(parts)
     first = next(iterator, None)
     if first is None or first.WhichOneof("part") != "header":
         raise PlanError("a score request must start with its header")
     header = first.header
-    if header.entities > max_entities:
-        raise PlanError(f"at most {max_entities} entities per request")
-    ids: list[str] = []
-    for part in iterator:
-        if part.WhichOneof("part") != "entities":
-            raise PlanError("a score request has a second header")
-        ids.extend(part.entities.ids)
-        if len(ids) > header.entities:
-            raise PlanError("a score request sent more entities than announced")
-    if len(ids) != header.entities:
-        raise PlanError(f"a score request announced {header.entities} entities but sent {len(ids)}")
-    return header.model_id, header.key_id, ids
+    ids = _entity_stream(iterator, header.entities, max_entities, "a score request")
+    return header.model_id, header.key_id, ids, tuple(header.vouchers)
 
 
 def score_reply_header(
-    ciphertexts: int, slots: int, holders: Sequence[str]
+    ciphertexts: int, slots: int, holders: Sequence[str], receipts: Sequence[str] = ()
 ) -> score_pb2.ScoreReply:
     return score_pb2.ScoreReply(
         header=score_pb2.ScoreReplyHeader(
-            ciphertexts=ciphertexts, slots=slots, holders=list(holders)
+            ciphertexts=ciphertexts, slots=slots, holders=list(holders), receipts=list(receipts)
         )
     )
 

@@ -68,6 +68,14 @@ class AggregateAnswer:
     ciphertexts: list[bytes]
     suppressed: tuple[int, ...]
     holders: tuple[str, ...]
+    receipts: tuple[str, ...] = ()
+
+
+@dataclass
+class _HolderAnswer:
+    vectors: list[ts.CKKSVector]
+    suppressed: tuple[int, ...]
+    receipts: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -190,7 +198,11 @@ class Coordinator:
 
     # -- aggregate -----------------------------------------------------------------
     def aggregate(
-        self, key_id: str, plan: AggregatePlan, deadline: float | None = None
+        self,
+        key_id: str,
+        plan: AggregatePlan,
+        deadline: float | None = None,
+        vouchers: Sequence[str] = (),
     ) -> AggregateAnswer:
         ctx = self.keys.get(key_id)
         hosted = self.holder_catalogs()
@@ -202,7 +214,7 @@ class Coordinator:
         layout = layout_for(plan, self.limits)
         links = [link for link, cat in hosted if cat.table(plan.table) is not None]
         budget = min(deadline or DEADLINES["aggregate"], DEADLINES["aggregate"])
-        request = serde.aggregate_request(key_id, plan)
+        request = serde.aggregate_request(key_id, plan, vouchers)
         answers = self._each(
             links,
             lambda link: self._aggregate_at(
@@ -210,9 +222,10 @@ class Coordinator:
             ),
             budget,
         )
-        suppressed = sorted({i for _, s in answers for i in s})
+        suppressed = sorted({i for answer in answers for i in answer.suppressed})
         sums = [
-            ckks.add_all([vectors[i] for vectors, _ in answers]) for i in range(layout.ciphertexts)
+            ckks.add_all([answer.vectors[i] for answer in answers])
+            for i in range(layout.ciphertexts)
         ]
         if suppressed:
             sums = _mask(ctx, sums, suppressed, layout.record_width, plan.codec.slots)
@@ -227,6 +240,7 @@ class Coordinator:
             [bytes(v.serialize()) for v in sums],
             tuple(suppressed),
             tuple(link.name for link in links),
+            tuple(r for answer in answers for r in answer.receipts),
         )
 
     def _aggregate_at(
@@ -237,7 +251,7 @@ class Coordinator:
         expected: int,
         slots: int,
         deadline: float,
-    ) -> tuple[list[ts.CKKSVector], tuple[int, ...]]:
+    ) -> _HolderAnswer:
         try:
             return self._collect(link, request, ctx, expected, slots, deadline)
         except grpc.RpcError as exc:
@@ -255,13 +269,13 @@ class Coordinator:
         expected: int,
         slots: int,
         deadline: float,
-    ) -> tuple[list[ts.CKKSVector], tuple[int, ...]]:
+    ) -> _HolderAnswer:
         assert link.stub is not None
         stream = link.stub.Aggregate(request, timeout=deadline)
         first = next(stream, None)
         if first is None or first.WhichOneof("part") != "header":
             raise RemoteError("INTERNAL", "answered without a header")
-        count, suppressed, _ = serde.header_from_proto(first.header)
+        count, suppressed, _, receipts = serde.header_from_proto(first.header)
         if count != expected:
             raise RemoteError("INTERNAL", f"sent {count} ciphertexts; the plan needs {expected}")
         vectors: list[ts.CKKSVector | None] = [None] * expected
@@ -274,7 +288,7 @@ class Coordinator:
             vectors[index] = ckks.load_ciphertext(ctx, reply.ciphertext.data, slots)
         if any(v is None for v in vectors):
             raise RemoteError("INTERNAL", "sent fewer ciphertexts than announced")
-        return [v for v in vectors if v is not None], suppressed
+        return _HolderAnswer([v for v in vectors if v is not None], suppressed, receipts)
 
     # -- scoring -------------------------------------------------------------------
     def _assign(self, features: Sequence[FeatureSpec]) -> list[tuple[HolderLink, list[int]]]:
@@ -300,29 +314,37 @@ class Coordinator:
                 out.setdefault(link.address, (link, []))[1].append(index)
         return list(out.values())
 
-    def prepare_model(self, key_id: str, features: tuple[FeatureSpec, ...]) -> list[int]:
+    def prepare_model(
+        self,
+        key_id: str,
+        features: tuple[FeatureSpec, ...],
+        ids: list[str],
+        vouchers: Sequence[str] = (),
+    ) -> tuple[list[int], list[str]]:
         """Per feature, the largest magnitude exponent any hosting holder reports."""
         self.keys.get(key_id)
         assignment = self._assign(features)
         indices_of = {link.address: indices for link, indices in assignment}
 
-        def ask(link: HolderLink) -> list[int]:
+        def ask(link: HolderLink) -> tuple[list[int], list[str]]:
             assert link.stub is not None
             indices = indices_of[link.address]
             reply = link.stub.PrepareModel(
-                serde.prepare_request(key_id, [features[i] for i in indices]),
+                serde.prepare_parts(key_id, [features[i] for i in indices], ids, vouchers),
                 timeout=DEADLINES["prepare_model"],
             )
             if len(reply.exponents) != len(indices):
                 raise RemoteError("INTERNAL", "answered the wrong number of exponents")
-            return list(reply.exponents)
+            return list(reply.exponents), list(reply.receipts)
 
         answers = self._each([link for link, _ in assignment], ask, DEADLINES["prepare_model"])
         exponents = [0] * len(features)
-        for (_, indices), reply in zip(assignment, answers, strict=True):
+        receipts: list[str] = []
+        for (_, indices), (reply, holder_receipts) in zip(assignment, answers, strict=True):
+            receipts += holder_receipts
             for index, exponent in zip(indices, reply, strict=True):
                 exponents[index] = max(exponents[index], exponent)
-        return exponents
+        return exponents, receipts
 
     def register_model(
         self,
@@ -387,9 +409,18 @@ class Coordinator:
             return (key_id, model_id) in self._models and key_id in self.keys
 
     def score(
-        self, key_id: str, model_id: str, ids: list[str], deadline: float | None = None
-    ) -> tuple[int, tuple[str, ...], Iterator[bytes]]:
-        """Fan the entities out, then yield the sum of the holders' partials block by block."""
+        self,
+        key_id: str,
+        model_id: str,
+        ids: list[str],
+        deadline: float | None = None,
+        vouchers: Sequence[str] = (),
+    ) -> tuple[int, tuple[str, ...], list[str], Iterator[bytes]]:
+        """Fan the entities out, then yield the sum of the holders' partials block by block.
+
+        Returns the block count, the holders, their receipts (known once every
+        holder has sent its header) and the iterator of summed blocks.
+        """
         with self._lock:
             model = self._models.get((key_id, model_id))
         if model is None:
@@ -401,9 +432,17 @@ class Coordinator:
         links = {link.address: link for link in self.links}
         hosts = [links[address] for address, _ in model.assignment]
         budget = min(deadline or DEADLINES["score"], DEADLINES["score"])
-        streams = [_PartialStream(self, link, model, ids, count, budget) for link in hosts]
+        streams = [
+            _PartialStream(self, link, model, ids, count, budget, tuple(vouchers)) for link in hosts
+        ]
         for stream in streams:
             stream.start()
+        try:
+            receipts = [r for stream in streams for r in stream.header_receipts()]
+        except BaseException:
+            for stream in streams:
+                stream.cancel()
+            raise
 
         def sums() -> Iterator[bytes]:
             try:
@@ -414,7 +453,7 @@ class Coordinator:
                 for stream in streams:
                     stream.cancel()
 
-        return count, tuple(link.name or link.address for link in hosts), sums()
+        return count, tuple(link.name or link.address for link in hosts), receipts, sums()
 
 
 class _PartialStream:
@@ -428,9 +467,13 @@ class _PartialStream:
         ids: list[str],
         count: int,
         deadline: float,
+        vouchers: tuple[str, ...] = (),
     ):
         self.coordinator, self.link, self.model = coordinator, link, model
         self.ids, self.count, self.deadline = ids, count, deadline
+        self.vouchers = vouchers
+        # The header (with the holder's receipts) or the error that came instead.
+        self.header: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
         # Bounded: a fast holder waits (gRPC flow control) for a slow one.
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=8)
         self.call: Any = None
@@ -446,12 +489,18 @@ class _PartialStream:
     def _open(self) -> Any:
         assert self.link.stub is not None
         self.call = self.link.stub.Score(
-            serde.score_parts(self.model.model_id, self.model.key_id, self.ids),
+            serde.score_parts(self.model.model_id, self.model.key_id, self.ids, self.vouchers),
             timeout=self.deadline,
         )
         return self.call
 
+    def _fail(self, error: HolderError, header_sent: bool) -> None:
+        if not header_sent:
+            self.header.put(("error", error))
+        self.queue.put(("error", error))
+
     def _run(self) -> None:
+        header_sent = False
         try:
             try:
                 replies = self._open()
@@ -465,6 +514,8 @@ class _PartialStream:
                 first = next(replies)
             if first.WhichOneof("part") != "header" or first.header.ciphertexts != self.count:
                 raise RemoteError("INTERNAL", "answered with a wrong score header")
+            self.header.put(("ok", list(first.header.receipts)))
+            header_sent = True
             for reply in replies:
                 self.queue.put(("ok", reply.ciphertext))
             self.queue.put(("end", None))
@@ -472,9 +523,21 @@ class _PartialStream:
             if exc.code() == grpc.StatusCode.CANCELLED:
                 return
             err = remote_error(exc, "holder")
-            self.queue.put(("error", HolderError(self.link.label, err.code, err.reason)))
+            self._fail(HolderError(self.link.label, err.code, err.reason), header_sent)
         except UnseenError as exc:
-            self.queue.put(("error", HolderError(self.link.label, exc.grpc_code, str(exc))))
+            self._fail(HolderError(self.link.label, exc.grpc_code, str(exc)), header_sent)
+
+    def header_receipts(self) -> list[str]:
+        """Wait for the holder's header; returns its receipts or raises its error."""
+        try:
+            kind, item = self.header.get(timeout=self.deadline)
+        except queue.Empty:
+            raise HolderError(
+                self.link.label, "DEADLINE_EXCEEDED", "did not answer in time"
+            ) from None
+        if kind == "error":
+            raise item
+        return list(item)
 
     def get(self, index: int, ctx: ts.Context, slots: int) -> ts.CKKSVector:
         try:
@@ -544,18 +607,24 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self, request: query_pb2.AggregateRequest, context: grpc.ServicerContext
     ) -> Iterator[query_pb2.AggregateReply]:
         plan = serde.plan_from_proto(request.plan)
-        answer = self.coordinator.aggregate(request.key_id, plan, _budget(context))
-        yield serde.header_to_proto(len(answer.ciphertexts), answer.suppressed, answer.holders)
+        answer = self.coordinator.aggregate(
+            request.key_id, plan, _budget(context), tuple(request.vouchers)
+        )
+        yield serde.header_to_proto(
+            len(answer.ciphertexts), answer.suppressed, answer.holders, answer.receipts
+        )
         for index, data in enumerate(answer.ciphertexts):
             yield serde.ciphertext_reply(index, data)
 
     @servicer_errors
     def PrepareModel(
-        self, request: score_pb2.PrepareModelRequest, context: grpc.ServicerContext
+        self, request_iterator: Iterator[score_pb2.PreparePart], context: grpc.ServicerContext
     ) -> score_pb2.PrepareModelReply:
-        features = tuple(serde.feature_from_proto(f) for f in request.features)
-        exponents = self.coordinator.prepare_model(request.key_id, features)
-        return score_pb2.PrepareModelReply(exponents=exponents)
+        key_id, features, ids, vouchers = serde.prepare_from_parts(
+            request_iterator, self.coordinator.max_entities
+        )
+        exponents, receipts = self.coordinator.prepare_model(key_id, features, ids, vouchers)
+        return score_pb2.PrepareModelReply(exponents=exponents, receipts=receipts)
 
     @servicer_errors
     def RegisterModel(
@@ -578,11 +647,13 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     def Score(
         self, request_iterator: Iterator[score_pb2.ScorePart], context: grpc.ServicerContext
     ) -> Iterator[score_pb2.ScoreReply]:
-        model_id, key_id, ids = serde.score_request_from_parts(
+        model_id, key_id, ids, vouchers = serde.score_request_from_parts(
             request_iterator, self.coordinator.max_entities
         )
-        count, holders, sums = self.coordinator.score(key_id, model_id, ids, _budget(context))
-        yield serde.score_reply_header(count, ckks.PARAMS.slots, holders)
+        count, holders, receipts, sums = self.coordinator.score(
+            key_id, model_id, ids, _budget(context), vouchers
+        )
+        yield serde.score_reply_header(count, ckks.PARAMS.slots, holders, receipts)
         for index, data in enumerate(sums):
             yield serde.score_reply_ciphertext(index, data)
 

@@ -1,12 +1,17 @@
 """The holder node: a gRPC server over one department's own tables.
 
-It publishes a catalog, registers analysts' public contexts, and answers
-aggregate plans with ciphertexts only (see ``engine.local``). The servicer is
-thin: decode, call :class:`HolderNode`, encode.
+It publishes a catalog, registers analysts' public contexts and models, and
+answers aggregate plans and score requests with ciphertexts only. Every use
+of data passes the node's governance (vouchers, ledger, receipts; see
+``engine.governance``). The servicer is thin: decode, call
+:class:`HolderNode`, encode.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -18,7 +23,9 @@ import grpc
 
 from engine import ckks, serde
 from engine.catalog import Catalog, TableInfo
+from engine.config import NodeConfig, load_tables
 from engine.errors import PlanError, UnknownKeyError
+from engine.governance import Governance, aggregate_entities, digest, score_reads
 from engine.hepool import ScoringPool
 from engine.keystore import KeyStore
 from engine.local import LocalAnswer, answer_aggregate
@@ -28,11 +35,22 @@ from engine.policy import DEFAULT_K, quickstart_table
 from engine.rpc import create_server, servicer_errors
 from engine.scoring import HolderModel, check_features, feature_blocks, feature_exponents
 from engine.source import TableSource, open_source
-from protos.unseen.v1 import catalog_pb2, crypto_pb2, holder_pb2_grpc, query_pb2, score_pb2
+from engine.voucher import AccessRequest, entity_ids, plan_reads
+from protos.unseen.v1 import (
+    audit_pb2,
+    catalog_pb2,
+    crypto_pb2,
+    holder_pb2_grpc,
+    query_pb2,
+    score_pb2,
+)
 
 __all__ = ["HolderNode", "HolderServicer", "serve_holder"]
 
 log = logging.getLogger(__name__)
+
+# Encrypted weights are ~0.4 MB each; 512 features is a generous ceiling.
+MAX_MODEL_BYTES = 512 * (1 << 20)
 
 
 @dataclass
@@ -42,12 +60,21 @@ class HolderNode:
     tables: dict[str, TableInfo]
     keys: KeyStore = field(default_factory=KeyStore)
     limits: Limits = field(default_factory=Limits)
-    vouchers_required: bool = False
+    governance: Governance | None = None
     pool: ScoringPool = field(default_factory=ScoringPool)
     max_models: int = 16
     max_entities: int = 5_000_000
     _models: OrderedDict[str, HolderModel] = field(default_factory=OrderedDict)
     _models_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.governance is None:
+            self.governance = Governance(self.name)
+
+    @property
+    def gov(self) -> Governance:
+        assert self.governance is not None
+        return self.governance
 
     @classmethod
     def quickstart(
@@ -65,20 +92,97 @@ class HolderNode:
         sources_by_name = {t.lower(): s for t, s in sources.items()}
         return cls(name, sources_by_name, infos, pool=ScoringPool(workers))
 
-    def catalog(self) -> Catalog:
-        return Catalog(self.name, tuple(self.tables.values()), self.vouchers_required)
+    @classmethod
+    def from_config(
+        cls, config: NodeConfig, tables: Mapping[str, Path] | None = None, workers: int = 0
+    ) -> HolderNode:
+        """A node as its config file describes it (policies, vouchers, ledger)."""
+        if not config.name:
+            raise PlanError("the node has no name: set [node] name or --name")
+        sources, infos = load_tables(config, tables)
+        gov = config.governance
+        governance = Governance(
+            config.name, gov.voucher_policy(), gov.open_ledger(config.name), gov.supervisors
+        )
+        if not gov.require_vouchers:
+            log.warning("holder %s does not require vouchers (config)", config.name)
+        return cls(config.name, sources, infos, governance=governance, pool=ScoringPool(workers))
 
-    def aggregate(self, key_id: str, plan: AggregatePlan) -> LocalAnswer:
-        table = self.tables.get(plan.table.lower())
+    def catalog(self) -> Catalog:
+        return Catalog(self.name, tuple(self.tables.values()), self.gov.required)
+
+    def _table(self, name: str) -> TableInfo:
+        table = self.tables.get(name.lower())
         if table is None:
-            raise PlanError(f"holder {self.name} serves no table {plan.table}")
-        ctx = self.keys.get(key_id)
-        return answer_aggregate(plan, self.sources[plan.table.lower()], table, ctx, self.limits)
+            raise PlanError(f"holder {self.name} serves no table {name}")
+        return table
+
+    # -- aggregates ----------------------------------------------------------------
+    def aggregate(
+        self,
+        key_id: str,
+        plan: AggregatePlan,
+        vouchers: tuple[str, ...] = (),
+        plan_bytes: bytes = b"",
+    ) -> tuple[LocalAnswer, list[str]]:
+        table = self._table(plan.table)
+        ctx = self.keys.get(key_id)  # unknown keys fail before anything is logged
+        request = AccessRequest(
+            analyst=key_id,
+            holder=self.name,
+            kind="aggregate",
+            plan_digest=digest(plan_bytes),
+            reads=plan_reads(plan),
+            entities=aggregate_entities(plan, table),
+        )
+        source = self.sources[plan.table.lower()]
+        return self.gov.run(
+            request,
+            vouchers,
+            lambda: answer_aggregate(plan, source, table, ctx, self.limits),
+            lambda answer: list(answer.ciphertexts),
+        )
 
     # -- scoring -------------------------------------------------------------------
-    def prepare_model(self, features: tuple[FeatureSpec, ...]) -> list[int]:
-        check_features(features, self.tables)
-        return feature_exponents(features, self.sources, self.tables)
+    def _score_request(
+        self, kind: str, key_id: str, features: tuple[FeatureSpec, ...], ids: list[str], extra: str
+    ) -> AccessRequest:
+        canonical = json.dumps(
+            {
+                "features": [
+                    f"{f.table}.{f.column}:{f.key}:{f.aggregate}:{f.transform}" for f in features
+                ],
+                "model": extra,
+                "entities": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+            },
+            sort_keys=True,
+        ).encode()
+        return AccessRequest(
+            analyst=key_id,
+            holder=self.name,
+            kind=kind,
+            plan_digest=digest(canonical),
+            reads=score_reads(features),
+            entities=entity_ids(ids),
+        )
+
+    def prepare_model(
+        self,
+        key_id: str,
+        features: tuple[FeatureSpec, ...],
+        ids: list[str],
+        vouchers: tuple[str, ...] = (),
+    ) -> tuple[list[int], list[str]]:
+        """Power-of-two bounds of the features over the requested entities."""
+        for feature in features:
+            self._table(feature.table)
+        request = self._score_request("prepare", key_id, features, ids, "")
+
+        def answer() -> list[int]:
+            check_features(features, self.tables)
+            return feature_exponents(features, self.sources, self.tables, ids)
+
+        return self.gov.run(request, vouchers, answer, lambda e: json.dumps(e).encode())
 
     def register_model(
         self,
@@ -90,9 +194,8 @@ class HolderNode:
     ) -> str:
         check_features(features, self.tables)
         ctx = self.keys.get(key_id)
-        slots = ckks.PARAMS.slots
         for data in weights:
-            ckks.load_ciphertext(ctx, data, slots)  # refuse foreign or malformed weights
+            ckks.load_ciphertext(ctx, data, ckks.PARAMS.slots)  # refuse foreign weights
         model = HolderModel(model_id, key_id, features, exponents, weights)
         self.pool.register(model, self.keys.public_bytes(key_id), ctx)
         with self._models_lock:
@@ -108,17 +211,38 @@ class HolderNode:
             model = self._models.get(model_id)
         return model is not None and model.key_id == key_id and key_id in self.keys
 
-    def score(self, key_id: str, model_id: str, ids: list[str]) -> Iterator[bytes]:
-        """Partial-score ciphertexts for ``ids`` in blocks of one ciphertext's slots."""
+    def score(
+        self, key_id: str, model_id: str, ids: list[str], vouchers: tuple[str, ...] = ()
+    ) -> tuple[Iterator[bytes], list[str]]:
+        """Partial-score ciphertexts for ``ids`` in blocks, and the ledger receipts.
+
+        Without a ledger the blocks stream as they are computed. With one, the
+        whole answer is computed first, because the ledger entry (and the
+        quota it consumes) must commit before any of the answer may leave.
+        """
         with self._models_lock:
             model = self._models.get(model_id)
         if model is None or model.key_id != key_id:
             raise UnknownKeyError(f"model {model_id[:16]}... is not registered here")
         self.keys.get(key_id)
+        request = self._score_request("score", key_id, model.features, ids, model_id)
         slots = ckks.PARAMS.slots
-        blocks = feature_blocks(model.features, self.sources, self.tables, ids, slots)
         log.info("scoring %d entities with %d features", len(ids), len(model.features))
-        return self.pool.partials(model, blocks, slots)
+
+        def stream() -> Iterator[bytes]:
+            blocks = feature_blocks(model.features, self.sources, self.tables, ids, slots)
+            return self.pool.partials(model, blocks, slots)
+
+        if self.gov.ledger is None:
+            signed = self.gov.choose(request, vouchers)
+            self.gov.policy.check(request, signed)
+            return stream(), []
+        blocks, receipts = self.gov.run(request, vouchers, lambda: list(stream()), list)
+        return iter(blocks), receipts
+
+    # -- supervision ---------------------------------------------------------------
+    def read_ledger(self, request: dict[str, object], signature: bytes) -> tuple[str, str]:
+        return self.gov.read_ledger(request, signature, dt.datetime.now(dt.timezone.utc))
 
 
 class HolderServicer(holder_pb2_grpc.HolderServicer):
@@ -151,17 +275,24 @@ class HolderServicer(holder_pb2_grpc.HolderServicer):
         self, request: query_pb2.AggregateRequest, context: grpc.ServicerContext
     ) -> Iterator[query_pb2.AggregateReply]:
         plan = serde.plan_from_proto(request.plan)
-        answer = self.node.aggregate(request.key_id, plan)
-        yield serde.header_to_proto(len(answer.ciphertexts), answer.suppressed, [self.node.name])
+        answer, receipts = self.node.aggregate(
+            request.key_id, plan, tuple(request.vouchers), request.plan.SerializeToString()
+        )
+        yield serde.header_to_proto(
+            len(answer.ciphertexts), answer.suppressed, [self.node.name], receipts
+        )
         for index, data in enumerate(answer.ciphertexts):
             yield serde.ciphertext_reply(index, data)
 
     @servicer_errors
     def PrepareModel(
-        self, request: score_pb2.PrepareModelRequest, context: grpc.ServicerContext
+        self, request_iterator: Iterator[score_pb2.PreparePart], context: grpc.ServicerContext
     ) -> score_pb2.PrepareModelReply:
-        features = tuple(serde.feature_from_proto(f) for f in request.features)
-        return score_pb2.PrepareModelReply(exponents=self.node.prepare_model(features))
+        key_id, features, ids, vouchers = serde.prepare_from_parts(
+            request_iterator, self.node.max_entities
+        )
+        exponents, receipts = self.node.prepare_model(key_id, features, ids, vouchers)
+        return score_pb2.PrepareModelReply(exponents=exponents, receipts=receipts)
 
     @servicer_errors
     def RegisterModel(
@@ -183,19 +314,29 @@ class HolderServicer(holder_pb2_grpc.HolderServicer):
     def Score(
         self, request_iterator: Iterator[score_pb2.ScorePart], context: grpc.ServicerContext
     ) -> Iterator[score_pb2.ScoreReply]:
-        model_id, key_id, ids = serde.score_request_from_parts(
+        model_id, key_id, ids, vouchers = serde.score_request_from_parts(
             request_iterator, self.node.max_entities
         )
         slots = ckks.PARAMS.slots
         count = -(-len(ids) // slots)
-        partials = self.node.score(key_id, model_id, ids)
-        yield serde.score_reply_header(count, slots, [self.node.name])
+        partials, receipts = self.node.score(key_id, model_id, ids, vouchers)
+        yield serde.score_reply_header(count, slots, [self.node.name], receipts)
         for index, data in enumerate(partials):
             yield serde.score_reply_ciphertext(index, data)
 
-
-# Encrypted weights are ~0.4 MB each; 512 features is a generous ceiling.
-MAX_MODEL_BYTES = 512 * (1 << 20)
+    @servicer_errors
+    def ReadLedger(
+        self, request: audit_pb2.ReadLedgerRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.ReadLedgerReply:
+        fields = {
+            "holder": self.node.name,
+            "start": request.start,
+            "end": request.end,
+            "issued_at": request.issued_at,
+            "supervisor": request.supervisor_key_id,
+        }
+        ledger_range, checkpoint = self.node.read_ledger(fields, request.signature)
+        return audit_pb2.ReadLedgerReply(range=ledger_range, checkpoint=checkpoint)
 
 
 def serve_holder(node: HolderNode, listen: str) -> tuple[grpc.Server, int]:

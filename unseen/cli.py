@@ -31,6 +31,7 @@ from engine.errors import (
     UnseenError,
     VerificationError,
 )
+from unseen.governance import add_commands, cmd_keys_signing, read_vouchers, write_receipts
 
 __all__ = ["main"]
 
@@ -82,14 +83,26 @@ def _default_workers() -> int:
 def _cmd_node_serve(args: argparse.Namespace) -> int:
     from nodes.holder import HolderNode, serve_holder
 
-    if not args.table:
-        raise ConfigError("give at least one --table TABLE=SOURCE")
-    node = HolderNode.quickstart(args.name, dict(args.table), k=args.k, workers=args.workers)
+    if args.config is not None:
+        from engine.config import load_config
+
+        config = load_config(args.config).override(name=args.name, listen=args.listen)
+        if not config.listen:
+            raise ConfigError("no listen address: set [node] listen or --listen")
+        listen = _address(config.listen)
+        node = HolderNode.from_config(config, dict(args.table), workers=args.workers)
+    else:
+        if not args.name or not args.listen:
+            raise ConfigError("give --name and --listen (or a --config file)")
+        if not args.table:
+            raise ConfigError("give at least one --table TABLE=SOURCE (or a --config file)")
+        listen = args.listen
+        node = HolderNode.quickstart(args.name, dict(args.table), k=args.k, workers=args.workers)
     node.pool.start()
     try:
-        server, port = serve_holder(node, args.listen)
-        host = args.listen.rpartition(":")[0]
-        return _serve_forever(server, f"holder {args.name}", f"{host}:{port}")
+        server, port = serve_holder(node, listen)
+        host = listen.rpartition(":")[0]
+        return _serve_forever(server, f"holder {node.name}", f"{host}:{port}")
     finally:
         node.pool.close()
 
@@ -119,8 +132,12 @@ def _cmd_keys_new(args: argparse.Namespace) -> int:
 def _cmd_query(args: argparse.Namespace) -> int:
     from engine.client import Client
 
-    with Client(args.coordinator, key_dir=args.key, timeout=args.timeout) as client:
+    vouchers = read_vouchers(args.voucher)
+    with Client(
+        args.coordinator, key_dir=args.key, timeout=args.timeout, vouchers=vouchers
+    ) as client:
         result = client.query(args.sql)
+    write_receipts(args.receipts, result.meta.get("receipts", []))
     print(result.format(args.format))
     return EXIT_OK
 
@@ -131,8 +148,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
     model = load_model(args.model)
     entities = read_entities(args.entities, model.entity)
-    with Client(args.coordinator, key_dir=args.key, timeout=args.timeout) as client:
+    vouchers = read_vouchers(args.voucher)
+    with Client(
+        args.coordinator, key_dir=args.key, timeout=args.timeout, vouchers=vouchers
+    ) as client:
         result = client.score(model, entities)
+    write_receipts(args.receipts, result.meta.get("receipts", []))
     print(result.format(args.format))
     return EXIT_OK
 
@@ -201,13 +222,18 @@ def _parser() -> argparse.ArgumentParser:
     new = keys.add_parser("new", help="create a CKKS key pair")
     new.add_argument("--out", type=Path, default=None, help="key directory")
     new.set_defaults(func=_cmd_keys_new)
+    signing = keys.add_parser("signing", help="create an Ed25519 key (issuer, holder, supervisor)")
+    signing.add_argument("--out", type=Path, required=True, help="private key file (0600)")
+    signing.set_defaults(func=cmd_keys_signing)
+    add_commands(commands, _Parser)
 
     node = commands.add_parser("node", help="data holder node").add_subparsers(
         dest="node_command", required=True, parser_class=_Parser
     )
     serve = node.add_parser("serve", help="serve tables to the federation")
-    serve.add_argument("--name", required=True)
-    serve.add_argument("--listen", required=True, type=_address)
+    serve.add_argument("--config", type=Path, default=None, help="node config file (TOML)")
+    serve.add_argument("--name", default=None, help="node name (overrides the config)")
+    serve.add_argument("--listen", default=None, type=_address, help="HOST:PORT")
     serve.add_argument(
         "--table", action="append", type=_table_arg, default=[], metavar="TABLE=SOURCE"
     )
@@ -241,6 +267,13 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--key", type=Path, default=None, help="key directory")
         sub.add_argument("--format", choices=["table", "json", "csv"], default="table")
         sub.add_argument("--timeout", type=float, default=None, help="seconds per call")
+        if name != "catalog":
+            sub.add_argument(
+                "--voucher", action="append", type=Path, default=[], help="signed voucher file"
+            )
+            sub.add_argument(
+                "--receipts", type=Path, default=None, help="append the holders' receipts here"
+            )
         if name == "query":
             sub.add_argument("sql")
         if name == "score":

@@ -57,9 +57,9 @@ class CoordinatorStub:
                 request_serializer=protos_dot_unseen_dot_v1_dot_query__pb2.AggregateRequest.SerializeToString,
                 response_deserializer=protos_dot_unseen_dot_v1_dot_query__pb2.AggregateReply.FromString,
                 _registered_method=True)
-        self.PrepareModel = channel.unary_unary(
+        self.PrepareModel = channel.stream_unary(
                 '/unseen.v1.Coordinator/PrepareModel',
-                request_serializer=protos_dot_unseen_dot_v1_dot_score__pb2.PrepareModelRequest.SerializeToString,
+                request_serializer=protos_dot_unseen_dot_v1_dot_score__pb2.PreparePart.SerializeToString,
                 response_deserializer=protos_dot_unseen_dot_v1_dot_score__pb2.PrepareModelReply.FromString,
                 _registered_method=True)
         self.RegisterModel = channel.stream_unary(
@@ -109,7 +109,7 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def PrepareModel(self, request, context):
+    def PrepareModel(self, request_iterator, context):
         """Scoring: bound feature magnitudes, register encrypted weights, score entities.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -157,9 +157,9 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     request_deserializer=protos_dot_unseen_dot_v1_dot_query__pb2.AggregateRequest.FromString,
                     response_serializer=protos_dot_unseen_dot_v1_dot_query__pb2.AggregateReply.SerializeToString,
             ),
-            'PrepareModel': grpc.unary_unary_rpc_method_handler(
+            'PrepareModel': grpc.stream_unary_rpc_method_handler(
                     servicer.PrepareModel,
-                    request_deserializer=protos_dot_unseen_dot_v1_dot_score__pb2.PrepareModelRequest.FromString,
+                    request_deserializer=protos_dot_unseen_dot_v1_dot_score__pb2.PreparePart.FromString,
                     response_serializer=protos_dot_unseen_dot_v1_dot_score__pb2.PrepareModelReply.SerializeToString,
             ),
             'RegisterModel': grpc.stream_unary_rpc_method_handler(
@@ -297,7 +297,7 @@ class Coordinator:
             _registered_method=True)
 
     @staticmethod
-    def PrepareModel(request,
+    def PrepareModel(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -307,11 +307,11 @@ class Coordinator:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_unary(
+            request_iterator,
             target,
             '/unseen.v1.Coordinator/PrepareModel',
-            protos_dot_unseen_dot_v1_dot_score__pb2.PrepareModelRequest.SerializeToString,
+            protos_dot_unseen_dot_v1_dot_score__pb2.PreparePart.SerializeToString,
             protos_dot_unseen_dot_v1_dot_score__pb2.PrepareModelReply.FromString,
             options,
             channel_credentials,

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from protos.unseen.v1 import audit_pb2 as protos_dot_unseen_dot_v1_dot_audit__pb2
 from protos.unseen.v1 import catalog_pb2 as protos_dot_unseen_dot_v1_dot_catalog__pb2
 from protos.unseen.v1 import crypto_pb2 as protos_dot_unseen_dot_v1_dot_crypto__pb2
 from protos.unseen.v1 import query_pb2 as protos_dot_unseen_dot_v1_dot_query__pb2
@@ -57,9 +58,9 @@ class HolderStub:
                 request_serializer=protos_dot_unseen_dot_v1_dot_query__pb2.AggregateRequest.SerializeToString,
                 response_deserializer=protos_dot_unseen_dot_v1_dot_query__pb2.AggregateReply.FromString,
                 _registered_method=True)
-        self.PrepareModel = channel.unary_unary(
+        self.PrepareModel = channel.stream_unary(
                 '/unseen.v1.Holder/PrepareModel',
-                request_serializer=protos_dot_unseen_dot_v1_dot_score__pb2.PrepareModelRequest.SerializeToString,
+                request_serializer=protos_dot_unseen_dot_v1_dot_score__pb2.PreparePart.SerializeToString,
                 response_deserializer=protos_dot_unseen_dot_v1_dot_score__pb2.PrepareModelReply.FromString,
                 _registered_method=True)
         self.RegisterModel = channel.stream_unary(
@@ -76,6 +77,11 @@ class HolderStub:
                 '/unseen.v1.Holder/Score',
                 request_serializer=protos_dot_unseen_dot_v1_dot_score__pb2.ScorePart.SerializeToString,
                 response_deserializer=protos_dot_unseen_dot_v1_dot_score__pb2.ScoreReply.FromString,
+                _registered_method=True)
+        self.ReadLedger = channel.unary_unary(
+                '/unseen.v1.Holder/ReadLedger',
+                request_serializer=protos_dot_unseen_dot_v1_dot_audit__pb2.ReadLedgerRequest.SerializeToString,
+                response_deserializer=protos_dot_unseen_dot_v1_dot_audit__pb2.ReadLedgerReply.FromString,
                 _registered_method=True)
 
 
@@ -109,7 +115,7 @@ class HolderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def PrepareModel(self, request, context):
+    def PrepareModel(self, request_iterator, context):
         """Scoring: bound feature magnitudes, register encrypted weights, score entities.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -130,6 +136,13 @@ class HolderServicer:
 
     def Score(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadLedger(self, request, context):
+        """Supervision: a signed request for a range of this holder's ledger.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -157,9 +170,9 @@ def add_HolderServicer_to_server(servicer, server):
                     request_deserializer=protos_dot_unseen_dot_v1_dot_query__pb2.AggregateRequest.FromString,
                     response_serializer=protos_dot_unseen_dot_v1_dot_query__pb2.AggregateReply.SerializeToString,
             ),
-            'PrepareModel': grpc.unary_unary_rpc_method_handler(
+            'PrepareModel': grpc.stream_unary_rpc_method_handler(
                     servicer.PrepareModel,
-                    request_deserializer=protos_dot_unseen_dot_v1_dot_score__pb2.PrepareModelRequest.FromString,
+                    request_deserializer=protos_dot_unseen_dot_v1_dot_score__pb2.PreparePart.FromString,
                     response_serializer=protos_dot_unseen_dot_v1_dot_score__pb2.PrepareModelReply.SerializeToString,
             ),
             'RegisterModel': grpc.stream_unary_rpc_method_handler(
@@ -176,6 +189,11 @@ def add_HolderServicer_to_server(servicer, server):
                     servicer.Score,
                     request_deserializer=protos_dot_unseen_dot_v1_dot_score__pb2.ScorePart.FromString,
                     response_serializer=protos_dot_unseen_dot_v1_dot_score__pb2.ScoreReply.SerializeToString,
+            ),
+            'ReadLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadLedger,
+                    request_deserializer=protos_dot_unseen_dot_v1_dot_audit__pb2.ReadLedgerRequest.FromString,
+                    response_serializer=protos_dot_unseen_dot_v1_dot_audit__pb2.ReadLedgerReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -297,7 +315,7 @@ class Holder:
             _registered_method=True)
 
     @staticmethod
-    def PrepareModel(request,
+    def PrepareModel(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -307,11 +325,11 @@ class Holder:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_unary(
+            request_iterator,
             target,
             '/unseen.v1.Holder/PrepareModel',
-            protos_dot_unseen_dot_v1_dot_score__pb2.PrepareModelRequest.SerializeToString,
+            protos_dot_unseen_dot_v1_dot_score__pb2.PreparePart.SerializeToString,
             protos_dot_unseen_dot_v1_dot_score__pb2.PrepareModelReply.FromString,
             options,
             channel_credentials,
@@ -394,6 +412,33 @@ class Holder:
             '/unseen.v1.Holder/Score',
             protos_dot_unseen_dot_v1_dot_score__pb2.ScorePart.SerializeToString,
             protos_dot_unseen_dot_v1_dot_score__pb2.ScoreReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unseen.v1.Holder/ReadLedger',
+            protos_dot_unseen_dot_v1_dot_audit__pb2.ReadLedgerRequest.SerializeToString,
+            protos_dot_unseen_dot_v1_dot_audit__pb2.ReadLedgerReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,7 +26,7 @@ from protos.unseen.v1 import crypto_pb2 as protos_dot_unseen_dot_v1_dot_crypto__
 from protos.unseen.v1 import plan_pb2 as protos_dot_unseen_dot_v1_dot_plan__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cprotos/unseen/v1/score.proto\x12\tunseen.v1\x1a\x1dprotos/unseen/v1/crypto.proto\x1a\x1bprotos/unseen/v1/plan.proto\"\x97\x01\n\x0b\x46\x65\x61tureSpec\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x11\n\taggregate\x18\x04 \x01(\t\x12\x1f\n\x06\x66ilter\x18\x05 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12\x11\n\ttransform\x18\x06 \x01(\t\x12\x15\n\rdefault_value\x18\x07 \x01(\x01\"O\n\x13PrepareModelRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12(\n\x08\x66\x65\x61tures\x18\x02 \x03(\x0b\x32\x16.unseen.v1.FeatureSpec\"&\n\x11PrepareModelReply\x12\x11\n\texponents\x18\x01 \x03(\x05\"l\n\x0bModelHeader\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12(\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32\x16.unseen.v1.FeatureSpec\x12\x11\n\texponents\x18\x04 \x03(\x05\"1\n\x10WeightCiphertext\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"l\n\tModelPart\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x16.unseen.v1.ModelHeaderH\x00\x12-\n\x06weight\x18\x02 \x01(\x0b\x32\x1b.unseen.v1.WeightCiphertextH\x00\x42\x06\n\x04part\"\x1c\n\x08ModelAck\x12\x10\n\x08model_id\x18\x01 \x01(\t\"3\n\x0fHasModelRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\"\x1e\n\rHasModelReply\x12\r\n\x05known\x18\x01 \x01(\x08\"U\n\x0bScoreHeader\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x10\n\x08\x65ntities\x18\x03 \x01(\x04\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x1a\n\x0b\x45ntityChunk\x12\x0b\n\x03ids\x18\x01 \x03(\t\"i\n\tScorePart\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x16.unseen.v1.ScoreHeaderH\x00\x12*\n\x08\x65ntities\x18\x02 \x01(\x0b\x32\x16.unseen.v1.EntityChunkH\x00\x42\x06\n\x04part\"G\n\x10ScoreReplyHeader\x12\x13\n\x0b\x63iphertexts\x18\x01 \x01(\r\x12\r\n\x05slots\x18\x02 \x01(\r\x12\x0f\n\x07holders\x18\x03 \x03(\t\"p\n\nScoreReply\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.unseen.v1.ScoreReplyHeaderH\x00\x12+\n\nciphertext\x18\x02 \x01(\x0b\x32\x15.unseen.v1.CiphertextH\x00\x42\x06\n\x04partb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cprotos/unseen/v1/score.proto\x12\tunseen.v1\x1a\x1dprotos/unseen/v1/crypto.proto\x1a\x1bprotos/unseen/v1/plan.proto\"\x97\x01\n\x0b\x46\x65\x61tureSpec\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x11\n\taggregate\x18\x04 \x01(\t\x12\x1f\n\x06\x66ilter\x18\x05 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12\x11\n\ttransform\x18\x06 \x01(\t\x12\x15\n\rdefault_value\x18\x07 \x01(\x01\"s\n\x13PrepareModelRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12(\n\x08\x66\x65\x61tures\x18\x02 \x03(\x0b\x32\x16.unseen.v1.FeatureSpec\x12\x10\n\x08vouchers\x18\x03 \x03(\t\x12\x10\n\x08\x65ntities\x18\x04 \x01(\x04\"s\n\x0bPreparePart\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.unseen.v1.PrepareModelRequestH\x00\x12*\n\x08\x65ntities\x18\x02 \x01(\x0b\x32\x16.unseen.v1.EntityChunkH\x00\x42\x06\n\x04part\"8\n\x11PrepareModelReply\x12\x11\n\texponents\x18\x01 \x03(\x05\x12\x10\n\x08receipts\x18\x02 \x03(\t\"l\n\x0bModelHeader\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12(\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32\x16.unseen.v1.FeatureSpec\x12\x11\n\texponents\x18\x04 \x03(\x05\"1\n\x10WeightCiphertext\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"l\n\tModelPart\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x16.unseen.v1.ModelHeaderH\x00\x12-\n\x06weight\x18\x02 \x01(\x0b\x32\x1b.unseen.v1.WeightCiphertextH\x00\x42\x06\n\x04part\"\x1c\n\x08ModelAck\x12\x10\n\x08model_id\x18\x01 \x01(\t\"3\n\x0fHasModelRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\"\x1e\n\rHasModelReply\x12\r\n\x05known\x18\x01 \x01(\x08\"g\n\x0bScoreHeader\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x10\n\x08\x65ntities\x18\x03 \x01(\x04\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x10\n\x08vouchers\x18\x05 \x03(\t\"\x1a\n\x0b\x45ntityChunk\x12\x0b\n\x03ids\x18\x01 \x03(\t\"i\n\tScorePart\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x16.unseen.v1.ScoreHeaderH\x00\x12*\n\x08\x65ntities\x18\x02 \x01(\x0b\x32\x16.unseen.v1.EntityChunkH\x00\x42\x06\n\x04part\"Y\n\x10ScoreReplyHeader\x12\x13\n\x0b\x63iphertexts\x18\x01 \x01(\r\x12\r\n\x05slots\x18\x02 \x01(\r\x12\x0f\n\x07holders\x18\x03 \x03(\t\x12\x10\n\x08receipts\x18\x04 \x03(\t\"p\n\nScoreReply\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.unseen.v1.ScoreReplyHeaderH\x00\x12+\n\nciphertext\x18\x02 \x01(\x0b\x32\x15.unseen.v1.CiphertextH\x00\x42\x06\n\x04partb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,29 +36,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FEATURESPEC']._serialized_start=104
   _globals['_FEATURESPEC']._serialized_end=255
   _globals['_PREPAREMODELREQUEST']._serialized_start=257
-  _globals['_PREPAREMODELREQUEST']._serialized_end=336
-  _globals['_PREPAREMODELREPLY']._serialized_start=338
-  _globals['_PREPAREMODELREPLY']._serialized_end=376
-  _globals['_MODELHEADER']._serialized_start=378
-  _globals['_MODELHEADER']._serialized_end=486
-  _globals['_WEIGHTCIPHERTEXT']._serialized_start=488
-  _globals['_WEIGHTCIPHERTEXT']._serialized_end=537
-  _globals['_MODELPART']._serialized_start=539
-  _globals['_MODELPART']._serialized_end=647
-  _globals['_MODELACK']._serialized_start=649
-  _globals['_MODELACK']._serialized_end=677
-  _globals['_HASMODELREQUEST']._serialized_start=679
-  _globals['_HASMODELREQUEST']._serialized_end=730
-  _globals['_HASMODELREPLY']._serialized_start=732
-  _globals['_HASMODELREPLY']._serialized_end=762
-  _globals['_SCOREHEADER']._serialized_start=764
-  _globals['_SCOREHEADER']._serialized_end=849
-  _globals['_ENTITYCHUNK']._serialized_start=851
-  _globals['_ENTITYCHUNK']._serialized_end=877
-  _globals['_SCOREPART']._serialized_start=879
-  _globals['_SCOREPART']._serialized_end=984
-  _globals['_SCOREREPLYHEADER']._serialized_start=986
-  _globals['_SCOREREPLYHEADER']._serialized_end=1057
-  _globals['_SCOREREPLY']._serialized_start=1059
-  _globals['_SCOREREPLY']._serialized_end=1171
+  _globals['_PREPAREMODELREQUEST']._serialized_end=372
+  _globals['_PREPAREPART']._serialized_start=374
+  _globals['_PREPAREPART']._serialized_end=489
+  _globals['_PREPAREMODELREPLY']._serialized_start=491
+  _globals['_PREPAREMODELREPLY']._serialized_end=547
+  _globals['_MODELHEADER']._serialized_start=549
+  _globals['_MODELHEADER']._serialized_end=657
+  _globals['_WEIGHTCIPHERTEXT']._serialized_start=659
+  _globals['_WEIGHTCIPHERTEXT']._serialized_end=708
+  _globals['_MODELPART']._serialized_start=710
+  _globals['_MODELPART']._serialized_end=818
+  _globals['_MODELACK']._serialized_start=820
+  _globals['_MODELACK']._serialized_end=848
+  _globals['_HASMODELREQUEST']._serialized_start=850
+  _globals['_HASMODELREQUEST']._serialized_end=901
+  _globals['_HASMODELREPLY']._serialized_start=903
+  _globals['_HASMODELREPLY']._serialized_end=933
+  _globals['_SCOREHEADER']._serialized_start=935
+  _globals['_SCOREHEADER']._serialized_end=1038
+  _globals['_ENTITYCHUNK']._serialized_start=1040
+  _globals['_ENTITYCHUNK']._serialized_end=1066
+  _globals['_SCOREPART']._serialized_start=1068
+  _globals['_SCOREPART']._serialized_end=1173
+  _globals['_SCOREREPLYHEADER']._serialized_start=1175
+  _globals['_SCOREREPLYHEADER']._serialized_end=1264
+  _globals['_SCOREREPLY']._serialized_start=1266
+  _globals['_SCOREREPLY']._serialized_end=1378
 # @@protoc_insertion_point(module_scope)

@@ -27,18 +27,32 @@ class FeatureSpec(_message.Message):
     def __init__(self, table: _Optional[str] = ..., column: _Optional[str] = ..., key: _Optional[str] = ..., aggregate: _Optional[str] = ..., filter: _Optional[_Union[_plan_pb2.Expr, _Mapping]] = ..., transform: _Optional[str] = ..., default_value: _Optional[float] = ...) -> None: ...
 
 class PrepareModelRequest(_message.Message):
-    __slots__ = ("key_id", "features")
+    __slots__ = ("key_id", "features", "vouchers", "entities")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
+    VOUCHERS_FIELD_NUMBER: _ClassVar[int]
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     features: _containers.RepeatedCompositeFieldContainer[FeatureSpec]
-    def __init__(self, key_id: _Optional[str] = ..., features: _Optional[_Iterable[_Union[FeatureSpec, _Mapping]]] = ...) -> None: ...
+    vouchers: _containers.RepeatedScalarFieldContainer[str]
+    entities: int
+    def __init__(self, key_id: _Optional[str] = ..., features: _Optional[_Iterable[_Union[FeatureSpec, _Mapping]]] = ..., vouchers: _Optional[_Iterable[str]] = ..., entities: _Optional[int] = ...) -> None: ...
+
+class PreparePart(_message.Message):
+    __slots__ = ("header", "entities")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    header: PrepareModelRequest
+    entities: EntityChunk
+    def __init__(self, header: _Optional[_Union[PrepareModelRequest, _Mapping]] = ..., entities: _Optional[_Union[EntityChunk, _Mapping]] = ...) -> None: ...
 
 class PrepareModelReply(_message.Message):
-    __slots__ = ("exponents",)
+    __slots__ = ("exponents", "receipts")
     EXPONENTS_FIELD_NUMBER: _ClassVar[int]
+    RECEIPTS_FIELD_NUMBER: _ClassVar[int]
     exponents: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, exponents: _Optional[_Iterable[int]] = ...) -> None: ...
+    receipts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, exponents: _Optional[_Iterable[int]] = ..., receipts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModelHeader(_message.Message):
     __slots__ = ("key_id", "model_id", "features", "exponents")
@@ -89,16 +103,18 @@ class HasModelReply(_message.Message):
     def __init__(self, known: _Optional[bool] = ...) -> None: ...
 
 class ScoreHeader(_message.Message):
-    __slots__ = ("model_id", "key_id", "entities", "request_id")
+    __slots__ = ("model_id", "key_id", "entities", "request_id", "vouchers")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    VOUCHERS_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     key_id: str
     entities: int
     request_id: str
-    def __init__(self, model_id: _Optional[str] = ..., key_id: _Optional[str] = ..., entities: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    vouchers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model_id: _Optional[str] = ..., key_id: _Optional[str] = ..., entities: _Optional[int] = ..., request_id: _Optional[str] = ..., vouchers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EntityChunk(_message.Message):
     __slots__ = ("ids",)
@@ -115,14 +131,16 @@ class ScorePart(_message.Message):
     def __init__(self, header: _Optional[_Union[ScoreHeader, _Mapping]] = ..., entities: _Optional[_Union[EntityChunk, _Mapping]] = ...) -> None: ...
 
 class ScoreReplyHeader(_message.Message):
-    __slots__ = ("ciphertexts", "slots", "holders")
+    __slots__ = ("ciphertexts", "slots", "holders", "receipts")
     CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     HOLDERS_FIELD_NUMBER: _ClassVar[int]
+    RECEIPTS_FIELD_NUMBER: _ClassVar[int]
     ciphertexts: int
     slots: int
     holders: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ciphertexts: _Optional[int] = ..., slots: _Optional[int] = ..., holders: _Optional[_Iterable[str]] = ...) -> None: ...
+    receipts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ciphertexts: _Optional[int] = ..., slots: _Optional[int] = ..., holders: _Optional[_Iterable[str]] = ..., receipts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ScoreReply(_message.Message):
     __slots__ = ("header", "ciphertext")

@@ -1,0 +1,226 @@
+"""A holder's governance step around every use of its data.
+
+Each data request (aggregate, prepare, score) is described as an
+:class:`~engine.voucher.AccessRequest` — who asks, what it reads and how, for
+which entities — checked against the vouchers presented, answered, and
+logged (answered, refused or failed) in the holder's ledger with the quota
+consumed atomically. Without a ledger (quick-start) the check still runs but
+nothing is logged and no receipt comes back.
+
+Also here: the supervisor's signed ledger-range request, signed by the
+supervisor and verified by the holder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from engine.catalog import TableInfo
+from engine.errors import PolicyError
+from engine.expr import Binary, BinaryOp, Column, Expr, InList, Literal, column_names
+from engine.ledger import Ledger, result_digest
+from engine.model import FeatureSpec
+from engine.plan import AggregatePlan
+from engine.signing import PublicKey, SigningKey, canonical_json, parse_utc, utc_text
+from engine.voucher import (
+    AccessRequest,
+    Scope,
+    SignedVoucher,
+    VoucherPolicy,
+    entity_ids,
+)
+
+__all__ = [
+    "Governance",
+    "aggregate_entities",
+    "digest",
+    "score_reads",
+    "sign_ledger_request",
+    "verify_ledger_request",
+]
+
+T = TypeVar("T")
+
+# A supervisor's signed request is accepted this long after it was made.
+LEDGER_REQUEST_WINDOW = dt.timedelta(minutes=5)
+
+
+def digest(data: bytes) -> str:
+    """The plan digest logged in the ledger: hex SHA-256 of the serialised plan."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _conjuncts(node: Expr | None) -> list[Expr]:
+    if node is None:
+        return []
+    if isinstance(node, Binary) and node.op is BinaryOp.AND:
+        return _conjuncts(node.left) + _conjuncts(node.right)
+    return [node]
+
+
+def aggregate_entities(plan: AggregatePlan, table: TableInfo) -> frozenset[str] | None:
+    """The entities an aggregate concerns: literals of ``WHERE c IN (...)`` / ``c = v``
+    on an entity column (a column whose policy allows ``entity``), or None.
+
+    An entity-scoped voucher therefore admits aggregates restricted to its
+    entities, such as ``WHERE payee IN (...) GROUP BY payee``.
+    """
+    found: set[str] | None = None
+    for conjunct in _conjuncts(plan.filter):
+        column = values = None
+        if (
+            isinstance(conjunct, InList)
+            and not conjunct.negated
+            and isinstance(conjunct.operand, Column)
+        ):
+            column, values = conjunct.operand.name, conjunct.values
+        elif isinstance(conjunct, Binary) and conjunct.op is BinaryOp.EQ:
+            for a, b in ((conjunct.left, conjunct.right), (conjunct.right, conjunct.left)):
+                if isinstance(a, Column) and isinstance(b, Literal):
+                    column, values = a.name, (b.value,)
+        if column is None or values is None:
+            continue
+        info = table.column(column)
+        if info is None or not info.allows("entity"):
+            continue
+        ids = set(entity_ids(v for v in values if v is not None))
+        found = ids if found is None else found & ids
+    return None if found is None else frozenset(found)
+
+
+def score_reads(features: Sequence[FeatureSpec]) -> Scope:
+    """What computing these features reads: key columns to ``entity``, feature
+    columns to ``score`` (``aggregate`` for a count), filter columns to ``filter``."""
+    reads: dict[str, dict[str, set[str]]] = {}
+    for feature in features:
+        cols = reads.setdefault(feature.table, {})
+        cols.setdefault(feature.key, set()).add("entity")
+        use = "aggregate" if feature.aggregate == "count" else "score"
+        cols.setdefault(feature.column, set()).add(use)
+        for name in column_names(feature.filter):
+            cols.setdefault(name, set()).add("filter")
+    return {t: {c: frozenset(ops) for c, ops in cols.items()} for t, cols in reads.items()}
+
+
+@dataclass
+class Governance:
+    """Voucher policy and (optional) ledger of one holder."""
+
+    holder: str
+    policy: VoucherPolicy = field(
+        default_factory=lambda: VoucherPolicy(required=False, trusted_issuers={})
+    )
+    ledger: Ledger | None = None
+    supervisors: Mapping[str, PublicKey] = field(default_factory=dict)
+
+    @property
+    def required(self) -> bool:
+        return self.policy.required
+
+    def choose(self, request: AccessRequest, vouchers: Iterable[str]) -> SignedVoucher | None:
+        """The presented voucher issued for this holder that admits the request, if any.
+
+        With several for this holder, the first that passes is used; if none
+        passes, the first is used so that its refusal (and reason) is logged.
+        """
+        mine = []
+        for text in vouchers:
+            signed = SignedVoucher.decode(text)
+            if signed.voucher.holder == self.holder:
+                mine.append(signed)
+        if len(mine) > 1:
+            for signed in mine:
+                used = self.ledger.answered_count(signed.voucher_id) if self.ledger else 0
+                try:
+                    self.policy.check(request, signed, used_count=used)
+                except PolicyError:
+                    continue
+                return signed
+        return mine[0] if mine else None
+
+    def run(
+        self,
+        request: AccessRequest,
+        vouchers: Iterable[str],
+        answer: Callable[[], T],
+        result_bytes: Callable[[T], bytes | Sequence[bytes]],
+    ) -> tuple[T, list[str]]:
+        """Check, answer and log one request; returns the result and its receipts."""
+        signed = self.choose(request, vouchers)
+        if self.ledger is None:
+            self.policy.check(request, signed)
+            return answer(), []
+        result, receipt = self.ledger.authorize_and_append(
+            request,
+            signed,
+            self.policy,
+            answer,
+            digest=lambda value: result_digest(result_bytes(value)),
+        )
+        return result, [receipt.encode()]
+
+    def read_ledger(
+        self, request: Mapping[str, Any], signature: bytes, now: dt.datetime | None = None
+    ) -> tuple[str, str]:
+        """Serve a supervisor's signed range request: (range JSON, signed checkpoint)."""
+        key = verify_ledger_request(self.holder, request, signature, self.supervisors, now)
+        if self.ledger is None:
+            raise PolicyError(f"holder {self.holder} keeps no ledger")
+        del key
+        end = int(request["end"]) or None
+        ledger_range = self.ledger.read_range(int(request["start"]) or 1, end)
+        checkpoint = self.ledger.checkpoint()
+        return canonical_json(ledger_range.to_dict()).decode(), checkpoint.encode()
+
+
+def _request_bytes(holder: str, request: Mapping[str, Any]) -> bytes:
+    return b"unseen.ledger.read.v1\n" + canonical_json(
+        {
+            "holder": holder,
+            "start": int(request["start"]),
+            "end": int(request["end"]),
+            "issued_at": str(request["issued_at"]),
+            "supervisor": str(request["supervisor"]),
+        }
+    )
+
+
+def sign_ledger_request(
+    key: SigningKey, holder: str, start: int, end: int, now: dt.datetime | None = None
+) -> tuple[dict[str, Any], bytes]:
+    """A supervisor's request for ledger entries ``[start, end)`` of ``holder``."""
+    moment = now or dt.datetime.now(dt.timezone.utc)
+    request = {
+        "holder": holder,
+        "start": start,
+        "end": end,
+        "issued_at": utc_text(moment),
+        "supervisor": key.key_id,
+    }
+    return request, key.sign(_request_bytes(holder, request))
+
+
+def verify_ledger_request(
+    holder: str,
+    request: Mapping[str, Any],
+    signature: bytes,
+    supervisors: Mapping[str, PublicKey],
+    now: dt.datetime | None = None,
+) -> PublicKey:
+    """Check a supervisor's signed range request; raises PolicyError naming why not."""
+    key = supervisors.get(str(request.get("supervisor", "")))
+    if key is None:
+        raise PolicyError(f"holder {holder} does not recognise that supervisor key")
+    key.verify(signature, _request_bytes(holder, request), "supervisor request signature")
+    try:
+        issued = parse_utc(str(request["issued_at"]))
+    except ValueError as exc:
+        raise PolicyError("the supervisor request carries no valid time") from exc
+    moment = now or dt.datetime.now(dt.timezone.utc)
+    if abs(moment - issued) > LEDGER_REQUEST_WINDOW:
+        raise PolicyError("the supervisor request is stale or from the future; sign a new one")
+    return key

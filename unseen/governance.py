@@ -1,0 +1,341 @@
+"""Governance commands: signing keys, vouchers and audits (``unseen voucher|audit ...``).
+
+Kept apart from ``unseen.cli`` so the main command table stays short; each
+function takes parsed arguments and returns an exit code, raising the engine's
+errors for ``cli.main`` to report in one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from engine.errors import ConfigError, VerificationError
+from engine.governance import sign_ledger_request
+from engine.ledger import (
+    Checkpoint,
+    LedgerRange,
+    Receipt,
+    check_receipts,
+    read_ledger,
+    verify_ledger,
+)
+from engine.result import Result
+from engine.rpc import DEADLINES, create_channel, remote_error
+from engine.signing import PublicKey, SigningKey, utc_text
+from engine.voucher import SignedVoucher, issue, revoke, verify
+from protos.unseen.v1 import audit_pb2, catalog_pb2, holder_pb2_grpc
+
+__all__ = ["add_commands", "read_vouchers", "write_receipts"]
+
+
+def read_vouchers(paths: list[Path]) -> list[str]:
+    """Voucher lines from files (a file may hold several, one per line)."""
+    lines: list[str] = []
+    for path in paths:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read voucher file {path}: {exc.strerror}") from exc
+        for line in text.splitlines():
+            if line.strip():
+                SignedVoucher.decode(line.strip())  # refuse garbage before sending it
+                lines.append(line.strip())
+    return lines
+
+
+def write_receipts(path: Path | None, receipts: list[dict[str, Any]]) -> None:
+    """Append receipts (one JSON object per line) for a later supervisor check."""
+    if path is None or not receipts:
+        return
+    with open(path, "a") as handle:
+        for receipt in receipts:
+            handle.write(json.dumps(receipt, sort_keys=True) + "\n")
+
+
+def _utc(text: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigError(f"{text!r} is not an ISO 8601 time") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc)
+
+
+def _scope(reads: list[str]) -> dict[str, dict[str, list[str]]]:
+    """``--read TABLE.COLUMN=op,op`` (or ``--read TABLE`` for COUNT(*) only)."""
+    scope: dict[str, dict[str, list[str]]] = {}
+    for item in reads:
+        target, sep, ops = item.partition("=")
+        table, dot, column = target.partition(".")
+        if not table or (dot and not column) or (sep and not ops) or (column and not sep):
+            raise ConfigError(f"--read {item!r}: expected TABLE.COLUMN=op[,op] or TABLE")
+        columns = scope.setdefault(table, {})
+        if column:
+            columns.setdefault(column, []).extend(o.strip() for o in ops.split(","))
+    return scope
+
+
+def _public_key(spec: str) -> PublicKey:
+    if spec.startswith("ed25519:"):
+        return PublicKey.from_text(spec)
+    return PublicKey.load(Path(spec))
+
+
+def cmd_keys_signing(args: argparse.Namespace) -> int:
+    key = SigningKey.generate()
+    key.save(args.out)
+    print(f"signing key {key.key_id} written to {args.out} (public key {args.out}.pub)")
+    return 0
+
+
+def cmd_voucher_issue(args: argparse.Namespace) -> int:
+    key = SigningKey.load(args.key)
+    grantee = args.grantee
+    if args.grantee_key is not None:
+        meta = json.loads((args.grantee_key / "key.json").read_text())
+        grantee = meta["key_id"]
+    if not grantee:
+        raise ConfigError("give --grantee KEY_ID or --grantee-key DIR")
+    not_after = (
+        _utc(args.not_after)
+        if args.not_after
+        else (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=args.days))
+    )
+    entities = None
+    if args.entities is not None:
+        entities = [line.strip() for line in args.entities.read_text().splitlines() if line.strip()]
+    signed = issue(
+        key,
+        grantee=grantee,
+        holder=args.holder,
+        scope=_scope(args.read),
+        purpose=args.purpose,
+        not_after=not_after,
+        not_before=_utc(args.not_before) if args.not_before else None,
+        quota=args.quota,
+        entities=entities,
+        grantee_subject=args.subject,
+        voucher_id=args.id,
+    )
+    if args.out is not None:
+        signed.save(args.out)
+        print(f"voucher {signed.voucher_id} written to {args.out}")
+    else:
+        print(signed.encode())
+    return 0
+
+
+def _voucher_dict(signed: SignedVoucher) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(signed.payload)
+    return result
+
+
+def cmd_voucher_show(args: argparse.Namespace) -> int:
+    for signed in map(SignedVoucher.decode, read_vouchers([args.file])):
+        print(json.dumps(_voucher_dict(signed), indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_voucher_verify(args: argparse.Namespace) -> int:
+    trusted = {k.key_id: k for k in map(_public_key, args.issuer)}
+    for signed in map(SignedVoucher.decode, read_vouchers([args.file])):
+        voucher = verify(signed, trusted, dt.datetime.now(dt.timezone.utc))
+        print(f"voucher {voucher.voucher_id}: signature valid, issuer trusted, within its window")
+    return 0
+
+
+def cmd_voucher_revoke(args: argparse.Namespace) -> int:
+    entry = revoke(args.list, args.id, args.reason)
+    print(f"voucher {entry.voucher_id} revoked at {utc_text(entry.revoked_at)}")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    key = _public_key(args.holder_key)
+    checkpoints = [
+        Checkpoint.decode(line)
+        for path in args.checkpoint
+        for line in Path(path).read_text().splitlines()
+        if line.strip()
+    ]
+    source: Path | LedgerRange = args.ledger
+    if args.ledger.suffix == ".json":
+        source = LedgerRange.from_dict(json.loads(args.ledger.read_text())["range"])
+    report = verify_ledger(source, key, checkpoints)
+    print(report.summary())
+    if not report.ok:
+        raise VerificationError(f"ledger {args.ledger} failed verification")
+    return 0
+
+
+def cmd_audit_show(args: argparse.Namespace) -> int:
+    ledger_range = read_ledger(args.ledger, args.start, args.end)
+    rows = [
+        [
+            e.index,
+            utc_text(e.time) if hasattr(e.time, "tzinfo") else e.time,
+            e.kind,
+            e.outcome,
+            e.reason,
+            e.voucher_id,
+            e.analyst[:16],
+            e.result_digest[:16],
+        ]
+        for e in ledger_range.entries
+    ]
+    result = Result(
+        ["index", "time", "kind", "outcome", "reason", "voucher", "analyst", "result"],
+        rows,
+        {"holder": ledger_range.holder},
+    )
+    print(result.format(args.format))
+    return 0
+
+
+def cmd_audit_fetch(args: argparse.Namespace) -> int:
+    key = SigningKey.load(args.key)
+    channel = create_channel(args.holder)
+    try:
+        stub = holder_pb2_grpc.HolderStub(channel)
+        try:
+            name = stub.GetCatalog(
+                catalog_pb2.GetCatalogRequest(), timeout=DEADLINES["catalog"]
+            ).holder
+            request, signature = sign_ledger_request(key, name, args.start, args.end)
+            reply = stub.ReadLedger(
+                audit_pb2.ReadLedgerRequest(
+                    supervisor_key_id=key.key_id,
+                    start=args.start,
+                    end=args.end,
+                    issued_at=str(request["issued_at"]),
+                    signature=signature,
+                ),
+                timeout=DEADLINES["catalog"],
+            )
+        except grpc.RpcError as exc:
+            raise remote_error(exc, f"holder {args.holder}") from exc
+    finally:
+        channel.close()
+    document = {"holder": name, "range": json.loads(reply.range), "checkpoint": reply.checkpoint}
+    args.out.write_text(json.dumps(document))
+    entries = len(document["range"].get("entries", []))
+    print(f"{entries} ledger entries of holder {name} written to {args.out}")
+    return 0
+
+
+def cmd_audit_check(args: argparse.Namespace) -> int:
+    receipts = [
+        Receipt.decode(json.dumps(json.loads(line)))
+        for path in args.receipts
+        for line in Path(path).read_text().splitlines()
+        if line.strip()
+    ]
+    ranges = []
+    for spec in args.ledger:
+        path = Path(spec)
+        if path.suffix == ".json":
+            ranges.append(LedgerRange.from_dict(json.loads(path.read_text())["range"]))
+        else:
+            ranges.append(read_ledger(path))
+    keys = {}
+    for spec in args.holder_key:
+        name, sep, key = spec.partition("=")
+        if not sep:
+            raise ConfigError(f"--holder-key {spec!r}: expected NAME=PUBLIC_KEY")
+        keys[name] = _public_key(key)
+    report = check_receipts(receipts, ranges, keys)
+    for finding in report.findings:
+        detail = f": {finding.detail}" if finding.detail else ""
+        print(f"{finding.receipt.holder} #{finding.receipt.index}: {finding.status}{detail}")
+    ok = report.ok and not report.unchecked
+    print(
+        f"{len(receipts)} receipt(s) checked: {'all match the ledgers' if ok else 'PROBLEMS FOUND'}"
+    )
+    if not ok:
+        raise VerificationError("receipts do not match the holders' ledgers")
+    return 0
+
+
+def add_commands(commands: Any, parser_class: type) -> None:
+    """Register ``keys signing``, ``voucher ...`` and ``audit ...`` on the main parser."""
+    voucher = commands.add_parser("voucher", help="data asset vouchers").add_subparsers(
+        dest="voucher_command", required=True, parser_class=parser_class
+    )
+    new = voucher.add_parser("issue", help="sign a voucher")
+    new.add_argument("--key", type=Path, required=True, help="issuer's Ed25519 private key")
+    new.add_argument("--grantee", default="", help="the analyst's key id")
+    new.add_argument("--grantee-key", type=Path, default=None, help="the analyst's key directory")
+    new.add_argument("--subject", default=None, help="bind to a certificate subject")
+    new.add_argument("--holder", required=True)
+    new.add_argument(
+        "--read",
+        action="append",
+        default=[],
+        metavar="TABLE.COLUMN=OPS",
+        help="what may be read and how (filter, group, aggregate, score, entity)",
+    )
+    new.add_argument("--purpose", required=True)
+    new.add_argument("--not-before", default=None)
+    new.add_argument("--not-after", default=None)
+    new.add_argument("--days", type=float, default=30.0, help="validity when --not-after is absent")
+    new.add_argument("--quota", type=int, default=None)
+    new.add_argument("--entities", type=Path, default=None, help="file of entity ids, one a line")
+    new.add_argument("--id", default=None)
+    new.add_argument("--out", type=Path, default=None)
+    new.set_defaults(func=cmd_voucher_issue)
+    show = voucher.add_parser("show", help="print a voucher's fields")
+    show.add_argument("file", type=Path)
+    show.set_defaults(func=cmd_voucher_show)
+    check = voucher.add_parser("verify", help="check a voucher's signature and window")
+    check.add_argument("file", type=Path)
+    check.add_argument(
+        "--issuer",
+        action="append",
+        required=True,
+        help="trusted issuer public key (file or ed25519:...)",
+    )
+    check.set_defaults(func=cmd_voucher_verify)
+    rev = voucher.add_parser("revoke", help="add a voucher to a holder's revocation list")
+    rev.add_argument("--list", type=Path, required=True, help="the revocation list file")
+    rev.add_argument("--id", required=True)
+    rev.add_argument("--reason", required=True)
+    rev.set_defaults(func=cmd_voucher_revoke)
+
+    audit = commands.add_parser("audit", help="ledgers and receipts").add_subparsers(
+        dest="audit_command", required=True, parser_class=parser_class
+    )
+    ver = audit.add_parser("verify", help="check a ledger's chain and signatures")
+    ver.add_argument("ledger", type=Path, help="ledger file, or a range fetched with audit fetch")
+    ver.add_argument("--holder-key", required=True, help="the holder's public key")
+    ver.add_argument("--checkpoint", action="append", default=[], type=Path)
+    ver.set_defaults(func=cmd_audit_verify)
+    sh = audit.add_parser("show", help="list ledger entries")
+    sh.add_argument("ledger", type=Path)
+    sh.add_argument("--start", type=int, default=1)
+    sh.add_argument("--end", type=int, default=None)
+    sh.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    sh.set_defaults(func=cmd_audit_show)
+    fetch = audit.add_parser("fetch", help="fetch a ledger range from a holder (supervisor)")
+    fetch.add_argument("--holder", required=True, metavar="HOST:PORT")
+    fetch.add_argument("--key", type=Path, required=True, help="supervisor's Ed25519 key")
+    fetch.add_argument("--start", type=int, default=1)
+    fetch.add_argument("--end", type=int, default=0)
+    fetch.add_argument("--out", type=Path, required=True)
+    fetch.set_defaults(func=cmd_audit_fetch)
+    chk = audit.add_parser("check", help="match analysts' receipts against holders' ledgers")
+    chk.add_argument("--receipts", action="append", type=Path, required=True)
+    chk.add_argument(
+        "--ledger",
+        action="append",
+        required=True,
+        help="ledger file or fetched range (repeat per holder)",
+    )
+    chk.add_argument("--holder-key", action="append", required=True, metavar="NAME=KEY")
+    chk.set_defaults(func=cmd_audit_check)
