@@ -65,10 +65,11 @@ from engine.errors import ConfigError
 from engine.expr import LiteralValue
 from engine.ledger import Ledger
 from engine.policy import DEFAULT_K, DEFAULT_MAX_DOMAIN
+from engine.revocation import RevocationFile
 from engine.signing import PublicKey, SigningKey
 from engine.source import TableSource, open_source
 from engine.types import SqlType, normalize_value
-from engine.voucher import RevocationFile, VoucherPolicy
+from engine.voucher import VoucherPolicy
 
 __all__ = [
     "AUTO",

@@ -8,6 +8,8 @@ Tree::
     │   ├── UnsupportedError         valid SQL outside what additive HE can answer
     │   └── PlanError                a plan that does not fit the catalog or the codec
     ├── PolicyError                  a holder's policy forbids the request
+    │   ├── SignatureError           a signature does not verify under the key it should
+    │   └── LoggedRefusal            ... and the refusal is already in the holder's ledger
     ├── CryptoError                  a context or ciphertext is malformed, insecure or foreign
     │   └── UnknownKeyError          a key id that was never registered (or was evicted)
     ├── EncodingOverflowError        a value does not fit the agreed slot codec
@@ -24,15 +26,19 @@ stays free of grpc imports.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ConfigError",
     "CryptoError",
     "EncodingOverflowError",
     "HolderError",
+    "LoggedRefusal",
     "PlanError",
     "PolicyError",
     "QueryError",
     "RemoteError",
+    "SignatureError",
     "SourceError",
     "SqlSyntaxError",
     "UnknownKeyError",
@@ -77,6 +83,29 @@ class PolicyError(UnseenError):
     """A holder's column policy or voucher check refuses the request."""
 
     grpc_code = "PERMISSION_DENIED"
+
+
+class SignatureError(PolicyError):
+    """A signature does not verify under the key it should have been made with.
+
+    A :class:`PolicyError` because the one place it reaches a caller over the
+    wire is a holder refusing a forged voucher, which is a
+    ``PERMISSION_DENIED``. Verifiers of ledgers and receipts catch it and
+    report the problem instead.
+    """
+
+
+class LoggedRefusal(PolicyError):
+    """A refusal that is already in the ledger; ``receipt`` names its entry.
+
+    Still a :class:`PolicyError` (``PERMISSION_DENIED``) with the reason as
+    its message, chained from the original refusal.
+    """
+
+    def __init__(self, message: str, receipt: Any):
+        super().__init__(message)
+        # An engine.ledger.Receipt; typed loosely because this module imports nothing of ours.
+        self.receipt = receipt
 
 
 class CryptoError(UnseenError):
@@ -127,6 +156,7 @@ class HolderError(RemoteError):
 
     def __init__(self, holder: str, code: str, reason: str):
         self.holder = holder
+        self.detail = reason  # without the holder prefix, for re-wrapping
         super().__init__(code, f"holder {holder}: {reason}")
 
 

@@ -14,7 +14,6 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import tenseal as ts
 
 from engine import ckks
 from engine.errors import ConfigError
+from engine.signing import write_atomic
 
 __all__ = ["AnalystKey", "default_key_dir", "load_or_create"]
 
@@ -36,22 +36,6 @@ def default_key_dir() -> Path:
     """``$XDG_CONFIG_HOME/unseen/keys/default`` (``~/.config`` when unset)."""
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "unseen" / "keys" / "default"
-
-
-def _write_private(path: Path, data: bytes, mode: int) -> None:
-    # Write to a temporary file created with the final mode, then rename, so a
-    # crash never leaves a truncated key and the secret is never world-readable.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @contextlib.contextmanager
@@ -95,9 +79,9 @@ class AnalystKey:
         if (directory / SECRET_FILE).exists():
             raise ConfigError(f"a key already exists in {directory}")
         secret = bytes(self.secret.serialize(save_secret_key=True))
-        _write_private(directory / SECRET_FILE, secret, 0o600)
-        _write_private(directory / PUBLIC_FILE, self.public, 0o644)
-        _write_private(directory / SALT_FILE, self.salt, 0o600)
+        write_atomic(directory / SECRET_FILE, secret, 0o600)
+        write_atomic(directory / PUBLIC_FILE, self.public, 0o644)
+        write_atomic(directory / SALT_FILE, self.salt, 0o600)
         meta = {
             "key_id": self.key_id,
             "scheme": "CKKS",
@@ -105,7 +89,7 @@ class AnalystKey:
             "coeff_mod_bit_sizes": list(ckks.PARAMS.coeff_mod_bit_sizes),
             "scale_bits": ckks.PARAMS.scale_bits,
         }
-        _write_private(directory / META_FILE, json.dumps(meta, indent=2).encode(), 0o644)
+        write_atomic(directory / META_FILE, json.dumps(meta, indent=2).encode(), 0o644)
 
     @classmethod
     def load(cls, directory: Path) -> AnalystKey:

@@ -34,7 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from engine.errors import ConfigError, PolicyError
+from engine.errors import ConfigError, SignatureError
 
 __all__ = [
     "PUBLIC_TEXT_PREFIX",
@@ -54,16 +54,6 @@ __all__ = [
 PUBLIC_TEXT_PREFIX = "ed25519:"
 _KEY_ID = re.compile(r"^[0-9a-f]{64}$")
 _UTC = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{6}))?Z$")
-
-
-class SignatureError(PolicyError):
-    """A signature does not verify under the key it should have been made with.
-
-    A :class:`~engine.errors.PolicyError` because the one place it reaches a
-    caller over the wire is a holder refusing a forged voucher, which is a
-    ``PERMISSION_DENIED``. Verifiers of ledgers and receipts catch it and
-    report the problem instead.
-    """
 
 
 def key_id(raw_public: bytes) -> str:

@@ -16,14 +16,19 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import sqlglot
 from sqlglot import exp
+
+from engine.model import Model
 
 __all__ = [
     "REL_TOL",
     "Verdict",
     "cells_agree",
     "compare_rows",
+    "plaintext_features",
+    "plaintext_scores",
     "rows_agree",
     "suppressed_keys",
     "verify",
@@ -187,3 +192,56 @@ def verify(
 
 def _norm(value: Any) -> Any:
     return str(value) if isinstance(value, (dt.date, dt.datetime)) else value
+
+
+def plaintext_features(con: Any, model: Model, entities: Sequence[str]) -> np.ndarray:
+    """The model's features for ``entities`` computed in the clear with DuckDB.
+
+    ``con`` must have every feature table as a (pooled) view. Same semantics
+    as the holders: per-entity aggregate over the filtered rows, transform,
+    then the default for entities with no value. Used to check encrypted
+    scores and to train the shipped models.
+    """
+    con.register(
+        "plaintext_req",
+        {"pos": np.arange(len(entities)), "id": np.array(list(entities), dtype=object)},
+    )
+    out = np.empty((len(entities), len(model.features)), dtype=np.float64)
+    for j, feature in enumerate(model.features):
+        key = exp.column(model.key_of(feature), quoted=True)
+        value = exp.column(feature.column, quoted=True)
+        aggregate = {
+            "sum": exp.Sum,
+            "avg": exp.Avg,
+            "min": exp.Min,
+            "max": exp.Max,
+            "count": exp.Count,
+        }.get(feature.aggregate, exp.Min)
+        inner = value if feature.aggregate == "count" else exp.cast(value, "DOUBLE")
+        sub = exp.select(exp.alias_(key.copy(), "k"), exp.alias_(aggregate(this=inner), "v"))
+        sub = sub.from_(exp.table_(feature.table, quoted=True)).group_by(key.copy())
+        if feature.filter:
+            sub = sub.where(sqlglot.parse_one(feature.filter, read="duckdb"))
+        query = (
+            exp.select(exp.column("v", table="s"))
+            .from_("plaintext_req")
+            .join(exp.alias_(exp.paren(sub), "s"), on="plaintext_req.id = s.k", join_type="LEFT")
+            .order_by("plaintext_req.pos")
+        )
+        values = np.array(con.sql(query.sql("duckdb")).fetchall(), dtype=np.float64).ravel()
+        if feature.transform == "log1p":
+            values = np.log1p(values)
+        values[np.isnan(values)] = feature.default
+        out[:, j] = values
+    con.unregister("plaintext_req")
+    return out
+
+
+def plaintext_scores(con: Any, model: Model, entities: Sequence[str]) -> np.ndarray:
+    """The model's scores computed in the clear (features from DuckDB, then numpy)."""
+    features = plaintext_features(con, model, entities)
+    weights = np.array([f.weight for f in model.features])
+    linear = features @ weights + model.intercept
+    if model.link == "logistic":
+        return 1.0 / (1.0 + np.exp(-linear))
+    return linear

@@ -45,25 +45,24 @@ Entity ids are compared as text (see :func:`entity_ids`).
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import re
 import secrets
-import threading
-from collections.abc import Container, Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from engine.catalog import USES
-from engine.errors import ConfigError, PlanError, PolicyError
+from engine.errors import ConfigError, PlanError, PolicyError, SignatureError
 from engine.expr import column_names
+from engine.fields import aware_utc, is_voucher_id, one_line, utc_now
 from engine.plan import AggregatePlan
+from engine.revocation import Revocation
 from engine.signing import (
     PublicKey,
-    SignatureError,
     SigningKey,
     b64decode,
     b64encode,
@@ -71,7 +70,6 @@ from engine.signing import (
     is_key_id,
     parse_utc,
     utc_text,
-    write_atomic,
 )
 
 __all__ = [
@@ -80,9 +78,6 @@ __all__ = [
     "TOKEN_PREFIX",
     "VERSION",
     "AccessRequest",
-    "Revocation",
-    "RevocationFile",
-    "RevocationList",
     "Scope",
     "SignedVoucher",
     "Voucher",
@@ -93,7 +88,6 @@ __all__ = [
     "issue",
     "normalize_scope",
     "plan_reads",
-    "revoke",
     "verify",
 ]
 
@@ -104,7 +98,6 @@ OPERATIONS = USES
 MAX_VOUCHER_BYTES = 16 << 20
 _SIGNING_TAG = b"unseen.voucher.v1\n"
 _TYPE = "unseen.voucher"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _PAYLOAD_KEYS = frozenset(
     {
@@ -128,20 +121,6 @@ Scope = Mapping[str, Mapping[str, frozenset[str]]]
 """Tables → columns → operations; names lower-case; read-only once normalised."""
 
 
-def _one_line(value: object, what: str, limit: int = 1024) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{what} must be a non-empty string")
-    if len(value) > limit:
-        raise ConfigError(f"{what} is longer than {limit} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ConfigError(f"{what} must not contain control characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ConfigError(f"{what} is not valid Unicode text") from exc
-    return value
-
-
 def _short(kid: str) -> str:
     return kid[:16]
 
@@ -156,14 +135,14 @@ def normalize_scope(scope: Mapping[str, Mapping[str, Iterable[str]]]) -> Scope:
         raise ConfigError("scope must map tables to columns to operations")
     tables: dict[str, Mapping[str, frozenset[str]]] = {}
     for table, columns in scope.items():
-        tname = _one_line(table, "scope table name", 256).lower()
+        tname = one_line(table, "scope table name", 256).lower()
         if tname in tables:
             raise ConfigError(f"scope names table {tname} twice")
         if not isinstance(columns, Mapping):
             raise ConfigError(f"scope of table {tname} must map columns to operations")
         cols: dict[str, frozenset[str]] = {}
         for column, ops in columns.items():
-            cname = _one_line(column, f"scope column name in {tname}", 256).lower()
+            cname = one_line(column, f"scope column name in {tname}", 256).lower()
             if cname in cols:
                 raise ConfigError(f"scope names column {tname}.{cname} twice")
             if isinstance(ops, str) or not isinstance(ops, Iterable):
@@ -202,18 +181,6 @@ def entity_set_digest(ids: Iterable[str]) -> str:
     return hashlib.sha256(canonical_json(sorted(set(ids)))).hexdigest()
 
 
-def _utc(moment: dt.datetime, what: str) -> dt.datetime:
-    if not isinstance(moment, dt.datetime):
-        raise ConfigError(f"{what} must be a datetime")
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ConfigError(f"{what} must be timezone-aware (UTC)")
-    return moment.astimezone(dt.timezone.utc)
-
-
-def _now(now: dt.datetime | None) -> dt.datetime:
-    return _utc(now, "now") if now is not None else dt.datetime.now(dt.timezone.utc)
-
-
 @dataclass(frozen=True, kw_only=True)
 class Voucher:
     """The content of a grant; construct it with :func:`issue`, read it from :class:`SignedVoucher`.
@@ -241,7 +208,7 @@ class Voucher:
     def __post_init__(self) -> None:
         if self.version != VERSION:
             raise ConfigError(f"unsupported voucher version {self.version!r}")
-        if not isinstance(self.voucher_id, str) or not _ID.match(self.voucher_id):
+        if not is_voucher_id(self.voucher_id):
             raise ConfigError(
                 "voucher id must be 1-128 characters of letters, digits and . _ : - "
                 "starting with a letter or digit"
@@ -249,15 +216,15 @@ class Voucher:
         for what, kid in (("issuer", self.issuer), ("grantee", self.grantee)):
             if not is_key_id(kid):
                 raise ConfigError(f"voucher {what} must be a key id (64 lowercase hex digits)")
-        _one_line(self.holder, "voucher holder", 256)
-        _one_line(self.purpose, "voucher purpose", 4096)
+        one_line(self.holder, "voucher holder", 256)
+        one_line(self.purpose, "voucher purpose", 4096)
         if self.grantee_subject is not None:
-            _one_line(self.grantee_subject, "voucher grantee subject")
+            one_line(self.grantee_subject, "voucher grantee subject")
         object.__setattr__(self, "scope", normalize_scope(self.scope))
         if not self.scope:
             raise ConfigError("voucher scope names no table")
         for name in ("not_before", "not_after", "issued_at"):
-            object.__setattr__(self, name, _utc(getattr(self, name), f"voucher {name}"))
+            object.__setattr__(self, name, aware_utc(getattr(self, name), f"voucher {name}"))
         if self.not_after <= self.not_before:
             raise ConfigError("voucher not_after must be later than not_before")
         if self.quota is not None and (
@@ -271,7 +238,7 @@ class Voucher:
             if not ids:
                 raise ConfigError("voucher entity list is empty")
             for entity in ids:
-                _one_line(entity, "entity id", 1024)
+                one_line(entity, "entity id", 1024)
             object.__setattr__(self, "entity_ids", ids)
         if self.entity_digest is not None and not (
             isinstance(self.entity_digest, str) and _HEX64.match(self.entity_digest)
@@ -461,7 +428,7 @@ def issue(
     """
     if isinstance(entities, str):
         raise ConfigError("entities must be a list of ids, not one string")
-    issued = _now(issued_at)
+    issued = utc_now(issued_at)
     voucher = Voucher(
         voucher_id=voucher_id if voucher_id is not None else f"v-{secrets.token_hex(8)}",
         issuer=key.key_id,
@@ -518,7 +485,7 @@ def verify(
             f"voucher {voucher.voucher_id} has an invalid signature (forged or altered)"
         ) from exc
     if now is not None:
-        _check_window(voucher, _now(now))
+        _check_window(voucher, utc_now(now))
     return voucher
 
 
@@ -622,7 +589,7 @@ def authorize(
         )
     if request.holder != voucher.holder:
         raise PolicyError(f"voucher {vid} is for holder {voucher.holder}, not {request.holder}")
-    _check_window(voucher, _now(now))
+    _check_window(voucher, utc_now(now))
     for table in sorted(request.reads):
         granted = voucher.scope.get(table)
         if granted is None:
@@ -689,156 +656,7 @@ class VoucherPolicy:
             if self.required:
                 raise PolicyError(f"holder {request.holder} requires a voucher; none was presented")
             return None
-        moment = _now(now)
+        moment = utc_now(now)
         voucher = verify(signed, self.trusted_issuers)
         authorize(voucher, request, moment, self.revoked, used_count)
         return voucher
-
-
-# -- revocation ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Revocation:
-    voucher_id: str
-    reason: str
-    revoked_at: dt.datetime
-
-
-class RevocationList(Container[str]):
-    """A holder's revoked voucher ids with reason and time; a JSON file on disk.
-
-    File format::
-
-        {"type": "unseen.revocations", "version": 1,
-         "revoked": [{"voucher_id": "v-1", "reason": "…", "revoked_at": TIME}, …]}
-
-    The list is the holder's own (not signed): the holder trusts its
-    operator. An issuer who wants a voucher withdrawn tells the holders.
-    """
-
-    def __init__(self, entries: Iterable[Revocation] = ()):
-        self._entries: dict[str, Revocation] = {}
-        for entry in entries:
-            self._entries.setdefault(entry.voucher_id, entry)
-
-    def __contains__(self, voucher_id: object) -> bool:
-        return voucher_id in self._entries
-
-    def __iter__(self) -> Iterator[Revocation]:
-        return iter(self._entries.values())
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, voucher_id: str) -> Revocation | None:
-        return self._entries.get(voucher_id)
-
-    def with_revocation(self, entry: Revocation) -> RevocationList:
-        return RevocationList([*self._entries.values(), entry])
-
-    def to_json(self) -> str:
-        entries = [
-            {"voucher_id": e.voucher_id, "reason": e.reason, "revoked_at": utc_text(e.revoked_at)}
-            for e in sorted(self._entries.values(), key=lambda e: (e.revoked_at, e.voucher_id))
-        ]
-        data = {"type": "unseen.revocations", "version": 1, "revoked": entries}
-        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str, where: str = "revocation list") -> RevocationList:
-        try:
-            data = json.loads(text)
-            if not isinstance(data, dict) or data.get("type") != "unseen.revocations":
-                raise ValueError("not an unseen revocation list")
-            if data.get("version") != 1:
-                raise ValueError(f"unsupported version {data.get('version')!r}")
-            entries = []
-            for item in data["revoked"]:
-                entries.append(
-                    Revocation(
-                        voucher_id=_one_line(item["voucher_id"], "voucher_id", 128),
-                        reason=_one_line(item["reason"], "reason", 1024),
-                        revoked_at=parse_utc(item["revoked_at"]),
-                    )
-                )
-        except (ValueError, TypeError, KeyError, ConfigError) as exc:
-            raise ConfigError(f"{where} is invalid: {exc}") from exc
-        return cls(entries)
-
-    @classmethod
-    def load(cls, path: Path | str) -> RevocationList:
-        """Read a revocation file; a file that does not exist yet means nothing is revoked."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return cls()
-        except OSError as exc:
-            raise ConfigError(f"cannot read revocation list {path}: {exc.strerror}") from exc
-        return cls.from_json(text, str(path))
-
-    def save(self, path: Path | str) -> None:
-        """Write atomically (temporary file, fsync, rename): readers never see half a list."""
-        write_atomic(Path(path), self.to_json().encode("utf-8"), 0o644)
-
-
-def revoke(
-    path: Path | str, voucher_id: str, reason: str, now: dt.datetime | None = None
-) -> Revocation:
-    """Add ``voucher_id`` to the revocation file at ``path`` (created if missing).
-
-    Serialised between processes by a lock file, so two operators revoking at
-    once both succeed. Revoking an already revoked voucher keeps the first
-    entry and returns it.
-    """
-    path = Path(path)
-    if not isinstance(voucher_id, str) or not _ID.match(voucher_id):
-        raise ConfigError(f"{voucher_id!r} is not a voucher id")
-    entry = Revocation(voucher_id, _one_line(reason, "revocation reason"), _now(now))
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            current = RevocationList.load(path)
-            existing = current.get(voucher_id)
-            if existing is not None:
-                return existing
-            current.with_revocation(entry).save(path)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return entry
-
-
-class RevocationFile(Container[str]):
-    """A live view of a revocation file: re-read whenever the file changes.
-
-    A running holder keeps one; ``unseen`` operators revoke with
-    :func:`revoke` and the next request sees it, without a restart.
-    Thread-safe.
-    """
-
-    def __init__(self, path: Path | str):
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
-        self._list = RevocationList()
-        self.current()
-
-    def current(self) -> RevocationList:
-        """The list as the file holds it now."""
-        try:
-            st = self.path.stat()
-            stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = None
-        with self._lock:
-            if stamp != self._stamp or stamp is None:
-                self._list = RevocationList.load(self.path)
-                self._stamp = stamp
-            return self._list
-
-    def __contains__(self, voucher_id: object) -> bool:
-        return voucher_id in self.current()
-
-    def get(self, voucher_id: str) -> Revocation | None:
-        return self.current().get(voucher_id)

@@ -146,7 +146,7 @@ class Coordinator:
             if len(errors) > 1:
                 others = ", ".join(e.holder for e in errors[1:])
                 raise HolderError(
-                    first.holder, first.code, f"{first.reason} (also failed: {others})"
+                    first.holder, first.code, f"{first.detail} (also failed: {others})"
                 )
             raise first
         return [results[link.address] for link in links]

@@ -206,7 +206,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = commands.add_parser("demo", help="run a whole federation on loopback and verify it")
-    demo.add_argument("--enterprises", type=int, default=3000)
+    demo.add_argument("--enterprises", type=int, default=20_000)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument(
         "--workdir",

@@ -1,11 +1,17 @@
-"""``unseen demo``: a whole federation on loopback, showcase queries, verified.
+"""``unseen demo``: the showcase province, three jobs, each verified against plaintext.
 
-Generates the synthetic province, writes each department's shard in a
-different source format (CSV, Parquet, DuckDB, SQLite), starts every holder
-and the coordinator as separate processes on ephemeral ports, runs the
-showcase queries through the encrypted path and prints each answer beside
-the same query answered in plaintext by DuckDB over the pooled rows, with a
-mark per row. Exits 0 only when every answer agrees.
+1. Statistics: electricity by city and industry across three regional grid
+   companies (aggregate operator).
+2. Credit scoring: loan applicants scored with the model bank-a trained on its
+   history, from grid, tax, social-insurance and registry features (scoring
+   operator); AUC of the encrypted scores against the plaintext model's.
+3. Fraud: per-account transfers across three banks for a suspicious batch
+   (aggregate with ``WHERE payee IN (...)``) and a bank + telecom fraud model
+   (scoring); precision and recall on the planted mules.
+
+Every holder requires vouchers and logs to its ledger; the demo ends with a
+supervisor fetching the ledgers over RPC and checking every receipt. Exits 0
+only when every answer agrees with plaintext and the supervisor check passes.
 """
 
 from __future__ import annotations
@@ -13,8 +19,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,101 +27,24 @@ import duckdb
 import numpy as np
 
 from engine import synth
+from engine.audit import check_receipts, verify_ledger
 from engine.client import Client
-from engine.keys import AnalystKey
+from engine.errors import RemoteError
+from engine.governance import sign_ledger_request
+from engine.ledger import LedgerRange, Receipt
+from engine.metrics import auc, precision_recall
+from engine.model import load_model
 from engine.query import GroupRef
-from engine.verify import suppressed_keys, verify
+from engine.signing import PublicKey
+from engine.verify import plaintext_scores, suppressed_keys, verify
 from unseen.federation import LocalFederation
+from unseen.showcase import Showcase, build_showcase
 
-__all__ = ["DemoQuery", "run_demo"]
+__all__ = ["MODELS", "run_demo"]
 
-# Three regional grid companies share the electricity table horizontally.
-REGIONS = {
-    "grid-pearl-river": (
-        "Guangzhou",
-        "Shenzhen",
-        "Zhuhai",
-        "Foshan",
-        "Dongguan",
-        "Zhongshan",
-        "Jiangmen",
-        "Huizhou",
-        "Zhaoqing",
-    ),
-    "grid-east": ("Shantou", "Shanwei", "Chaozhou", "Jieyang", "Meizhou", "Heyuan"),
-    "grid-west-north": ("Zhanjiang", "Maoming", "Yangjiang", "Yunfu", "Shaoguan", "Qingyuan"),
-}
-# Bank name -> (file format, share of enterprises it lends to). bank-c is small,
-# so some cities have only a handful of its loans and get suppressed (k = 5).
-BANKS = {"bank-a": (".csv", 0.35), "bank-b": (".sqlite", 0.25), "bank-c": (".duckdb", 0.06)}
-GRID_FORMATS = (".parquet", ".csv", ".duckdb")
-
-
-@dataclass(frozen=True)
-class DemoQuery:
-    title: str
-    sql: str
-
-
-QUERIES = (
-    DemoQuery(
-        "Electricity by city in 2023 (three regional grid companies)",
-        "SELECT city, COUNT(*) AS reports, SUM(kwh) AS total_kwh, AVG(kwh) AS mean_kwh, "
-        "STDDEV_SAMP(kwh) AS sd_kwh FROM electricity "
-        "WHERE month BETWEEN '2023-01' AND '2023-12' GROUP BY city ORDER BY city",
-    ),
-    DemoQuery(
-        "Top industries by peak load in the Pearl River Delta, summer 2023",
-        "SELECT industry, SUM(peak_kw) AS peak_kw, AVG(kwh) AS mean_kwh FROM electricity "
-        "WHERE city IN ('Guangzhou', 'Shenzhen', 'Foshan', 'Dongguan') "
-        "AND month IN ('2023-06', '2023-07', '2023-08') "
-        "GROUP BY industry HAVING COUNT(*) >= 20 ORDER BY peak_kw DESC LIMIT 5",
-    ),
-    DemoQuery(
-        "Loans by city since March 2022 (three banks; small groups suppressed)",
-        "SELECT city, COUNT(*), SUM(amount), AVG(rate), STDDEV_SAMP(rate) FROM loans "
-        "WHERE month >= '2022-03' GROUP BY city ORDER BY city",
-    ),
-    DemoQuery(
-        "Province-wide default rate and rate dispersion outside Shenzhen",
-        "SELECT COUNT(*) AS loans, SUM(defaulted) AS defaults, "
-        "SUM(defaulted) / COUNT(*) AS default_rate, VAR_POP(rate) AS rate_var "
-        "FROM loans WHERE rate IS NOT NULL AND NOT city IN ('Shenzhen')",
-    ),
-)
-
-
-def _federation_data(
-    spec: synth.SynthSpec, root: Path
-) -> tuple[dict[str, dict[str, Path]], dict[str, list[tuple[str, synth.Columns]]]]:
-    ent = synth.enterprises(spec)
-    power = synth.electricity(spec, ent)
-    holders: dict[str, dict[str, Path]] = {}
-    shards: dict[str, list[tuple[str, synth.Columns]]] = {"electricity": [], "loans": []}
-    for (name, cities), suffix in zip(REGIONS.items(), GRID_FORMATS, strict=True):
-        part = synth.split(power, np.isin(power["city"], cities))
-        path = synth.write_table(part, root / name / f"electricity{suffix}", "electricity")
-        holders[name] = {"electricity": path}
-        shards["electricity"].append((name, part))
-    for bank, (name, (suffix, share)) in enumerate(BANKS.items()):
-        book = synth.loans(spec, ent, bank, share)
-        path = synth.write_table(book, root / name / f"loans{suffix}", "loans")
-        holders[name] = {"loans": path}
-        shards["loans"].append((name, book))
-    return holders, shards
-
-
-def _reference(shards: dict[str, list[tuple[str, synth.Columns]]]) -> duckdb.DuckDBPyConnection:
-    """DuckDB over the pooled rows, plus one view per shard for the k check."""
-    con = duckdb.connect()
-    for table, parts in shards.items():
-        for holder, columns in parts:
-            synth.public_relation(con, columns, f"raw_{holder}_{table}").create_view(
-                f"{table}@{holder}"
-            )
-        pooled = {k: np.concatenate([c[k] for _, c in parts]) for k in parts[0][1]}
-        synth.public_relation(con, pooled, f"raw_{table}").create_view(table)
-    return con
+MODELS = Path(__file__).resolve().parent.parent / "models"
+SHOWN_ROWS = 10
+Out = Callable[[str], Any]
 
 
 def _cell(value: Any) -> str:
@@ -139,94 +67,262 @@ def _side_by_side(
         [*map(_cell, o), "│", *map(_cell, t or [""] * len(columns)), symbol[m]]
         for o, t, m in zip(ours, theirs, marks, strict=True)
     ]
-    grid = [header, *body]
-    widths = [max(len(r[i]) if i < len(r) else 0 for r in grid) for i in range(len(header))]
+    shown = body[:SHOWN_ROWS]
+    grid = [header, *shown]
+    widths = [max(len(r[i]) for r in grid) for i in range(len(header))]
     lines = [
-        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in grid
+        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in grid
     ]
     lines.insert(1, "  " + "  ".join("─" * w for w in widths))
+    if len(body) > SHOWN_ROWS:
+        bad = sum(m == "MISMATCH" for m in marks[SHOWN_ROWS:])
+        lines.append(f"  … {len(body) - SHOWN_ROWS} more rows, {bad} disagreeing")
     return "\n".join(lines)
 
 
-def run_demo(
-    enterprises: int = 3000, seed: int = 7, workdir: Path | None = None, out: Any = print
+class _Demo:
+    def __init__(self, showcase: Showcase, client: Client, out: Out):
+        self.showcase, self.client, self.out = showcase, client, out
+        self.reference = showcase.reference()
+        self.catalog = client.catalog()
+        self.receipts: list[str] = []
+        self.ok = True
+
+    def _seen(self, meta: dict[str, Any], what: str, elapsed: float) -> None:
+        holders = meta["holders"]
+        self.out(
+            f"  seen: {len(holders)} holders ({', '.join(holders)}) saw {what}, never "
+            f"another holder's answer; the coordinator added {len(holders)} x "
+            f"{meta['ciphertexts']} ciphertexts and sent back "
+            f"{meta['bytes_received'] / 1e3:.0f} KB without any key; the analyst "
+            f"decrypted only the sums; {len(meta['receipts'])} signed receipts; "
+            f"{elapsed:.2f} s"
+        )
+
+    def aggregate(self, title: str, sql: str) -> None:
+        self.out(f"  {title}")
+        self.out(f"  {sql if len(sql) < 300 else sql[:300] + ' …'}")
+        compiled = self.client.compile(sql, self.catalog)
+        started = time.perf_counter()
+        result = self.client.query(sql)
+        elapsed = time.perf_counter() - started
+        self.receipts += [Receipt.from_dict(r).encode() for r in result.meta["receipts"]]
+        table = compiled.plan.table
+        theirs = self.reference.sql(sql).fetchall()
+        k = self.catalog.table(table).min_group_size
+        shards = [f"{table}@{h}" for h, _ in self.showcase.tables[table]]
+        expected = suppressed_keys(
+            sql,
+            [g.column for g in compiled.plan.groups],
+            shards,
+            k,
+            lambda q: self.reference.sql(q).fetchall(),
+        )
+        positions = [compiled.outputs.index(GroupRef(i)) for i in range(len(compiled.plan.groups))]
+        hidden = {tuple(g["group"].values()) for g in result.meta["suppressed"]}
+        verdict = verify(
+            result.columns,
+            result.rows,
+            hidden,
+            theirs,
+            expected,
+            positions,
+            ordered=bool(compiled.order),
+        )
+        self.out(_side_by_side(result.columns, result.rows, verdict.expected, verdict.marks))
+        self._seen(
+            result.meta,
+            f"the plan ({table}, filter, {compiled.plan.group_count} group slots)",
+            elapsed,
+        )
+        self._verdict(verdict.ok, "; ".join(verdict.problems[:3]))
+
+    def score(self, title: str, model_file: Path, entities: list[str]) -> np.ndarray:
+        model = load_model(model_file)
+        self.out(
+            f"  {title}: {len(model.features)} features from "
+            f"{sorted({f.table for f in model.features})}, {len(entities)} entities"
+        )
+        started = time.perf_counter()
+        result = self.client.score(model, entities)
+        elapsed = time.perf_counter() - started
+        self.receipts += [Receipt.from_dict(r).encode() for r in result.meta["receipts"]]
+        ours = np.array([r[1] for r in result.rows])
+        plain = plaintext_scores(self.reference, model, entities)
+        gap = float(np.max(np.abs(ours - plain)))
+        self.out(f"  max |encrypted - plaintext| over {len(entities)} scores: {gap:.2e}")
+        self._seen(
+            result.meta, "their features' definitions and the entity list, never a weight", elapsed
+        )
+        self._verdict(
+            gap < 1e-6 and [r[0] for r in result.rows] == entities, f"scores differ by {gap:.2e}"
+        )
+        return np.column_stack([ours, plain])
+
+    def _verdict(self, ok: bool, problem: str) -> None:
+        self.ok &= ok
+        self.out(f"  {'verified' if ok else 'MISMATCH: ' + problem}\n")
+
+
+def _refusal(showcase: Showcase, address: str, out: Out) -> bool:
+    """A request without vouchers must be refused, with the reason."""
+    with Client(address, key=showcase.analyst) as bare:
+        try:
+            bare.query("SELECT COUNT(*) FROM electricity")
+        except RemoteError as exc:
+            out(f"  without a voucher: refused ({exc.code}): {exc.reason}")
+            return exc.code == "PERMISSION_DENIED"
+    out("  without a voucher: ANSWERED — governance is not enforced")
+    return False
+
+
+def _supervise(
+    showcase: Showcase, federation: LocalFederation, receipts: list[str], out: Out
 ) -> bool:
-    """Run the showcase; True when every encrypted answer matched plaintext."""
+    """The supervisor fetches every ledger over RPC and checks every receipt."""
+    import grpc
+
+    from engine.rpc import create_channel
+    from protos.unseen.v1 import audit_pb2, holder_pb2_grpc
+
+    ranges, keys, ok = [], {}, True
+    for node in federation.nodes:
+        request, signature = sign_ledger_request(showcase.supervisor, node.name, 1, 0)
+        channel = create_channel(node.address)
+        try:
+            reply = holder_pb2_grpc.HolderStub(channel).ReadLedger(
+                audit_pb2.ReadLedgerRequest(
+                    supervisor_key_id=showcase.supervisor.key_id,
+                    start=1,
+                    end=0,
+                    issued_at=str(request["issued_at"]),
+                    signature=signature,
+                ),
+                timeout=30,
+            )
+        except grpc.RpcError as exc:
+            out(f"  {node.name}: ledger fetch refused: {exc.details()}")
+            return False
+        finally:
+            channel.close()
+        import json
+
+        ledger_range = LedgerRange.from_dict(json.loads(reply.range))
+        key = PublicKey.load(showcase.holder_keys[node.name])
+        keys[node.name] = key
+        report = verify_ledger(ledger_range, key)
+        ok &= report.ok
+        ranges.append(ledger_range)
+        answered = sum(e.outcome == "answered" for e in ledger_range.entries)
+        refused = sum(e.outcome == "refused" for e in ledger_range.entries)
+        out(
+            f"  {node.name:<17} ledger: {len(ledger_range.entries)} entries "
+            f"({answered} answered, {refused} refused), chain and signatures "
+            f"{'intact' if report.ok else 'BROKEN'}"
+        )
+    findings = check_receipts([Receipt.decode(r) for r in receipts], ranges, keys)
+    ok &= findings.ok and not findings.unchecked
+    out(
+        f"  {len(receipts)} receipts the analyst kept: "
+        f"{'every one matches its holder' + chr(39) + 's ledger' if findings.ok else 'PROBLEMS'}"
+    )
+    return ok
+
+
+def run_demo(
+    enterprises: int = 20_000, seed: int = 7, workdir: Path | None = None, out: Out = print
+) -> bool:
+    """Run the showcase; True when every job verified and the supervisor check passed."""
     with tempfile.TemporaryDirectory(prefix="unseen-demo-") as tmp:
         root = workdir or Path(tmp)
         spec = synth.SynthSpec(seed=seed, enterprises=enterprises)
-        out(f"unseen demo — synthetic province, {enterprises} enterprises, seed {seed}")
-        holders, shards = _federation_data(spec, root)
-        reference = _reference(shards)
-        out(f"starting {len(holders)} holders and a coordinator (separate processes) ...")
-        all_ok = True
-        with LocalFederation(holders, root / "logs") as federation:
+        out(f"unseen demo: a synthetic province of {enterprises} enterprises (seed {seed})")
+        showcase = build_showcase(spec, root)
+        out(
+            f"starting {len(showcase.configs)} holders (vouchers required, ledgers on) and a "
+            "coordinator, each its own process ..."
+        )
+        with LocalFederation(showcase.configs, root / "logs") as federation:
             for node in federation.nodes:
-                tables = ", ".join(f"{t}={p.name}" for t, p in holders[node.name].items())
-                out(f"  holder {node.name:<17} {node.address:<16} {tables}")
-            out(f"  coordinator             {federation.address}")
-            key = AnalystKey.generate()
-            with Client(federation.address, key=key) as client:
-                started = time.perf_counter()
-                client.register_key()
-                out(
-                    f"analyst key {key.key_id[:16]}… registered "
-                    f"({len(key.public) / 1e6:.2f} MB public context, no secret key sent) "
-                    f"in {time.perf_counter() - started:.2f} s\n"
-                )
-                catalog = client.catalog()
-                for number, query in enumerate(QUERIES, 1):
-                    all_ok &= _run_one(number, query, client, catalog, reference, shards, out)
-        verdict = "all answers agree with plaintext" if all_ok else "SOME ANSWERS DISAGREE"
-        out(f"demo finished: {verdict}")
-        return all_ok
+                out(f"  {node.name:<17} {node.address}")
+            out(f"  coordinator       {federation.address}\n")
+            out("[governance]")
+            ok = _refusal(showcase, federation.address, out)
+            with Client(
+                federation.address, key=showcase.analyst, vouchers=showcase.vouchers
+            ) as client:
+                demo = _Demo(showcase, client, out)
+                out(f"  the analyst holds {len(showcase.vouchers)} vouchers, one per holder\n")
+                _statistics(demo)
+                _credit(demo)
+                _fraud(demo)
+                out("[supervision]")
+                ok &= _supervise(showcase, federation, demo.receipts, out)
+            ok &= demo.ok
+        out(f"\ndemo finished: {'all answers agree with plaintext' if ok else 'FAILED'}")
+        return ok
 
 
-def _run_one(
-    number: int,
-    query: DemoQuery,
-    client: Client,
-    catalog: Any,
-    reference: duckdb.DuckDBPyConnection,
-    shards: dict[str, list[tuple[str, synth.Columns]]],
-    out: Any,
-) -> bool:
-    out(f"[{number}/{len(QUERIES)}] {query.title}")
-    out(f"  {query.sql}")
-    compiled = client.compile(query.sql, catalog)
-    table = compiled.plan.table
-    started = time.perf_counter()
-    result = client.query(query.sql)
-    elapsed = time.perf_counter() - started
-    theirs = reference.sql(query.sql).fetchall()
-    k = catalog.table(table).min_group_size
-    expected = suppressed_keys(
-        query.sql,
-        [g.column for g in compiled.plan.groups],
-        [f"{table}@{holder}" for holder, _ in shards[table]],
-        k,
-        lambda sql: reference.sql(sql).fetchall(),
+def _statistics(demo: _Demo) -> None:
+    demo.out("[1/3] statistics by city and industry (three regional grid companies)")
+    demo.aggregate(
+        "electricity in 2023 by city",
+        "SELECT city, COUNT(*) AS reports, SUM(kwh) AS total_kwh, AVG(kwh) AS mean_kwh, "
+        "STDDEV_SAMP(kwh) AS sd_kwh FROM electricity WHERE month BETWEEN '2023-01' AND "
+        "'2023-12' GROUP BY city ORDER BY total_kwh DESC, city",
     )
-    positions = [compiled.outputs.index(GroupRef(i)) for i in range(len(compiled.plan.groups))]
-    ours_hidden = {tuple(g["group"].values()) for g in result.meta["suppressed"]}
-    verdict = verify(
-        result.columns,
-        result.rows,
-        ours_hidden,
-        theirs,
-        expected,
-        positions,
-        ordered=bool(compiled.order),
+    demo.aggregate(
+        "heavy industry by city, second half of 2023 (small groups suppressed, k = 5)",
+        "SELECT city, industry, COUNT(*) AS reports, SUM(kwh) AS total_kwh FROM electricity "
+        "WHERE month >= '2023-07' AND industry IN ('chemicals', 'electronics', 'textiles') "
+        "GROUP BY city, industry ORDER BY city, industry",
     )
-    out(_side_by_side(result.columns, result.rows, verdict.expected, verdict.marks))
-    meta = result.meta
-    out(
-        f"  seen: holders {', '.join(meta['holders'])} saw the plan (table {table}, filter, "
-        f"{compiled.plan.group_count} group slots) and no other holder's answer; the coordinator "
-        f"added {len(meta['holders'])} x {meta['ciphertexts']} ciphertexts "
-        f"({meta['bytes_received'] / 1e3:.0f} KB back) with no key; the analyst decrypted the "
-        f"sum; {len(meta['suppressed'])} group(s) suppressed (k={k})"
+
+
+def _credit(demo: _Demo) -> None:
+    demo.out("[2/3] credit scoring of loan applicants (grid, tax, social insurance, registry)")
+    applicants = demo.showcase.applicants
+    scores = demo.score(
+        "bank-a's default model (models/credit.json)", MODELS / "credit.json", applicants
     )
-    status = "verified" if verdict.ok else "MISMATCH: " + "; ".join(verdict.problems)
-    out(f"  {status} in {elapsed:.2f} s\n")
-    return verdict.ok
+    outcomes = demo.showcase.outcomes
+    ours, plain = auc(scores[:, 0], outcomes), auc(scores[:, 1], outcomes)
+    demo.out(
+        f"  AUC against the applicants' true outcomes: encrypted {ours:.4f}, "
+        f"plaintext {plain:.4f} ({int(outcomes.sum())} defaults among {len(outcomes)})"
+    )
+    demo.ok &= ours == plain
+
+
+def _fraud(demo: _Demo) -> None:
+    demo.out("[3/3] money-mule detection (three banks and the telecom operator)")
+    batch = demo.showcase.suspicious
+    accounts = ", ".join(f"'{a}'" for a in batch)
+    demo.aggregate(
+        f"transfers into the {len(batch)} suspicious accounts in the last 24 hours, all banks",
+        # The analyst's own SQL text (parsed by unseen, never executed as text);
+        # the ids are generated alphanumerics.
+        f"SELECT payee, COUNT(*) AS transfers, SUM(amount) AS received FROM transfers "  # noqa: S608
+        f"WHERE ts >= TIMESTAMP '2024-01-30 00:00:00' AND payee IN ({accounts}) "
+        f"GROUP BY payee ORDER BY received DESC, payee",
+    )
+    scores = demo.score(
+        "fraud model on bank and telecom signals (models/fraud.json)", MODELS / "fraud.json", batch
+    )
+    labels = np.array([a in demo.showcase.mules for a in batch])
+    for name, column in (("encrypted", 0), ("plaintext", 1)):
+        precision, recall = precision_recall(scores[:, column], labels, 0.5)
+        demo.out(
+            f"  {name:<9}: flagged at p >= 0.5: precision {precision:.3f}, recall "
+            f"{recall:.3f}, AUC {auc(scores[:, column], labels):.4f} "
+            f"({int(labels.sum())} planted mules)"
+        )
+    same = precision_recall(scores[:, 0], labels, 0.5) == precision_recall(
+        scores[:, 1], labels, 0.5
+    )
+    demo.ok &= same and auc(scores[:, 0], labels) == auc(scores[:, 1], labels)
+    demo.out("")
+
+
+# duckdb is used through Showcase.reference(); keep the import for type checkers.
+_ = duckdb

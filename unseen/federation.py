@@ -36,9 +36,13 @@ class NodeProcess:
 
 @dataclass
 class LocalFederation:
-    """Holders (name -> {table: path}) plus a coordinator, as child processes."""
+    """Holders plus a coordinator, as child processes.
 
-    holders: Mapping[str, Mapping[str, Path]]
+    ``holders`` maps a holder's name to its tables (``{table: path}``, quick-start
+    mode) or to the path of its node config file.
+    """
+
+    holders: Mapping[str, Mapping[str, Path] | Path]
     log_dir: Path
     holder_args: Sequence[str] = ()
     coordinator_args: Sequence[str] = ()
@@ -92,8 +96,11 @@ class LocalFederation:
         pending = []
         for name, tables in self.holders.items():
             args = ["node", "serve", "--name", name, "--listen", "127.0.0.1:0", *self.holder_args]
-            for table, path in tables.items():
-                args += ["--table", f"{table}={path}"]
+            if isinstance(tables, Path):
+                args += ["--config", str(tables)]
+            else:
+                for table, path in tables.items():
+                    args += ["--table", f"{table}={path}"]
             pending.append((name, self._spawn(name, args)))
         try:
             for name, process in pending:

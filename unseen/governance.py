@@ -15,20 +15,15 @@ from typing import Any
 
 import grpc
 
+from engine.audit import check_receipts, verify_ledger
 from engine.errors import ConfigError, VerificationError
 from engine.governance import sign_ledger_request
-from engine.ledger import (
-    Checkpoint,
-    LedgerRange,
-    Receipt,
-    check_receipts,
-    read_ledger,
-    verify_ledger,
-)
+from engine.ledger import Checkpoint, LedgerRange, Receipt, read_ledger
 from engine.result import Result
+from engine.revocation import revoke
 from engine.rpc import DEADLINES, create_channel, remote_error
 from engine.signing import PublicKey, SigningKey, utc_text
-from engine.voucher import SignedVoucher, issue, revoke, verify
+from engine.voucher import SignedVoucher, issue, verify
 from protos.unseen.v1 import audit_pb2, catalog_pb2, holder_pb2_grpc
 
 __all__ = ["add_commands", "read_vouchers", "write_receipts"]

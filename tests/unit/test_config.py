@@ -22,9 +22,9 @@ from engine.config import (
 )
 from engine.errors import ConfigError
 from engine.ledger import Ledger
+from engine.revocation import RevocationFile, revoke
 from engine.signing import SigningKey
 from engine.types import SqlType
-from engine.voucher import RevocationFile, revoke
 
 INTEGER, VARCHAR, FLOAT = SqlType("INTEGER"), SqlType("VARCHAR"), SqlType("FLOAT")
 SCHEMA = [

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.audit import check_receipts, verify_ledger
 from engine.errors import ConfigError, PolicyError, QueryError, SourceError, VerificationError
 from engine.ledger import (
     GENESIS_HASH,
@@ -23,16 +24,13 @@ from engine.ledger import (
     LedgerRange,
     LoggedRefusal,
     Receipt,
-    check_receipts,
     read_ledger,
     result_digest,
-    verify_ledger,
 )
+from engine.revocation import Revocation, RevocationList
 from engine.signing import SigningKey
 from engine.voucher import (
     AccessRequest,
-    Revocation,
-    RevocationList,
     SignedVoucher,
     VoucherPolicy,
     issue,

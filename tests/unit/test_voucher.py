@@ -16,12 +16,10 @@ from hypothesis import strategies as st
 from engine.errors import ConfigError, PlanError, PolicyError
 from engine.expr import Binary, BinaryOp, Column, InList, Literal
 from engine.plan import AggregatePlan, Encoding, GroupColumn, Measure
+from engine.revocation import Revocation, RevocationFile, RevocationList, revoke
 from engine.signing import SignatureError, SigningKey, b64decode, b64encode
 from engine.voucher import (
     AccessRequest,
-    Revocation,
-    RevocationFile,
-    RevocationList,
     SignedVoucher,
     Voucher,
     VoucherPolicy,
@@ -30,7 +28,6 @@ from engine.voucher import (
     entity_set_digest,
     issue,
     plan_reads,
-    revoke,
     verify,
 )
 
@@ -505,7 +502,7 @@ def test_revocation_file_survives_concurrent_writers(tmp_path):
     path = tmp_path / "revoked.json"
     code = (
         "import sys\n"
-        "from engine.voucher import revoke\n"
+        "from engine.revocation import revoke\n"
         "for j in range(5):\n"
         "    revoke(sys.argv[1], f'v-{sys.argv[2]}-{j}', 'bulk')\n"
     )

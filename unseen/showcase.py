@@ -1,0 +1,208 @@
+"""The showcase province on disk: every department's data, keys, configs and vouchers.
+
+Used by ``unseen demo`` (and its tests): it writes each holder's tables in
+a different source format, an Ed25519 key per holder, a node config with
+explicit column policies and vouchers required, the exchange's issuer key,
+a supervisor key, an analyst key and one voucher per holder for that analyst
+— everything a governed federation needs, in one folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from engine import synth
+from engine.keys import AnalystKey
+from engine.signing import SigningKey
+from engine.voucher import issue
+
+__all__ = ["REGIONS", "Showcase", "build_showcase"]
+
+# Three regional grid companies share the electricity table horizontally.
+REGIONS = {
+    "grid-pearl-river": (
+        "Guangzhou",
+        "Shenzhen",
+        "Zhuhai",
+        "Foshan",
+        "Dongguan",
+        "Zhongshan",
+        "Jiangmen",
+        "Huizhou",
+        "Zhaoqing",
+    ),
+    "grid-east": ("Shantou", "Shanwei", "Chaozhou", "Jieyang", "Meizhou", "Heyuan"),
+    "grid-west-north": ("Zhanjiang", "Maoming", "Yangjiang", "Yunfu", "Shaoguan", "Qingyuan"),
+}
+GRID_FORMATS = (".parquet", ".csv", ".duckdb")
+
+# Column policies per table: (uses, publish the domain from the data?).
+_POLICY: dict[str, dict[str, tuple[list[str], bool]]] = {
+    "electricity": {
+        "uscc": (["entity"], False),
+        "city": (["filter", "group"], True),
+        "industry": (["filter", "group"], True),
+        "month": (["filter", "group"], True),
+        "kwh": (["aggregate", "score"], False),
+        "peak_kw": (["aggregate"], False),
+    },
+    "registry": {
+        "uscc": (["entity"], False),
+        "founded": (["score"], False),
+        "registered_capital": (["score"], False),
+    },
+    "tax_filings": {
+        "uscc": (["entity"], False),
+        "quarter": (["filter"], False),
+        "revenue": (["score"], False),
+        "arrears": (["score"], False),
+    },
+    "headcount": {
+        "uscc": (["entity"], False),
+        "month": (["filter"], False),
+        "insured_staff": (["score"], False),
+    },
+    "transfers": {
+        "payee": (["entity", "filter", "group"], False),
+        "ts": (["filter"], False),
+        "amount": (["aggregate", "score"], False),
+    },
+    "fraud_reports": {
+        "account": (["entity"], False),
+        "reports": (["score"], False),
+        "sim_swap_recent": (["score"], False),
+    },
+}
+# k per table: the fraud investigation looks at single accounts under an
+# entity-scoped voucher, so a per-account aggregate of one transfer is allowed.
+_K = {"transfers": 1}
+_PURPOSE = {
+    "electricity": "provincial electricity statistics and SME credit scoring",
+    "registry": "SME credit scoring",
+    "tax_filings": "SME credit scoring",
+    "headcount": "SME credit scoring",
+    "transfers": "telecom fraud investigation of a suspicious account batch",
+    "fraud_reports": "telecom fraud investigation of a suspicious account batch",
+}
+
+
+@dataclass
+class Showcase:
+    root: Path
+    spec: synth.SynthSpec
+    configs: dict[str, Path]  # holder -> node config
+    tables: dict[str, list[tuple[str, synth.Columns]]]  # table -> [(holder, rows)]
+    analyst: AnalystKey
+    vouchers: list[str]
+    supervisor: SigningKey
+    holder_keys: dict[str, Path]  # holder -> public key file
+    applicants: list[str] = field(default_factory=list)
+    outcomes: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    suspicious: list[str] = field(default_factory=list)
+    mules: set[str] = field(default_factory=set)
+
+    def reference(self) -> duckdb.DuckDBPyConnection:
+        """DuckDB over the pooled rows of every table, plus one view per shard."""
+        con = duckdb.connect()
+        for table, parts in self.tables.items():
+            for holder, columns in parts:
+                view = f"raw_{holder}_{table}".replace("-", "_")
+                synth.public_relation(con, columns, view).create_view(f"{table}@{holder}")
+            pooled = {k: np.concatenate([c[k] for _, c in parts]) for k in parts[0][1]}
+            synth.public_relation(con, pooled, f"raw_{table}").create_view(table)
+        return con
+
+
+def _toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(f'"{i}"' for i in items) + "]"
+
+
+def _config(holder: str, tables: dict[str, Path], issuer: str, supervisor: str) -> str:
+    lines = [
+        "[node]",
+        f'name = "{holder}"',
+        "",
+        "[governance]",
+        "require_vouchers = true",
+        f'trusted_issuers = [{{ name = "exchange", key = "{issuer}" }}]',
+        f'supervisors = ["{supervisor}"]',
+        'ledger = "ledger.sqlite"',
+        'signing_key = "holder.key"',
+        'revocations = "revoked.json"',
+        "",
+    ]
+    for table, path in tables.items():
+        lines += [
+            f"[tables.{table}]",
+            f'source = "{path.name}"',
+            f"k = {_K.get(table, 5)}",
+            "",
+            f"[tables.{table}.columns]",
+        ]
+        for column, (uses, publish) in _POLICY[table].items():
+            domain = ', domain = "auto"' if publish else ""
+            lines.append(f"{column} = {{ uses = {_toml_list(uses)}{domain} }}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def build_showcase(spec: synth.SynthSpec, root: Path) -> Showcase:
+    """Write the whole governed showcase federation under ``root``."""
+    ent = synth.enterprises(spec)
+    data: dict[str, dict[str, tuple[synth.Columns, str]]] = {}
+    power = synth.electricity(spec, ent)
+    for (holder, cities), suffix in zip(REGIONS.items(), GRID_FORMATS, strict=True):
+        data[holder] = {"electricity": (synth.split(power, np.isin(power["city"], cities)), suffix)}
+    data["samr"] = {"registry": (synth.registry(spec, ent), ".parquet")}
+    data["tax"] = {"tax_filings": (synth.tax_filings(spec, ent), ".sqlite")}
+    data["hr"] = {"headcount": (synth.headcount(spec, ent), ".duckdb")}
+    for bank, suffix in zip(range(spec.banks), (".parquet", ".duckdb", ".sqlite"), strict=False):
+        data[synth.bank_name(bank)] = {"transfers": (synth.transfers(spec, bank), suffix)}
+    data["telecom"] = {"fraud_reports": (synth.telecom_reports(spec), ".parquet")}
+
+    exchange, supervisor = SigningKey.generate(), SigningKey.generate()
+    analyst = AnalystKey.generate()
+    showcase = Showcase(root, spec, {}, {}, analyst, [], supervisor, {})
+    suspicious = [str(a) for a in synth.suspicious_accounts(spec)]
+    until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+    for holder, tables in data.items():
+        folder = root / holder
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for table, (columns, suffix) in tables.items():
+            paths[table] = synth.write_table(columns, folder / f"{table}{suffix}", table)
+            showcase.tables.setdefault(table, []).append((holder, columns))
+        key = SigningKey.generate()
+        key.save(folder / "holder.key")
+        showcase.holder_keys[holder] = folder / "holder.key.pub"
+        config = _config(
+            holder, paths, exchange.public_key.to_text(), supervisor.public_key.to_text()
+        )
+        (folder / "node.toml").write_text(config)
+        showcase.configs[holder] = folder / "node.toml"
+        for table in tables:
+            scope = {table: {c: uses for c, (uses, _) in _POLICY[table].items()}}
+            fraud = table in ("transfers", "fraud_reports")
+            showcase.vouchers.append(
+                issue(
+                    exchange,
+                    grantee=analyst.key_id,
+                    holder=holder,
+                    scope=scope,
+                    purpose=_PURPOSE[table],
+                    not_after=until,
+                    quota=50,
+                    entities=suspicious if fraud else None,
+                ).encode()
+            )
+    applicants = synth.applications(spec, ent)
+    showcase.applicants = [str(u) for u in applicants]
+    showcase.outcomes = synth.application_outcomes(spec, ent, applicants)
+    showcase.suspicious = suspicious
+    showcase.mules = {str(m) for m in synth.mule_truth(spec)}
+    return showcase
