@@ -34,6 +34,7 @@ from engine.query import CompiledQuery
 from engine.result import Result
 from engine.rpc import DEADLINES, create_channel, remote_error
 from engine.sql import compile_condition, compile_sql
+from engine.tls import TlsFiles
 from protos.unseen.v1 import catalog_pb2, coordinator_pb2_grpc, crypto_pb2, score_pb2
 
 __all__ = ["AggregateReply", "Client"]
@@ -62,12 +63,13 @@ class Client:
         key_dir: Path | None = None,
         timeout: float | None = None,
         vouchers: Sequence[str] = (),
+        tls: TlsFiles | None = None,
     ):
         self.address = coordinator
         self.key = key if key is not None else load_or_create(key_dir)
         self.timeout = timeout
         self.vouchers = list(vouchers)
-        self._channel = create_channel(coordinator)
+        self._channel = create_channel(coordinator, tls)
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
         self._registered = False
         self.model_bytes_sent = 0

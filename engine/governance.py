@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 from engine.catalog import TableInfo
 from engine.errors import PolicyError
 from engine.expr import Binary, BinaryOp, Column, Expr, InList, Literal, column_names
-from engine.ledger import Ledger, result_digest
+from engine.ledger import Ledger, LoggedRefusal, result_digest
 from engine.model import FeatureSpec
 from engine.plan import AggregatePlan
 from engine.signing import PublicKey, SigningKey, canonical_json, parse_utc, utc_text
@@ -47,6 +48,7 @@ T = TypeVar("T")
 
 # A supervisor's signed request is accepted this long after it was made.
 LEDGER_REQUEST_WINDOW = dt.timedelta(minutes=5)
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def digest(data: bytes) -> str:
@@ -150,7 +152,15 @@ class Governance:
         result_bytes: Callable[[T], bytes | Sequence[bytes]],
     ) -> tuple[T, list[str]]:
         """Check, answer and log one request; returns the result and its receipts."""
-        signed = self.choose(request, vouchers)
+        try:
+            signed = self.choose(request, vouchers)
+        except PolicyError as exc:
+            # A voucher that does not even decode is refused like any other
+            # voucher problem: logged (with no voucher id, as none can be
+            # trusted), then raised.
+            if self.ledger is None:
+                raise
+            raise self._logged_refusal(request, exc) from exc
         if self.ledger is None:
             self.policy.check(request, signed)
             return answer(), []
@@ -162,6 +172,19 @@ class Governance:
             digest=lambda value: result_digest(result_bytes(value)),
         )
         return result, [receipt.encode()]
+
+    def _logged_refusal(self, request: AccessRequest, exc: PolicyError) -> LoggedRefusal:
+        assert self.ledger is not None
+        # Fields from the network that are not well formed are logged empty,
+        # so that the refusal itself is always loggable.
+        receipt = self.ledger.append(
+            kind=request.kind,
+            analyst=request.analyst if _HEX64.match(request.analyst) else "",
+            plan_digest=request.plan_digest if _HEX64.match(request.plan_digest) else "",
+            outcome="refused",
+            reason=str(exc),
+        )
+        return LoggedRefusal(str(exc), receipt)
 
     def read_ledger(
         self, request: Mapping[str, Any], signature: bytes, now: dt.datetime | None = None

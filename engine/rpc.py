@@ -21,7 +21,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from engine.errors import RemoteError, UnseenError
+from engine.errors import ConfigError, RemoteError, UnseenError
+from engine.tls import TlsFiles, channel_credentials, is_loopback, server_credentials
 
 __all__ = [
     "DEADLINES",
@@ -94,16 +95,27 @@ def create_server(
     register: Iterable[Callable[[grpc.Server], None]],
     service_names: Iterable[str],
     max_workers: int = 16,
+    tls: TlsFiles | None = None,
+    max_concurrent: int = 64,
 ) -> tuple[grpc.Server, int]:
     """Start a server on ``address`` (port 0 picks one); returns (server, port).
 
     ``register`` are the generated ``add_XServicer_to_server`` calls bound to
     their servicers; health checking and reflection are added for
-    ``service_names``.
+    ``service_names``. With ``tls`` the server requires client certificates
+    (mTLS); without, it serves plaintext only on a loopback address. Beyond
+    ``max_concurrent`` calls in flight, new calls are shed with
+    RESOURCE_EXHAUSTED instead of queueing without bound.
     """
+    if tls is None and not is_loopback(address):
+        raise ConfigError(
+            f"refusing to serve plaintext on {address}: give TLS files (see unseen certs) "
+            "or listen on a loopback address"
+        )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         options=_SERVER_OPTIONS,
+        maximum_concurrent_rpcs=max_concurrent,
     )
     for add in register:
         add(server)
@@ -115,15 +127,27 @@ def create_server(
     reflection.enable_server_reflection(
         [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
-    port = server.add_insecure_port(address)
+    if tls is not None:
+        port = server.add_secure_port(address, server_credentials(tls))
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise UnseenError(f"cannot listen on {address}")
     server.start()
     return server, port
 
 
-def create_channel(address: str) -> grpc.Channel:
-    """A channel to ``address`` with message limits, keepalive and retries set."""
+def create_channel(address: str, tls: TlsFiles | None = None) -> grpc.Channel:
+    """A channel to ``address`` with message limits, keepalive and retries set.
+
+    With ``tls``, mutual TLS; without, plaintext, and only to a loopback address.
+    """
+    if tls is not None:
+        return grpc.secure_channel(address, channel_credentials(tls), options=_CHANNEL_OPTIONS)
+    if not is_loopback(address):
+        raise ConfigError(
+            f"refusing a plaintext channel to {address}: give TLS files (see unseen certs)"
+        )
     return grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
 
 

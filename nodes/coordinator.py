@@ -31,6 +31,7 @@ from engine.layout import layout_for
 from engine.model import FeatureSpec
 from engine.plan import AggregatePlan, Limits, check_plan
 from engine.rpc import DEADLINES, create_channel, create_server, remote_error, servicer_errors
+from engine.tls import ANALYST_SUBJECT_HEADER, TlsFiles, caller_identity
 from protos.unseen.v1 import (
     catalog_pb2,
     coordinator_pb2_grpc,
@@ -53,9 +54,10 @@ class HolderLink:
     name: str = ""
     channel: grpc.Channel | None = None
     stub: holder_pb2_grpc.HolderStub | None = None
+    tls: TlsFiles | None = None
 
     def __post_init__(self) -> None:
-        self.channel = create_channel(self.address)
+        self.channel = create_channel(self.address, self.tls)
         self.stub = holder_pb2_grpc.HolderStub(self.channel)
 
     @property
@@ -107,10 +109,12 @@ class Coordinator:
     _models: OrderedDict[tuple[str, str], CoordinatorModel] = field(default_factory=OrderedDict)
 
     @classmethod
-    def connect(cls, addresses: Sequence[str], **kwargs: object) -> Coordinator:
+    def connect(
+        cls, addresses: Sequence[str], tls: TlsFiles | None = None, **kwargs: object
+    ) -> Coordinator:
         if not addresses:
             raise UnseenError("a coordinator needs at least one --holder")
-        return cls([HolderLink(a) for a in addresses], **kwargs)  # type: ignore[arg-type]
+        return cls([HolderLink(a, tls=tls) for a in addresses], **kwargs)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -203,8 +207,15 @@ class Coordinator:
         plan: AggregatePlan,
         deadline: float | None = None,
         vouchers: Sequence[str] = (),
+        subject: str | None = None,
     ) -> AggregateAnswer:
+        """Fan ``plan`` out, add the holders' ciphertexts, mask suppressed groups.
+
+        ``subject`` is the analyst's certificate name (mTLS), forwarded to the
+        holders so that a voucher bound to it can be checked there.
+        """
         ctx = self.keys.get(key_id)
+        metadata = _forward(subject)
         hosted = self.holder_catalogs()
         merged = merge([c for _, c in hosted])
         table = merged.table(plan.table)
@@ -218,7 +229,7 @@ class Coordinator:
         answers = self._each(
             links,
             lambda link: self._aggregate_at(
-                link, request, ctx, layout.ciphertexts, plan.codec.slots, budget
+                link, request, ctx, layout.ciphertexts, plan.codec.slots, budget, metadata
             ),
             budget,
         )
@@ -251,15 +262,16 @@ class Coordinator:
         expected: int,
         slots: int,
         deadline: float,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> _HolderAnswer:
         try:
-            return self._collect(link, request, ctx, expected, slots, deadline)
+            return self._collect(link, request, ctx, expected, slots, deadline, metadata)
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.NOT_FOUND:
                 raise
         # The holder lost the key (restart or eviction): register it and retry once.
         self._register_at(link, self.keys.public_bytes(request.key_id))
-        return self._collect(link, request, ctx, expected, slots, deadline)
+        return self._collect(link, request, ctx, expected, slots, deadline, metadata)
 
     @staticmethod
     def _collect(
@@ -269,9 +281,10 @@ class Coordinator:
         expected: int,
         slots: int,
         deadline: float,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> _HolderAnswer:
         assert link.stub is not None
-        stream = link.stub.Aggregate(request, timeout=deadline)
+        stream = link.stub.Aggregate(request, timeout=deadline, metadata=metadata)
         first = next(stream, None)
         if first is None or first.WhichOneof("part") != "header":
             raise RemoteError("INTERNAL", "answered without a header")
@@ -320,9 +333,11 @@ class Coordinator:
         features: tuple[FeatureSpec, ...],
         ids: list[str],
         vouchers: Sequence[str] = (),
+        subject: str | None = None,
     ) -> tuple[list[int], list[str]]:
         """Per feature, the largest magnitude exponent any hosting holder reports."""
         self.keys.get(key_id)
+        metadata = _forward(subject)
         assignment = self._assign(features)
         indices_of = {link.address: indices for link, indices in assignment}
 
@@ -332,6 +347,7 @@ class Coordinator:
             reply = link.stub.PrepareModel(
                 serde.prepare_parts(key_id, [features[i] for i in indices], ids, vouchers),
                 timeout=DEADLINES["prepare_model"],
+                metadata=metadata,
             )
             if len(reply.exponents) != len(indices):
                 raise RemoteError("INTERNAL", "answered the wrong number of exponents")
@@ -415,6 +431,7 @@ class Coordinator:
         ids: list[str],
         deadline: float | None = None,
         vouchers: Sequence[str] = (),
+        subject: str | None = None,
     ) -> tuple[int, tuple[str, ...], list[str], Iterator[bytes]]:
         """Fan the entities out, then yield the sum of the holders' partials block by block.
 
@@ -433,7 +450,10 @@ class Coordinator:
         hosts = [links[address] for address, _ in model.assignment]
         budget = min(deadline or DEADLINES["score"], DEADLINES["score"])
         streams = [
-            _PartialStream(self, link, model, ids, count, budget, tuple(vouchers)) for link in hosts
+            _PartialStream(
+                self, link, model, ids, count, budget, tuple(vouchers), _forward(subject)
+            )
+            for link in hosts
         ]
         for stream in streams:
             stream.start()
@@ -468,10 +488,11 @@ class _PartialStream:
         count: int,
         deadline: float,
         vouchers: tuple[str, ...] = (),
+        metadata: tuple[tuple[str, str], ...] = (),
     ):
         self.coordinator, self.link, self.model = coordinator, link, model
         self.ids, self.count, self.deadline = ids, count, deadline
-        self.vouchers = vouchers
+        self.vouchers, self.metadata = vouchers, metadata
         # The header (with the holder's receipts) or the error that came instead.
         self.header: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
         # Bounded: a fast holder waits (gRPC flow control) for a slow one.
@@ -491,6 +512,7 @@ class _PartialStream:
         self.call = self.link.stub.Score(
             serde.score_parts(self.model.model_id, self.model.key_id, self.ids, self.vouchers),
             timeout=self.deadline,
+            metadata=self.metadata,
         )
         return self.call
 
@@ -608,7 +630,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     ) -> Iterator[query_pb2.AggregateReply]:
         plan = serde.plan_from_proto(request.plan)
         answer = self.coordinator.aggregate(
-            request.key_id, plan, _budget(context), tuple(request.vouchers)
+            request.key_id, plan, _budget(context), tuple(request.vouchers), _analyst(context)
         )
         yield serde.header_to_proto(
             len(answer.ciphertexts), answer.suppressed, answer.holders, answer.receipts
@@ -623,7 +645,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         key_id, features, ids, vouchers = serde.prepare_from_parts(
             request_iterator, self.coordinator.max_entities
         )
-        exponents, receipts = self.coordinator.prepare_model(key_id, features, ids, vouchers)
+        exponents, receipts = self.coordinator.prepare_model(
+            key_id, features, ids, vouchers, _analyst(context)
+        )
         return score_pb2.PrepareModelReply(exponents=exponents, receipts=receipts)
 
     @servicer_errors
@@ -651,7 +675,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             request_iterator, self.coordinator.max_entities
         )
         count, holders, receipts, sums = self.coordinator.score(
-            key_id, model_id, ids, _budget(context), vouchers
+            key_id, model_id, ids, _budget(context), vouchers, _analyst(context)
         )
         yield serde.score_reply_header(count, ckks.PARAMS.slots, holders, receipts)
         for index, data in enumerate(sums):
@@ -668,11 +692,25 @@ def _budget(context: grpc.ServicerContext) -> float | None:
 MAX_MODEL_BYTES = 512 * (1 << 20)
 
 
-def serve_coordinator(coordinator: Coordinator, listen: str) -> tuple[grpc.Server, int]:
+def _forward(subject: str | None) -> tuple[tuple[str, str], ...]:
+    """gRPC metadata telling holders which analyst certificate made the request."""
+    return ((ANALYST_SUBJECT_HEADER, subject),) if subject else ()
+
+
+def _analyst(context: grpc.ServicerContext) -> str | None:
+    """The analyst's certificate name, when the caller authenticated as an analyst."""
+    name, role = caller_identity(context)
+    return name if role == "analyst" else None
+
+
+def serve_coordinator(
+    coordinator: Coordinator, listen: str, tls: TlsFiles | None = None
+) -> tuple[grpc.Server, int]:
     """Start serving ``coordinator`` on ``listen``; returns (server, port)."""
     servicer = CoordinatorServicer(coordinator)
     return create_server(
         listen,
         [lambda s: coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, s)],
         ["unseen.v1.Coordinator"],
+        tls=tls,
     )

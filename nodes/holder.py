@@ -35,6 +35,7 @@ from engine.policy import DEFAULT_K, quickstart_table
 from engine.rpc import create_server, servicer_errors
 from engine.scoring import HolderModel, check_features, feature_blocks, feature_exponents
 from engine.source import TableSource, open_source
+from engine.tls import ANALYST_SUBJECT_HEADER, TlsFiles, caller_identity
 from engine.voucher import AccessRequest, entity_ids, plan_reads
 from protos.unseen.v1 import (
     audit_pb2,
@@ -124,6 +125,7 @@ class HolderNode:
         plan: AggregatePlan,
         vouchers: tuple[str, ...] = (),
         plan_bytes: bytes = b"",
+        subject: str | None = None,
     ) -> tuple[LocalAnswer, list[str]]:
         table = self._table(plan.table)
         ctx = self.keys.get(key_id)  # unknown keys fail before anything is logged
@@ -134,6 +136,7 @@ class HolderNode:
             plan_digest=digest(plan_bytes),
             reads=plan_reads(plan),
             entities=aggregate_entities(plan, table),
+            subject=subject,
         )
         source = self.sources[plan.table.lower()]
         return self.gov.run(
@@ -145,7 +148,13 @@ class HolderNode:
 
     # -- scoring -------------------------------------------------------------------
     def _score_request(
-        self, kind: str, key_id: str, features: tuple[FeatureSpec, ...], ids: list[str], extra: str
+        self,
+        kind: str,
+        key_id: str,
+        features: tuple[FeatureSpec, ...],
+        ids: list[str],
+        extra: str,
+        subject: str | None,
     ) -> AccessRequest:
         canonical = json.dumps(
             {
@@ -164,6 +173,7 @@ class HolderNode:
             plan_digest=digest(canonical),
             reads=score_reads(features),
             entities=entity_ids(ids),
+            subject=subject,
         )
 
     def prepare_model(
@@ -172,11 +182,12 @@ class HolderNode:
         features: tuple[FeatureSpec, ...],
         ids: list[str],
         vouchers: tuple[str, ...] = (),
+        subject: str | None = None,
     ) -> tuple[list[int], list[str]]:
         """Power-of-two bounds of the features over the requested entities."""
         for feature in features:
             self._table(feature.table)
-        request = self._score_request("prepare", key_id, features, ids, "")
+        request = self._score_request("prepare", key_id, features, ids, "", subject)
 
         def answer() -> list[int]:
             check_features(features, self.tables)
@@ -212,7 +223,12 @@ class HolderNode:
         return model is not None and model.key_id == key_id and key_id in self.keys
 
     def score(
-        self, key_id: str, model_id: str, ids: list[str], vouchers: tuple[str, ...] = ()
+        self,
+        key_id: str,
+        model_id: str,
+        ids: list[str],
+        vouchers: tuple[str, ...] = (),
+        subject: str | None = None,
     ) -> tuple[Iterator[bytes], list[str]]:
         """Partial-score ciphertexts for ``ids`` in blocks, and the ledger receipts.
 
@@ -225,7 +241,7 @@ class HolderNode:
         if model is None or model.key_id != key_id:
             raise UnknownKeyError(f"model {model_id[:16]}... is not registered here")
         self.keys.get(key_id)
-        request = self._score_request("score", key_id, model.features, ids, model_id)
+        request = self._score_request("score", key_id, model.features, ids, model_id, subject)
         slots = ckks.PARAMS.slots
         log.info("scoring %d entities with %d features", len(ids), len(model.features))
 
@@ -276,7 +292,11 @@ class HolderServicer(holder_pb2_grpc.HolderServicer):
     ) -> Iterator[query_pb2.AggregateReply]:
         plan = serde.plan_from_proto(request.plan)
         answer, receipts = self.node.aggregate(
-            request.key_id, plan, tuple(request.vouchers), request.plan.SerializeToString()
+            request.key_id,
+            plan,
+            tuple(request.vouchers),
+            request.plan.SerializeToString(),
+            _subject(context),
         )
         yield serde.header_to_proto(
             len(answer.ciphertexts), answer.suppressed, [self.node.name], receipts
@@ -291,7 +311,9 @@ class HolderServicer(holder_pb2_grpc.HolderServicer):
         key_id, features, ids, vouchers = serde.prepare_from_parts(
             request_iterator, self.node.max_entities
         )
-        exponents, receipts = self.node.prepare_model(key_id, features, ids, vouchers)
+        exponents, receipts = self.node.prepare_model(
+            key_id, features, ids, vouchers, _subject(context)
+        )
         return score_pb2.PrepareModelReply(exponents=exponents, receipts=receipts)
 
     @servicer_errors
@@ -319,7 +341,7 @@ class HolderServicer(holder_pb2_grpc.HolderServicer):
         )
         slots = ckks.PARAMS.slots
         count = -(-len(ids) // slots)
-        partials, receipts = self.node.score(key_id, model_id, ids, vouchers)
+        partials, receipts = self.node.score(key_id, model_id, ids, vouchers, _subject(context))
         yield serde.score_reply_header(count, slots, [self.node.name], receipts)
         for index, data in enumerate(partials):
             yield serde.score_reply_ciphertext(index, data)
@@ -339,11 +361,27 @@ class HolderServicer(holder_pb2_grpc.HolderServicer):
         return audit_pb2.ReadLedgerReply(range=ledger_range, checkpoint=checkpoint)
 
 
-def serve_holder(node: HolderNode, listen: str) -> tuple[grpc.Server, int]:
+def _subject(context: grpc.ServicerContext) -> str | None:
+    """The analyst's certificate name: its own when it calls directly, or the one a
+    coordinator (authenticated as such by its certificate) forwards. Without mTLS
+    there is none, whatever the request's metadata claims."""
+    name, role = caller_identity(context)
+    if role == "analyst":
+        return name
+    if role == "coordinator":
+        forwarded = dict(context.invocation_metadata()).get(ANALYST_SUBJECT_HEADER)
+        return str(forwarded) if forwarded else None
+    return None
+
+
+def serve_holder(
+    node: HolderNode, listen: str, tls: TlsFiles | None = None
+) -> tuple[grpc.Server, int]:
     """Start serving ``node`` on ``listen``; returns (server, port)."""
     servicer = HolderServicer(node)
     return create_server(
         listen,
         [lambda s: holder_pb2_grpc.add_HolderServicer_to_server(servicer, s)],
         ["unseen.v1.Holder"],
+        tls=tls,
     )

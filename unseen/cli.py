@@ -31,7 +31,14 @@ from engine.errors import (
     UnseenError,
     VerificationError,
 )
-from unseen.governance import add_commands, cmd_keys_signing, read_vouchers, write_receipts
+from unseen.governance import (
+    add_commands,
+    add_tls_flags,
+    cmd_keys_signing,
+    read_vouchers,
+    write_receipts,
+)
+from unseen.governance import tls_files as _tls
 
 __all__ = ["main"]
 
@@ -100,18 +107,37 @@ def _cmd_node_serve(args: argparse.Namespace) -> int:
         node = HolderNode.quickstart(args.name, dict(args.table), k=args.k, workers=args.workers)
     node.pool.start()
     try:
-        server, port = serve_holder(node, listen)
+        tls = _tls(args, config.tls if args.config is not None else None, server=True)
+        server, port = serve_holder(node, listen, tls)
         host = listen.rpartition(":")[0]
         return _serve_forever(server, f"holder {node.name}", f"{host}:{port}")
     finally:
         node.pool.close()
 
 
+def _cmd_certs(args: argparse.Namespace) -> int:
+    from engine.tls import make_bundle
+
+    parties = [
+        (name, role)
+        for role in ("holder", "coordinator", "analyst", "supervisor")
+        for name in getattr(args, role)
+    ]
+    if not parties:
+        raise ConfigError("name at least one --holder, --coordinator, --analyst or --supervisor")
+    hosts = ["localhost", "127.0.0.1", "::1", *args.host]
+    files = make_bundle(args.out, parties, hosts)
+    for name, tls in files.items():
+        print(f"{name}: --tls-cert {tls.cert} --tls-key {tls.key} --tls-ca {tls.ca}")
+    return EXIT_OK
+
+
 def _cmd_coordinator_serve(args: argparse.Namespace) -> int:
     from nodes.coordinator import Coordinator, serve_coordinator
 
-    coordinator = Coordinator.connect(args.holder)
-    server, port = serve_coordinator(coordinator, args.listen)
+    tls = _tls(args, server=True)
+    coordinator = Coordinator.connect(args.holder, tls=tls)
+    server, port = serve_coordinator(coordinator, args.listen, tls)
     host = args.listen.rpartition(":")[0]
     try:
         return _serve_forever(server, "coordinator", f"{host}:{port}")
@@ -134,7 +160,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
     vouchers = read_vouchers(args.voucher)
     with Client(
-        args.coordinator, key_dir=args.key, timeout=args.timeout, vouchers=vouchers
+        args.coordinator, key_dir=args.key, timeout=args.timeout, vouchers=vouchers, tls=_tls(args)
     ) as client:
         result = client.query(args.sql)
     write_receipts(args.receipts, result.meta.get("receipts", []))
@@ -150,7 +176,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     entities = read_entities(args.entities, model.entity)
     vouchers = read_vouchers(args.voucher)
     with Client(
-        args.coordinator, key_dir=args.key, timeout=args.timeout, vouchers=vouchers
+        args.coordinator, key_dir=args.key, timeout=args.timeout, vouchers=vouchers, tls=_tls(args)
     ) as client:
         result = client.score(model, entities)
     write_receipts(args.receipts, result.meta.get("receipts", []))
@@ -162,7 +188,7 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
     from engine.client import Client
     from engine.result import Result
 
-    with Client(args.coordinator, key_dir=args.key, timeout=args.timeout) as client:
+    with Client(args.coordinator, key_dir=args.key, timeout=args.timeout, tls=_tls(args)) as client:
         catalog = client.catalog()
     rows = []
     for table in catalog.tables:
@@ -245,6 +271,7 @@ def _parser() -> argparse.ArgumentParser:
         help="processes for homomorphic work (0: in the serving process; default: 0 on two "
         "cores or fewer, else up to 4)",
     )
+    add_tls_flags(serve)
     serve.set_defaults(func=_cmd_node_serve)
 
     coord = commands.add_parser("coordinator", help="key-less coordinator").add_subparsers(
@@ -255,7 +282,26 @@ def _parser() -> argparse.ArgumentParser:
     cserve.add_argument(
         "--holder", action="append", type=_address, default=[], required=True, metavar="HOST:PORT"
     )
+    add_tls_flags(cserve)
     cserve.set_defaults(func=_cmd_coordinator_serve)
+
+    certs = commands.add_parser("certs", help="a development CA and mTLS certificates")
+    certs.add_argument("--out", type=Path, required=True, help="folder for the CA and certificates")
+    for role in ("holder", "coordinator", "analyst", "supervisor"):
+        certs.add_argument(
+            f"--{role}",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help=f"a {role} certificate (repeatable)",
+        )
+    certs.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        help="extra DNS name or IP for every certificate (besides loopback)",
+    )
+    certs.set_defaults(func=_cmd_certs)
 
     for name, func, helptext in (
         ("query", _cmd_query, "run an aggregate SQL query"),
@@ -267,6 +313,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--key", type=Path, default=None, help="key directory")
         sub.add_argument("--format", choices=["table", "json", "csv"], default="table")
         sub.add_argument("--timeout", type=float, default=None, help="seconds per call")
+        add_tls_flags(sub)
         if name != "catalog":
             sub.add_argument(
                 "--voucher", action="append", type=Path, default=[], help="signed voucher file"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,13 @@ from engine.result import Result
 from engine.revocation import revoke
 from engine.rpc import DEADLINES, create_channel, remote_error
 from engine.signing import PublicKey, SigningKey, utc_text
+from engine.tls import TlsFiles
 from engine.voucher import SignedVoucher, issue, verify
 from protos.unseen.v1 import audit_pb2, catalog_pb2, holder_pb2_grpc
 
-__all__ = ["add_commands", "read_vouchers", "write_receipts"]
+__all__ = ["add_commands", "add_tls_flags", "read_vouchers", "tls_files", "write_receipts"]
+
+log = logging.getLogger("unseen")
 
 
 def read_vouchers(paths: list[Path]) -> list[str]:
@@ -196,7 +200,7 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
 
 def cmd_audit_fetch(args: argparse.Namespace) -> int:
     key = SigningKey.load(args.key)
-    channel = create_channel(args.holder)
+    channel = create_channel(args.holder, tls_files(args))
     try:
         stub = holder_pb2_grpc.HolderStub(channel)
         try:
@@ -323,6 +327,7 @@ def add_commands(commands: Any, parser_class: type) -> None:
     fetch.add_argument("--start", type=int, default=1)
     fetch.add_argument("--end", type=int, default=0)
     fetch.add_argument("--out", type=Path, required=True)
+    add_tls_flags(fetch)
     fetch.set_defaults(func=cmd_audit_fetch)
     chk = audit.add_parser("check", help="match analysts' receipts against holders' ledgers")
     chk.add_argument("--receipts", action="append", type=Path, required=True)
@@ -334,3 +339,41 @@ def add_commands(commands: Any, parser_class: type) -> None:
     )
     chk.add_argument("--holder-key", action="append", required=True, metavar="NAME=KEY")
     chk.set_defaults(func=cmd_audit_check)
+
+
+def add_tls_flags(parser: argparse.ArgumentParser) -> None:
+    """``--tls-cert/--tls-key/--tls-ca`` for mTLS, and ``--insecure`` for loopback plaintext."""
+    parser.add_argument("--tls-cert", type=Path, default=None, help="this party's certificate")
+    parser.add_argument("--tls-key", type=Path, default=None, help="this party's private key")
+    parser.add_argument("--tls-ca", type=Path, default=None, help="the CA certificate to trust")
+    parser.add_argument(
+        "--insecure", action="store_true", help="plaintext gRPC (loopback addresses only)"
+    )
+
+
+def tls_files(
+    args: argparse.Namespace, config: Any = None, server: bool = False
+) -> TlsFiles | None:
+    """TLS files from the flags (or a node config's [tls]); None means plaintext.
+
+    Plaintext is only ever possible on loopback addresses (the servers and
+    channels refuse anything else); a server serving plaintext logs a warning.
+    Clients stay silent so that a refusal is still one line on stderr.
+    """
+    given = [args.tls_cert, args.tls_key, args.tls_ca]
+    if config is not None and not any(given):
+        given = [config.cert, config.key, config.client_ca]
+    if all(given):
+        if args.insecure:
+            raise ConfigError("--insecure contradicts the TLS files given")
+        return TlsFiles(*given)
+    if any(given):
+        raise ConfigError("mTLS needs all three of --tls-cert, --tls-key and --tls-ca")
+    if not server:
+        return None
+    log.warning(
+        "plaintext gRPC%s: allowed on loopback addresses only; create certificates with "
+        "unseen certs for anything else",
+        " (--insecure)" if args.insecure else " (no TLS files given)",
+    )
+    return None
