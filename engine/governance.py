@@ -152,6 +152,7 @@ class Governance:
         result_bytes: Callable[[T], bytes | Sequence[bytes]],
     ) -> tuple[T, list[str]]:
         """Check, answer and log one request; returns the result and its receipts."""
+        vouchers = tuple(vouchers)
         try:
             signed = self.choose(request, vouchers)
         except PolicyError as exc:
@@ -161,6 +162,17 @@ class Governance:
             if self.ledger is None:
                 raise
             raise self._logged_refusal(request, exc) from exc
+        if signed is None and self.required:
+            presented = len(list(vouchers))
+            if presented:
+                # Clearer than "none was presented" when the analyst sent some.
+                refusal = PolicyError(
+                    f"holder {self.holder} requires a voucher; none of the {presented} "
+                    "presented was issued for it"
+                )
+                if self.ledger is None:
+                    raise refusal
+                raise self._logged_refusal(request, refusal) from refusal
         if self.ledger is None:
             self.policy.check(request, signed)
             return answer(), []

@@ -405,10 +405,17 @@ def _meta(con: sqlite3.Connection, path: Path) -> tuple[str, str]:
 
 
 def _answered(con: sqlite3.Connection, voucher_id: str) -> int:
-    """A voucher's quota use: its answered entries (none without a voucher)."""
+    """A voucher's quota use: its answered entries (none without a voucher).
+
+    A score's ``prepare`` step (the feature bounds before weights are
+    registered) is logged but not charged: one score is one query.
+    """
     if not voucher_id:
         return 0
-    sql = "SELECT COUNT(*) FROM ledger_entries WHERE voucher_id = ? AND outcome = 'answered'"
+    sql = (
+        "SELECT COUNT(*) FROM ledger_entries WHERE voucher_id = ? AND outcome = 'answered' "
+        "AND kind <> 'prepare'"
+    )
     return int(con.execute(sql, (voucher_id,)).fetchone()[0])
 
 

@@ -44,6 +44,7 @@ MAX_MESSAGE_BYTES = 16 << 20
 # Seconds. Every call carries one of these; nothing waits forever on a peer.
 DEADLINES = {
     "catalog": 15.0,
+    "catalog_fetch": 3.0,  # the coordinator asking one holder for its catalog
     "register_key": 60.0,
     "has_key": 10.0,
     "aggregate": 120.0,
@@ -56,9 +57,16 @@ _RETRY_SERVICE_CONFIG = json.dumps(
     {
         "methodConfig": [
             {
-                "name": [{"service": "unseen.v1.Holder"}, {"service": "unseen.v1.Coordinator"}],
-                # Retry only what never reached a server's logic (UNAVAILABLE);
-                # every other status is an answer and is returned as such.
+                # Only small read-only calls are retried, and only on UNAVAILABLE.
+                # Never Aggregate, PrepareModel, Score or ReadLedger: a retried
+                # stream would wait out its deadline when a holder dies mid-call,
+                # and a repeat could be logged (and charged to a quota) twice.
+                "name": [
+                    {"service": f"unseen.v1.{service}", "method": method}
+                    for service in ("Holder", "Coordinator")
+                    for method in ("GetCatalog", "HasKey", "HasModel")
+                ]
+                + [{"service": "grpc.health.v1.Health", "method": "Check"}],
                 "retryPolicy": {
                     "maxAttempts": 3,
                     "initialBackoff": "0.1s",
@@ -156,9 +164,12 @@ def remote_error(exc: grpc.RpcError, peer: str = "") -> RemoteError:
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     details = exc.details() if hasattr(exc, "details") else str(exc)
     name = code.name if code is not None else "UNKNOWN"
-    if code == grpc.StatusCode.UNAVAILABLE:
+    # A status our own servers set carries their reason (it names the holder);
+    # one gRPC raised itself (connection refused, deadline) gets the peer named here.
+    ours = bool(details) and details.startswith("holder ")
+    if code == grpc.StatusCode.UNAVAILABLE and not ours:
         reason = f"{peer or 'peer'} is unavailable ({details})"
-    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED and details in ("", "Deadline Exceeded"):
         reason = f"{peer or 'peer'} did not answer before the deadline"
     else:
         reason = details or name

@@ -32,6 +32,7 @@ from engine.model import FeatureSpec
 from engine.plan import AggregatePlan, Limits, check_plan
 from engine.rpc import DEADLINES, create_channel, create_server, remote_error, servicer_errors
 from engine.tls import ANALYST_SUBJECT_HEADER, TlsFiles, caller_identity
+from engine.voucher import SignedVoucher
 from protos.unseen.v1 import (
     catalog_pb2,
     coordinator_pb2_grpc,
@@ -104,6 +105,7 @@ class Coordinator:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _catalogs: list[tuple[HolderLink, Catalog]] = field(default_factory=list)
     _catalogs_at: float = 0.0
+    _known: dict[str, Catalog] = field(default_factory=dict)  # last catalog per holder address
     max_models: int = 32
     max_entities: int = 5_000_000
     _models: OrderedDict[tuple[str, str], CoordinatorModel] = field(default_factory=OrderedDict)
@@ -156,42 +158,70 @@ class Coordinator:
         return [results[link.address] for link in links]
 
     # -- catalog -------------------------------------------------------------------
-    def holder_catalogs(self, refresh: bool = False) -> list[tuple[HolderLink, Catalog]]:
+    def holder_catalogs(
+        self, refresh: bool = False, deadline: float | None = None
+    ) -> list[tuple[HolderLink, Catalog]]:
+        """The holders' catalogs, fetched in parallel (cached for ``catalog_ttl``).
+
+        A holder that does not answer keeps its last known catalog, so a query
+        on its tables fails naming it while every other table stays usable; a
+        holder never reached is left out until it answers.
+        """
         with self._lock:
             fresh = time.monotonic() - self._catalogs_at < self.catalog_ttl
             if self._catalogs and fresh and not refresh:
                 return list(self._catalogs)
-        deadline = DEADLINES["catalog"]
+        # Catalogs are small: a holder that takes longer than this is treated as
+        # down for this round, and most of the caller's budget is left for the work.
+        budget = min(DEADLINES["catalog_fetch"], (deadline or DEADLINES["catalog"]) / 2)
 
         def fetch(link: HolderLink) -> Catalog:
             assert link.stub is not None
-            msg = link.stub.GetCatalog(catalog_pb2.GetCatalogRequest(), timeout=deadline)
+            msg = link.stub.GetCatalog(catalog_pb2.GetCatalogRequest(), timeout=budget)
             catalog = serde.catalog_from_proto(msg)
             link.name = catalog.holder or link.address
             return catalog
 
-        catalogs = self._each(self.links, fetch, deadline)
-        names = [c.holder for c in catalogs]
-        duplicates = {n for n in names if names.count(n) > 1}
-        if duplicates:
-            raise UnseenError(f"two holders share the name {sorted(duplicates)[0]}")
+        pending = {self._pool.submit(fetch, link): link for link in self.links}
+        done, _ = futures.wait(pending, timeout=budget + 0.5)
         with self._lock:
-            self._catalogs = list(zip(self.links, catalogs, strict=True))
+            for fut, link in pending.items():
+                if fut in done and fut.exception() is None:
+                    self._known[link.address] = fut.result()
+                else:
+                    log.warning("holder %s did not answer its catalog request", link.label)
+            known = [
+                (link, self._known[link.address])
+                for link in self.links
+                if link.address in self._known
+            ]
+            names = [c.holder for _, c in known]
+            duplicates = {n for n in names if names.count(n) > 1}
+            if duplicates:
+                raise UnseenError(f"two holders share the name {sorted(duplicates)[0]}")
+            self._catalogs = known
             self._catalogs_at = time.monotonic()
-            return list(self._catalogs)
+            return list(known)
 
-    def catalog(self) -> Catalog:
-        return merge([c for _, c in self.holder_catalogs(refresh=True)])
+    def catalog(self, deadline: float | None = None) -> Catalog:
+        """The merged catalog (refreshed when older than ``catalog_ttl``)."""
+        return merge([c for _, c in self.holder_catalogs(deadline=deadline)])
 
     # -- keys ----------------------------------------------------------------------
-    def register_key(self, public: bytes) -> str:
-        """Vet the public context, keep it, and register it with every holder."""
+    def register_key(self, public: bytes, deadline: float | None = None) -> str:
+        """Vet the public context, keep it, and register it with every holder that answers.
+
+        A holder that is down now gets the key later: it answers NOT_FOUND to
+        its first request and the coordinator registers the key then.
+        """
         kid = self.keys.register(public)
-        self.holder_catalogs()  # learn holder names for error messages
-        self._each(
-            self.links, lambda link: self._register_at(link, public), DEADLINES["register_key"]
-        )
-        log.info("registered key %s with %d holders", kid[:16], len(self.links))
+        self.holder_catalogs(deadline=deadline)  # learn holder names for messages
+        budget = min(deadline or DEADLINES["register_key"], DEADLINES["register_key"])
+        try:
+            self._each(self.links, lambda link: self._register_at(link, public), budget)
+        except HolderError as exc:
+            log.warning("key %s not registered everywhere yet: %s", kid[:16], exc.code)
+        log.info("registered key %s", kid[:16])
         return kid
 
     @staticmethod
@@ -216,7 +246,7 @@ class Coordinator:
         """
         ctx = self.keys.get(key_id)
         metadata = _forward(subject)
-        hosted = self.holder_catalogs()
+        hosted = self.holder_catalogs(deadline=deadline)
         merged = merge([c for _, c in hosted])
         table = merged.table(plan.table)
         if table is None:
@@ -225,11 +255,20 @@ class Coordinator:
         layout = layout_for(plan, self.limits)
         links = [link for link, cat in hosted if cat.table(plan.table) is not None]
         budget = min(deadline or DEADLINES["aggregate"], DEADLINES["aggregate"])
-        request = serde.aggregate_request(key_id, plan, vouchers)
+        requests = {
+            link.address: serde.aggregate_request(key_id, plan, _vouchers_for(link, vouchers))
+            for link in links
+        }
         answers = self._each(
             links,
             lambda link: self._aggregate_at(
-                link, request, ctx, layout.ciphertexts, plan.codec.slots, budget, metadata
+                link,
+                requests[link.address],
+                ctx,
+                layout.ciphertexts,
+                plan.codec.slots,
+                budget,
+                metadata,
             ),
             budget,
         )
@@ -345,7 +384,9 @@ class Coordinator:
             assert link.stub is not None
             indices = indices_of[link.address]
             reply = link.stub.PrepareModel(
-                serde.prepare_parts(key_id, [features[i] for i in indices], ids, vouchers),
+                serde.prepare_parts(
+                    key_id, [features[i] for i in indices], ids, _vouchers_for(link, vouchers)
+                ),
                 timeout=DEADLINES["prepare_model"],
                 metadata=metadata,
             )
@@ -451,7 +492,14 @@ class Coordinator:
         budget = min(deadline or DEADLINES["score"], DEADLINES["score"])
         streams = [
             _PartialStream(
-                self, link, model, ids, count, budget, tuple(vouchers), _forward(subject)
+                self,
+                link,
+                model,
+                ids,
+                count,
+                budget,
+                _vouchers_for(link, vouchers),
+                _forward(subject),
             )
             for link in hosts
         ]
@@ -608,14 +656,14 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     def GetCatalog(
         self, request: catalog_pb2.GetCatalogRequest, context: grpc.ServicerContext
     ) -> catalog_pb2.Catalog:
-        return serde.catalog_to_proto(self.coordinator.catalog())
+        return serde.catalog_to_proto(self.coordinator.catalog(_budget(context)))
 
     @servicer_errors
     def RegisterKey(
         self, request_iterator: Iterator[crypto_pb2.KeyChunk], context: grpc.ServicerContext
     ) -> crypto_pb2.KeyAck:
         data = serde.join_key_chunks(request_iterator, ckks.MAX_PUBLIC_CONTEXT_BYTES)
-        kid = self.coordinator.register_key(data)
+        kid = self.coordinator.register_key(data, _budget(context))
         return crypto_pb2.KeyAck(key_id=kid, size=len(data))
 
     @servicer_errors
@@ -690,6 +738,21 @@ def _budget(context: grpc.ServicerContext) -> float | None:
 
 # Encrypted weights are ~0.4 MB each; 512 features is a generous ceiling.
 MAX_MODEL_BYTES = 512 * (1 << 20)
+
+
+def _vouchers_for(link: HolderLink, vouchers: Sequence[str]) -> tuple[str, ...]:
+    """The vouchers a holder may see: those issued for it (and undecodable ones,
+    which it refuses and logs). Others' scopes and entity lists stay with them."""
+    mine = []
+    for text in vouchers:
+        try:
+            holder = SignedVoucher.decode(text).voucher.holder
+        except UnseenError:
+            mine.append(text)
+            continue
+        if holder == link.name:
+            mine.append(text)
+    return tuple(mine)
 
 
 def _forward(subject: str | None) -> tuple[tuple[str, str], ...]:

@@ -223,6 +223,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import benchmarks
+
+    return benchmarks.run(args)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="unseen", description="Federated queries over encrypted aggregates.")
     parser.add_argument(
@@ -302,6 +308,12 @@ def _parser() -> argparse.ArgumentParser:
         help="extra DNS name or IP for every certificate (besides loopback)",
     )
     certs.set_defaults(func=_cmd_certs)
+
+    from benchmarks import add_arguments as add_bench_arguments  # argparse only: cheap
+
+    bench = commands.add_parser("bench", help="benchmark suite: table, JSON and plots")
+    add_bench_arguments(bench)
+    bench.set_defaults(func=_cmd_bench)
 
     for name, func, helptext in (
         ("query", _cmd_query, "run an aggregate SQL query"),

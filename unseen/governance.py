@@ -199,33 +199,46 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_fetch(args: argparse.Namespace) -> int:
+    """Fetch ``[start, end)`` of a holder's ledger, page by page, into one range file."""
     key = SigningKey.load(args.key)
     channel = create_channel(args.holder, tls_files(args))
+    pages: list[dict[str, Any]] = []
     try:
         stub = holder_pb2_grpc.HolderStub(channel)
         try:
             name = stub.GetCatalog(
                 catalog_pb2.GetCatalogRequest(), timeout=DEADLINES["catalog"]
             ).holder
-            request, signature = sign_ledger_request(key, name, args.start, args.end)
-            reply = stub.ReadLedger(
-                audit_pb2.ReadLedgerRequest(
-                    supervisor_key_id=key.key_id,
-                    start=args.start,
-                    end=args.end,
-                    issued_at=str(request["issued_at"]),
-                    signature=signature,
-                ),
-                timeout=DEADLINES["catalog"],
-            )
+            start = args.start
+            while True:
+                request, signature = sign_ledger_request(key, name, start, args.end)
+                reply = stub.ReadLedger(
+                    audit_pb2.ReadLedgerRequest(
+                        supervisor_key_id=key.key_id,
+                        start=start,
+                        end=args.end,
+                        issued_at=str(request["issued_at"]),
+                        signature=signature,
+                    ),
+                    timeout=DEADLINES["catalog"],
+                )
+                page = json.loads(reply.range)
+                pages.append(page)
+                # A holder answers at most one page; ask again from where it stopped.
+                wanted_end = args.end or page["head"] + 1
+                if page["end"] >= wanted_end or page["end"] <= start:
+                    break
+                start = page["end"]
         except grpc.RpcError as exc:
             raise remote_error(exc, f"holder {args.holder}") from exc
     finally:
         channel.close()
-    document = {"holder": name, "range": json.loads(reply.range), "checkpoint": reply.checkpoint}
+    merged = dict(pages[-1])
+    merged["start"] = pages[0]["start"]
+    merged["entries"] = [entry for page in pages for entry in page["entries"]]
+    document = {"holder": name, "range": merged, "checkpoint": reply.checkpoint}
     args.out.write_text(json.dumps(document))
-    entries = len(document["range"].get("entries", []))
-    print(f"{entries} ledger entries of holder {name} written to {args.out}")
+    print(f"{len(merged['entries'])} ledger entries of holder {name} written to {args.out}")
     return 0
 
 

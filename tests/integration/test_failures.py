@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+
+import duckdb
 import pytest
 
+from engine.client import Client
 from engine.errors import RemoteError
+from engine.model import parse_model
 from tests.shards import write_shard
+from unseen.federation import LocalFederation
 
 SCHEMA = [("g", "VARCHAR"), ("v", "BIGINT")]
 
@@ -43,3 +52,107 @@ def test_coordinator_that_lost_the_key_asks_the_client_again(three, key):
     client.register_key()
     three.coordinator.keys = type(three.coordinator.keys)()
     assert client.query("SELECT COUNT(*), SUM(v) FROM t").rows == [[60, 90]]
+
+
+# -- separate processes: stopped, killed and draining holders --------------------------
+
+
+@pytest.fixture(scope="module")
+def process_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("procs")
+    rows = [("a", i) for i in range(30)] + [("b", i) for i in range(30)]
+    power = root / "p.parquet"
+    # 200k entities, written by DuckDB itself (row-by-row inserts would take a minute).
+    duckdb.sql(
+        "SELECT 'e' || i::VARCHAR AS id, (i % 1000)::BIGINT AS v FROM range(200000) t(i)"
+    ).write_parquet(str(power))
+    return {
+        "bank-0": {"t": write_shard(root / "b0.parquet", SCHEMA, rows)},
+        "bank-1": {"t": write_shard(root / "b1.parquet", SCHEMA, rows)},
+        "grid": {"power": power},
+    }
+
+
+@pytest.fixture
+def processes(process_data, tmp_path):
+    """Two banks hosting `t` and a grid hosting `power`, each its own process."""
+    with LocalFederation(process_data, tmp_path / "logs") as fed:
+        yield fed
+
+
+def _node(fed, name):
+    return next(n for n in fed.nodes if n.name == name)
+
+
+def test_a_stopped_holder_is_named_within_the_deadline(processes, key):
+    fed = processes
+    with Client(fed.address, key=key, timeout=6) as client:
+        assert client.query("SELECT SUM(v) FROM t").rows == [[2 * sum(range(30)) * 2]]
+        bank = _node(fed, "bank-1").process
+        os.kill(bank.pid, signal.SIGSTOP)  # alive but silent: a hung holder
+        try:
+            started = time.monotonic()
+            with pytest.raises(RemoteError) as info:
+                client.query("SELECT SUM(v) FROM t")
+            elapsed = time.monotonic() - started
+            assert info.value.code == "DEADLINE_EXCEEDED"
+            assert "bank-1" in info.value.reason
+            assert elapsed < 6.5
+            # The coordinator and the other holders keep serving other tables.
+            assert client.query("SELECT COUNT(*) FROM power").rows == [[200_000]]
+        finally:
+            os.kill(bank.pid, signal.SIGCONT)
+        assert client.query("SELECT COUNT(*) FROM t").rows == [[120]]
+
+
+def test_a_holder_killed_mid_query_fails_the_query_by_name(processes, key):
+    fed = processes
+    grid = _node(fed, "grid").process
+    model = parse_model(
+        {"entity": "id", "features": [{"table": "power", "column": "v", "weight": 0.5}]}
+    )
+    with Client(fed.address, key=key, timeout=60) as client:
+        client.register_model(model, [f"e{i}" for i in range(10)])
+        errors: list[BaseException] = []
+
+        def score() -> None:
+            try:
+                client.score(model, [f"e{i}" for i in range(200_000)] * 3)
+            except BaseException as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=score)
+        worker.start()
+        time.sleep(0.8)
+        os.kill(grid.pid, signal.SIGKILL)
+        worker.join(30)
+        assert not worker.is_alive()
+        assert len(errors) == 1 and isinstance(errors[0], RemoteError)
+        assert "grid" in errors[0].reason
+        assert errors[0].code in ("UNAVAILABLE", "CANCELLED", "INTERNAL", "UNKNOWN")
+        # Tables at the other holders still answer.
+        assert client.query("SELECT COUNT(*) FROM t").rows == [[120]]
+
+
+def test_sigterm_drains_in_flight_work_and_refuses_new_calls(processes, key):
+    fed = processes
+    grid = _node(fed, "grid").process
+    model = parse_model(
+        {"entity": "id", "features": [{"table": "power", "column": "v", "weight": 1.0}]}
+    )
+    entities = [f"e{i}" for i in range(200_000)]
+    with Client(fed.address, key=key, timeout=60) as client:
+        client.register_model(model, entities[:10])
+        results: list[object] = []
+        worker = threading.Thread(target=lambda: results.append(client.score(model, entities)))
+        worker.start()
+        time.sleep(0.5)
+        grid.send_signal(signal.SIGTERM)  # graceful: finish what is running
+        worker.join(60)
+        assert results, "the in-flight score was cut off"
+        rows = results[0].rows  # type: ignore[attr-defined]
+        assert [r[1] for r in rows[:3]] == pytest.approx([0.0, 1.0, 2.0], abs=1e-6)
+        assert grid.wait(15) == 0  # exits cleanly once drained
+        with pytest.raises(RemoteError) as info:
+            client.query("SELECT SUM(v) FROM power")
+        assert info.value.code == "UNAVAILABLE" and "grid" in info.value.reason
