@@ -128,26 +128,42 @@ def rerandomize(ctx: ts.Context, vector: ts.CKKSVector) -> ts.CKKSVector:
     return vector + ts.ckks_vector(ctx, [0.0] * vector.size())
 
 
-def load_ciphertext(ctx: ts.Context, data: bytes, slots: int) -> ts.CKKSVector:
-    """Deserialise a ciphertext and check it belongs to ``ctx``'s parameters."""
+def load_ciphertext(
+    ctx: ts.Context, data: bytes, slots: int, depth: int | None = None
+) -> ts.CKKSVector:
+    """Deserialise a ciphertext and check it belongs to ``ctx``'s parameters.
+
+    ``depth`` is the number of rescales the ciphertext should have been
+    through (0: fresh, 1: after one ciphertext-plaintext product); None skips
+    the level check.
+    """
     try:
         vector = ts.ckks_vector_from(ctx, data)
     except Exception as exc:
         raise CryptoError("ciphertext does not parse under the registered key") from exc
-    check_ciphertext(ctx, vector, slots)
+    check_ciphertext(ctx, vector, slots, depth)
     return vector
 
 
-def check_ciphertext(ctx: ts.Context, vector: ts.CKKSVector, slots: int) -> None:
-    """Refuse ciphertexts of the wrong shape, size claim or parameter level."""
+def check_ciphertext(
+    ctx: ts.Context, vector: ts.CKKSVector, slots: int, depth: int | None = None
+) -> None:
+    """Refuse ciphertexts of the wrong shape, size claim, parameters or level."""
     if vector.size() != slots:
         raise CryptoError(f"ciphertext claims {vector.size()} slots; expected {slots}")
     parts = vector.ciphertext()
     if len(parts) != 1 or parts[0].size() != 2:
         raise CryptoError("ciphertext is not a single, relinearised CKKS ciphertext")
     data_ctx = ctx.seal_context().data
-    if data_ctx.get_context_data(parts[0].parms_id()) is None:
+    level = data_ctx.get_context_data(parts[0].parms_id())
+    if level is None:
         raise CryptoError("ciphertext was made under other encryption parameters")
+    if depth is not None:
+        expected = data_ctx.first_context_data().chain_index() - depth
+        if level.chain_index() != expected:
+            raise CryptoError(
+                f"ciphertext is at modulus level {level.chain_index()}; expected {expected}"
+            )
 
 
 def add_all(vectors: Sequence[ts.CKKSVector]) -> ts.CKKSVector:

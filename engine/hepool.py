@@ -33,6 +33,8 @@ __all__ = ["ScoringPool"]
 _CACHE_MODELS = 4
 # Worker-process cache: model id -> (public context, weight ciphertexts).
 _loaded: OrderedDict[str, tuple[ts.Context, list[ts.CKKSVector]]] = OrderedDict()
+# Worker-process cache: key id -> public context (for aggregate encryption).
+_contexts: dict[str, ts.Context] = {}
 
 
 def _load(model_id: str, path: str) -> tuple[ts.Context, list[ts.CKKSVector]]:
@@ -54,6 +56,17 @@ def _work(
 ) -> bytes:
     ctx, weights = _load(model_id, path)
     return partial_score(ctx, weights, block, exponents, slots)
+
+
+def _encrypt(key_id: str, path: str, vectors: list[np.ndarray]) -> list[bytes]:
+    ctx = _contexts.get(key_id)
+    if ctx is None:
+        with open(path, "rb") as handle:
+            ctx = ts.context_from(handle.read())
+        _contexts[key_id] = ctx
+        while len(_contexts) > _CACHE_MODELS:
+            _contexts.pop(next(iter(_contexts)))
+    return [bytes(ckks.encrypt(ctx, v).serialize()) for v in vectors]
 
 
 def _warm() -> int:
@@ -102,6 +115,22 @@ class ScoringPool:
             self._inline[model.model_id] = (ctx, weights)
             while len(self._inline) > _CACHE_MODELS * 4:
                 self._inline.popitem(last=False)
+
+    def encrypt(
+        self, key_id: str, public: bytes, ctx: ts.Context, vectors: list[np.ndarray]
+    ) -> list[bytes]:
+        """Encrypt slot vectors under an analyst's public key, in a worker when there are any."""
+        if not self.workers:
+            return [bytes(ckks.encrypt(ctx, v).serialize()) for v in vectors]
+        self.start()
+        assert self._executor is not None
+        path = self._spool / f"{key_id}.context"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(public)
+            os.replace(tmp, path)
+            self._paths[f"key:{key_id}"] = path
+        return self._executor.submit(_encrypt, key_id, str(path), vectors).result()
 
     def partials(
         self, model: HolderModel, blocks: Iterable[np.ndarray], slots: int

@@ -9,10 +9,12 @@ leave this function.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import tenseal as ts
 
 from engine import ckks
@@ -108,8 +110,14 @@ def answer_aggregate(
     table: TableInfo,
     ctx: ts.Context,
     limits: Limits = DEFAULT_LIMITS,
+    encrypt: Callable[[list[np.ndarray]], list[bytes]] | None = None,
 ) -> LocalAnswer:
-    """Validate, compute, suppress small groups, pack and encrypt."""
+    """Validate, compute, suppress small groups, pack and encrypt.
+
+    ``encrypt`` turns slot vectors into serialised ciphertexts; the holder
+    passes its worker pool's, so concurrent queries encrypt in parallel
+    (TenSEAL holds the GIL). By default it encrypts in this thread.
+    """
     check_plan(plan, table, limits)
     if (
         plan.codec.slots
@@ -123,7 +131,10 @@ def answer_aggregate(
     for i in suppressed:
         del moments[i]
     vectors = pack(plan, layout, moments)
-    ciphertexts = tuple(bytes(ckks.encrypt(ctx, v).serialize()) for v in vectors)
+    if encrypt is None:
+        ciphertexts = tuple(bytes(ckks.encrypt(ctx, v).serialize()) for v in vectors)
+    else:
+        ciphertexts = tuple(encrypt(vectors))
     log.info(
         "aggregate on %s: %d groups, %d suppressed, %d ciphertexts",
         table.name,

@@ -259,5 +259,7 @@ def partial_score(
         term = weight.mul(padded.tolist())
         total = term if total is None else total.add_(term)
     if total is None:
-        total = ckks.encrypt(ctx, np.zeros(slots))
+        # Every feature is zero in this block: an encryption of zero, brought to
+        # the same level as a real partial (one product deep) so it adds cleanly.
+        total = ckks.encrypt(ctx, np.zeros(slots)).mul(np.ones(slots).tolist())
     return bytes(ckks.rerandomize(ctx, total).serialize())

@@ -337,7 +337,8 @@ class Coordinator:
             index = reply.ciphertext.index
             if index >= expected or vectors[index] is not None:
                 raise RemoteError("INTERNAL", f"sent ciphertext {index} out of place")
-            vectors[index] = ckks.load_ciphertext(ctx, reply.ciphertext.data, slots)
+            # Holders encrypt aggregates fresh: any other level is not theirs.
+            vectors[index] = ckks.load_ciphertext(ctx, reply.ciphertext.data, slots, depth=0)
         if any(v is None for v in vectors):
             raise RemoteError("INTERNAL", "sent fewer ciphertexts than announced")
         return _HolderAnswer([v for v in vectors if v is not None], suppressed, receipts)
@@ -414,7 +415,7 @@ class Coordinator:
         """Keep the model and give each holder its features' encrypted weights only."""
         ctx = self.keys.get(key_id)
         for data in weights:
-            ckks.load_ciphertext(ctx, data, ckks.PARAMS.slots)
+            ckks.load_ciphertext(ctx, data, ckks.PARAMS.slots, depth=0)
         assignment = self._assign(features)
         model = CoordinatorModel(
             key_id,
@@ -624,7 +625,8 @@ class _PartialStream:
             raise HolderError(
                 self.link.label, "INTERNAL", f"sent block {item.index} where {index} was due"
             )
-        return ckks.load_ciphertext(ctx, item.data, slots)
+        # A partial score is one rescale deep (one ciphertext-plaintext product).
+        return ckks.load_ciphertext(ctx, item.data, slots, depth=1)
 
 
 def _mask(

@@ -142,7 +142,16 @@ class HolderNode:
         return self.gov.run(
             request,
             vouchers,
-            lambda: answer_aggregate(plan, source, table, ctx, self.limits),
+            lambda: answer_aggregate(
+                plan,
+                source,
+                table,
+                ctx,
+                self.limits,
+                lambda vectors: self.pool.encrypt(
+                    key_id, self.keys.public_bytes(key_id), ctx, vectors
+                ),
+            ),
             lambda answer: list(answer.ciphertexts),
         )
 
@@ -206,7 +215,7 @@ class HolderNode:
         check_features(features, self.tables)
         ctx = self.keys.get(key_id)
         for data in weights:
-            ckks.load_ciphertext(ctx, data, ckks.PARAMS.slots)  # refuse foreign weights
+            ckks.load_ciphertext(ctx, data, ckks.PARAMS.slots, depth=0)  # refuse foreign weights
         model = HolderModel(model_id, key_id, features, exponents, weights)
         self.pool.register(model, self.keys.public_bytes(key_id), ctx)
         with self._models_lock:

@@ -39,6 +39,7 @@ from unseen.governance import (
     write_receipts,
 )
 from unseen.governance import tls_files as _tls
+from unseen.logs import configure, default_json, default_level
 
 __all__ = ["main"]
 
@@ -232,7 +233,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="unseen", description="Federated queries over encrypted aggregates.")
     parser.add_argument(
-        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+        "--log-level", default=default_level(), choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    parser.add_argument(
+        "--log-json", action="store_true", default=default_json(), help="log JSON lines"
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -346,10 +350,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure(args.log_level, args.log_json)
     try:
         return int(args.func(args))
     except VerificationError as exc:

@@ -296,3 +296,31 @@ def test_holder_refuses_a_plan_the_coordinator_would_not_send(loans_federation, 
         client.aggregate(plan)
     assert info.value.code == "PERMISSION_DENIED"
     assert "may not be used to group" in info.value.reason
+
+
+def test_aggregates_encrypted_in_worker_processes(tmp_path, key):
+    """With --workers, a holder encrypts in spawned processes; answers are the same."""
+    from nodes.coordinator import Coordinator, serve_coordinator
+    from nodes.holder import HolderNode, serve_holder
+
+    rows = _loans(7, 500)
+    node = HolderNode.quickstart(
+        "w", {"loans": write_shard(tmp_path / "l.parquet", LOANS, rows)}, workers=1
+    )
+    server, port = serve_holder(node, "127.0.0.1:0")
+    coordinator = Coordinator.connect([f"127.0.0.1:{port}"])
+    cserver, cport = serve_coordinator(coordinator, "127.0.0.1:0")
+    reference = duckdb.connect()
+    load_duckdb(reference, LOANS, rows, "loans")
+    sql = "SELECT city, COUNT(*), SUM(amount) FROM loans GROUP BY city ORDER BY city"
+    try:
+        from engine.client import Client
+
+        with Client(f"127.0.0.1:{cport}", key=key) as client:
+            assert client.query(sql).rows == [list(r) for r in reference.sql(sql).fetchall()]
+        assert node.pool._executor is not None  # the workers did the encryption
+    finally:
+        cserver.stop(None).wait()
+        coordinator.close()
+        server.stop(None).wait()
+        node.pool.close()

@@ -44,7 +44,8 @@ def test_everything_the_coordinator_received_is_public(fed, key, monkeypatch):
     monkeypatch.setattr(fed.coordinator, "aggregate", spy_aggregate)
     result = fed.client(key).query("SELECT g, SUM(v) FROM t WHERE g = 'a' GROUP BY g")
     assert result.rows == [["a", 2 * sum(range(20))]]
-    assert received == [key.public]
+    # Registration may repeat (a retry after a restart); every copy is the public part.
+    assert received and set(received) == {key.public}
     assert not ts.context_from(received[0]).has_secret_key()
     for _, (ctx, _) in fed.coordinator.keys._contexts.items():
         assert not ctx.has_secret_key() and not ctx.is_private()

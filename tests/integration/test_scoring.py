@@ -314,3 +314,23 @@ def test_entities_files_one_per_line_or_csv(tmp_path):
     with pytest.raises(ConfigError, match="no column 'uscc'"):
         (tmp_path / "d.csv").write_text("a,b\n1,2\n")
         read_entities(tmp_path / "d.csv", "uscc")
+
+
+def test_a_block_where_every_feature_is_zero_still_adds_up(tmp_path, federation_factory, key):
+    rows = [(f"z{i}", 0.0) for i in range(50)] + [(f"n{i}", float(i)) for i in range(50)]
+    fed = federation_factory(
+        {
+            "h": {
+                "t": write_shard(tmp_path / "t.parquet", [("id", "VARCHAR"), ("x", "DOUBLE")], rows)
+            }
+        }
+    )
+    model = parse_model(
+        {
+            "entity": "id",
+            "features": [{"table": "t", "column": "x", "weight": 2.0}],
+            "intercept": 1.0,
+        }
+    )
+    result = fed.client(key).score(model, [f"z{i}" for i in range(50)] + ["missing"])
+    assert max(abs(r[1] - 1.0) for r in result.rows) < 1e-6

@@ -105,3 +105,15 @@ def test_foreign_or_malformed_ciphertexts_are_refused(key):
     other.global_scale = 2**40
     with pytest.raises(CryptoError):
         ckks.load_ciphertext(ctx, ts.ckks_vector(other, [1.0] * 4096).serialize(), 4096)
+
+
+def test_ciphertexts_at_an_unexpected_level_are_refused(key):
+    ctx = ckks.load_public_context(key.public)
+    fresh = ckks.encrypt(ctx, [1.0] * 4096)
+    once = fresh * ([0.5] * 4096)  # one product: one rescale deep
+    assert ckks.load_ciphertext(ctx, fresh.serialize(), 4096, depth=0)
+    assert ckks.load_ciphertext(ctx, once.serialize(), 4096, depth=1)
+    with pytest.raises(CryptoError, match="modulus level"):
+        ckks.load_ciphertext(ctx, once.serialize(), 4096, depth=0)
+    with pytest.raises(CryptoError, match="modulus level"):
+        ckks.load_ciphertext(ctx, fresh.serialize(), 4096, depth=1)

@@ -1,0 +1,68 @@
+"""The servers' logs of a whole demo run hold no data value, weight or key."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+from engine import synth
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_demo_logs_are_json_and_hold_no_values_weights_or_keys(tmp_path):
+    env = dict(os.environ, UNSEEN_LOG_LEVEL="INFO", UNSEEN_LOG_JSON="1")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unseen",
+            "demo",
+            "--enterprises",
+            "3000",
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    lines = [
+        line
+        for p in (tmp_path / "logs").glob("*.log")
+        for line in p.read_text().splitlines()
+        if line.strip()
+    ]
+    assert len(lines) > 50  # INFO lines from every holder and the coordinator
+    entries = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert {e["level"] for e in entries} <= {"INFO", "WARNING"}
+    text = "\n".join(lines)
+    # Data values: cities, industries, entity ids, amounts from every holder's tables.
+    spec = synth.SynthSpec(seed=7, enterprises=3000)
+    con = duckdb.connect()
+    values = set(synth.CITIES) | set(synth.INDUSTRIES)
+    for holder in ("grid-east", "samr", "bank-a", "telecom"):
+        for table in (tmp_path / holder).glob("*.parquet"):
+            rows = con.sql(f"SELECT * FROM read_parquet('{table}') LIMIT 50").fetchall()
+            values |= {str(v) for row in rows for v in row if v is not None and len(str(v)) > 4}
+    values |= {str(a) for a in synth.suspicious_accounts(spec)}
+    leaked = sorted(v for v in values if v in text)
+    assert not leaked, leaked[:10]
+    # Weights of the shipped models, as the JSON writes them and in short forms.
+    for name in ("credit.json", "fraud.json"):
+        for feature in json.loads((ROOT / "models" / name).read_text())["features"]:
+            weight = feature["weight"]
+            for form in (repr(weight), f"{weight:.6g}", f"{weight:.4e}"):
+                assert form not in text, (name, form)
+    # Key material: no PEM blocks, no private key files' contents.
+    assert "BEGIN" not in text and "PRIVATE" not in text
+    for key_file in tmp_path.glob("*/holder.key"):
+        body = "".join(key_file.read_text().splitlines()[1:-1])
+        assert body[:24] not in text
