@@ -21,11 +21,13 @@ import sqlglot
 from sqlglot import exp
 
 from engine.model import Model
+from engine.query import CompiledQuery, GroupRef
 
 __all__ = [
     "REL_TOL",
     "Verdict",
     "cells_agree",
+    "check_answer",
     "compare_rows",
     "plaintext_features",
     "plaintext_scores",
@@ -149,7 +151,10 @@ def verify(
     agree with the plaintext row within the stated tolerance.
     """
     problems = []
-    if our_suppressed != expected_suppressed:
+    # Keys from result meta are JSON values (dates as ISO text): compare normalised.
+    if {tuple(map(_norm, k)) for k in our_suppressed} != {
+        tuple(map(_norm, k)) for k in expected_suppressed
+    }:
         problems.append(
             f"suppressed groups differ: unseen {sorted(map(str, our_suppressed))}, "
             f"plaintext says {sorted(map(str, expected_suppressed))}"
@@ -245,3 +250,33 @@ def plaintext_scores(con: Any, model: Model, entities: Sequence[str]) -> np.ndar
     if model.link == "logistic":
         return 1.0 / (1.0 + np.exp(-linear))
     return linear
+
+
+def check_answer(
+    compiled: CompiledQuery,
+    result: Any,
+    run: Callable[[str], list[tuple[Any, ...]]],
+    shards: Sequence[str],
+    k: int,
+) -> tuple[list[tuple[Any, ...]], Verdict]:
+    """Check an encrypted ``result`` of ``compiled`` against plaintext.
+
+    ``run`` executes SQL on a reference engine holding the pooled table under
+    its own name and each shard under the names in ``shards``. Returns the
+    plaintext rows and the verdict (suppression included).
+    """
+    theirs = run(compiled.sql)
+    groups = [g.column for g in compiled.plan.groups]
+    expected = suppressed_keys(compiled.sql, groups, shards, k, run)
+    positions = [compiled.outputs.index(GroupRef(i)) for i in range(len(groups))]
+    hidden = {tuple(g["group"].values()) for g in result.meta["suppressed"]}
+    verdict = verify(
+        result.columns,
+        result.rows,
+        hidden,
+        theirs,
+        expected,
+        positions,
+        ordered=bool(compiled.order),
+    )
+    return theirs, verdict

@@ -34,9 +34,8 @@ from engine.governance import sign_ledger_request
 from engine.ledger import LedgerRange, Receipt
 from engine.metrics import auc, precision_recall
 from engine.model import load_model
-from engine.query import GroupRef
 from engine.signing import PublicKey
-from engine.verify import plaintext_scores, suppressed_keys, verify
+from engine.verify import check_answer, plaintext_scores
 from unseen.federation import LocalFederation
 from unseen.showcase import Showcase, build_showcase
 
@@ -108,26 +107,10 @@ class _Demo:
         elapsed = time.perf_counter() - started
         self.receipts += [Receipt.from_dict(r).encode() for r in result.meta["receipts"]]
         table = compiled.plan.table
-        theirs = self.reference.sql(sql).fetchall()
         k = self.catalog.table(table).min_group_size
         shards = [f"{table}@{h}" for h, _ in self.showcase.tables[table]]
-        expected = suppressed_keys(
-            sql,
-            [g.column for g in compiled.plan.groups],
-            shards,
-            k,
-            lambda q: self.reference.sql(q).fetchall(),
-        )
-        positions = [compiled.outputs.index(GroupRef(i)) for i in range(len(compiled.plan.groups))]
-        hidden = {tuple(g["group"].values()) for g in result.meta["suppressed"]}
-        verdict = verify(
-            result.columns,
-            result.rows,
-            hidden,
-            theirs,
-            expected,
-            positions,
-            ordered=bool(compiled.order),
+        _, verdict = check_answer(
+            compiled, result, lambda q: self.reference.sql(q).fetchall(), shards, k
         )
         self.out(_side_by_side(result.columns, result.rows, verdict.expected, verdict.marks))
         self._seen(

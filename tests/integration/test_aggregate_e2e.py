@@ -14,8 +14,7 @@ import duckdb
 import pytest
 
 from engine.errors import PlanError, PolicyError, RemoteError, UnsupportedError
-from engine.query import GroupRef
-from engine.verify import suppressed_keys, verify
+from engine.verify import check_answer
 from tests.conftest import start_federation
 from tests.shards import load_duckdb, write_shard
 
@@ -44,24 +43,8 @@ def check(fed, key, reference: duckdb.DuckDBPyConnection, sql: str, shards: list
     client = fed.client(key)
     compiled = client.compile(sql)
     result = client.query(sql)
-    theirs = reference.sql(sql).fetchall()
-    expected = suppressed_keys(
-        sql,
-        [g.column for g in compiled.plan.groups],
-        shards,
-        k,
-        lambda q: reference.sql(q).fetchall(),
-    )
-    positions = [compiled.outputs.index(GroupRef(i)) for i in range(len(compiled.plan.groups))]
-    ours_hidden = {tuple(g["group"].values()) for g in result.meta["suppressed"]}
-    verdict = verify(
-        result.columns,
-        result.rows,
-        ours_hidden,
-        theirs,
-        expected,
-        positions,
-        ordered=bool(compiled.order),
+    theirs, verdict = check_answer(
+        compiled, result, lambda q: reference.sql(q).fetchall(), shards, k
     )
     assert verdict.ok, verdict.problems
     return result, theirs
