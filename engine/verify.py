@@ -248,7 +248,9 @@ def plaintext_scores(con: Any, model: Model, entities: Sequence[str]) -> np.ndar
     weights = np.array([f.weight for f in model.features])
     linear = features @ weights + model.intercept
     if model.link == "logistic":
-        return 1.0 / (1.0 + np.exp(-linear))
+        # exp may overflow to inf on the far tail, where 1/(1+inf) = 0 is right.
+        with np.errstate(over="ignore"):
+            return 1.0 / (1.0 + np.exp(-linear))
     return linear
 
 

@@ -334,3 +334,150 @@ def test_a_block_where_every_feature_is_zero_still_adds_up(tmp_path, federation_
     )
     result = fed.client(key).score(model, [f"z{i}" for i in range(50)] + ["missing"])
     assert max(abs(r[1] - 1.0) for r in result.rows) < 1e-6
+
+
+def test_cli_scores_100k_entities_over_three_holders_like_plaintext(tmp_path):
+    """The done-when check: `unseen score` for 100 000 entities, a model spanning three holders."""
+    import json
+    import subprocess
+    import sys
+
+    from engine.verify import plaintext_scores
+    from unseen.federation import LocalFederation
+
+    n = 100_000
+    con = duckdb.connect()
+    holders, tables = (
+        {},
+        {
+            "grid": (
+                "SELECT 'E' || lpad(i::VARCHAR, 7, '0') AS uscc, "
+                "(i * 7919) % 100000 * 1.5 AS kwh FROM range(95000) t(i)"
+            ),
+            "tax": (
+                "SELECT 'E' || lpad((i * 3)::VARCHAR, 7, '0') AS uscc, "
+                "((i * 104729) % 997)::BIGINT AS arrears, (i % 13) * 1e5 AS revenue "
+                "FROM range(40000) t(i)"
+            ),
+            "samr": (
+                "SELECT 'E' || lpad(i::VARCHAR, 7, '0') AS uscc, 1980 + (i % 40) AS founded "
+                "FROM range(100000) t(i) WHERE i % 10 <> 3"
+            ),
+        },
+    )
+    for holder, sql in tables.items():
+        path = tmp_path / f"{holder}.parquet"
+        con.sql(sql).write_parquet(str(path))
+        name = {"grid": "electricity", "tax": "tax_filings", "samr": "registry"}[holder]
+        holders[holder] = {name: path}
+        con.sql(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
+    model = {
+        "entity": "uscc",
+        "intercept": -1.2,
+        "link": "logistic",
+        "features": [
+            {"table": "electricity", "column": "kwh", "weight": 1.3e-5, "default": 20000},
+            {"table": "tax_filings", "column": "arrears", "weight": 0.004},
+            {"table": "tax_filings", "column": "revenue", "weight": -2e-7, "transform": "log1p"},
+            {"table": "registry", "column": "founded", "weight": -0.0007, "default": 2000},
+        ],
+    }
+    (tmp_path / "model.json").write_text(json.dumps(model))
+    entities = [f"E{i:07d}" for i in range(n)]
+    (tmp_path / "entities.txt").write_text("\n".join(entities) + "\n")
+    unseen = [sys.executable, "-m", "unseen"]
+    made = subprocess.run(
+        [*unseen, "keys", "new", "--out", str(tmp_path / "key")], capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    with LocalFederation(holders, tmp_path / "logs") as fed:
+        done = subprocess.run(
+            [
+                *unseen,
+                "score",
+                "--coordinator",
+                fed.address,
+                "--model",
+                str(tmp_path / "model.json"),
+                "--entities",
+                str(tmp_path / "entities.txt"),
+                "--format",
+                "json",
+                "--key",
+                str(tmp_path / "key"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert [r[0] for r in out["rows"]] == entities
+    ours = np.array([r[1] for r in out["rows"]])
+    expected = plaintext_scores(con, parse_model(model), entities)
+    assert np.max(np.abs(ours - expected)) < 1e-6
+    assert sorted(out["meta"]["holders"]) == ["grid", "samr", "tax"]
+
+
+@pytest.mark.parametrize("seed", [21, 22, 23])
+def test_random_models_on_random_vertical_data_match_numpy(seed, tmp_path, federation_factory, key):
+    """Differential: random per-holder tables, random models (features, aggregates, filters,
+    transforms, defaults, weights of any magnitude), checked against the plaintext model."""
+    from engine.verify import plaintext_scores
+
+    rng = random.Random(seed)
+    ids = [f"u{i}" for i in range(3000)]
+    reference = duckdb.connect()
+    holders, columns = {}, []
+    for h in range(3):
+        table = f"t{h}"
+        schema = [("id", "VARCHAR"), ("day", "BIGINT"), ("a", "DOUBLE"), ("b", "BIGINT")]
+        rows = [
+            (
+                u,
+                rng.randint(1, 30),
+                rng.lognormvariate(rng.choice([0, 5, 10]), 1.5)
+                * rng.choice([1, -1] if h == 2 else [1]),
+                rng.randint(-9, 10 ** rng.randint(1, 6)),
+            )
+            for u in ids
+            if rng.random() < 0.8
+            for _ in range(rng.choice([1, 1, 3]))
+        ]
+        fmt = (".parquet", ".csv", ".sqlite")[h]
+        holders[f"h{h}"] = {
+            table: write_shard(tmp_path / f"{table}{fmt}", schema, rows, table=table)
+        }
+        load_duckdb(reference, schema, rows, table)
+        columns += [(table, "a"), (table, "b")]
+    fed = federation_factory(holders)
+    client = fed.client(key)
+    for _ in range(4):
+        features = []
+        for table, column in rng.sample(columns, rng.randint(1, 6)):
+            aggregate = rng.choice(["sum", "avg", "count", "min", "max"])
+            feature = {
+                "table": table,
+                "column": column,
+                "aggregate": aggregate,
+                "weight": rng.uniform(-1, 1) * 10 ** rng.randint(-6, 1),
+                "default": rng.choice([0, 0, rng.uniform(-5, 5)]),
+            }
+            if rng.random() < 0.4:
+                feature["filter"] = f"day <= {rng.randint(1, 30)}"
+            if aggregate in ("count", "sum") and column == "b" and rng.random() < 0.3:
+                feature["transform"] = "log1p"
+                feature["aggregate"] = "count"
+            features.append(feature)
+        model = {
+            "entity": "id",
+            "features": features,
+            "intercept": rng.uniform(-2, 2),
+            "link": rng.choice(["identity", "logistic"]),
+        }
+        entities = [*rng.sample(ids, 500), "nobody"]
+        result = client.score(parse_model(model), entities)
+        ours = np.array([r[1] for r in result.rows])
+        expected = plaintext_scores(reference, parse_model(model), entities)
+        scale = max(1.0, float(np.max(np.abs(expected))))
+        assert np.max(np.abs(ours - expected)) < 1e-6 * scale, model
