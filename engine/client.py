@@ -73,6 +73,9 @@ class Client:
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
         self._registered = False
         self.model_bytes_sent = 0
+        # A query compiles against a catalog at most this old (one round trip saved).
+        self.catalog_ttl = 5.0
+        self._catalog: tuple[float, Catalog] | None = None
 
     def __enter__(self) -> Client:
         return self
@@ -105,9 +108,27 @@ class Client:
         return call()
 
     # -- federation -------------------------------------------------------------
-    def catalog(self) -> Catalog:
+    def catalog(self, refresh: bool = True) -> Catalog:
+        """The federation's merged catalog; ``refresh=False`` accepts one a few seconds old."""
+        if not refresh and self._catalog is not None:
+            fetched_at, catalog = self._catalog
+            if time.monotonic() - fetched_at < self.catalog_ttl:
+                return catalog
         msg = self._call(self._stub.GetCatalog, catalog_pb2.GetCatalogRequest(), "catalog")
-        return serde.catalog_from_proto(msg)
+        catalog = serde.catalog_from_proto(msg)
+        self._catalog = (time.monotonic(), catalog)
+        return catalog
+
+    def _compile_fresh(self, sql: str) -> tuple[Catalog, CompiledQuery]:
+        """Compile against a recent catalog; if that fails, against a fresh one."""
+        catalog = self.catalog(refresh=False)
+        try:
+            return catalog, self.compile(sql, catalog)
+        except PlanError:
+            fresh = self.catalog()
+            if fresh is catalog:
+                raise
+            return fresh, self.compile(sql, fresh)
 
     def register_key(self, force: bool = False) -> str:
         """Register the public context with the coordinator (and so every holder)."""
@@ -152,8 +173,7 @@ class Client:
     def query(self, sql: str) -> Result:
         """Answer one SELECT over the federation; see docs/architecture.md."""
         started = time.perf_counter()
-        catalog = self.catalog()
-        compiled = self.compile(sql, catalog)
+        catalog, compiled = self._compile_fresh(sql)
         plan = compiled.plan
         table = catalog.table(plan.table)
         layout = layout_for(plan)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -61,8 +62,9 @@ class AnalystKey:
         if not self.salt:
             self.salt = os.urandom(32)
 
-    @property
+    @functools.cached_property
     def key_id(self) -> str:
+        # Cached: hashing the 0.5 MB public context costs a millisecond each time.
         return ckks.key_id(self.public)
 
     @classmethod

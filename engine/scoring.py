@@ -143,9 +143,14 @@ def _feature_sql(
     return query.sql(source.dialect), builder.params, order, plain_counts
 
 
-def _request_relation(ids: Sequence[str]) -> dict[str, np.ndarray]:
-    """Make the request's entity ids available to the engine as table ``req``."""
-    ints = [_as_int(i) for i in ids]
+def _request_relation(ids: Sequence[str], integer_key: bool) -> dict[str, np.ndarray]:
+    """Make the request's entity ids available to the engine as table ``req``.
+
+    ``id_int`` (the ids parsed as integers, for INTEGER key columns) is only
+    computed when a key needs it: parsing a million alphanumeric codes that
+    all fail costs most of a second.
+    """
+    ints = [_as_int(i) for i in ids] if integer_key else [None] * len(ids)
     return {
         "pos": np.arange(len(ids), dtype=np.int64),
         "id": np.array(ids, dtype=object),
@@ -188,7 +193,11 @@ def feature_blocks(
     for name, members in by_table.items():
         source, table = sources[name], tables[name]
         sql, params, order, plain = _feature_sql(members, table, source)
-        stream = source.stream(sql, params, _request_relation(ids))
+        integer_key = any(
+            (col := table.column(f.key)) is not None and col.type.kind == "INTEGER"
+            for _, f in members
+        )
+        stream = source.stream(sql, params, _request_relation(ids, integer_key))
         cursors.append((stream, members, order, plain))
     try:
         yield from _blocks(cursors, features, len(ids), block)
