@@ -55,7 +55,8 @@ PARAMS = CkksParams()
 # HomomorphicEncryption.org standard, keyed by ring degree. Contexts outside
 # this table are refused by holders and the coordinator.
 MAX_MODULUS_BITS = {8192: 218, 16384: 438, 32768: 881}
-MAX_PUBLIC_CONTEXT_BYTES = 64 << 20  # Galois keys at N=16384 stay below this
+# A public key alone is 0.5 MB at N = 8192 and under 8 MB at N = 32768.
+MAX_PUBLIC_CONTEXT_BYTES = 8 << 20
 
 
 def new_secret_context(params: CkksParams = PARAMS) -> ts.Context:
@@ -114,6 +115,13 @@ def load_public_context(data: bytes, max_bytes: int = MAX_PUBLIC_CONTEXT_BYTES) 
     if bits > MAX_MODULUS_BITS[degree]:
         raise CryptoError(
             f"coefficient modulus of {bits} bits at N={degree} is below 128-bit security"
+        )
+    if ctx.has_galois_keys() or ctx.has_relin_keys():
+        # No unseen plan rotates or multiplies ciphertexts: such keys would only
+        # cost every node tens of megabytes per registration.
+        raise CryptoError(
+            "refused a context with Galois or relinearisation keys; no plan needs them: "
+            "send the public key only"
         )
     return ctx
 

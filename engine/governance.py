@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from engine.catalog import TableInfo
-from engine.errors import PolicyError
+from engine.errors import PolicyError, QueryError
 from engine.expr import Binary, BinaryOp, Column, Expr, InList, Literal, column_names
 from engine.ledger import Ledger, LoggedRefusal, result_digest
 from engine.model import FeatureSpec
@@ -206,8 +206,10 @@ class Governance:
         if self.ledger is None:
             raise PolicyError(f"holder {self.holder} keeps no ledger")
         del key
-        end = int(request["end"]) or None
-        ledger_range = self.ledger.read_range(int(request["start"]) or 1, end)
+        start, end = int(request["start"]), int(request["end"])
+        if start >= 2**63 or end >= 2**63:
+            raise QueryError("a ledger range ends below 2^63")
+        ledger_range = self.ledger.read_range(start or 1, end or None)
         checkpoint = self.ledger.checkpoint()
         return canonical_json(ledger_range.to_dict()).decode(), checkpoint.encode()
 

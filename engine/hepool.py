@@ -12,6 +12,7 @@ With ``workers=0`` everything runs in the calling process (tests, tiny jobs).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import multiprocessing
 import os
 import pickle
@@ -106,7 +107,7 @@ class ScoringPool:
 
     def register(self, model: HolderModel, public: bytes, ctx: ts.Context) -> None:
         """Make a model available to the workers (and to inline work)."""
-        path = self._spool / f"{model.model_id}.model"
+        path = self._spool / f"{_file_name(model.model_id)}.model"
         with open(path, "wb") as handle:
             pickle.dump((public, list(model.weights)), handle)
         self._paths[model.model_id] = path
@@ -124,13 +125,21 @@ class ScoringPool:
             return [bytes(ckks.encrypt(ctx, v).serialize()) for v in vectors]
         self.start()
         assert self._executor is not None
-        path = self._spool / f"{key_id}.context"
+        path = self._spool / f"{_file_name(key_id)}.context"
         if not path.exists():
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(public)
             os.replace(tmp, path)
             self._paths[f"key:{key_id}"] = path
         return self._executor.submit(_encrypt, key_id, str(path), vectors).result()
+
+    def unregister(self, model_id: str) -> None:
+        """Forget an evicted model and remove its spool file."""
+        path = self._paths.pop(model_id, None)
+        if path is not None:
+            path.unlink(missing_ok=True)
+        with self._lock:
+            self._inline.pop(model_id, None)
 
     def partials(
         self, model: HolderModel, blocks: Iterable[np.ndarray], slots: int
@@ -154,6 +163,11 @@ class ScoringPool:
                 yield window.popleft().result()
         while window:
             yield window.popleft().result()
+
+
+def _file_name(name: str) -> str:
+    """Spool file names are digests: ids come from the network and never name a path."""
+    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def ckks_slots(ctx: ts.Context) -> int:

@@ -20,9 +20,16 @@ __all__ = ["KeyStore"]
 
 
 class KeyStore:
-    def __init__(self, max_keys: int = 32, max_bytes: int = ckks.MAX_PUBLIC_CONTEXT_BYTES):
+    def __init__(
+        self,
+        max_keys: int = 32,
+        max_bytes: int = ckks.MAX_PUBLIC_CONTEXT_BYTES,
+        max_total_bytes: int = 64 << 20,
+    ):
         self._max_keys = max_keys
         self._max_bytes = max_bytes
+        # Bounded by bytes too: what a key costs in memory grows with its size.
+        self._max_total = max_total_bytes
         self._lock = threading.Lock()
         self._contexts: OrderedDict[str, tuple[ts.Context, bytes]] = OrderedDict()
 
@@ -37,7 +44,10 @@ class KeyStore:
         with self._lock:
             self._contexts[kid] = (ctx, public)
             self._contexts.move_to_end(kid)
-            while len(self._contexts) > self._max_keys:
+            while len(self._contexts) > 1 and (
+                len(self._contexts) > self._max_keys
+                or sum(len(p) for _, p in self._contexts.values()) > self._max_total
+            ):
                 self._contexts.popitem(last=False)
         return kid
 

@@ -9,6 +9,7 @@ leave this function.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,7 +20,7 @@ import tenseal as ts
 
 from engine import ckks
 from engine.catalog import TableInfo
-from engine.errors import PlanError, SourceError
+from engine.errors import EncodingOverflowError, PlanError, SourceError
 from engine.layout import GroupMoments, MeasureMoments, layout_for, pack
 from engine.plan import DEFAULT_LIMITS, AggregatePlan, Encoding, Limits, check_plan
 from engine.pushdown import build_aggregate_query
@@ -47,8 +48,18 @@ def _key(value: Any) -> Any:
     return (type(value).__name__ if isinstance(value, (bool,)) or value is None else "", value)
 
 
+def _finite(value: Any, what: str, table: str) -> Any:
+    # inf and NaN (data holding them, x / 0, overflow) have no exact encoding.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise EncodingOverflowError(
+            f"table {table}: the {what} is {value}, which cannot be encoded; filter out "
+            "infinite values or divisions by zero"
+        )
+    return value
+
+
 def _exact(value: Any, encoding: Encoding, scale: int, table: str) -> Fraction:
-    total = Fraction(value)
+    total = Fraction(_finite(value, "sum", table))
     if encoding is Encoding.INTEGER and total.denominator != 1:
         raise SourceError(f"table {table}: an integer column holds a non-integer value")
     if encoding is Encoding.DECIMAL and (total * 10**scale).denominator != 1:
@@ -97,7 +108,11 @@ def compute_moments(
                 )
             if m2_at is not None:
                 var_pop = row[m2_at]
-                square = Fraction(0) if var_pop is None else Fraction(var_pop) * count
+                square = (
+                    Fraction(0)
+                    if var_pop is None
+                    else Fraction(_finite(var_pop, "variance", table.name)) * count
+                )
             measures.append(MeasureMoments(count, total, square))
         if rows_in_group:
             out[position] = GroupMoments(rows_in_group, tuple(measures))

@@ -95,11 +95,16 @@ class SlotCodec:
 class Limits:
     """Bounds a node enforces on plans before doing any work."""
 
-    max_groups: int = 65_536
-    max_slots: int = 1 << 20
+    max_groups: int = 16_384
+    # 16 ciphertexts per holder per answer: what one query may make a node hold.
+    max_slots: int = 1 << 16
     max_measures: int = 64
-    max_depth: int = 64
-    max_in_values: int = 100_000
+    # protobuf's parser stops at 100 nested messages; an expression level is
+    # two (Expr, BinaryExpr) under three of the request's own: 40 stays clear.
+    max_depth: int = 40
+    # Each value is a bound parameter at the holder: 10 000 cost a SQLite holder
+    # about 6 s of CPU; a hundred thousand would cost ten times more.
+    max_in_values: int = 10_000
     max_group_columns: int = 8
 
 

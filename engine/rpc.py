@@ -21,7 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from engine.errors import ConfigError, RemoteError, UnseenError
+from engine.errors import ConfigError, PlanError, RemoteError, UnseenError
 from engine.tls import TlsFiles, channel_credentials, is_loopback, server_credentials
 
 __all__ = [
@@ -120,10 +120,15 @@ def create_server(
             f"refusing to serve plaintext on {address}: give TLS files (see unseen certs) "
             "or listen on a loopback address"
         )
+    # One thread per admitted call: with fewer threads than admitted calls, a
+    # handful of slow streams would freeze the node instead of being shed.
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        futures.ThreadPoolExecutor(
+            max_workers=max(max_workers, max_concurrent + 4), thread_name_prefix="rpc"
+        ),
         options=_SERVER_OPTIONS,
         maximum_concurrent_rpcs=max_concurrent,
+        interceptors=[_MalformedRequests()],
     )
     for add in register:
         add(server)
@@ -176,10 +181,82 @@ def remote_error(exc: grpc.RpcError, peer: str = "") -> RemoteError:
     return RemoteError(name, reason)
 
 
+class _MalformedRequests(grpc.ServerInterceptor):
+    """Answer undecodable request bytes with INVALID_ARGUMENT, not INTERNAL.
+
+    gRPC decodes a request before any of our code runs and answers a decode
+    failure with INTERNAL (and a logged traceback). Here every handler takes
+    raw bytes and decodes them itself: a unary request that does not parse is
+    refused at once; in a request stream the bad message raises PlanError in
+    the servicer's loop, which ``servicer_errors`` maps like any plan error.
+    """
+
+    def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        parse = handler.request_deserializer
+        ours = details.method.startswith("/unseen.v1.")
+
+        def decode(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except Exception as exc:  # protobuf raises DecodeError and others
+                raise PlanError(
+                    f"malformed request message for {details.method.rsplit('/', 1)[-1]}"
+                ) from exc
+
+        def unary_request(behavior: Any) -> Any:
+            def run(data: bytes, context: grpc.ServicerContext) -> Any:
+                try:
+                    message = decode(data)
+                except PlanError as exc:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                return behavior(message, context)
+
+            return run
+
+        def stream_request(behavior: Any) -> Any:
+            def run(stream: Any, context: grpc.ServicerContext) -> Any:
+                def messages() -> Any:
+                    for data in stream:
+                        try:
+                            yield decode(data)
+                        except PlanError as exc:
+                            if ours:
+                                raise  # our servicers map it to INVALID_ARGUMENT
+                            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+                return behavior(messages(), context)
+
+            return run
+
+        serialize = handler.response_serializer
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                unary_request(handler.unary_unary), response_serializer=serialize
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                unary_request(handler.unary_stream), response_serializer=serialize
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                stream_request(handler.stream_unary), response_serializer=serialize
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            stream_request(handler.stream_stream), response_serializer=serialize
+        )
+
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
+    if isinstance(exc, grpc.RpcError):
+        # The caller went away (cancelled, or its stream broke): not our bug.
+        log.info("%s ended by the peer", method)
+        context.abort(grpc.StatusCode.CANCELLED, f"{method} was cancelled")
     if isinstance(exc, UnseenError):
         code = getattr(grpc.StatusCode, exc.grpc_code, grpc.StatusCode.INTERNAL)
         log.info("%s refused: %s", method, type(exc).__name__)

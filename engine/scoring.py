@@ -23,7 +23,7 @@ from sqlglot import exp
 
 from engine import ckks
 from engine.catalog import TableInfo
-from engine.errors import PlanError, PolicyError, SourceError
+from engine.errors import EncodingOverflowError, PlanError, PolicyError, SourceError
 from engine.model import ADDITIVE, FeatureSpec
 from engine.plan import expr_type
 from engine.pushdown import _Builder
@@ -36,6 +36,10 @@ __all__ = [
     "feature_exponents",
     "partial_score",
 ]
+
+# |x * 2^-e| beyond this is refused: CKKS at scale 2^50 carries about 2^59 after
+# a product, and precision is already spent far earlier.
+_MAX_SCALED = 1 << 20
 
 _AGG = {"sum": exp.Sum, "avg": exp.Avg, "min": exp.Min, "max": exp.Max}
 
@@ -224,6 +228,12 @@ def _blocks(
             for (index, feature), column in zip(members, order, strict=True):
                 values = _transform(rows[:, column], feature.transform, feature.column)
                 matrix[:, index] = values
+        if np.isinf(matrix).any():
+            column = int(np.argwhere(np.isinf(matrix))[0][1])
+            feature = features[column]
+            raise EncodingOverflowError(
+                f"feature {feature.table}.{feature.column} has an infinite value for some entity"
+            )
         missing = np.isnan(matrix)
         matrix[missing] = np.broadcast_to(defaults, matrix.shape)[missing]
         done += take
@@ -259,6 +269,14 @@ def partial_score(
     rows = block.shape[0]
     total: ts.CKKSVector | None = None
     scaled = block * np.exp2(-np.asarray(exponents, dtype=np.float64))
+    if scaled.size and float(np.max(np.abs(scaled))) > _MAX_SCALED:
+        # The model was registered with bounds from other entities: a value far
+        # beyond 2^e would lose precision, and beyond this would not encode.
+        worst = int(np.argmax(np.max(np.abs(scaled), axis=0)))
+        raise EncodingOverflowError(
+            f"feature {worst + 1} of the model exceeds 2^{exponents[worst]} by more than "
+            f"2^{_MAX_SCALED.bit_length() - 1} for some entity; register the model again"
+        )
     for j, weight in enumerate(weights):
         column = scaled[:, j]
         if not column.any():

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Iterator, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -32,7 +33,7 @@ from engine.expr import (
     literal_kind,
 )
 from engine.model import FeatureSpec
-from engine.plan import AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
+from engine.plan import DEFAULT_LIMITS, AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
 from engine.types import SqlType
 from protos.unseen.v1 import catalog_pb2, crypto_pb2, plan_pb2, query_pb2, score_pb2
 
@@ -256,9 +257,46 @@ def plan_to_proto(plan: AggregatePlan) -> plan_pb2.AggregatePlan:
     return msg
 
 
+def _check_sizes(msg: plan_pb2.AggregatePlan) -> None:
+    """Count a plan's values on the message itself, before any becomes a Python object.
+
+    Decoding costs far more memory than the message (a 9 MB domain becomes
+    hundreds of MB of objects), so the limits are enforced first.
+    """
+    limits = DEFAULT_LIMITS
+    if len(msg.measures) > limits.max_measures or len(msg.groups) > limits.max_group_columns:
+        raise PlanError("the plan has too many measures or group columns")
+    for group in msg.groups:
+        if len(group.domain) > limits.max_groups:
+            raise PlanError(f"a group domain has more than {limits.max_groups} values")
+    stack = [m.expr for m in msg.measures]
+    if msg.HasField("filter"):
+        stack.append(msg.filter)
+    seen = 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > 100_000:
+            raise PlanError("the plan's expressions are too large")
+        kind = node.WhichOneof("kind")
+        if kind == "in_list":
+            if len(node.in_list.values) > limits.max_in_values:
+                raise PlanError(f"IN list longer than {limits.max_in_values} values")
+            stack.append(node.in_list.operand)
+        elif kind == "binary":
+            stack += [node.binary.left, node.binary.right]
+        elif kind == "unary":
+            stack.append(node.unary.operand)
+        elif kind == "between":
+            stack += [node.between.operand, node.between.low, node.between.high]
+        elif kind in ("like", "is_null"):
+            stack.append(getattr(node, kind).operand)
+
+
 def plan_from_proto(msg: plan_pb2.AggregatePlan) -> AggregatePlan:
     if not msg.table:
         raise PlanError("the plan names no table")
+    _check_sizes(msg)
     measures = []
     for m in msg.measures:
         if m.encoding not in _ENCODING_FROM:
@@ -450,9 +488,15 @@ def prepare_parts(
 
 
 def prepare_from_parts(
-    parts: Iterable[score_pb2.PreparePart], max_entities: int
+    parts: Iterable[score_pb2.PreparePart],
+    max_entities: int,
+    check: Callable[[str], None] | None = None,
 ) -> tuple[str, tuple[FeatureSpec, ...], list[str], tuple[str, ...]]:
-    """Read a PrepareModel stream: (key id, features, entity ids, vouchers)."""
+    """Read a PrepareModel stream: (key id, features, entity ids, vouchers).
+
+    ``check(key_id)`` runs on the header, before any entity id is read, so a
+    request for an unknown key costs the node nothing.
+    """
     iterator = iter(parts)
     first = next(iterator, None)
     if first is None or first.WhichOneof("part") != "header":
@@ -461,8 +505,16 @@ def prepare_from_parts(
     features = tuple(feature_from_proto(f) for f in header.features)
     if not features:
         raise PlanError("a model preparation names no features")
+    _check_id(header.key_id, "key")
+    if check is not None:
+        check(header.key_id)
     ids = _entity_stream(iterator, header.entities, max_entities, "a model preparation")
     return header.key_id, features, ids, tuple(header.vouchers)
+
+
+# Entity ids are codes (credit codes, account numbers), not documents.
+MAX_ENTITY_ID = 256
+MAX_ENTITY_BYTES = 256 << 20
 
 
 def _entity_stream(
@@ -471,10 +523,18 @@ def _entity_stream(
     if announced > max_entities:
         raise PlanError(f"at most {max_entities} entities per request")
     ids: list[str] = []
+    size = 0
     for part in iterator:
         if part.WhichOneof("part") != "entities":
             raise PlanError(f"{what} has a second header")
-        ids.extend(part.entities.ids)
+        chunk = part.entities.ids
+        for entity in chunk:
+            if len(entity) > MAX_ENTITY_ID:
+                raise PlanError(f"an entity id longer than {MAX_ENTITY_ID} characters")
+            size += len(entity)
+        if size > MAX_ENTITY_BYTES:
+            raise PlanError(f"entity ids beyond {MAX_ENTITY_BYTES >> 20} MiB in one request")
+        ids.extend(chunk)
         if len(ids) > announced:
             raise PlanError(f"{what} sent more entities than announced")
     if len(ids) != announced:
@@ -503,9 +563,14 @@ def model_parts(
 
 
 def model_from_parts(
-    parts: Iterable[score_pb2.ModelPart], max_bytes: int
+    parts: Iterable[score_pb2.ModelPart],
+    max_bytes: int,
+    check: Callable[[str], None] | None = None,
 ) -> tuple[str, str, tuple[FeatureSpec, ...], tuple[int, ...], tuple[bytes, ...]]:
-    """Read a RegisterModel stream: (key id, model id, features, exponents, weights)."""
+    """Read a RegisterModel stream: (key id, model id, features, exponents, weights).
+
+    ``check(key_id)`` runs on the header, before any weight is read.
+    """
     iterator = iter(parts)
     first = next(iterator, None)
     if first is None or first.WhichOneof("part") != "header":
@@ -516,8 +581,10 @@ def model_from_parts(
         raise PlanError("a model needs features, each with an exponent")
     if any(not 0 <= e <= 1000 for e in header.exponents):
         raise PlanError("feature exponents must be between 0 and 1000")
-    if not header.model_id or not header.key_id:
-        raise PlanError("a model registration names no model or key")
+    _check_id(header.model_id, "model")
+    _check_id(header.key_id, "key")
+    if check is not None:
+        check(header.key_id)
     weights: list[bytes | None] = [None] * len(features)
     size = 0
     for part in iterator:
@@ -557,15 +624,33 @@ def score_parts(
         yield score_pb2.ScorePart(entities=score_pb2.EntityChunk(ids=ids[start : start + chunk]))
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _check_id(value: str, what: str) -> None:
+    """Key and model ids are hex SHA-256 digests; anything else is refused."""
+    if not _HEX64.fullmatch(value):
+        raise PlanError(f"a {what} id must be 64 lowercase hex digits")
+
+
 def score_request_from_parts(
-    parts: Iterable[score_pb2.ScorePart], max_entities: int
+    parts: Iterable[score_pb2.ScorePart],
+    max_entities: int,
+    check: Callable[[str, str], None] | None = None,
 ) -> tuple[str, str, list[str], tuple[str, ...]]:
-    """Read a whole Score request stream: (model id, key id, entity ids, vouchers)."""
+    """Read a whole Score request stream: (model id, key id, entity ids, vouchers).
+
+    ``check(model_id, key_id)`` runs on the header, before any entity id is read.
+    """
     iterator = iter(parts)
     first = next(iterator, None)
     if first is None or first.WhichOneof("part") != "header":
         raise PlanError("a score request must start with its header")
     header = first.header
+    _check_id(header.model_id, "model")
+    _check_id(header.key_id, "key")
+    if check is not None:
+        check(header.model_id, header.key_id)
     ids = _entity_stream(iterator, header.entities, max_entities, "a score request")
     return header.model_id, header.key_id, ids, tuple(header.vouchers)
 

@@ -119,6 +119,26 @@ def _name(node: exp.Expression) -> str:
     return node.sql_name() if isinstance(node, exp.Func) else node.key.upper()
 
 
+def _chain(node: exp.Expression, kind: type) -> list[exp.Expression]:
+    """The operands of a left- or right-deep chain of one connective, in order."""
+    out: list[exp.Expression] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if type(current) is kind:
+            stack += [current.expression, current.this]
+        else:
+            out.append(current)
+    return out
+
+
+def _balanced(op: BinaryOp, operands: list[Expr]) -> Expr:
+    if len(operands) == 1:
+        return operands[0]
+    middle = len(operands) // 2
+    return Binary(op, _balanced(op, operands[:middle]), _balanced(op, operands[middle:]))
+
+
 def _flatten_and(node: Expr | None) -> list[Expr]:
     if node is None:
         return []
@@ -318,9 +338,13 @@ class _Compiler:
             left, right = self.row(node.this), self.row(node.expression)
             left, right = self._coerce(left, right, node), self._coerce(right, left, node)
             return Binary(_COMPARE[type(node)], left, right)
-        if type(node) in _ARITH or type(node) in _LOGIC:
-            op = _ARITH.get(type(node)) or _LOGIC[type(node)]
-            return Binary(op, self.row(node.this), self.row(node.expression))
+        if type(node) in _LOGIC:
+            # Long AND/OR chains become balanced trees: 1000 conditions nest
+            # 10 levels deep, not 1000 (the wire's depth limit is 40).
+            operands = [self.row(part) for part in _chain(node, type(node))]
+            return _balanced(_LOGIC[type(node)], operands)
+        if type(node) in _ARITH:
+            return Binary(_ARITH[type(node)], self.row(node.this), self.row(node.expression))
         if isinstance(node, exp.Between):
             operand = self.row(node.this)
             low = self._coerce(self.row(node.args["low"]), operand, node)

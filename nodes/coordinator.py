@@ -412,7 +412,12 @@ class Coordinator:
         exponents: tuple[int, ...],
         weights: tuple[bytes, ...],
     ) -> str:
-        """Keep the model and give each holder its features' encrypted weights only."""
+        """Keep the model and give each holder its features' encrypted weights only.
+
+        The first registration of an id wins (see HolderNode.register_model).
+        """
+        if self.has_model(key_id, model_id):
+            return model_id
         ctx = self.keys.get(key_id)
         for data in weights:
             ckks.load_ciphertext(ctx, data, ckks.PARAMS.slots, depth=0)
@@ -461,6 +466,11 @@ class Coordinator:
         # The holder lost the analyst's key (restart, eviction): give it again first.
         self._register_at(link, self.keys.public_bytes(model.key_id))
         return str(link.stub.RegisterModel(parts(), timeout=DEADLINES["register_key"]).model_id)
+
+    def require_model(self, model_id: str, key_id: str) -> None:
+        """Refuse a score for an unknown model before reading its entities."""
+        if not self.has_model(key_id, model_id):
+            raise UnknownKeyError(f"model {model_id[:16]}... is not registered here")
 
     def has_model(self, key_id: str, model_id: str) -> bool:
         with self._lock:
@@ -693,7 +703,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self, request_iterator: Iterator[score_pb2.PreparePart], context: grpc.ServicerContext
     ) -> score_pb2.PrepareModelReply:
         key_id, features, ids, vouchers = serde.prepare_from_parts(
-            request_iterator, self.coordinator.max_entities
+            request_iterator, self.coordinator.max_entities, self.coordinator.keys.get
         )
         exponents, receipts = self.coordinator.prepare_model(
             key_id, features, ids, vouchers, _analyst(context)
@@ -705,7 +715,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self, request_iterator: Iterator[score_pb2.ModelPart], context: grpc.ServicerContext
     ) -> score_pb2.ModelAck:
         key_id, model_id, features, exponents, weights = serde.model_from_parts(
-            request_iterator, MAX_MODEL_BYTES
+            request_iterator, MAX_MODEL_BYTES, self.coordinator.keys.get
         )
         self.coordinator.register_model(key_id, model_id, features, exponents, weights)
         return score_pb2.ModelAck(model_id=model_id)
@@ -722,7 +732,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self, request_iterator: Iterator[score_pb2.ScorePart], context: grpc.ServicerContext
     ) -> Iterator[score_pb2.ScoreReply]:
         model_id, key_id, ids, vouchers = serde.score_request_from_parts(
-            request_iterator, self.coordinator.max_entities
+            request_iterator, self.coordinator.max_entities, self.coordinator.require_model
         )
         count, holders, receipts, sums = self.coordinator.score(
             key_id, model_id, ids, _budget(context), vouchers, _analyst(context)

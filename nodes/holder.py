@@ -212,6 +212,11 @@ class HolderNode:
         exponents: tuple[int, ...],
         weights: tuple[bytes, ...],
     ) -> str:
+        """Keep a model's encrypted weights. The first registration of an id wins:
+        ids are keyed fingerprints of the whole model, so nobody without the
+        analyst's salt can swap the weights behind an id the analyst uses."""
+        if self.has_model(key_id, model_id):
+            return model_id
         check_features(features, self.tables)
         ctx = self.keys.get(key_id)
         for data in weights:
@@ -221,10 +226,19 @@ class HolderNode:
         with self._models_lock:
             self._models[model_id] = model
             self._models.move_to_end(model_id)
+            evicted = []
             while len(self._models) > self.max_models:
-                self._models.popitem(last=False)
+                evicted.append(self._models.popitem(last=False)[0])
+        for old in evicted:
+            self.pool.unregister(old)
         log.info("registered a model of %d features", len(features))
         return model_id
+
+    def require_model(self, model_id: str, key_id: str) -> None:
+        """Refuse a score for an unknown model before reading its entities (NOT_FOUND
+        makes the coordinator register it again)."""
+        if not self.has_model(key_id, model_id):
+            raise UnknownKeyError(f"model {model_id[:16]}... is not registered here")
 
     def has_model(self, key_id: str, model_id: str) -> bool:
         with self._models_lock:
@@ -318,7 +332,7 @@ class HolderServicer(holder_pb2_grpc.HolderServicer):
         self, request_iterator: Iterator[score_pb2.PreparePart], context: grpc.ServicerContext
     ) -> score_pb2.PrepareModelReply:
         key_id, features, ids, vouchers = serde.prepare_from_parts(
-            request_iterator, self.node.max_entities
+            request_iterator, self.node.max_entities, self.node.keys.get
         )
         exponents, receipts = self.node.prepare_model(
             key_id, features, ids, vouchers, _subject(context)
@@ -330,7 +344,7 @@ class HolderServicer(holder_pb2_grpc.HolderServicer):
         self, request_iterator: Iterator[score_pb2.ModelPart], context: grpc.ServicerContext
     ) -> score_pb2.ModelAck:
         key_id, model_id, features, exponents, weights = serde.model_from_parts(
-            request_iterator, MAX_MODEL_BYTES
+            request_iterator, MAX_MODEL_BYTES, self.node.keys.get
         )
         self.node.register_model(key_id, model_id, features, exponents, weights)
         return score_pb2.ModelAck(model_id=model_id)
@@ -346,7 +360,7 @@ class HolderServicer(holder_pb2_grpc.HolderServicer):
         self, request_iterator: Iterator[score_pb2.ScorePart], context: grpc.ServicerContext
     ) -> Iterator[score_pb2.ScoreReply]:
         model_id, key_id, ids, vouchers = serde.score_request_from_parts(
-            request_iterator, self.node.max_entities
+            request_iterator, self.node.max_entities, self.node.require_model
         )
         slots = ckks.PARAMS.slots
         count = -(-len(ids) // slots)

@@ -75,7 +75,10 @@ def _serve_forever(server: object, what: str, address: str) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(f"{what} listening on {address}", flush=True)
-    stop.wait()
+    # Wake up now and then: a signal delivered to another thread (any of gRPC's)
+    # runs its handler only when the main thread next runs Python code.
+    while not stop.wait(0.5):
+        pass
     log.info("%s stopping: finishing in-flight calls", what)
     server.stop(grace=10.0).wait()  # type: ignore[attr-defined]
     return EXIT_OK

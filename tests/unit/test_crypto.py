@@ -50,6 +50,11 @@ def test_public_bytes_carry_no_secret_and_no_galois_keys(key):
     assert len(key.public) < 1_000_000  # the registration budget per holder
 
 
+def _with_relin_keys(key):
+    ctx = ts.context_from(bytes(key.secret.serialize(save_secret_key=True)))
+    return bytes(ctx.serialize(save_secret_key=False, save_relin_keys=True))
+
+
 @pytest.mark.parametrize(
     "make, reason",
     [
@@ -71,6 +76,7 @@ def test_public_bytes_carry_no_secret_and_no_galois_keys(key):
             ),
             "no public key",
         ),
+        (lambda k: _with_relin_keys(k), "Galois or relinearisation"),
     ],
 )
 def test_unsafe_contexts_are_refused(key, make, reason):

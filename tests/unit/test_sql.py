@@ -161,3 +161,13 @@ def test_filter_tree_keeps_sql_structure():
     q = compile_sql("SELECT COUNT(*) FROM loans WHERE city IN ('A') OR NOT amount < 3", CATALOG)
     assert isinstance(q.plan.filter, Binary) and q.plan.filter.op is BinaryOp.OR
     assert q.plan.filter.left == InList(Column("City"), ("A",))
+
+
+def test_long_and_chains_compile_to_shallow_trees():
+    from engine.expr import depth
+
+    sql = "SELECT COUNT(*) FROM loans WHERE " + " AND ".join(f"amount > {i}" for i in range(1000))
+    q = compile_sql(sql, CATALOG)
+    assert depth(q.plan.filter) <= 12  # balanced: log2(1000) + the comparison's own levels
+    sql = "SELECT COUNT(*) FROM loans WHERE " + " OR ".join(f"month = '{i}'" for i in range(300))
+    assert depth(compile_sql(sql, CATALOG).plan.filter) <= 11
