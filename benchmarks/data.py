@@ -166,7 +166,7 @@ class ScoringData:
     ``tables`` maps holder name to ``(table name, path)``; ``features`` lists,
     in model order, ``(holder name, table name, column)``; ``ids`` is the
     entity file (one credit code per line, in table row order); ``scales``
-    is each column's median magnitude (for weights of comparable effect).
+    is each column's median non-zero magnitude (for weights of comparable effect).
     """
 
     entities: int
@@ -230,6 +230,16 @@ def _world(entities: int, seed: int) -> tuple[dict[str, np.ndarray], Text, np.nd
     return columns, uscc(ent), np.asarray(ent["uscc"])
 
 
+def _scale(column: np.ndarray) -> float:
+    """The median magnitude of a column's non-zero values (1 when it has none).
+
+    Mostly-zero columns (tax arrears) have a zero median; dividing a weight by
+    it would blow the scores up to ~1e9 and hide the encryption error.
+    """
+    magnitudes = np.abs(column[np.isfinite(column) & (column != 0)])
+    return float(np.median(magnitudes)) if magnitudes.size else 1.0
+
+
 def scoring_data(
     root: Path,
     entities: int,
@@ -267,10 +277,7 @@ def scoring_data(
             tables[name] = [table, path.name]
         ids = folder / "entities.txt"
         ids.write_text("\n".join(strings.tolist()) + "\n")
-        scales = {
-            c: float(np.nanmedian(np.abs(columns[c]))) if np.isfinite(columns[c]).any() else 1.0
-            for _, c in chosen
-        }
+        scales = {c: _scale(columns[c]) for _, c in chosen}
         cached = _finish(folder, spec, {"tables": tables, "scales": scales})
         if log:
             log(f"wide tables: {entities:,} entities x {features} features at {holders} holders")

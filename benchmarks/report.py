@@ -83,6 +83,7 @@ def _scoring(results: dict[str, Any]) -> Table:
                 fmt_ratio(cell.get("speedup_vs_paillier") or math.nan),
                 _num(cell.get("bytes_per_entity_per_holder"), "{:.1f}"),
                 _num(cell.get("max_abs_error")),
+                _num(cell.get("max_abs_score"), "{:.3g}"),
                 _others(cell),
             ]
         )
@@ -96,6 +97,7 @@ def _scoring(results: dict[str, Any]) -> Table:
         "vs Paillier",
         "B/entity/holder",
         "max abs err",
+        "max abs score",
         "others' CPU",
     ]
     return "Scoring over 3 holders (identity link)", headers, rows

@@ -163,7 +163,8 @@ def scoring_model(data: ScoringData, features: int, seed: int = 3) -> tuple[Mode
     """A linear model over the first ``features`` features; weights give terms of order 1."""
     chosen = data.model_features(features)
     rng = np.random.default_rng([seed, features])
-    scales = np.array([max(data.scales.get(c, 1.0), 1e-9) for _, _, c in chosen])
+    # A zero scale comes from data cached before scales skipped zeros: use 1.
+    scales = np.array([data.scales.get(c) or 1.0 for _, _, c in chosen])
     weights = rng.normal(size=features) / scales
     model = Model(
         entity="uscc",
@@ -237,7 +238,10 @@ def scoring_cell(
     received = last.meta.get("bytes_received")
     runs[-1].result = last = None
     matrix = read_features(data, chosen)
-    error = float(np.max(np.abs(scores - matrix @ weights))) if len(scores) else math.nan
+    expected = matrix @ weights
+    error = float(np.max(np.abs(scores - expected))) if len(scores) else math.nan
+    magnitude = float(np.max(np.abs(expected))) if len(scores) else math.nan
+    del expected
     del scores
     wire = _wire(runs, holders)
     sent = _max_value(wire.get("holder_sent"))
@@ -257,6 +261,7 @@ def scoring_cell(
         # Without ss: every holder's block is the size of the combined block the analyst gets.
         "bytes_per_entity_per_holder": (sent or received or 0) / entities or None,
         "max_abs_error": error,
+        "max_abs_score": magnitude,
         "processes": processes,
         "others_on_machine": cluster.interference(),
     }

@@ -99,7 +99,9 @@ def test_tiny_bench_writes_complete_sane_json(tmp_path):
         _positive_stat(score[key])
     assert score["ratio_to_floor"] > 0
     assert score["bytes_per_entity_per_holder"] > 0
-    assert score["max_abs_error"] < 1e-3
+    # Weights give terms of order 1, so scores are of order sqrt(features).
+    assert 0 < score["max_abs_score"] < 100
+    assert score["max_abs_error"] < 1e-6 * score["max_abs_score"]
     assert score["pipeline_s"]["products"] > 0
     if HAS_PHE:
         assert score["paillier"]["per_entity_s"]["analyst"] > 0
