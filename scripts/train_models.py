@@ -1,4 +1,4 @@
-"""Train the two showcase models shipped in models/ (credit.json, fraud.json).
+"""Train the two showcase models shipped in unseen/models/ (credit.json, fraud.json).
 
 Credit: bank-a's own loan history (who defaulted) joined, in the clear, with
 the departments' features — this stands for a past, authorised joint
@@ -13,7 +13,7 @@ the same semantics the holders apply — so the weights fit what the
 federation computes. Logistic regression by Newton's method with a small
 ridge, on standardised features, folded back into raw-unit weights.
 
-    python scripts/train_models.py [--enterprises 60000] [--out models]
+    python scripts/train_models.py [--enterprises 60000] [--out unseen/models]
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def main() -> int:
     parser.add_argument("--enterprises", type=int, default=60_000)
     parser.add_argument("--credit-seed", type=int, default=7)
     parser.add_argument("--fraud-seed", type=int, default=101)
-    parser.add_argument("--out", type=Path, default=ROOT / "models")
+    parser.add_argument("--out", type=Path, default=ROOT / "unseen" / "models")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     credit, credit_auc = train_credit(args.enterprises, args.credit_seed)

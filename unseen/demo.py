@@ -41,7 +41,7 @@ from unseen.showcase import Showcase, build_showcase
 
 __all__ = ["MODELS", "run_demo"]
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+MODELS = Path(__file__).resolve().parent / "models"
 SHOWN_ROWS = 10
 Out = Callable[[str], Any]
 
@@ -266,7 +266,7 @@ def _credit(demo: _Demo) -> None:
     demo.out("[2/3] credit scoring of loan applicants (grid, tax, social insurance, registry)")
     applicants = demo.showcase.applicants
     scores = demo.score(
-        "bank-a's default model (models/credit.json)", MODELS / "credit.json", applicants
+        "bank-a's default model (unseen/models/credit.json)", MODELS / "credit.json", applicants
     )
     outcomes = demo.showcase.outcomes
     ours, plain = auc(scores[:, 0], outcomes), auc(scores[:, 1], outcomes)
@@ -290,7 +290,9 @@ def _fraud(demo: _Demo) -> None:
         f"GROUP BY payee ORDER BY received DESC, payee",
     )
     scores = demo.score(
-        "fraud model on bank and telecom signals (models/fraud.json)", MODELS / "fraud.json", batch
+        "fraud model on bank and telecom signals (unseen/models/fraud.json)",
+        MODELS / "fraud.json",
+        batch,
     )
     labels = np.array([a in demo.showcase.mules for a in batch])
     for name, column in (("encrypted", 0), ("plaintext", 1)):

@@ -57,7 +57,7 @@ def test_demo_logs_are_json_and_hold_no_values_weights_or_keys(tmp_path):
     assert not leaked, leaked[:10]
     # Weights of the shipped models, as the JSON writes them and in short forms.
     for name in ("credit.json", "fraud.json"):
-        for feature in json.loads((ROOT / "models" / name).read_text())["features"]:
+        for feature in json.loads((ROOT / "unseen" / "models" / name).read_text())["features"]:
             weight = feature["weight"]
             for form in (repr(weight), f"{weight:.6g}", f"{weight:.4e}"):
                 assert form not in text, (name, form)
