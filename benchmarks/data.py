@@ -91,7 +91,8 @@ def electricity_shards(
     Returns ``{h: [shard paths]}``. Rows are the first ``total_rows`` of the
     table (enterprise-major), so the pooled rows are the same for every split.
     """
-    spec = {"format": _FORMAT, "rows": total_rows, "splits": sorted(set(splits)), "seed": seed}
+    counts = sorted(set(splits))
+    spec = {"format": _FORMAT, "rows": total_rows, "splits": counts, "seed": seed}
     folder = root / f"electricity-{label(total_rows)}-s{seed}"
     cached = _cached(folder, spec)
     if cached is None:
@@ -100,11 +101,11 @@ def electricity_shards(
         enterprises = math.ceil(total_rows / (_ELECTRICITY_MONTHS * keep) * 1.01) + 10
         synth_spec = synth.SynthSpec(seed=seed, enterprises=enterprises)
         table = electricity_table(synth_spec, synth.enterprises(synth_spec))
-        rows = len(next(iter(table.values())))
+        rows = len(np.asarray(table["kwh"]))
         if rows < total_rows:
             raise RuntimeError(f"generated {rows} electricity rows, fewer than {total_rows}")
         files: dict[str, list[str]] = {}
-        for count in spec["splits"]:
+        for count in counts:
             bounds = np.linspace(0, total_rows, count + 1).astype(np.int64)
             paths = []
             for index in range(count):

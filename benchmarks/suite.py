@@ -402,7 +402,10 @@ def refresh(results: dict[str, Any]) -> dict[str, Any]:
     """
     add_best_ratios(results)
     results["targets"] = evaluate_targets(results)
-    grid = Grid(**{k: tuple(v) if isinstance(v, list) else v for k, v in results["grid"].items()})
+    fields: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in results["grid"].items()
+    }
+    grid = Grid(**fields)
     standing = _standing_notes(grid)
     heads = tuple(note[:24] for note in standing)
     results["notes"] = [n for n in results.get("notes", []) if not n.startswith(heads)] + standing

@@ -608,27 +608,25 @@ class _PartialStream:
         except UnseenError as exc:
             self._fail(HolderError(self.link.label, exc.grpc_code, str(exc)), header_sent)
 
-    def header_receipts(self) -> list[str]:
-        """Wait for the holder's header; returns its receipts or raises its error."""
+    def _take(self, source: queue.Queue[tuple[str, Any]]) -> tuple[str, Any]:
+        """The next item the reader thread put, or the holder's error, within the deadline."""
         try:
-            kind, item = self.header.get(timeout=self.deadline)
+            kind, item = source.get(timeout=self.deadline)
         except queue.Empty:
             raise HolderError(
                 self.link.label, "DEADLINE_EXCEEDED", "did not answer in time"
             ) from None
         if kind == "error":
             raise item
+        return kind, item
+
+    def header_receipts(self) -> list[str]:
+        """Wait for the holder's header; returns its receipts or raises its error."""
+        _, item = self._take(self.header)
         return list(item)
 
     def get(self, index: int, ctx: ts.Context, slots: int) -> ts.CKKSVector:
-        try:
-            kind, item = self.queue.get(timeout=self.deadline)
-        except queue.Empty:
-            raise HolderError(
-                self.link.label, "DEADLINE_EXCEEDED", "did not answer in time"
-            ) from None
-        if kind == "error":
-            raise item
+        kind, item = self._take(self.queue)
         if kind != "ok":
             raise HolderError(self.link.label, "INTERNAL", "sent fewer score blocks than announced")
         if item.index != index:

@@ -29,7 +29,7 @@ import numpy as np
 from engine import synth
 from engine.audit import check_receipts, verify_ledger
 from engine.client import Client
-from engine.errors import RemoteError
+from engine.errors import RemoteError, UnseenError
 from engine.governance import sign_ledger_request
 from engine.ledger import LedgerRange, Receipt
 from engine.metrics import auc, precision_recall
@@ -107,7 +107,10 @@ class _Demo:
         elapsed = time.perf_counter() - started
         self.receipts += [Receipt.from_dict(r).encode() for r in result.meta["receipts"]]
         table = compiled.plan.table
-        k = self.catalog.table(table).min_group_size
+        info = self.catalog.table(table)
+        if info is None:  # compile() already resolved it against this catalog
+            raise UnseenError(f"table {table} left the catalog")
+        k = info.min_group_size
         shards = [f"{table}@{h}" for h, _ in self.showcase.tables[table]]
         _, verdict = check_answer(
             compiled, result, lambda q: self.reference.sql(q).fetchall(), shards, k
