@@ -26,9 +26,7 @@ _TIMEOUT = 1800.0
 def _call(client: Any, workload: dict[str, Any]) -> Callable[[], object]:
     if workload["kind"] == "aggregate":
         return lambda: client.query(workload["sql"])
-    from engine.model import parse_model
-
-    model = parse_model(workload["model"])
+    model = workload["model"]  # an engine.model.Model, pickled to this process
     ids = Path(workload["ids"]).read_text().split()
     return lambda: client.score(model, ids)
 

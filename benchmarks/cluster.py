@@ -15,7 +15,7 @@ from engine.client import Client
 from engine.keys import AnalystKey
 from unseen.federation import LocalFederation
 
-__all__ = ["Cluster", "Measured", "holder_bytes"]
+__all__ = ["Cluster", "Measured"]
 
 T = TypeVar("T")
 
@@ -83,9 +83,6 @@ class Cluster:
         out["analyst"] = os.getpid()
         return out
 
-    def new_client(self, key: AnalystKey) -> Client:
-        return Client(self.address, key=key)
-
     def measure(self, call: Callable[[], T]) -> Measured:
         """Run ``call`` once, timed, with the traffic of every server around it."""
         meter = TrafficMeter(self.servers)
@@ -112,14 +109,3 @@ class Cluster:
     def interference(self) -> dict[str, float | None]:
         """CPU used by other programs during the last probed cell (see ProcessProbe)."""
         return self._probe.others if self._probe is not None else {}
-
-
-def holder_bytes(traffic: Mapping[str, Traffic] | None, holders: list[str]) -> dict[str, Any]:
-    """Per holder bytes sent (to the coordinator) and received, from a measured call."""
-    if traffic is None:
-        return {}
-    return {
-        name: {"sent": traffic[name].sent, "received": traffic[name].received}
-        for name in holders
-        if name in traffic
-    }

@@ -28,7 +28,7 @@ import duckdb
 import numpy as np
 
 from engine import synth
-from engine.synth.columns import Column, Digits, Lookup, Text, take
+from engine.synth.columns import Column, Digits, Lookup, Text, row_count, take
 from engine.synth.departments import electricity_table, headcount_table, tax_filings_table
 from engine.synth.ids import uscc
 from engine.synth.writers import write_columns
@@ -101,7 +101,7 @@ def electricity_shards(
         enterprises = math.ceil(total_rows / (_ELECTRICITY_MONTHS * keep) * 1.01) + 10
         synth_spec = synth.SynthSpec(seed=seed, enterprises=enterprises)
         table = electricity_table(synth_spec, synth.enterprises(synth_spec))
-        rows = len(np.asarray(table["kwh"]))
+        rows = row_count(table)
         if rows < total_rows:
             raise RuntimeError(f"generated {rows} electricity rows, fewer than {total_rows}")
         files: dict[str, list[str]] = {}
@@ -262,12 +262,13 @@ def scoring_data(
     names = holder_names(holders)
     suffix = label(entities)
     chosen = _model_columns(features)
+    placed = [(names[holder_of(i, d, holders)], c) for i, (d, c) in enumerate(chosen)]
     if cached is None:
         _fresh(folder)
         columns, codes, strings = _world(entities, seed)
         by_holder: dict[str, list[str]] = {name: [] for name in names}
-        for index, (department, column) in enumerate(chosen):
-            by_holder[names[holder_of(index, department, holders)]].append(column)
+        for holder, column in placed:
+            by_holder[holder].append(column)
         tables: dict[str, list[str]] = {}
         for name, cols in by_holder.items():
             if not cols:
@@ -283,10 +284,7 @@ def scoring_data(
         if log:
             log(f"wide tables: {entities:,} entities x {features} features at {holders} holders")
     tables_out = {h: (t, folder / p) for h, (t, p) in cached["tables"].items()}
-    model = [
-        (names[holder_of(i, d, holders)], tables_out[names[holder_of(i, d, holders)]][0], c)
-        for i, (d, c) in enumerate(chosen)
-    ]
+    model = [(holder, tables_out[holder][0], column) for holder, column in placed]
     return ScoringData(
         entities, holders, tables_out, model, folder / "entities.txt", dict(cached["scales"])
     )

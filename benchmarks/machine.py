@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["describe_machine", "machine_line"]
+__all__ = ["describe_machine", "load_average", "machine_line"]
 
 _PACKAGES = (
     "tenseal",
@@ -74,7 +74,8 @@ def _commit() -> str | None:
     return done.stdout.strip() or None
 
 
-def _load_average() -> list[float] | None:
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none)."""
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
@@ -94,7 +95,7 @@ def describe_machine() -> dict[str, Any]:
         "python_implementation": platform.python_implementation(),
         "packages": {name: _version(name) for name in _PACKAGES},
         "unseen_commit": _commit(),
-        "load_average": _load_average(),
+        "load_average": load_average(),
     }
 
 

@@ -16,7 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ProcessProbe", "total_cpu_seconds"]
+__all__ = ["NOT_HOLDERS", "ProcessProbe", "holder_peak_rss", "total_cpu_seconds"]
+
+# The processes of a cell that are not holders (see ``Cluster.pids``).
+NOT_HOLDERS = ("coordinator", "analyst")
 
 
 def _status_kib(pid: int, field: str) -> int | None:
@@ -67,6 +70,19 @@ def total_cpu_seconds(pids: list[int]) -> float | None:
             return None
         total += seconds
     return total
+
+
+def holder_peak_rss(processes: Mapping[str, Mapping[str, Any]]) -> int | None:
+    """The largest peak RSS among a cell's holders; None when no holder's peak is known.
+
+    ``processes`` is what :meth:`ProcessProbe.stop` returns, or its JSON.
+    """
+    peaks = [
+        v["peak_rss_bytes"]
+        for k, v in processes.items()
+        if k not in NOT_HOLDERS and v["peak_rss_bytes"] is not None
+    ]
+    return max(peaks) if peaks else None
 
 
 def _busy_seconds() -> float | None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from benchmarks.machine import machine_line
 from benchmarks.measure import Stat, fmt_bytes, fmt_ratio, fmt_seconds
+from benchmarks.processes import holder_peak_rss
 
 __all__ = ["render", "tables"]
 
@@ -107,11 +108,6 @@ def _holders(results: dict[str, Any]) -> Table:
     rows = []
     for cell in sorted(results["scaling"]["holders"], key=lambda c: c["holders"]):
         agg, score = cell["aggregate"], cell["scoring"]
-        peaks = [
-            v["peak_rss_bytes"]
-            for k, v in score["processes"].items()
-            if k not in ("coordinator", "analyst") and v["peak_rss_bytes"]
-        ]
         rows.append(
             [
                 str(cell["holders"]),
@@ -119,7 +115,7 @@ def _holders(results: dict[str, Any]) -> Table:
                 _stat(agg["federated_s"]),
                 _stat(score["end_to_end_s"]),
                 _bytes(cell["key_registration"]["max_bytes_per_holder"]),
-                _bytes(max(peaks) if peaks else None),
+                _bytes(holder_peak_rss(score["processes"])),
             ]
         )
     first = results["scaling"]["holders"][0] if results["scaling"]["holders"] else None

@@ -75,7 +75,7 @@ def key_registration(cluster: Cluster) -> dict[str, Any]:
     assert cluster.client is not None
     client = cluster.client
     measured = cluster.measure(lambda: client.register_key(force=True))
-    holders = [h for h in cluster.servers if h != "coordinator"]
+    holders = list(cluster.holders)
     wire = _wire([measured], holders)
     received = wire.get("holder_received", {})
     return {
@@ -109,12 +109,13 @@ def aggregate_cell(
     def central() -> list[tuple[Any, ...]]:
         return con.execute(sql).fetchall()
 
-    holders = [h for h in cluster.servers if h != "coordinator"]
+    holders = list(cluster.holders)
     cluster.probe_start()
     client.query(sql)  # warm-up: catalog, first scan of the files
     central()
     federated, pooled, cpu = Stat(), Stat(), Stat()
     runs: list[Measured] = []
+    expected: list[tuple[Any, ...]] = []
     for rep in range(repeats):
         measured = cluster.measure(lambda: client.query(sql))
         runs.append(measured)
@@ -122,14 +123,15 @@ def aggregate_cell(
         if measured.cpu_s is not None:
             cpu.add(measured.cpu_s)
         if centralized:
-            pooled.add(timed(central)[0])
+            seconds, expected = timed(central)
+            pooled.add(seconds)
         progress.log(
             f"  {table} rep {rep + 1}/{repeats}: federated {measured.seconds:.3f} s"
             + (f", centralized {pooled.samples[-1]:.3f} s" if centralized else "")
         )
     processes = cluster.probe_stop()
     result = runs[-1].result
-    error = _max_rel_error(result.rows, central()) if centralized else None
+    error = _max_rel_error(result.rows, expected) if centralized else None
     con.close()
     wire = _wire(runs, holders)
     return {
@@ -178,18 +180,6 @@ def scoring_model(data: ScoringData, features: int, seed: int = 3) -> tuple[Mode
     return model, weights
 
 
-def model_dict(model: Model) -> dict[str, Any]:
-    """The model as the JSON model-file contract writes it."""
-    return {
-        "entity": model.entity,
-        "features": [
-            {"table": f.table, "column": f.column, "weight": f.weight} for f in model.features
-        ],
-        "intercept": model.intercept,
-        "link": model.link,
-    }
-
-
 def scoring_cell(
     cluster: Cluster,
     data: ScoringData,
@@ -211,7 +201,7 @@ def scoring_cell(
     entities = data.entities
     model, weights = scoring_model(data, features, seed)
     chosen = data.model_features(features)
-    holders = [h for h in cluster.servers if h != "coordinator"]
+    holders = list(cluster.holders)
     per_holder = [sum(1 for h, _, _ in chosen if h == name) for name in holders]
     ids = data.ids.read_text().split()
 

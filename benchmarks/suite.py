@@ -22,13 +22,13 @@ from benchmarks.data import (
     label,
     scoring_data,
 )
-from benchmarks.machine import describe_machine
+from benchmarks.machine import describe_machine, load_average
+from benchmarks.processes import NOT_HOLDERS, holder_peak_rss
 from benchmarks.progress import Progress
 from benchmarks.scenarios import (
     AGGREGATE_SQL,
     aggregate_cell,
     key_registration,
-    model_dict,
     scoring_cell,
     scoring_model,
 )
@@ -156,19 +156,12 @@ def _holders_map(
 
 
 def _memory_row(scenario: str, processes: dict[str, Any]) -> dict[str, Any]:
-    holders = [
-        v["peak_rss_bytes"]
-        for k, v in processes.items()
-        if k not in ("coordinator", "analyst") and v["peak_rss_bytes"] is not None
-    ]
     return {
         "scenario": scenario,
-        "holder_peak_rss_bytes_max": max(holders) if holders else None,
+        "holder_peak_rss_bytes_max": holder_peak_rss(processes),
         "coordinator_peak_rss_bytes": processes.get("coordinator", {}).get("peak_rss_bytes"),
         "analyst_peak_rss_bytes": processes.get("analyst", {}).get("peak_rss_bytes"),
-        "holder_cpu_s": {
-            k: v["cpu_s"] for k, v in processes.items() if k not in ("coordinator", "analyst")
-        },
+        "holder_cpu_s": {k: v["cpu_s"] for k, v in processes.items() if k not in NOT_HOLDERS},
         "coordinator_cpu_s": processes.get("coordinator", {}).get("cpu_s"),
         "analyst_cpu_s": processes.get("analyst", {}).get("cpu_s"),
     }
@@ -250,7 +243,7 @@ def run_suite(
                 _analyst_cells(grid, cluster, scoring, results, progress)
     results["duration_s"] = round(time.perf_counter() - started, 1)
     results["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    results["load_average_at_end"] = describe_machine()["load_average"]
+    results["load_average_at_end"] = load_average()
     add_best_ratios(results)
     results["targets"] = evaluate_targets(results)
     shares = [
@@ -383,7 +376,7 @@ def _analyst_cells(
     entities, features = grid.scoring[0]
     data = scoring[(entities, 3)]
     model, _ = scoring_model(data, features)
-    score_work = {"kind": "score", "model": model_dict(model), "ids": str(data.ids)}
+    score_work = {"kind": "score", "model": model, "ids": str(data.ids)}
     for analysts in grid.analysts:
         for work, what in (
             (aggregate_work, f"aggregate 3x{label(grid.sweep_rows)}"),

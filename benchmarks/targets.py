@@ -9,6 +9,7 @@ from functools import partial
 from typing import Any
 
 from benchmarks.measure import fmt_bytes, fmt_ratio
+from benchmarks.processes import holder_peak_rss
 
 __all__ = ["add_best_ratios", "evaluate_targets"]
 
@@ -85,12 +86,7 @@ def _peak(cell: dict[str, Any] | None) -> tuple[float | None, str]:
     if cell is None:
         return None, ""
     processes = cell["processes"]
-    holders = [
-        v["peak_rss_bytes"]
-        for k, v in processes.items()
-        if k not in ("coordinator", "analyst") and v["peak_rss_bytes"]
-    ]
-    peak = max(holders) if holders else None
+    peak = holder_peak_rss(processes)
     detail = (
         f"holder max {fmt_bytes(peak or math.nan)}, coordinator "
         f"{fmt_bytes(processes['coordinator']['peak_rss_bytes'] or math.nan)}, analyst "

@@ -117,10 +117,8 @@ def verify_ledger(
         )
     by_index: dict[int, str] = {}
     prev = first_prev
-    count = 0
     last_index, last_hash = 0, GENESIS_HASH
     for item in rows:
-        count += 1
         if not isinstance(item, LedgerEntry):
             index, why = item
             problems.append(LedgerProblem("malformed", index, why))
@@ -161,7 +159,7 @@ def verify_ledger(
         last_index, last_hash = entry.index, entry.entry_hash
     for cp in checkpoints:
         problems.extend(_check_checkpoint(cp, holder_public_key, by_index, last_index))
-    return LedgerReport(holder, kid, count, last_index, last_hash, tuple(problems))
+    return LedgerReport(holder, kid, len(rows), last_index, last_hash, tuple(problems))
 
 
 def _check_checkpoint(

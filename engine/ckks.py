@@ -29,12 +29,14 @@ __all__ = [
     "check_ciphertext",
     "decrypt",
     "encrypt",
+    "encrypt_all",
     "key_id",
     "load_ciphertext",
     "load_public_context",
     "new_secret_context",
     "public_bytes",
     "rerandomize",
+    "slot_count",
 ]
 
 
@@ -129,6 +131,16 @@ def load_public_context(data: bytes, max_bytes: int = MAX_PUBLIC_CONTEXT_BYTES) 
 def encrypt(ctx: ts.Context, values: np.ndarray) -> ts.CKKSVector:
     """Encrypt a full slot vector (callers pad with zeros so no slot is garbage)."""
     return ts.ckks_vector(ctx, np.asarray(values, dtype=np.float64).tolist())
+
+
+def encrypt_all(ctx: ts.Context, vectors: Sequence[np.ndarray]) -> list[bytes]:
+    """Encrypt full slot vectors and serialise each ciphertext."""
+    return [bytes(encrypt(ctx, v).serialize()) for v in vectors]
+
+
+def slot_count(ctx: ts.Context) -> int:
+    """How many slots a ciphertext under ``ctx`` holds (half the ring degree)."""
+    return int(ctx.seal_context().data.key_context_data().parms().poly_modulus_degree()) // 2
 
 
 def rerandomize(ctx: ts.Context, vector: ts.CKKSVector) -> ts.CKKSVector:

@@ -121,13 +121,14 @@ class Client:
 
     def _compile_fresh(self, sql: str) -> tuple[Catalog, CompiledQuery]:
         """Compile against a recent catalog; if that fails, against a fresh one."""
+        cached = self._catalog
         catalog = self.catalog(refresh=False)
         try:
             return catalog, self.compile(sql, catalog)
         except PlanError:
+            if cached is None or cached[1] is not catalog:
+                raise  # the catalog was just fetched: a fresh one would say the same
             fresh = self.catalog()
-            if fresh is catalog:
-                raise
             return fresh, self.compile(sql, fresh)
 
     def register_key(self, force: bool = False) -> str:
@@ -200,13 +201,7 @@ class Client:
         """Check the model against the catalog and strip its weights for the holders."""
         specs = []
         for feature in model.features:
-            key = model.key_of(feature)
-            check_feature(feature, key, catalog)
-            table = catalog.table(feature.table)
-            assert table is not None
-            column = table.column(feature.column)
-            key_column = table.column(key)
-            assert column is not None and key_column is not None
+            table, column, key_column = check_feature(feature, model.key_of(feature), catalog)
             condition = None
             if feature.filter is not None:
                 condition = compile_condition(feature.filter, table, catalog)
@@ -272,10 +267,11 @@ class Client:
         received = 0
         for index, data in enumerate(blocks):
             received += len(data)
-            values = ckks.decrypt(self.key.secret, data)
-            start = index * slots
-            for offset, entity in enumerate(ids[start : start + slots]):
-                rows.append([entity, model.apply_link(float(values[offset]) + model.intercept)])
+            chunk = ids[index * slots : (index + 1) * slots]
+            linear = (ckks.decrypt(self.key.secret, data)[: len(chunk)] + model.intercept).tolist()
+            rows.extend(
+                [entity, model.apply_link(x)] for entity, x in zip(chunk, linear, strict=True)
+            )
         if len(rows) != len(ids):
             raise RemoteError("INTERNAL", "the coordinator sent fewer score blocks than needed")
         meta = {

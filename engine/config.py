@@ -117,27 +117,23 @@ def _key(path: str, key: str | int) -> str:
 
 
 def _error(path: str, message: str) -> ConfigError:
-    return ConfigError(f"config {path}: {message}")
-
-
-def _table(value: Any, path: str, allowed: set[str]) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        return _fail(path, f"expected a table, got {_kind(value)}")
-    for key in value:
-        if key not in allowed:
-            raise _error(_key(path, key), f"unknown key (allowed: {', '.join(sorted(allowed))})")
-    return value
+    return ConfigError(f"config {path or '(top level)'}: {message}")
 
 
 def _section(value: Any, path: str) -> Mapping[str, Any]:
     """A table whose keys are names the user chooses (tables, columns)."""
     if not isinstance(value, dict):
-        return _fail(path, f"expected a table, got {_kind(value)}")
+        raise _error(path, f"expected a table, got {_kind(value)}")
     return value
 
 
-def _fail(path: str, message: str) -> Any:
-    raise _error(path or "(top level)", message)
+def _table(value: Any, path: str, allowed: set[str]) -> Mapping[str, Any]:
+    """A table whose keys are fixed by the format: any other key is refused."""
+    table = _section(value, path)
+    for key in table:
+        if key not in allowed:
+            raise _error(_key(path, key), f"unknown key (allowed: {', '.join(sorted(allowed))})")
+    return table
 
 
 def _kind(value: Any) -> str:
@@ -152,21 +148,21 @@ def _kind(value: Any) -> str:
 
 def _text(value: Any, path: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        return _fail(path, f"expected a non-empty string, got {_kind(value)}")
+        raise _error(path, f"expected a non-empty string, got {_kind(value)}")
     if any(ord(c) < 32 for c in value):
-        return _fail(path, "must be one line")
+        raise _error(path, "must be one line")
     return value
 
 
 def _bool(value: Any, path: str) -> bool:
     if not isinstance(value, bool):
-        return _fail(path, f"expected true or false, got {_kind(value)}")
+        raise _error(path, f"expected true or false, got {_kind(value)}")
     return value
 
 
 def _positive(value: Any, path: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        return _fail(path, f"expected an integer of at least 1, got {_kind(value)}")
+        raise _error(path, f"expected an integer of at least 1, got {_kind(value)}")
     return value
 
 
@@ -181,7 +177,7 @@ def _path(value: Any, path: str, base: Path, must_exist: bool = False) -> Path:
 
 def _uses(value: Any, path: str) -> frozenset[str]:
     if not isinstance(value, list):
-        return _fail(path, f"expected a list of uses, got {_kind(value)}")
+        raise _error(path, f"expected a list of uses, got {_kind(value)}")
     for i, use in enumerate(value):
         if not isinstance(use, str):
             raise _error(_key(path, i), f"expected a use name, got {_kind(use)}")

@@ -29,8 +29,10 @@ __all__ = [
     "UnaryOp",
     "children",
     "column_names",
+    "conjuncts",
     "depth",
     "literal_kind",
+    "pinned_values",
     "walk",
 ]
 
@@ -177,6 +179,35 @@ def column_names(node: Expr | None) -> set[str]:
     if node is None:
         return set()
     return {n.name for n in walk(node) if isinstance(n, Column)}
+
+
+def conjuncts(node: Expr | None) -> list[Expr]:
+    """The terms of a chain of ANDs, left to right (iteratively, like :func:`depth`)."""
+    out: list[Expr] = []
+    stack = [] if node is None else [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, Binary) and current.op is BinaryOp.AND:
+            stack += [current.right, current.left]
+        else:
+            out.append(current)
+    return out
+
+
+def pinned_values(conjunct: Expr) -> tuple[str, tuple[LiteralValue, ...]] | None:
+    """``(column, values)`` when ``conjunct`` pins a column to listed values, else None.
+
+    That is ``c IN (v, ...)`` (not negated) or ``c = v`` / ``v = c``: what both
+    a group domain and an entity-scoped voucher are narrowed by.
+    """
+    if isinstance(conjunct, InList) and not conjunct.negated:
+        if isinstance(conjunct.operand, Column):
+            return conjunct.operand.name, conjunct.values
+    elif isinstance(conjunct, Binary) and conjunct.op is BinaryOp.EQ:
+        for a, b in ((conjunct.left, conjunct.right), (conjunct.right, conjunct.left)):
+            if isinstance(a, Column) and isinstance(b, Literal):
+                return a.name, (b.value,)
+    return None
 
 
 def depth(node: Expr) -> int:

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from engine.catalog import TableInfo
 from engine.errors import PolicyError, QueryError
-from engine.expr import Binary, BinaryOp, Column, Expr, InList, Literal, column_names
-from engine.ledger import Ledger, LoggedRefusal, result_digest
+from engine.expr import column_names, conjuncts, pinned_values
+from engine.fields import utc_now
+from engine.ledger import Ledger, result_digest
 from engine.model import FeatureSpec
 from engine.plan import AggregatePlan
 from engine.signing import PublicKey, SigningKey, canonical_json, parse_utc, utc_text
@@ -48,20 +48,11 @@ T = TypeVar("T")
 
 # A supervisor's signed request is accepted this long after it was made.
 LEDGER_REQUEST_WINDOW = dt.timedelta(minutes=5)
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def digest(data: bytes) -> str:
     """The plan digest logged in the ledger: hex SHA-256 of the serialised plan."""
     return hashlib.sha256(data).hexdigest()
-
-
-def _conjuncts(node: Expr | None) -> list[Expr]:
-    if node is None:
-        return []
-    if isinstance(node, Binary) and node.op is BinaryOp.AND:
-        return _conjuncts(node.left) + _conjuncts(node.right)
-    return [node]
 
 
 def aggregate_entities(plan: AggregatePlan, table: TableInfo) -> frozenset[str] | None:
@@ -72,20 +63,11 @@ def aggregate_entities(plan: AggregatePlan, table: TableInfo) -> frozenset[str] 
     entities, such as ``WHERE payee IN (...) GROUP BY payee``.
     """
     found: set[str] | None = None
-    for conjunct in _conjuncts(plan.filter):
-        column = values = None
-        if (
-            isinstance(conjunct, InList)
-            and not conjunct.negated
-            and isinstance(conjunct.operand, Column)
-        ):
-            column, values = conjunct.operand.name, conjunct.values
-        elif isinstance(conjunct, Binary) and conjunct.op is BinaryOp.EQ:
-            for a, b in ((conjunct.left, conjunct.right), (conjunct.right, conjunct.left)):
-                if isinstance(a, Column) and isinstance(b, Literal):
-                    column, values = a.name, (b.value,)
-        if column is None or values is None:
+    for conjunct in conjuncts(plan.filter):
+        pinned = pinned_values(conjunct)
+        if pinned is None:
             continue
+        column, values = pinned
         info = table.column(column)
         if info is None or not info.allows("entity"):
             continue
@@ -161,18 +143,16 @@ class Governance:
             # trusted), then raised.
             if self.ledger is None:
                 raise
-            raise self._logged_refusal(request, exc) from exc
-        if signed is None and self.required:
-            presented = len(list(vouchers))
-            if presented:
-                # Clearer than "none was presented" when the analyst sent some.
-                refusal = PolicyError(
-                    f"holder {self.holder} requires a voucher; none of the {presented} "
-                    "presented was issued for it"
-                )
-                if self.ledger is None:
-                    raise refusal
-                raise self._logged_refusal(request, refusal) from refusal
+            raise self.ledger.log_refusal(request, exc) from exc
+        if signed is None and self.required and vouchers:
+            # Clearer than "none was presented" when the analyst sent some.
+            refusal = PolicyError(
+                f"holder {self.holder} requires a voucher; none of the {len(vouchers)} "
+                "presented was issued for it"
+            )
+            if self.ledger is None:
+                raise refusal
+            raise self.ledger.log_refusal(request, refusal) from refusal
         if self.ledger is None:
             self.policy.check(request, signed)
             return answer(), []
@@ -185,27 +165,13 @@ class Governance:
         )
         return result, [receipt.encode()]
 
-    def _logged_refusal(self, request: AccessRequest, exc: PolicyError) -> LoggedRefusal:
-        assert self.ledger is not None
-        # Fields from the network that are not well formed are logged empty,
-        # so that the refusal itself is always loggable.
-        receipt = self.ledger.append(
-            kind=request.kind,
-            analyst=request.analyst if _HEX64.match(request.analyst) else "",
-            plan_digest=request.plan_digest if _HEX64.match(request.plan_digest) else "",
-            outcome="refused",
-            reason=str(exc),
-        )
-        return LoggedRefusal(str(exc), receipt)
-
     def read_ledger(
         self, request: Mapping[str, Any], signature: bytes, now: dt.datetime | None = None
     ) -> tuple[str, str]:
         """Serve a supervisor's signed range request: (range JSON, signed checkpoint)."""
-        key = verify_ledger_request(self.holder, request, signature, self.supervisors, now)
+        verify_ledger_request(self.holder, request, signature, self.supervisors, now)
         if self.ledger is None:
             raise PolicyError(f"holder {self.holder} keeps no ledger")
-        del key
         start, end = int(request["start"]), int(request["end"])
         if start >= 2**63 or end >= 2**63:
             raise QueryError("a ledger range ends below 2^63")
@@ -230,12 +196,11 @@ def sign_ledger_request(
     key: SigningKey, holder: str, start: int, end: int, now: dt.datetime | None = None
 ) -> tuple[dict[str, Any], bytes]:
     """A supervisor's request for ledger entries ``[start, end)`` of ``holder``."""
-    moment = now or dt.datetime.now(dt.timezone.utc)
     request = {
         "holder": holder,
         "start": start,
         "end": end,
-        "issued_at": utc_text(moment),
+        "issued_at": utc_text(utc_now(now)),
         "supervisor": key.key_id,
     }
     return request, key.sign(_request_bytes(holder, request))
@@ -257,7 +222,6 @@ def verify_ledger_request(
         issued = parse_utc(str(request["issued_at"]))
     except ValueError as exc:
         raise PolicyError("the supervisor request carries no valid time") from exc
-    moment = now or dt.datetime.now(dt.timezone.utc)
-    if abs(moment - issued) > LEDGER_REQUEST_WINDOW:
+    if abs(utc_now(now) - issued) > LEDGER_REQUEST_WINDOW:
         raise PolicyError("the supervisor request is stale or from the future; sign a new one")
     return key

@@ -67,7 +67,7 @@ def _encrypt(key_id: str, path: str, vectors: list[np.ndarray]) -> list[bytes]:
         _contexts[key_id] = ctx
         while len(_contexts) > _CACHE_MODELS:
             _contexts.pop(next(iter(_contexts)))
-    return [bytes(ckks.encrypt(ctx, v).serialize()) for v in vectors]
+    return ckks.encrypt_all(ctx, vectors)
 
 
 def _warm() -> int:
@@ -106,12 +106,18 @@ class ScoringPool:
             self._spool.rmdir()
 
     def register(self, model: HolderModel, public: bytes, ctx: ts.Context) -> None:
-        """Make a model available to the workers (and to inline work)."""
+        """Make a model available to the workers (a spool file) and, without any, inline.
+
+        Refuses weights that are not fresh ciphertexts of this key's slot count.
+        """
+        slots = ckks.slot_count(ctx)
+        weights = [ckks.load_ciphertext(ctx, w, slots, depth=0) for w in model.weights]
         path = self._spool / f"{_file_name(model.model_id)}.model"
         with open(path, "wb") as handle:
             pickle.dump((public, list(model.weights)), handle)
         self._paths[model.model_id] = path
-        weights = [ckks.load_ciphertext(ctx, w, ckks_slots(ctx)) for w in model.weights]
+        if self.workers:
+            return  # the workers load their own copies; these would only hold memory
         with self._lock:
             self._inline[model.model_id] = (ctx, weights)
             while len(self._inline) > _CACHE_MODELS * 4:
@@ -122,7 +128,7 @@ class ScoringPool:
     ) -> list[bytes]:
         """Encrypt slot vectors under an analyst's public key, in a worker when there are any."""
         if not self.workers:
-            return [bytes(ckks.encrypt(ctx, v).serialize()) for v in vectors]
+            return ckks.encrypt_all(ctx, vectors)
         self.start()
         assert self._executor is not None
         path = self._spool / f"{_file_name(key_id)}.context"
@@ -168,7 +174,3 @@ class ScoringPool:
 def _file_name(name: str) -> str:
     """Spool file names are digests: ids come from the network and never name a path."""
     return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def ckks_slots(ctx: ts.Context) -> int:
-    return int(ctx.seal_context().data.key_context_data().parms().poly_modulus_degree()) // 2

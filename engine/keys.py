@@ -106,7 +106,8 @@ class AnalystKey:
                 f"{secret_path} is readable by others (mode {mode:o}); run chmod 600 on it"
             )
         try:
-            secret = ts.context_from(secret_path.read_bytes())
+            secret_bytes = secret_path.read_bytes()
+            secret = ts.context_from(secret_bytes)
             public = (directory / PUBLIC_FILE).read_bytes()
         except (OSError, ValueError) as exc:
             raise ConfigError(f"the key in {directory} is damaged: {exc}") from exc
@@ -116,7 +117,7 @@ class AnalystKey:
         salt = (
             salt_path.read_bytes()
             if salt_path.exists()
-            else (hashlib.sha256(b"unseen-salt" + secret_path.read_bytes()).digest())
+            else hashlib.sha256(b"unseen-salt" + secret_bytes).digest()
         )
         return cls(secret, public, salt)
 

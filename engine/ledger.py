@@ -57,10 +57,12 @@ from engine.errors import (
     UnseenError,
     VerificationError,
 )
+from engine.fields import is_voucher_id, utc_now
 from engine.signing import (
     PublicKey,
     SigningKey,
     canonical_json,
+    is_hex_digest,
     is_key_id,
     parse_utc,
     utc_text,
@@ -93,9 +95,7 @@ MAX_RANGE = 10_000
 _ENTRY_TAG = b"unseen.ledger.entry.v1\n"
 _SIG_TAG = b"unseen.ledger.sig.v1\n"
 _CHECKPOINT_TAG = b"unseen.ledger.checkpoint.v1\n"
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _KIND = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
-_VOUCHER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _MAX_REASON = 1000
 
 # One statement per item: executescript() would commit the surrounding transaction.
@@ -142,14 +142,6 @@ _ROW_FIELDS = (
     "signature",
 )
 _COLUMNS = ", ".join("idx" if f == "index" else f for f in _ROW_FIELDS)
-
-
-def _utc_now(now: dt.datetime | None) -> dt.datetime:
-    if now is None:
-        return dt.datetime.now(dt.timezone.utc)
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("ledger times must be timezone-aware")
-    return now.astimezone(dt.timezone.utc)
 
 
 def result_digest(result: bytes | Sequence[bytes]) -> str:
@@ -252,7 +244,7 @@ class Receipt(_Record):
     signature: bytes
 
     def _check(self) -> None:
-        if not (is_key_id(self.holder_key_id) and _HEX64.match(self.entry_hash)):
+        if not (is_key_id(self.holder_key_id) and is_hex_digest(self.entry_hash)):
             raise VerificationError("malformed receipt: bad key id or entry hash")
 
     def signature_valid(self, key: PublicKey) -> bool:
@@ -404,6 +396,14 @@ def _meta(con: sqlite3.Connection, path: Path) -> tuple[str, str]:
     return str(rows["holder"]), str(rows["holder_key_id"])
 
 
+def _head(con: sqlite3.Connection) -> tuple[int, str]:
+    """``(index, entry hash)`` of the last entry; ``(0, GENESIS_HASH)`` when empty."""
+    row = con.execute(
+        "SELECT idx, entry_hash FROM ledger_entries ORDER BY idx DESC LIMIT 1"
+    ).fetchone()
+    return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+
+
 def _answered(con: sqlite3.Connection, voucher_id: str) -> int:
     """A voucher's quota use: its answered entries (none without a voucher).
 
@@ -446,7 +446,6 @@ def _read_range(
 ) -> LedgerRange:
     if start < 1:
         raise QueryError("a ledger range starts at index 1 or later")
-    limit = max(1, min(limit, MAX_RANGE))
     if end is not None and end < start:
         raise QueryError(f"ledger range end {end} is before its start {start}")
     head = con.execute("SELECT COALESCE(MAX(idx), 0) FROM ledger_entries").fetchone()[0]
@@ -592,22 +591,18 @@ class Ledger:
             ("plan_digest", plan_digest),
             ("result_digest", result_digest),
         ):
-            if value and not _HEX64.match(value):
+            if value and not is_hex_digest(value):
                 raise ValueError(f"ledger {what} must be 64 lowercase hex digits or empty")
-        if voucher_id and not _VOUCHER_ID.match(voucher_id):
+        if voucher_id and not is_voucher_id(voucher_id):
             raise ValueError("ledger voucher_id is not a voucher id")
         if outcome != "answered" and not reason:
             raise ValueError(f"a {outcome} entry needs a reason")
-        last = con.execute(
-            "SELECT idx, entry_hash FROM ledger_entries ORDER BY idx DESC LIMIT 1"
-        ).fetchone()
-        index, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-        moment = _utc_now(now)
+        last, prev = _head(con)
         draft = LedgerEntry(
             holder=self.holder,
             holder_key_id=self.key_id,
-            index=index,
-            time=moment,
+            index=last + 1,
+            time=utc_now(now),
             kind=kind,
             plan_digest=plan_digest,
             voucher_id=voucher_id,
@@ -715,11 +710,11 @@ class Ledger:
         try:
             policy.check(request, voucher, now, self.answered_count(vid))
         except PolicyError as exc:
-            raise self._refusal(request, vid, exc, now) from exc
+            raise self.log_refusal(request, exc, vid, now) from exc
         try:
             result = answer()
         except PolicyError as exc:
-            raise self._refusal(request, vid, exc, now) from exc
+            raise self.log_refusal(request, exc, vid, now) from exc
         except Exception as exc:
             self._log_failure(request, vid, exc, now)
             raise
@@ -748,14 +743,23 @@ class Ledger:
         # are logged empty rather than making the refusal itself unloggable.
         return {
             "kind": request.kind if _KIND.match(request.kind) else "unknown",
-            "analyst": request.analyst if _HEX64.match(request.analyst) else "",
-            "plan_digest": request.plan_digest if _HEX64.match(request.plan_digest) else "",
+            "analyst": request.analyst if is_hex_digest(request.analyst) else "",
+            "plan_digest": request.plan_digest if is_hex_digest(request.plan_digest) else "",
             "voucher_id": voucher_id,
         }
 
-    def _refusal(
-        self, request: AccessRequest, voucher_id: str, exc: PolicyError, now: dt.datetime | None
+    def log_refusal(
+        self,
+        request: AccessRequest,
+        exc: PolicyError,
+        voucher_id: str = "",
+        now: dt.datetime | None = None,
     ) -> LoggedRefusal:
+        """Log ``request`` as refused for ``exc``; returns the :class:`LoggedRefusal` to raise.
+
+        :meth:`authorize_and_append` uses it; so does a holder refusing before
+        that (a voucher that does not decode, none issued for this holder).
+        """
         receipt = self.append(
             outcome="refused", reason=str(exc), now=now, **self._request_fields(request, voucher_id)
         )
@@ -775,26 +779,13 @@ class Ledger:
     # -- reading -------------------------------------------------------------
     def head(self) -> tuple[int, str]:
         """``(index, entry hash)`` of the last entry; ``(0, GENESIS_HASH)`` when empty."""
-        row = (
-            self._con()
-            .execute("SELECT idx, entry_hash FROM ledger_entries ORDER BY idx DESC LIMIT 1")
-            .fetchone()
-        )
-        return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+        return _head(self._con())
 
     def checkpoint(self, now: dt.datetime | None = None) -> Checkpoint:
         """Sign the current head, for the holder to publish (see the module docstring)."""
         index, entry_hash = self.head()
-        moment = _utc_now(now)
-        unsigned = Checkpoint(self.holder, self.key_id, index, entry_hash, moment, b"")
-        return Checkpoint(
-            self.holder,
-            self.key_id,
-            index,
-            entry_hash,
-            moment,
-            self.key.sign(unsigned.signed_bytes()),
-        )
+        unsigned = Checkpoint(self.holder, self.key_id, index, entry_hash, utc_now(now), b"")
+        return dataclasses.replace(unsigned, signature=self.key.sign(unsigned.signed_bytes()))
 
     def read_range(
         self, start: int = 1, end: int | None = None, limit: int = MAX_RANGE
@@ -805,6 +796,7 @@ class Ledger:
         ``read_range(previous.end, ...)`` until ``end > head``. Raises
         :class:`QueryError` for an inverted range.
         """
+        limit = max(1, min(limit, MAX_RANGE))
         return _read_range(self._con(), self.holder, self.key_id, start, end, limit)
 
     def entry(self, index: int) -> LedgerEntry | None:

@@ -134,10 +134,7 @@ def answer_aggregate(
     (TenSEAL holds the GIL). By default it encrypts in this thread.
     """
     check_plan(plan, table, limits)
-    if (
-        plan.codec.slots
-        != ctx.seal_context().data.key_context_data().parms().poly_modulus_degree() // 2
-    ):
+    if plan.codec.slots != ckks.slot_count(ctx):
         raise PlanError("the plan's slot count does not match the registered key")
     layout = layout_for(plan, limits)
     moments = compute_moments(plan, source, table)
@@ -146,10 +143,7 @@ def answer_aggregate(
     for i in suppressed:
         del moments[i]
     vectors = pack(plan, layout, moments)
-    if encrypt is None:
-        ciphertexts = tuple(bytes(ckks.encrypt(ctx, v).serialize()) for v in vectors)
-    else:
-        ciphertexts = tuple(encrypt(vectors))
+    ciphertexts = tuple(ckks.encrypt_all(ctx, vectors) if encrypt is None else encrypt(vectors))
     log.info(
         "aggregate on %s: %d groups, %d suppressed, %d ciphertexts",
         table.name,

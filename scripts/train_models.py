@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -36,7 +37,7 @@ from engine.verify import plaintext_features  # noqa: E402
 
 LAST6 = "month >= '2023-07'"
 PREV6 = "month >= '2023-01' AND month < '2023-07'"
-CREDIT_FEATURES = [
+CREDIT_FEATURES: list[dict[str, Any]] = [
     {"table": "electricity", "column": "kwh", "aggregate": "sum", "filter": LAST6},
     {"table": "electricity", "column": "kwh", "aggregate": "sum", "filter": PREV6},
     {"table": "electricity", "column": "kwh", "aggregate": "count", "filter": LAST6},
@@ -73,7 +74,7 @@ CREDIT_FEATURES = [
     {"table": "registry", "column": "registered_capital", "transform": "log1p"},
 ]
 LAST_DAY = "ts >= TIMESTAMP '2024-01-30 00:00:00'"
-FRAUD_FEATURES = [
+FRAUD_FEATURES: list[dict[str, Any]] = [
     {
         "table": "transfers",
         "column": "amount",
@@ -128,6 +129,22 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, parts: list[synth.Colum
     synth.public_relation(con, pooled, f"raw_{name}").create_view(name)
 
 
+def _fit(
+    con: duckdb.DuckDBPyConnection,
+    entity: str,
+    features: list[dict],
+    entities: list,
+    labels: np.ndarray,
+    ridge: float = 1e-2,
+) -> tuple[dict, float]:
+    """Fit on the plaintext features of ``entities``: the model file and its in-sample AUC."""
+    template = parse_model(_model(entity, features, np.zeros(len(features)), 0.0))
+    x = plaintext_features(con, template, entities)
+    weights, intercept = fit_logistic(x, labels, ridge)
+    fitted = 1 / (1 + np.exp(-(x @ weights + intercept)))
+    return _model(entity, features, weights, intercept), auc(fitted, labels)
+
+
 def train_credit(enterprises: int, seed: int) -> tuple[dict, float]:
     spec = synth.SynthSpec(seed=seed, enterprises=enterprises)
     ent = synth.enterprises(spec)
@@ -141,28 +158,18 @@ def train_credit(enterprises: int, seed: int) -> tuple[dict, float]:
     borrowers = np.unique(history["uscc"])
     defaulted = np.zeros(len(borrowers))
     np.maximum.at(defaulted, np.searchsorted(borrowers, history["uscc"]), history["defaulted"])
-    template = parse_model(_model("uscc", CREDIT_FEATURES, np.zeros(len(CREDIT_FEATURES)), 0.0))
-    x = plaintext_features(con, template, list(borrowers))
-    weights, intercept = fit_logistic(x, defaulted)
-    model = _model("uscc", CREDIT_FEATURES, weights, intercept)
-    fitted = 1 / (1 + np.exp(-(x @ weights + intercept)))
-    return model, auc(fitted, defaulted)
+    return _fit(con, "uscc", CREDIT_FEATURES, list(borrowers), defaulted)
 
 
 def train_fraud(enterprises: int, seed: int) -> tuple[dict, float]:
     spec = synth.SynthSpec(seed=seed, enterprises=enterprises)
     con = duckdb.connect()
-    _register(con, "transfers", [synth.transfers(spec, b) for b in range(spec.banks)])
+    _register(con, "transfers", synth.transfers_by_bank(spec))
     _register(con, "fraud_reports", [synth.telecom_reports(spec)])
     batch = list(synth.suspicious_accounts(spec))
     mules = set(synth.mule_truth(spec).tolist())
     labels = np.array([a in mules for a in batch], dtype=np.float64)
-    template = parse_model(_model("account", FRAUD_FEATURES, np.zeros(len(FRAUD_FEATURES)), 0.0))
-    x = plaintext_features(con, template, batch)
-    weights, intercept = fit_logistic(x, labels, ridge=1.0)
-    model = _model("account", FRAUD_FEATURES, weights, intercept)
-    fitted = 1 / (1 + np.exp(-(x @ weights + intercept)))
-    return model, auc(fitted, labels)
+    return _fit(con, "account", FRAUD_FEATURES, batch, labels, ridge=1.0)
 
 
 def main() -> int:

@@ -1,8 +1,11 @@
-"""Shared fixtures: an analyst key per session and in-process federations on port 0."""
+"""Shared fixtures: an analyst key per session, in-process federations on port 0, and the
+command line run as a user runs it."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,12 +68,16 @@ class Federation:
         self.coordinator.close()
         for server in self.holder_servers.values():
             server.stop(grace=None).wait()
+        for node in self.holders.values():
+            node.pool.close()  # worker processes and the model spool
 
 
-def start_federation(holders: Mapping[str, Mapping[str, Path]], k: int = 5) -> Federation:
+def start_federation(
+    holders: Mapping[str, Mapping[str, Path]], k: int = 5, workers: int = 0
+) -> Federation:
     nodes, servers, addresses = {}, {}, {}
     for name, tables in holders.items():
-        node = HolderNode.quickstart(name, tables, k=k)
+        node = HolderNode.quickstart(name, tables, k=k, workers=workers)
         server, port = serve_holder(node, "127.0.0.1:0")
         nodes[name], servers[name], addresses[name] = node, server, f"127.0.0.1:{port}"
     coordinator = Coordinator.connect(list(addresses.values()))
@@ -82,11 +89,24 @@ def start_federation(holders: Mapping[str, Mapping[str, Path]], k: int = 5) -> F
 def federation_factory() -> Iterator:
     started: list[Federation] = []
 
-    def make(holders: Mapping[str, Mapping[str, Path]], k: int = 5) -> Federation:
-        fed = start_federation(holders, k)
+    def make(holders: Mapping[str, Mapping[str, Path]], k: int = 5, workers: int = 0) -> Federation:
+        fed = start_federation(holders, k, workers)
         started.append(fed)
         return fed
 
     yield make
     for fed in started:
         fed.close()
+
+
+def unseen(
+    *args: object, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m unseen ARGS`` in a child process; its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "unseen", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )

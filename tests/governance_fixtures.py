@@ -7,6 +7,10 @@ banks, ``power`` by the grid); and a TOML config per holder with
 policies. The same world starts in this process (:func:`start_in_process`:
 holders built with ``HolderNode.from_config``) or as separate
 ``unseen node serve --config`` processes (:class:`ConfigFederation`).
+
+Also the ledger helpers the integration and unit tests share (:func:`tamper`
+and friends), and the one access request the voucher and ledger unit tests
+build on (:func:`request`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from engine.config import load_config
 from engine.keys import AnalystKey
 from engine.ledger import GENESIS_HASH, Ledger, LedgerEntry, Receipt, read_ledger
 from engine.signing import PublicKey, SigningKey, utc_text
-from engine.voucher import issue
+from engine.voucher import AccessRequest, issue
 from nodes.coordinator import Coordinator, serve_coordinator
 from nodes.holder import HolderNode, serve_holder
 from tests.shards import load_duckdb, write_shard
@@ -71,8 +75,26 @@ POWER_SCOPE = {"power": {"account": ["entity", "filter"], "kwh": ["aggregate", "
 SCOPES = {"bank-a": LOANS_SCOPE, "bank-b": LOANS_SCOPE, "grid": POWER_SCOPE}
 
 
+# The analyst and plan of the unit tests' requests (well-formed hex SHA-256 ids).
+ANALYST = "a1" * 32
+PLAN = "c3" * 32
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def request(**overrides: Any) -> AccessRequest:
+    """An aggregate of ``tax.revenue`` by :data:`ANALYST` at holder ``tax``; fields overridable."""
+    fields: dict[str, Any] = {
+        "analyst": ANALYST,
+        "holder": "tax",
+        "kind": "aggregate",
+        "plan_digest": PLAN,
+        "reads": {"tax": {"revenue": {"aggregate"}}},
+    }
+    fields.update(overrides)
+    return AccessRequest(**fields)
 
 
 def _toml(value: Any) -> str:
@@ -304,14 +326,18 @@ def copy_ledger(source: Path, target: Path) -> Path:
     return target
 
 
-def tamper(path: Path, *statements: str) -> None:
-    """Run SQL on a ledger copy with its append-only triggers dropped (an attacker's view)."""
+def tamper(path: Path, *statements: str | tuple[Any, ...]) -> None:
+    """What an attacker with write access does: drop the append-only guards, then edit.
+
+    Each statement is SQL text, or a tuple of SQL text and its parameters.
+    """
     con = sqlite3.connect(path)
     try:
-        for trigger in ("no_update", "no_delete"):
-            con.execute(f"DROP TRIGGER IF EXISTS ledger_entries_{trigger}")
+        for table in ("ledger_entries", "ledger_meta"):
+            for action in ("update", "delete"):
+                con.execute(f"DROP TRIGGER IF EXISTS {table}_no_{action}")
         for statement in statements:
-            con.execute(statement)
+            con.execute(*((statement,) if isinstance(statement, str) else statement))
         con.commit()
     finally:
         con.close()

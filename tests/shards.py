@@ -1,15 +1,23 @@
-"""Write test tables in every source format from one schema and list of rows."""
+"""Write test tables in every source format from one schema and list of rows, and keep
+their plaintext twin in DuckDB to check encrypted answers against."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 from sqlglot import exp
+
+from engine.verify import Verdict, check_answer
+
+if TYPE_CHECKING:
+    from engine.client import Client
+    from engine.result import Result
 
 Schema = Sequence[tuple[str, str]]  # (column, DuckDB type)
 
@@ -96,3 +104,44 @@ def write_shard(
         relation.write_csv(str(path))
     con.close()
     return path
+
+
+@dataclass
+class Reference:
+    """The plaintext twin of a horizontally split table: each holder's rows as
+    ``<table>@<holder>`` (the ``shards``) and all of them pooled as ``<table>``."""
+
+    con: duckdb.DuckDBPyConnection
+    shards: list[str]
+
+    def check(self, client: Client, sql: str, k: int) -> tuple[Result, list[Any], Verdict]:
+        """Run ``sql`` encrypted through ``client`` and here: the encrypted answer, the
+        plaintext rows and :func:`engine.verify.check_answer`'s verdict."""
+        compiled = client.compile(sql)
+        result = client.query(sql)
+        cursor = self.con.cursor()  # a connection of its own: callers check from many threads
+        theirs, verdict = check_answer(
+            compiled, result, lambda q: cursor.sql(q).fetchall(), self.shards, k
+        )
+        return result, theirs, verdict
+
+
+def write_shards(
+    schema: Schema,
+    shards: Mapping[str, tuple[Path, Sequence[Sequence[Any]]]],
+    table: str = "t",
+) -> tuple[dict[str, dict[str, Path]], Reference]:
+    """Write each holder's rows of ``table`` (``{holder: (path, rows)}``) and their reference.
+
+    Returns the holders' ``{table: path}`` maps, as the federations take them, and the
+    :class:`Reference`.
+    """
+    con = duckdb.connect()
+    holders: dict[str, dict[str, Path]] = {}
+    pooled: list[Sequence[Any]] = []
+    for holder, (path, rows) in shards.items():
+        holders[holder] = {table: write_shard(path, schema, rows, table)}
+        load_duckdb(con, schema, rows, f"{table}@{holder}")
+        pooled += rows
+    load_duckdb(con, schema, pooled, table)
+    return holders, Reference(con, [f"{table}@{holder}" for holder in shards])

@@ -24,6 +24,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.errors import (
     ConfigError,
@@ -31,6 +32,7 @@ from engine.errors import (
     UnseenError,
     VerificationError,
 )
+from engine.result import Result
 from unseen.governance import (
     add_commands,
     add_tls_flags,
@@ -40,6 +42,9 @@ from unseen.governance import (
 )
 from unseen.governance import tls_files as _tls
 from unseen.logs import configure, default_json, default_level
+
+if TYPE_CHECKING:  # imported where used, so only the commands that talk to a coordinator load it
+    from engine.client import Client
 
 __all__ = ["main"]
 
@@ -69,12 +74,13 @@ def _address(text: str) -> str:
     return text
 
 
-def _serve_forever(server: object, what: str, address: str) -> int:
-    """Announce the address, then block until SIGTERM/SIGINT and drain."""
+def _serve_forever(server: object, what: str, listen: str, port: int) -> int:
+    """Announce the bound address, then block until SIGTERM/SIGINT and drain."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print(f"{what} listening on {address}", flush=True)
+    # ``listen`` may ask for port 0; announce the port actually bound.
+    print(f"{what} listening on {listen.rpartition(':')[0]}:{port}", flush=True)
     # Wake up now and then: a signal delivered to another thread (any of gRPC's)
     # runs its handler only when the main thread next runs Python code.
     while not stop.wait(0.5):
@@ -94,13 +100,18 @@ def _default_workers() -> int:
 def _cmd_node_serve(args: argparse.Namespace) -> int:
     from nodes.holder import HolderNode, serve_holder
 
+    tls_config = None
     if args.config is not None:
         from engine.config import load_config
 
         config = load_config(args.config).override(name=args.name, listen=args.listen)
         if not config.listen:
             raise ConfigError("no listen address: set [node] listen or --listen")
-        listen = _address(config.listen)
+        try:
+            listen = _address(config.listen)
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(f"[node] listen in {args.config}: {exc}") from exc
+        tls_config = config.tls
         node = HolderNode.from_config(config, dict(args.table), workers=args.workers)
     else:
         if not args.name or not args.listen:
@@ -111,10 +122,9 @@ def _cmd_node_serve(args: argparse.Namespace) -> int:
         node = HolderNode.quickstart(args.name, dict(args.table), k=args.k, workers=args.workers)
     node.pool.start()
     try:
-        tls = _tls(args, config.tls if args.config is not None else None, server=True)
+        tls = _tls(args, tls_config, server=True)
         server, port = serve_holder(node, listen, tls)
-        host = listen.rpartition(":")[0]
-        return _serve_forever(server, f"holder {node.name}", f"{host}:{port}")
+        return _serve_forever(server, f"holder {node.name}", listen, port)
     finally:
         node.pool.close()
 
@@ -142,9 +152,8 @@ def _cmd_coordinator_serve(args: argparse.Namespace) -> int:
     tls = _tls(args, server=True)
     coordinator = Coordinator.connect(args.holder, tls=tls)
     server, port = serve_coordinator(coordinator, args.listen, tls)
-    host = args.listen.rpartition(":")[0]
     try:
-        return _serve_forever(server, "coordinator", f"{host}:{port}")
+        return _serve_forever(server, "coordinator", args.listen, port)
     finally:
         coordinator.close()
 
@@ -159,40 +168,41 @@ def _cmd_keys_new(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_query(args: argparse.Namespace) -> int:
+def _client(args: argparse.Namespace) -> Client:
+    """A client of ``--coordinator`` with the key, deadline, TLS and vouchers the flags give."""
     from engine.client import Client
 
-    vouchers = read_vouchers(args.voucher)
-    with Client(
+    vouchers = read_vouchers(getattr(args, "voucher", []))  # catalog takes no vouchers
+    return Client(
         args.coordinator, key_dir=args.key, timeout=args.timeout, vouchers=vouchers, tls=_tls(args)
-    ) as client:
-        result = client.query(args.sql)
+    )
+
+
+def _print_answer(args: argparse.Namespace, result: Result) -> int:
+    """Keep the holders' receipts (``--receipts``) and print the answer in ``--format``."""
     write_receipts(args.receipts, result.meta.get("receipts", []))
     print(result.format(args.format))
     return EXIT_OK
 
 
+def _cmd_query(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        result = client.query(args.sql)
+    return _print_answer(args, result)
+
+
 def _cmd_score(args: argparse.Namespace) -> int:
-    from engine.client import Client
     from engine.model import load_model, read_entities
 
     model = load_model(args.model)
     entities = read_entities(args.entities, model.entity)
-    vouchers = read_vouchers(args.voucher)
-    with Client(
-        args.coordinator, key_dir=args.key, timeout=args.timeout, vouchers=vouchers, tls=_tls(args)
-    ) as client:
+    with _client(args) as client:
         result = client.score(model, entities)
-    write_receipts(args.receipts, result.meta.get("receipts", []))
-    print(result.format(args.format))
-    return EXIT_OK
+    return _print_answer(args, result)
 
 
 def _cmd_catalog(args: argparse.Namespace) -> int:
-    from engine.client import Client
-    from engine.result import Result
-
-    with Client(args.coordinator, key_dir=args.key, timeout=args.timeout, tls=_tls(args)) as client:
+    with _client(args) as client:
         catalog = client.catalog()
     rows = []
     for table in catalog.tables:

@@ -19,6 +19,7 @@ import grpc
 from engine.audit import check_receipts, verify_ledger
 from engine.errors import ConfigError, VerificationError
 from engine.governance import sign_ledger_request
+from engine.keys import META_FILE
 from engine.ledger import Checkpoint, LedgerRange, Receipt, read_ledger
 from engine.result import Result
 from engine.revocation import revoke
@@ -98,7 +99,7 @@ def cmd_voucher_issue(args: argparse.Namespace) -> int:
     key = SigningKey.load(args.key)
     grantee = args.grantee
     if args.grantee_key is not None:
-        meta = json.loads((args.grantee_key / "key.json").read_text())
+        meta = json.loads((args.grantee_key / META_FILE).read_text())
         grantee = meta["key_id"]
     if not grantee:
         raise ConfigError("give --grantee KEY_ID or --grantee-key DIR")
@@ -131,14 +132,9 @@ def cmd_voucher_issue(args: argparse.Namespace) -> int:
     return 0
 
 
-def _voucher_dict(signed: SignedVoucher) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(signed.payload)
-    return result
-
-
 def cmd_voucher_show(args: argparse.Namespace) -> int:
     for signed in map(SignedVoucher.decode, read_vouchers([args.file])):
-        print(json.dumps(_voucher_dict(signed), indent=2, sort_keys=True))
+        print(json.dumps(json.loads(signed.payload), indent=2, sort_keys=True))
     return 0
 
 
@@ -166,7 +162,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     ]
     source: Path | LedgerRange = args.ledger
     if args.ledger.suffix == ".json":
-        source = LedgerRange.from_dict(json.loads(args.ledger.read_text())["range"])
+        source = _fetched_range(args.ledger)
     report = verify_ledger(source, key, checkpoints)
     print(report.summary())
     if not report.ok:
@@ -174,12 +170,17 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetched_range(path: Path) -> LedgerRange:
+    """The ledger range in a file written by ``unseen audit fetch``."""
+    return LedgerRange.from_dict(json.loads(path.read_text())["range"])
+
+
 def cmd_audit_show(args: argparse.Namespace) -> int:
     ledger_range = read_ledger(args.ledger, args.start, args.end)
     rows = [
         [
             e.index,
-            utc_text(e.time) if hasattr(e.time, "tzinfo") else e.time,
+            utc_text(e.time),
             e.kind,
             e.outcome,
             e.reason,
@@ -198,25 +199,35 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit_fetch(args: argparse.Namespace) -> int:
-    """Fetch ``[start, end)`` of a holder's ledger, page by page, into one range file."""
-    key = SigningKey.load(args.key)
-    channel = create_channel(args.holder, tls_files(args))
+def fetch_ledger(
+    address: str,
+    key: SigningKey,
+    start: int = 1,
+    end: int = 0,
+    tls: TlsFiles | None = None,
+    holder: str | None = None,
+) -> tuple[str, dict[str, Any], str]:
+    """Fetch ``[start, end)`` (``end`` 0: to the head) of a holder's ledger as its supervisor.
+
+    Returns the holder's name, the range as one document (pages merged) and the
+    holder's signed checkpoint. ``holder`` saves asking the holder its name.
+    """
+    channel = create_channel(address, tls)
     pages: list[dict[str, Any]] = []
     try:
         stub = holder_pb2_grpc.HolderStub(channel)
         try:
-            name = stub.GetCatalog(
-                catalog_pb2.GetCatalogRequest(), timeout=DEADLINES["catalog"]
-            ).holder
-            start = args.start
+            if holder is None:
+                holder = stub.GetCatalog(
+                    catalog_pb2.GetCatalogRequest(), timeout=DEADLINES["catalog"]
+                ).holder
             while True:
-                request, signature = sign_ledger_request(key, name, start, args.end)
+                request, signature = sign_ledger_request(key, holder, start, end)
                 reply = stub.ReadLedger(
                     audit_pb2.ReadLedgerRequest(
                         supervisor_key_id=key.key_id,
                         start=start,
-                        end=args.end,
+                        end=end,
                         issued_at=str(request["issued_at"]),
                         signature=signature,
                     ),
@@ -225,18 +236,26 @@ def cmd_audit_fetch(args: argparse.Namespace) -> int:
                 page = json.loads(reply.range)
                 pages.append(page)
                 # A holder answers at most one page; ask again from where it stopped.
-                wanted_end = args.end or page["head"] + 1
+                wanted_end = end or page["head"] + 1
                 if page["end"] >= wanted_end or page["end"] <= start:
                     break
                 start = page["end"]
         except grpc.RpcError as exc:
-            raise remote_error(exc, f"holder {args.holder}") from exc
+            raise remote_error(exc, f"holder {address}") from exc
     finally:
         channel.close()
     merged = dict(pages[-1])
     merged["start"] = pages[0]["start"]
     merged["entries"] = [entry for page in pages for entry in page["entries"]]
-    document = {"holder": name, "range": merged, "checkpoint": reply.checkpoint}
+    return holder, merged, reply.checkpoint
+
+
+def cmd_audit_fetch(args: argparse.Namespace) -> int:
+    """Fetch ``[start, end)`` of a holder's ledger, page by page, into one range file."""
+    name, merged, checkpoint = fetch_ledger(
+        args.holder, SigningKey.load(args.key), args.start, args.end, tls_files(args)
+    )
+    document = {"holder": name, "range": merged, "checkpoint": checkpoint}
     args.out.write_text(json.dumps(document))
     print(f"{len(merged['entries'])} ledger entries of holder {name} written to {args.out}")
     return 0
@@ -252,10 +271,7 @@ def cmd_audit_check(args: argparse.Namespace) -> int:
     ranges = []
     for spec in args.ledger:
         path = Path(spec)
-        if path.suffix == ".json":
-            ranges.append(LedgerRange.from_dict(json.loads(path.read_text())["range"]))
-        else:
-            ranges.append(read_ledger(path))
+        ranges.append(_fetched_range(path) if path.suffix == ".json" else read_ledger(path))
     keys = {}
     for spec in args.holder_key:
         name, sep, key = spec.partition("=")

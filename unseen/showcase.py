@@ -161,8 +161,9 @@ def build_showcase(spec: synth.SynthSpec, root: Path) -> Showcase:
     data["samr"] = {"registry": (synth.registry(spec, ent), ".parquet")}
     data["tax"] = {"tax_filings": (synth.tax_filings(spec, ent), ".sqlite")}
     data["hr"] = {"headcount": (synth.headcount(spec, ent), ".duckdb")}
+    transfers = synth.transfers_by_bank(spec)
     for bank, suffix in zip(range(spec.banks), (".parquet", ".duckdb", ".sqlite"), strict=False):
-        data[synth.bank_name(bank)] = {"transfers": (synth.transfers(spec, bank), suffix)}
+        data[synth.bank_name(bank)] = {"transfers": (transfers[bank], suffix)}
     data["telecom"] = {"fraud_reports": (synth.telecom_reports(spec), ".parquet")}
 
     exchange, supervisor = SigningKey.generate(), SigningKey.generate()

@@ -36,7 +36,7 @@ from engine.synth.departments import electricity, headcount, tax_filings
 from engine.synth.enterprise import enterprises, registry
 from engine.synth.federation import Federation, write_city_shards, write_federation
 from engine.synth.fraud import mule_truth, suspicious_accounts, telecom_reports
-from engine.synth.payments import transfers
+from engine.synth.payments import transfers, transfers_by_bank
 from engine.synth.province import CITIES, INDUSTRIES
 from engine.synth.spec import SynthSpec, months, quarters, window
 from engine.synth.writers import public_relation, write_table
@@ -65,6 +65,7 @@ __all__ = [
     "tax_filings",
     "telecom_reports",
     "transfers",
+    "transfers_by_bank",
     "window",
     "write_city_shards",
     "write_federation",

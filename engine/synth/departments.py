@@ -37,7 +37,7 @@ _VAT_RATE = np.array([0.035, 0.02, 0.012, 0.03, 0.025, 0.045, 0.02, 0.005, 0.03,
 _QUARTER_SEASON = np.array([0.88, 1.0, 1.02, 1.12])
 
 
-def _panel(n: int, periods: int, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _panel(periods: int, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Entity and period index of the kept cells of an (entity x period) panel."""
     flat = np.flatnonzero(keep.ravel())
     return flat // periods, (flat % periods).astype(np.int16)
@@ -63,7 +63,7 @@ def electricity_table(spec: SynthSpec, ent: Mapping[str, np.ndarray]) -> Table:
     kwh[outage] *= rng.uniform(0.05, 0.3, int(outage.sum()))
     keep = rng.random((n, m)) >= spec.missing_rate  # months never reported
     peak_noise = rng.uniform(0.8, 1.2, (n, m))
-    who, month = _panel(n, m, keep)
+    who, month = _panel(m, keep)
     kwh_kept = np.round(kwh[keep], 2)
     del kwh
     peak = np.round(kwh_kept / 300 * peak_noise[keep]).astype(np.int64)
@@ -98,7 +98,7 @@ def headcount_table(spec: SynthSpec, ent: Mapping[str, np.ndarray]) -> Table:
     staff += growth[:, None] * (np.arange(m) / 12)[None, :]
     np.exp(staff, out=staff)
     keep = rng.random((n, m)) >= spec.missing_rate
-    who, month = _panel(n, m, keep)
+    who, month = _panel(m, keep)
     insured = np.maximum(np.round(staff[keep]), 1).astype(np.int64)
     return {
         "uscc": uscc(ent, who),
@@ -139,7 +139,7 @@ def tax_filings_table(spec: SynthSpec, ent: Mapping[str, np.ndarray]) -> Table:
     arrears = rng.random((n, q)) < sigmoid(lateness)[:, None]
     keep = rng.random((n, q)) >= spec.missing_rate  # filings not made
     unassessed = rng.random((n, q)) < spec.missing_rate / 3  # VAT not yet assessed
-    who, period = _panel(n, q, keep)
+    who, period = _panel(q, keep)
     return {
         "uscc": uscc(ent, who),
         "quarter": Text((Lookup(period, tuple(labels)),), len(who)),

@@ -16,24 +16,18 @@ from sqlglot import exp
 
 from engine.synth.columns import Column, Columns, Digits, Lookup, Text, materialise
 
-__all__ = ["lazy_relation", "public_relation", "write_columns", "write_table"]
+__all__ = ["public_relation", "write_columns", "write_table"]
 
 
 def public_relation(
-    con: duckdb.DuckDBPyConnection, columns: Columns, view: str
-) -> duckdb.DuckDBPyRelation:
-    """The public columns (no ``_`` latents) as a relation, NaN turned into NULL."""
-    return lazy_relation(con, columns, view)
-
-
-def lazy_relation(
     con: duckdb.DuckDBPyConnection, table: Mapping[str, Column], view: str
 ) -> duckdb.DuckDBPyRelation:
     """Register ``table``'s arrays as ``view`` and select its public columns as SQL types.
 
-    Floats: NaN becomes NULL. Numpy strings (DuckDB reads them as ENUMs) become
-    VARCHAR. ``datetime64[D]`` becomes DATE, other datetimes TIMESTAMP. Lazy
-    string columns are concatenated from their parts by DuckDB.
+    Latent ``_`` columns are left out. Floats: NaN becomes NULL. Numpy strings
+    (DuckDB reads them as ENUMs) become VARCHAR. ``datetime64[D]`` becomes DATE,
+    other datetimes TIMESTAMP. Lazy string columns are concatenated from their
+    parts by DuckDB.
     """
     arrays: dict[str, np.ndarray] = {}
 
@@ -105,13 +99,13 @@ def write_columns(table: Mapping[str, Column], path: Path, name: str | None = No
         path.unlink(missing_ok=True)
         con = duckdb.connect(str(path))
         try:
-            lazy_relation(con, table, "columns_view").create(name)
+            public_relation(con, table, "columns_view").create(name)
         finally:
             con.close()
         return path
     con = duckdb.connect()
     try:
-        relation = lazy_relation(con, table, "columns_view")
+        relation = public_relation(con, table, "columns_view")
         if path.suffix == ".parquet":
             relation.write_parquet(str(path))
         else:

@@ -10,13 +10,13 @@ import datetime as dt
 import random
 from decimal import Decimal
 
-import duckdb
 import pytest
 
 from engine.errors import PlanError, PolicyError, RemoteError, UnsupportedError
-from engine.verify import check_answer
+from engine.expr import Column
+from engine.plan import AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
 from tests.conftest import start_federation
-from tests.shards import load_duckdb, write_shard
+from tests.shards import Reference, write_shard, write_shards
 
 LOANS = [("city", "VARCHAR"), ("month", "VARCHAR"), ("amount", "BIGINT"), ("rate", "DOUBLE")]
 CITIES = ["Hangzhou", "Ningbo", "Wenzhou", "Shaoxing", "Jiaxing", "Huzhou"]
@@ -38,14 +38,9 @@ def _loans(seed: int, n: int) -> list[tuple]:
     return rows
 
 
-def check(fed, key, reference: duckdb.DuckDBPyConnection, sql: str, shards: list[str], k: int = 5):
+def check(fed, key, reference: Reference, sql: str, k: int = 5):
     """Run ``sql`` encrypted and in plaintext; assert they agree, suppression included."""
-    client = fed.client(key)
-    compiled = client.compile(sql)
-    result = client.query(sql)
-    theirs, verdict = check_answer(
-        compiled, result, lambda q: reference.sql(q).fetchall(), shards, k
-    )
+    result, theirs, verdict = reference.check(fed.client(key), sql, k)
     assert verdict.ok, verdict.problems
     return result, theirs
 
@@ -54,14 +49,11 @@ def check(fed, key, reference: duckdb.DuckDBPyConnection, sql: str, shards: list
 def loans_federation(tmp_path_factory: pytest.TempPathFactory):
     """Three holders serving CSV shards of one loans table, and the pooled reference."""
     tmp_path = tmp_path_factory.mktemp("loans")
-    reference = duckdb.connect()
-    holders, pooled = {}, []
-    for h in range(3):
-        rows = _loans(h, 700 + 150 * h)
-        pooled += rows
-        holders[f"bank-{h}"] = {"loans": write_shard(tmp_path / f"loans{h}.csv", LOANS, rows)}
-        load_duckdb(reference, LOANS, rows, f"loans@bank-{h}")
-    load_duckdb(reference, LOANS, pooled, "loans")
+    holders, reference = write_shards(
+        LOANS,
+        {f"bank-{h}": (tmp_path / f"loans{h}.csv", _loans(h, 700 + 150 * h)) for h in range(3)},
+        table="loans",
+    )
     fed = start_federation(holders)
     yield fed, reference
     fed.close()
@@ -73,7 +65,7 @@ def test_done_when_query_matches_duckdb_over_pooled_csvs(loans_federation, key):
         "SELECT city, COUNT(*), SUM(amount), AVG(rate), STDDEV_SAMP(rate) FROM loans "
         "WHERE month >= '2022-03' GROUP BY city ORDER BY city"
     )
-    result, theirs = check(fed, key, reference, sql, [f"loans@bank-{h}" for h in range(3)])
+    result, theirs = check(fed, key, reference, sql)
     assert [r[0] for r in result.rows] == sorted(CITIES)
     # COUNT and integer SUM are exact, not merely close.
     for ours, plain in zip(result.rows, theirs, strict=True):
@@ -102,7 +94,7 @@ def test_done_when_query_matches_duckdb_over_pooled_csvs(loans_federation, key):
 )
 def test_query_shapes_match_duckdb(loans_federation, key, sql):
     fed, reference = loans_federation
-    check(fed, key, reference, sql, [f"loans@bank-{h}" for h in range(3)])
+    check(fed, key, reference, sql)
 
 
 def test_global_aggregate_of_no_rows_follows_sql_null_rules(loans_federation, key):
@@ -111,7 +103,7 @@ def test_global_aggregate_of_no_rows_follows_sql_null_rules(loans_federation, ke
         "SELECT COUNT(*), COUNT(rate), SUM(amount), AVG(rate), VAR_SAMP(rate) FROM loans "
         "WHERE amount < 0"
     )
-    result, _theirs = check(fed, key, reference, sql, [f"loans@bank-{h}" for h in range(3)])
+    result, _theirs = check(fed, key, reference, sql)
     assert result.rows == [[0, 0, None, None, None]]
 
 
@@ -121,24 +113,21 @@ def test_groups_present_at_no_holder_do_not_appear(loans_federation, key):
         "SELECT city, COUNT(*) FROM loans WHERE city IN ('Ningbo', 'Atlantis') "
         "GROUP BY city ORDER BY city"
     )
-    result, _ = check(fed, key, reference, sql, [f"loans@bank-{h}" for h in range(3)])
+    result, _ = check(fed, key, reference, sql)
     assert [r[0] for r in result.rows] == ["Ningbo"]
 
 
 def test_small_group_at_one_holder_is_suppressed_everywhere(tmp_path, federation_factory, key):
-    reference = duckdb.connect()
     big = [("A", "2022-01", 10, 0.1)] * 20 + [("B", "2022-01", 5, 0.2)] * 20
     small = [("A", "2022-01", 7, 0.3)] * 30 + [("B", "2022-01", 1_000_000, 0.9)] * 2
-    holders = {
-        "big": {"loans": write_shard(tmp_path / "big.parquet", LOANS, big)},
-        "small": {"loans": write_shard(tmp_path / "small.parquet", LOANS, small)},
-    }
-    for name, rows in (("big", big), ("small", small)):
-        load_duckdb(reference, LOANS, rows, f"loans@{name}")
-    load_duckdb(reference, LOANS, big + small, "loans")
+    holders, reference = write_shards(
+        LOANS,
+        {"big": (tmp_path / "big.parquet", big), "small": (tmp_path / "small.parquet", small)},
+        table="loans",
+    )
     fed = federation_factory(holders)
     sql = "SELECT city, COUNT(*), SUM(amount) FROM loans GROUP BY city ORDER BY city"
-    result, _ = check(fed, key, reference, sql, ["loans@big", "loans@small"])
+    result, _ = check(fed, key, reference, sql)
     assert result.rows == [["A", 50, 410], ["B", None, None]]
     assert result.meta["suppressed"] == [{"group": {"city": "B"}}]
 
@@ -159,18 +148,20 @@ def test_integer_sums_are_exact_beyond_float_precision(tmp_path, federation_fact
 
 def test_variance_survives_a_huge_mean(tmp_path, federation_factory, key):
     # Mean 1e9, spread 1e-3: naive sum-of-squares would cancel catastrophically.
-    schema = [("v", "DOUBLE")]
-    reference = duckdb.connect()
-    holders, pooled = {}, []
     rng = random.Random(3)
-    for i in range(3):
-        rows = [(1e9 + rng.gauss(0, 1e-3) + i * 1e-3,) for _ in range(200)]
-        pooled += rows
-        holders[f"h{i}"] = {"t": write_shard(tmp_path / f"h{i}.parquet", schema, rows)}
-    load_duckdb(reference, schema, pooled, "t")
+    holders, reference = write_shards(
+        [("v", "DOUBLE")],
+        {
+            f"h{i}": (
+                tmp_path / f"h{i}.parquet",
+                [(1e9 + rng.gauss(0, 1e-3) + i * 1e-3,) for _ in range(200)],
+            )
+            for i in range(3)
+        },
+    )
     fed = federation_factory(holders)
     ours = fed.client(key).query("SELECT VAR_SAMP(v), STDDEV_POP(v) FROM t").rows[0]
-    theirs = reference.sql("SELECT VAR_SAMP(v), STDDEV_POP(v) FROM t").fetchall()[0]
+    theirs = reference.con.sql("SELECT VAR_SAMP(v), STDDEV_POP(v) FROM t").fetchall()[0]
     assert ours[0] == pytest.approx(theirs[0], rel=1e-4)
     assert ours[1] == pytest.approx(theirs[1], rel=1e-4)
 
@@ -185,10 +176,9 @@ def test_every_source_format_serves_one_table(tmp_path, federation_factory, key)
         ("x", "DOUBLE"),
     ]
     rng = random.Random(9)
-    reference = duckdb.connect()
-    holders, pooled, shards = {}, [], []
-    for suffix in (".csv", ".parquet", ".duckdb", ".sqlite"):
-        rows = [
+
+    def rows() -> list[tuple]:
+        return [
             (
                 rng.choice(["a", "b", "c"]),
                 dt.date(2021, 1, 1) + dt.timedelta(rng.randint(0, 60)),
@@ -199,12 +189,11 @@ def test_every_source_format_serves_one_table(tmp_path, federation_factory, key)
             )
             for _ in range(60)
         ]
-        pooled += rows
-        name = f"src{suffix.replace('.', '-')}"
-        holders[name] = {"t": write_shard(tmp_path / f"t{suffix}", schema, rows)}
-        load_duckdb(reference, schema, rows, f"t@{name}")
-        shards.append(f"t@{name}")
-    load_duckdb(reference, schema, pooled, "t")
+
+    suffixes = (".csv", ".parquet", ".duckdb", ".sqlite")
+    holders, reference = write_shards(
+        schema, {f"src{s.replace('.', '-')}": (tmp_path / f"t{s}", rows()) for s in suffixes}
+    )
     fed = federation_factory(holders)
     for sql in (
         "SELECT city, COUNT(*), SUM(n), AVG(x), SUM(price) FROM t WHERE day >= '2021-01-20' "
@@ -213,7 +202,7 @@ def test_every_source_format_serves_one_table(tmp_path, federation_factory, key)
         "IS NOT NULL GROUP BY flag ORDER BY flag",
         "SELECT COUNT(*), SUM(price), STDDEV_SAMP(price) FROM t WHERE city <> 'b'",
     ):
-        check(fed, key, reference, sql, shards)
+        check(fed, key, reference, sql)
 
 
 @pytest.mark.parametrize(
@@ -263,9 +252,6 @@ def test_plan_errors_name_the_problem(loans_federation, key):
 
 def test_holder_refuses_a_plan_the_coordinator_would_not_send(loans_federation, key):
     # A hand-made plan that bypasses the client's checks still meets the holder's.
-    from engine.expr import Column
-    from engine.plan import AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
-
     fed, _ = loans_federation
     client = fed.client(key)
     plan = AggregatePlan(
@@ -281,29 +267,12 @@ def test_holder_refuses_a_plan_the_coordinator_would_not_send(loans_federation, 
     assert "may not be used to group" in info.value.reason
 
 
-def test_aggregates_encrypted_in_worker_processes(tmp_path, key):
+def test_aggregates_encrypted_in_worker_processes(tmp_path, federation_factory, key):
     """With --workers, a holder encrypts in spawned processes; answers are the same."""
-    from nodes.coordinator import Coordinator, serve_coordinator
-    from nodes.holder import HolderNode, serve_holder
-
-    rows = _loans(7, 500)
-    node = HolderNode.quickstart(
-        "w", {"loans": write_shard(tmp_path / "l.parquet", LOANS, rows)}, workers=1
+    holders, reference = write_shards(
+        LOANS, {"w": (tmp_path / "l.parquet", _loans(7, 500))}, table="loans"
     )
-    server, port = serve_holder(node, "127.0.0.1:0")
-    coordinator = Coordinator.connect([f"127.0.0.1:{port}"])
-    cserver, cport = serve_coordinator(coordinator, "127.0.0.1:0")
-    reference = duckdb.connect()
-    load_duckdb(reference, LOANS, rows, "loans")
+    fed = federation_factory(holders, workers=1)
     sql = "SELECT city, COUNT(*), SUM(amount) FROM loans GROUP BY city ORDER BY city"
-    try:
-        from engine.client import Client
-
-        with Client(f"127.0.0.1:{cport}", key=key) as client:
-            assert client.query(sql).rows == [list(r) for r in reference.sql(sql).fetchall()]
-        assert node.pool._executor is not None  # the workers did the encryption
-    finally:
-        cserver.stop(None).wait()
-        coordinator.close()
-        server.stop(None).wait()
-        node.pool.close()
+    assert fed.client(key).query(sql).rows == [list(r) for r in reference.con.sql(sql).fetchall()]
+    assert fed.holders["w"].pool._executor is not None  # the workers did the encryption

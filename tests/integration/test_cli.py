@@ -5,29 +5,15 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
-import duckdb
 import pytest
 
-from tests.shards import load_duckdb, write_shard
+from tests.conftest import unseen
+from tests.shards import write_shards
 from unseen.federation import LocalFederation
 
 SCHEMA = [("city", "VARCHAR"), ("month", "VARCHAR"), ("amount", "BIGINT"), ("rate", "DOUBLE")]
-
-
-def unseen(
-    *args: str, env: dict | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "unseen", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env or dict(os.environ),
-    )
 
 
 def _rows(offset: int) -> list[tuple]:
@@ -41,17 +27,16 @@ def _rows(offset: int) -> list[tuple]:
 @pytest.fixture(scope="module")
 def cli_federation(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
-    reference = duckdb.connect()
-    holders, pooled = {}, []
-    for i, suffix in enumerate((".csv", ".parquet", ".sqlite")):
-        rows = _rows(i * 1000)
-        pooled += rows
-        holders[f"bank-{i}"] = {
-            "loans": write_shard(root / f"loans{i}{suffix}", SCHEMA, rows, table="loans")
-        }
-    load_duckdb(reference, SCHEMA, pooled, "loans")
+    holders, reference = write_shards(
+        SCHEMA,
+        {
+            f"bank-{i}": (root / f"loans{i}{suffix}", _rows(i * 1000))
+            for i, suffix in enumerate((".csv", ".parquet", ".sqlite"))
+        },
+        table="loans",
+    )
     with LocalFederation(holders, root / "logs") as federation:
-        yield federation, reference, root
+        yield federation, reference.con, root
 
 
 def test_query_json_matches_duckdb(cli_federation, tmp_path):

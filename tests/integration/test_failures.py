@@ -12,7 +12,8 @@ import pytest
 
 from engine.client import Client
 from engine.errors import RemoteError
-from engine.model import parse_model
+from engine.model import Model, parse_model
+from tests.governance_fixtures import node
 from tests.shards import write_shard
 from unseen.federation import LocalFederation
 
@@ -42,8 +43,8 @@ def test_a_down_holder_is_named_and_no_partial_answer_is_given(three, key):
 def test_holder_that_lost_the_key_gets_it_again(three, key):
     client = three.client(key)
     client.register_key()
-    for node in three.holders.values():
-        node.keys = type(node.keys)()  # as after a holder restart
+    for holder in three.holders.values():
+        holder.keys = type(holder.keys)()  # as after a holder restart
     assert client.query("SELECT COUNT(*) FROM t").rows == [[60]]
 
 
@@ -80,15 +81,18 @@ def processes(process_data, tmp_path):
         yield fed
 
 
-def _node(fed, name):
-    return next(n for n in fed.nodes if n.name == name)
+def _power_model(weight: float) -> Model:
+    """A one-feature model over the grid's 200k entities."""
+    return parse_model(
+        {"entity": "id", "features": [{"table": "power", "column": "v", "weight": weight}]}
+    )
 
 
 def test_a_stopped_holder_is_named_within_the_deadline(processes, key):
     fed = processes
     with Client(fed.address, key=key, timeout=6) as client:
         assert client.query("SELECT SUM(v) FROM t").rows == [[2 * sum(range(30)) * 2]]
-        bank = _node(fed, "bank-1").process
+        bank = node(fed, "bank-1").process
         os.kill(bank.pid, signal.SIGSTOP)  # alive but silent: a hung holder
         try:
             started = time.monotonic()
@@ -107,10 +111,8 @@ def test_a_stopped_holder_is_named_within_the_deadline(processes, key):
 
 def test_a_holder_killed_mid_query_fails_the_query_by_name(processes, key):
     fed = processes
-    grid = _node(fed, "grid").process
-    model = parse_model(
-        {"entity": "id", "features": [{"table": "power", "column": "v", "weight": 0.5}]}
-    )
+    grid = node(fed, "grid").process
+    model = _power_model(0.5)
     with Client(fed.address, key=key, timeout=60) as client:
         client.register_model(model, [f"e{i}" for i in range(10)])
         errors: list[BaseException] = []
@@ -136,10 +138,8 @@ def test_a_holder_killed_mid_query_fails_the_query_by_name(processes, key):
 
 def test_sigterm_drains_in_flight_work_and_refuses_new_calls(processes, key):
     fed = processes
-    grid = _node(fed, "grid").process
-    model = parse_model(
-        {"entity": "id", "features": [{"table": "power", "column": "v", "weight": 1.0}]}
-    )
+    grid = node(fed, "grid").process
+    model = _power_model(1.0)
     entities = [f"e{i}" for i in range(200_000)]
     with Client(fed.address, key=key, timeout=60) as client:
         client.register_model(model, entities[:10])

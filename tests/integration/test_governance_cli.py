@@ -11,21 +11,18 @@ that was altered, had an entry deleted, or was truncated.
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from engine.audit import verify_ledger
-from engine.config import load_config
 from engine.ledger import MAX_RANGE, Checkpoint, Receipt, read_ledger
 from engine.revocation import RevocationList
 from engine.signing import PublicKey
-from nodes.holder import HolderNode, serve_holder
+from tests.conftest import unseen
 from tests.governance_fixtures import (
     World,
     build_world,
@@ -34,6 +31,7 @@ from tests.governance_fixtures import (
     fill_ledger,
     flip_hex_digit,
     head,
+    start_in_process,
     tamper,
 )
 from unseen.federation import LocalFederation
@@ -43,16 +41,6 @@ SQL = (
     "SELECT city, COUNT(*), SUM(amount) FROM loans WHERE amount > 20000 GROUP BY city ORDER BY city"
 )
 EXIT_REFUSED, EXIT_VERIFICATION = 1, 4
-
-
-def unseen(*args: object, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "unseen", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=dict(os.environ),
-    )
 
 
 def one_line(text: str) -> str:
@@ -387,22 +375,20 @@ def test_audit_fetch_reads_a_ledger_longer_than_one_range(tmp_path):
     count = MAX_RANGE + 5
     fill_ledger(world.ledgers["bank-a"], "bank-a", world.holder_keys["bank-a"], count)
     assert verify_ledger(world.ledgers["bank-a"], world.holder_public["bank-a"]).entries == count
-    holder = HolderNode.from_config(load_config(world.configs["bank-a"]))
-    server, port = serve_holder(holder, "127.0.0.1:0")
+    federation = start_in_process(world)
     out = tmp_path / "range.json"
     try:
         done = unseen(
             "audit",
             "fetch",
             "--holder",
-            f"127.0.0.1:{port}",
+            federation.holder_addresses["bank-a"],
             "--key",
             world.root / "keys" / "supervisor.key",
             "--out",
             out,
         )
     finally:
-        server.stop(grace=None).wait()
-        holder.gov.ledger.close()
+        federation.close()
     assert done.returncode == 0, done.stderr
     assert len(json.loads(out.read_text())["range"]["entries"]) == count, done.stdout

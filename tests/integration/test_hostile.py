@@ -1,7 +1,7 @@
 """Hostile input against running holder and coordinator processes (issue "Hardening").
 
 The first test fires ``UNSEEN_HOSTILE_REQUESTS`` (default 800; ``scripts/stress.py`` fires
-10 000) generated requests of every kind listed in ``tests/hostile.py`` at the coordinator and
+10 000) generated requests of every kind listed in ``tests/hostile/`` at the coordinator and
 the holders, seeded by ``UNSEEN_HOSTILE_SEED``, and requires every one to be answered with a
 gRPC status within its deadline and without INTERNAL/UNKNOWN (known defects aside, each pinned
 below), every server process to live and answer health checks and verified real queries after
@@ -9,8 +9,8 @@ every batch, and every server's peak RSS to stay below ``UNSEEN_HOSTILE_RSS_MB``
 
 The other tests each pin one defect found this way, as strict xfails: the reason names the
 file and the cause. When a defect is fixed its test passes, strict xfail turns that into a
-failure, and the marker (and the matching ``KNOWN_DEFECTS`` entry in ``tests/hostile.py``) is
-removed.
+failure, and the marker (and the matching ``KNOWN_DEFECTS`` entry in
+``tests/hostile/harness.py``) is removed.
 """
 
 from __future__ import annotations
@@ -286,7 +286,6 @@ def test_spool_files_go_with_evicted_models(env: Env):
 @pytest.mark.parametrize("target", ["h0", "coordinator"])
 def test_slow_streams_do_not_freeze_a_node(env: Env, target: str):
     address = addresses_of(env.fed)[target]
-    service = "Coordinator" if target == "coordinator" else "Holder"
     first = next(serde.key_chunks(env.material.key.public)).SerializeToString()
     release = threading.Event()
 
@@ -296,7 +295,7 @@ def test_slow_streams_do_not_freeze_a_node(env: Env, target: str):
 
     channel = grpc.insecure_channel(address)
     call = channel.stream_unary(
-        f"/unseen.v1.{service}/RegisterKey", request_serializer=None, response_deserializer=None
+        method_path(target, "RegisterKey"), request_serializer=None, response_deserializer=None
     )
     held = [call.future(parts(), timeout=40) for _ in range(16)]
     try:

@@ -16,7 +16,6 @@ RESOURCE_EXHAUSTED naming that holder (the coordinator does not retry it).
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import random
 import threading
@@ -26,7 +25,6 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -35,11 +33,9 @@ from engine import serde
 from engine.client import Client
 from engine.errors import RemoteError
 from engine.keys import AnalystKey
-from engine.query import GroupRef
-from engine.verify import suppressed_keys, verify
-from tests.hostile import MemoryWatch, addresses_of, health, server_pids
+from tests.hostile import MemoryWatch, addresses_of, health, method_path, server_pids
 from tests.integration.test_differential import FORMATS, SCHEMA, K, _rows, random_query
-from tests.shards import load_duckdb, write_shard
+from tests.shards import Reference, write_shards
 from unseen.federation import LocalFederation
 
 ANALYSTS = int(os.environ.get("UNSEEN_LOAD_ANALYSTS", "8"))
@@ -53,24 +49,20 @@ SLOW_CALLS = 200
 class LoadWorld:
     root: Path
     holders: dict[str, dict[str, Path]]
-    reference: duckdb.DuckDBPyConnection
-    shards: list[str]
+    reference: Reference
 
 
 def build_load_world(root: Path, seed: int = SEED) -> LoadWorld:
     """Three shards of table ``t`` (CSV, Parquet, DuckDB) and their pooled DuckDB reference."""
     rng = random.Random(seed)
-    reference = duckdb.connect()
-    holders, pooled, shards = {}, [], []
-    for i, suffix in enumerate(FORMATS[:3]):
-        rows = _rows(rng, rng.choice([150, 250, 400]))
-        pooled += rows
-        name = f"h{i}"
-        holders[name] = {"t": write_shard(root / f"{name}{suffix}", SCHEMA, rows)}
-        load_duckdb(reference, SCHEMA, rows, f"t@{name}")
-        shards.append(f"t@{name}")
-    load_duckdb(reference, SCHEMA, pooled, "t")
-    return LoadWorld(root, holders, reference, shards)
+    holders, reference = write_shards(
+        SCHEMA,
+        {
+            f"h{i}": (root / f"h{i}{suffix}", _rows(rng, rng.choice([150, 250, 400])))
+            for i, suffix in enumerate(FORMATS[:3])
+        },
+    )
+    return LoadWorld(root, holders, reference)
 
 
 def start_load_federation(world: LoadWorld) -> LocalFederation:
@@ -81,29 +73,7 @@ def start_load_federation(world: LoadWorld) -> LocalFederation:
 
 def check_query(client: Client, world: LoadWorld, sql: str) -> list[str]:
     """Run ``sql`` encrypted and in DuckDB; the problems found (none when they agree)."""
-    cursor = world.reference.cursor()
-    compiled = client.compile(sql)
-    result = client.query(sql)
-    theirs = cursor.sql(sql).fetchall()
-    expected = suppressed_keys(
-        sql,
-        [g.column for g in compiled.plan.groups],
-        world.shards,
-        K,
-        lambda q: cursor.sql(q).fetchall(),
-    )
-    positions = [compiled.outputs.index(GroupRef(i)) for i in range(len(compiled.plan.groups))]
-    hidden = {
-        tuple(
-            dt.date.fromisoformat(v) if isinstance(v, str) and len(v) == 10 and v[:2] == "20" else v
-            for v in g["group"].values()
-        )
-        for g in result.meta["suppressed"]
-    }
-    verdict = verify(
-        result.columns, result.rows, hidden, theirs, expected, positions, bool(compiled.order)
-    )
-    return verdict.problems
+    return world.reference.check(client, sql, K)[2].problems
 
 
 @dataclass
@@ -178,6 +148,13 @@ class Shedding:
     details: set[str]
 
 
+def _held(chunks: list[bytes], release: threading.Event) -> Iterator[bytes]:
+    """A RegisterKey stream that sends its first chunk, then waits to be released."""
+    yield chunks[0]
+    release.wait(60)
+    yield from chunks[1:]
+
+
 def slow_calls(address: str, target: str, public: bytes, count: int = SLOW_CALLS) -> Shedding:
     """``count`` RegisterKey streams that send their first chunk, then pause until released.
 
@@ -185,15 +162,8 @@ def slow_calls(address: str, target: str, public: bytes, count: int = SLOW_CALLS
     connection hides calls from the server. Calls the server sheds finish while the others
     are held; the held ones finish (registering the key) once released.
     """
-    service = "Coordinator" if target == "coordinator" else "Holder"
     chunks = [c.SerializeToString() for c in serde.key_chunks(public)]
     release = threading.Event()
-
-    def parts() -> Iterator[bytes]:
-        yield chunks[0]
-        release.wait(60)
-        yield from chunks[1:]
-
     channels = [
         grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
         for _ in range(4)
@@ -202,11 +172,11 @@ def slow_calls(address: str, target: str, public: bytes, count: int = SLOW_CALLS
         calls = []
         for i in range(count):
             call = channels[i % len(channels)].stream_unary(
-                f"/unseen.v1.{service}/RegisterKey",
+                method_path(target, "RegisterKey"),
                 request_serializer=None,
                 response_deserializer=None,
             )
-            calls.append(call.future(parts(), timeout=90))
+            calls.append(call.future(_held(chunks, release), timeout=90))
         # Shed calls are answered at once; wait until the count of answered calls settles.
         settled, last = 0, -1
         deadline = time.monotonic() + 30
@@ -297,17 +267,11 @@ def test_a_query_while_a_holder_sheds_names_that_holder(load_federation, key):
     holder = addresses_of(fed)["h1"]
     chunks = [c.SerializeToString() for c in serde.key_chunks(key.public)]
     release = threading.Event()
-
-    def parts() -> Iterator[bytes]:
-        yield chunks[0]
-        release.wait(60)
-        yield from chunks[1:]
-
     channel = grpc.insecure_channel(holder)
     call = channel.stream_unary(
-        "/unseen.v1.Holder/RegisterKey", request_serializer=None, response_deserializer=None
+        method_path("h1", "RegisterKey"), request_serializer=None, response_deserializer=None
     )
-    held = [call.future(parts(), timeout=90) for _ in range(MAX_CONCURRENT)]
+    held = [call.future(_held(chunks, release), timeout=90) for _ in range(MAX_CONCURRENT)]
     try:
         _wait_until_shedding(holder)
         with Client(fed.address, key=key, timeout=30) as client:

@@ -6,6 +6,7 @@ host horizontally; entities missing at some holders take the defaults.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -14,9 +15,11 @@ import numpy as np
 import pytest
 
 from engine.errors import ConfigError, PlanError, PolicyError, RemoteError
-from engine.model import parse_model
-from tests.conftest import start_federation
+from engine.model import parse_model, read_entities
+from engine.verify import plaintext_scores
+from tests.conftest import start_federation, unseen
 from tests.shards import load_duckdb, write_shard
+from unseen.federation import LocalFederation
 
 REGISTRY = [("uscc", "VARCHAR"), ("founded", "BIGINT"), ("capital", "DOUBLE"), ("city", "VARCHAR")]
 POWER = [("uscc", "VARCHAR"), ("month", "VARCHAR"), ("kwh", "DOUBLE")]
@@ -110,28 +113,6 @@ MODEL = {
 }
 
 
-def plaintext_scores(reference, model: dict, entities: list[str]) -> np.ndarray:
-    """The same model computed in the clear: DuckDB for the features, numpy for the rest."""
-    reference.register("req", {"pos": np.arange(len(entities)), "id": np.array(entities, object)})
-    total = np.full(len(entities), model.get("intercept", 0.0), dtype=np.float64)
-    for f in model["features"]:
-        key = f.get("key", model["entity"])
-        agg = f.get("aggregate") or "min"
-        where = f"WHERE {f['filter']}" if "filter" in f else ""
-        sql = (
-            f"SELECT s.v FROM req LEFT JOIN (SELECT {key} AS k, {agg}({f['column']}) AS v "
-            f"FROM {f['table']} {where} GROUP BY {key}) s ON req.id = s.k ORDER BY req.pos"
-        )
-        values = np.array([r[0] for r in reference.sql(sql).fetchall()], dtype=np.float64)
-        if f.get("transform") == "log1p":
-            values = np.log1p(values)
-        values[np.isnan(values)] = f.get("default", 0.0)
-        total += f["weight"] * values
-    if model.get("link") == "logistic":
-        return 1 / (1 + np.exp(-total))
-    return total
-
-
 def test_scores_match_numpy_for_a_three_department_model(scoring_world, key):
     fed, reference, ids = scoring_world
     rng = random.Random(1)
@@ -139,7 +120,7 @@ def test_scores_match_numpy_for_a_three_department_model(scoring_world, key):
     result = fed.client(key).score(parse_model(MODEL), entities)
     assert [r[0] for r in result.rows] == entities  # input order
     ours = np.array([r[1] for r in result.rows])
-    expected = plaintext_scores(reference, MODEL, entities)
+    expected = plaintext_scores(reference, parse_model(MODEL), entities)
     assert np.max(np.abs(ours - expected)) < 1e-6
     assert result.meta["ciphertexts"] == 1
     assert sorted(result.meta["holders"]) == ["bank-a", "bank-b", "grid", "samr", "tax"]
@@ -151,7 +132,7 @@ def test_identity_link_scores_of_many_blocks(scoring_world, key):
     entities = ids * 6  # 9000 entities: three ciphertext blocks
     result = fed.client(key).score(parse_model(model), entities)
     ours = np.array([r[1] for r in result.rows])
-    expected = plaintext_scores(reference, model, entities)
+    expected = plaintext_scores(reference, parse_model(model), entities)
     assert result.meta["ciphertexts"] == 3
     assert np.max(np.abs(ours - expected)) < 1e-6 * max(1.0, float(np.max(np.abs(expected))))
 
@@ -166,7 +147,7 @@ def test_one_holder_model_and_registration_once(scoring_world, key):
     client = fed.client(key)
     first = client.score(parse_model(model), ids[:50])
     assert first.meta["holders"] == ["samr"]
-    expected = plaintext_scores(reference, model, ids[:50])
+    expected = plaintext_scores(reference, parse_model(model), ids[:50])
     assert np.max(np.abs(np.array([r[1] for r in first.rows]) - expected)) < 1e-6
     client.model_bytes_sent = 0
     client.score(parse_model(model), ids[50:90])
@@ -263,7 +244,7 @@ def test_logistic_link_is_stable_on_both_tails():
     assert math.isclose(model.apply_link(-30.0), 1 / (1 + math.exp(30)), rel_tol=1e-12)
 
 
-def test_worker_processes_give_the_same_scores(tmp_path, key):
+def test_worker_processes_give_the_same_scores(tmp_path, federation_factory, key):
     """The holder's HE work in spawned worker processes, over many blocks."""
     rng = random.Random(3)
     ids = [f"id{i}" for i in range(10_000)]
@@ -271,14 +252,9 @@ def test_worker_processes_give_the_same_scores(tmp_path, key):
     schema = [("uid", "VARCHAR"), ("x", "DOUBLE"), ("k", "BIGINT")]
     reference = duckdb.connect()
     load_duckdb(reference, schema, rows, "t")
-    path = write_shard(tmp_path / "t.parquet", schema, rows)
-    from nodes.coordinator import Coordinator, serve_coordinator
-    from nodes.holder import HolderNode, serve_holder
-
-    node = HolderNode.quickstart("h", {"t": path}, workers=2)
-    server, port = serve_holder(node, "127.0.0.1:0")
-    coordinator = Coordinator.connect([f"127.0.0.1:{port}"])
-    cserver, cport = serve_coordinator(coordinator, "127.0.0.1:0")
+    fed = federation_factory(
+        {"h": {"t": write_shard(tmp_path / "t.parquet", schema, rows)}}, workers=2
+    )
     model = {
         "entity": "uid",
         "features": [
@@ -287,24 +263,13 @@ def test_worker_processes_give_the_same_scores(tmp_path, key):
         ],
         "intercept": 0.25,
     }
-    try:
-        from engine.client import Client
-
-        with Client(f"127.0.0.1:{cport}", key=key) as client:
-            result = client.score(parse_model(model), ids)
-        expected = plaintext_scores(reference, model, ids)
-        assert result.meta["ciphertexts"] == 3
-        assert np.max(np.abs(np.array([r[1] for r in result.rows]) - expected)) < 1e-6
-    finally:
-        cserver.stop(None).wait()
-        coordinator.close()
-        server.stop(None).wait()
-        node.pool.close()
+    result = fed.client(key).score(parse_model(model), ids)
+    expected = plaintext_scores(reference, parse_model(model), ids)
+    assert result.meta["ciphertexts"] == 3
+    assert np.max(np.abs(np.array([r[1] for r in result.rows]) - expected)) < 1e-6
 
 
 def test_entities_files_one_per_line_or_csv(tmp_path):
-    from engine.model import read_entities
-
     (tmp_path / "a.txt").write_text("uscc\nE1\n\nE2 \n")
     (tmp_path / "b.csv").write_text("name,uscc\nx,E3\ny,E4\n")
     (tmp_path / "c.txt").write_text("E5\nE6\n")
@@ -338,13 +303,6 @@ def test_a_block_where_every_feature_is_zero_still_adds_up(tmp_path, federation_
 
 def test_cli_scores_100k_entities_over_three_holders_like_plaintext(tmp_path):
     """The done-when check: `unseen score` for 100 000 entities, a model spanning three holders."""
-    import json
-    import subprocess
-    import sys
-
-    from engine.verify import plaintext_scores
-    from unseen.federation import LocalFederation
-
     n = 100_000
     con = duckdb.connect()
     holders, tables = (
@@ -385,29 +343,21 @@ def test_cli_scores_100k_entities_over_three_holders_like_plaintext(tmp_path):
     (tmp_path / "model.json").write_text(json.dumps(model))
     entities = [f"E{i:07d}" for i in range(n)]
     (tmp_path / "entities.txt").write_text("\n".join(entities) + "\n")
-    unseen = [sys.executable, "-m", "unseen"]
-    made = subprocess.run(
-        [*unseen, "keys", "new", "--out", str(tmp_path / "key")], capture_output=True, text=True
-    )
+    made = unseen("keys", "new", "--out", tmp_path / "key")
     assert made.returncode == 0, made.stderr
     with LocalFederation(holders, tmp_path / "logs") as fed:
-        done = subprocess.run(
-            [
-                *unseen,
-                "score",
-                "--coordinator",
-                fed.address,
-                "--model",
-                str(tmp_path / "model.json"),
-                "--entities",
-                str(tmp_path / "entities.txt"),
-                "--format",
-                "json",
-                "--key",
-                str(tmp_path / "key"),
-            ],
-            capture_output=True,
-            text=True,
+        done = unseen(
+            "score",
+            "--coordinator",
+            fed.address,
+            "--model",
+            tmp_path / "model.json",
+            "--entities",
+            tmp_path / "entities.txt",
+            "--format",
+            "json",
+            "--key",
+            tmp_path / "key",
             timeout=600,
         )
     assert done.returncode == 0, done.stderr
@@ -423,8 +373,6 @@ def test_cli_scores_100k_entities_over_three_holders_like_plaintext(tmp_path):
 def test_random_models_on_random_vertical_data_match_numpy(seed, tmp_path, federation_factory, key):
     """Differential: random per-holder tables, random models (features, aggregates, filters,
     transforms, defaults, weights of any magnitude), checked against the plaintext model."""
-    from engine.verify import plaintext_scores
-
     rng = random.Random(seed)
     ids = [f"u{i}" for i in range(3000)]
     reference = duckdb.connect()

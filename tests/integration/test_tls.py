@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import grpc
 import pytest
 
 from engine.client import Client
@@ -15,6 +16,7 @@ from engine.tls import make_bundle
 from engine.voucher import VoucherPolicy, issue
 from nodes.coordinator import Coordinator, serve_coordinator
 from nodes.holder import HolderNode, serve_holder
+from protos.unseen.v1 import catalog_pb2, coordinator_pb2_grpc
 from tests.shards import write_shard
 
 SCHEMA = [("g", "VARCHAR"), ("v", "BIGINT")]
@@ -42,7 +44,7 @@ def tls_federation(pki, tmp_path_factory):
     files, _ = pki
     root = tmp_path_factory.mktemp("tlsdata")
     issuer = SigningKey.generate()
-    servers, addresses, nodes = [], [], []
+    servers, addresses = [], []
     for i in range(2):
         rows = [("a", j) for j in range(10)] + [("b", j) for j in range(10)]
         node = HolderNode.quickstart(
@@ -55,7 +57,6 @@ def tls_federation(pki, tmp_path_factory):
         server, port = serve_holder(node, "127.0.0.1:0", files[f"h{i}"])
         servers.append(server)
         addresses.append(f"localhost:{port}")
-        nodes.append(node)
     coordinator = Coordinator.connect(addresses, tls=files["coord"])
     cserver, cport = serve_coordinator(coordinator, "127.0.0.1:0", files["coord"])
     yield f"localhost:{cport}", issuer
@@ -109,27 +110,18 @@ def test_voucher_bound_to_another_certificate_is_refused(pki, tls_federation, ke
 def test_clients_without_a_ca_signed_certificate_are_turned_away(pki, tls_federation, key):
     _, intruder = pki
     address, _ = tls_federation
-    for tls in (intruder, None):
-        if tls is None:
-            # Plaintext to a TLS server: the handshake never completes.
-            import grpc
-
-            channel = grpc.insecure_channel(address)
-            from protos.unseen.v1 import catalog_pb2, coordinator_pb2_grpc
-
-            with pytest.raises(grpc.RpcError) as info:
-                coordinator_pb2_grpc.CoordinatorStub(channel).GetCatalog(
-                    catalog_pb2.GetCatalogRequest(), timeout=5
-                )
-            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-            channel.close()
-            continue
-        with (
-            Client(address, key=key, tls=tls, timeout=5) as client,
-            pytest.raises(RemoteError) as info,
-        ):
-            client.catalog()
-        assert info.value.code == "UNAVAILABLE"
+    with (
+        Client(address, key=key, tls=intruder, timeout=5) as client,
+        pytest.raises(RemoteError) as info,
+    ):
+        client.catalog()
+    assert info.value.code == "UNAVAILABLE"
+    # Plaintext to a TLS server: the handshake never completes.
+    with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as plain:
+        coordinator_pb2_grpc.CoordinatorStub(channel).GetCatalog(
+            catalog_pb2.GetCatalogRequest(), timeout=5
+        )
+    assert plain.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 def test_plaintext_is_refused_off_loopback():

@@ -76,7 +76,7 @@ def _with_relin_keys(key):
             ),
             "no public key",
         ),
-        (lambda k: _with_relin_keys(k), "Galois or relinearisation"),
+        (_with_relin_keys, "Galois or relinearisation"),
     ],
 )
 def test_unsafe_contexts_are_refused(key, make, reason):

@@ -30,17 +30,15 @@ from engine.ledger import (
 from engine.revocation import Revocation, RevocationList
 from engine.signing import SigningKey
 from engine.voucher import (
-    AccessRequest,
     SignedVoucher,
     VoucherPolicy,
     issue,
 )
+from tests.governance_fixtures import ANALYST, PLAN, request, tamper
 
 ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 10, 12, tzinfo=UTC)
-ANALYST = "a1" * 32
-PLAN = "c3" * 32
 
 
 @pytest.fixture(scope="module")
@@ -72,18 +70,6 @@ def voucher(issuer: SigningKey, **overrides) -> SignedVoucher:
     }
     fields.update(overrides)
     return issue(issuer, **fields)
-
-
-def request(**overrides) -> AccessRequest:
-    fields = {
-        "analyst": ANALYST,
-        "holder": "tax",
-        "kind": "aggregate",
-        "plan_digest": PLAN,
-        "reads": {"tax": {"revenue": {"aggregate"}}},
-    }
-    fields.update(overrides)
-    return AccessRequest(**fields)
 
 
 def policy(issuer: SigningKey, revoked=frozenset(), required=True) -> VoucherPolicy:
@@ -625,18 +611,6 @@ def history(tmp_path, holder_key, issuer):
         checkpoint = ledger.checkpoint(NOW)
     assert not path.with_name(path.name + "-wal").exists()
     return path, receipts, checkpoint
-
-
-def tamper(path: Path, *statements: tuple) -> None:
-    """What an attacker with write access does: drop the guards, then edit."""
-    con = sqlite3.connect(path)
-    for table in ("ledger_entries", "ledger_meta"):
-        for action in ("update", "delete"):
-            con.execute(f"DROP TRIGGER IF EXISTS {table}_no_{action}")
-    for statement in statements:
-        con.execute(*statement)
-    con.commit()
-    con.close()
 
 
 def _flip(text: str) -> str:

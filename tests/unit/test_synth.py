@@ -10,19 +10,10 @@ import numpy as np
 import pytest
 
 from engine import synth
+from engine.metrics import auc as _auc
 
 SPEC = synth.SynthSpec(seed=11, enterprises=3_000)
 THRESHOLD = 10  # distinct payers in 24 h that a fraud rule would flag
-
-
-def _auc(score: np.ndarray, label: np.ndarray) -> float:
-    """Probability that a random positive outranks a random negative (ties ignored)."""
-    ranks = np.argsort(np.argsort(score)) + 1
-    positives = int(label.sum())
-    negatives = len(label) - positives
-    return float(
-        (ranks[label == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives)
-    )
 
 
 def _positions(ent: synth.Columns, codes: np.ndarray) -> np.ndarray:

@@ -19,7 +19,6 @@ from engine.plan import AggregatePlan, Encoding, GroupColumn, Measure
 from engine.revocation import Revocation, RevocationFile, RevocationList, revoke
 from engine.signing import SignatureError, SigningKey, b64decode, b64encode
 from engine.voucher import (
-    AccessRequest,
     SignedVoucher,
     Voucher,
     VoucherPolicy,
@@ -30,15 +29,14 @@ from engine.voucher import (
     plan_reads,
     verify,
 )
+from tests.governance_fixtures import ANALYST, request
 
 ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 11, 1, tzinfo=UTC)
 T_END = dt.datetime(2026, 11, 20, tzinfo=UTC)
 NOW = dt.datetime(2026, 11, 10, 12, tzinfo=UTC)
-ANALYST = "a1" * 32
 OTHER_ANALYST = "b2" * 32
-PLAN = "c3" * 32
 # A fixed issuer key: Ed25519 signatures are deterministic, so tokens are too.
 FIXED = SigningKey(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
 
@@ -62,18 +60,6 @@ def make(issuer: SigningKey, **overrides) -> SignedVoucher:
     }
     fields.update(overrides)
     return issue(issuer, **fields)
-
-
-def request(**overrides) -> AccessRequest:
-    fields = {
-        "analyst": ANALYST,
-        "holder": "tax",
-        "kind": "aggregate",
-        "plan_digest": PLAN,
-        "reads": {"tax": {"revenue": {"aggregate"}}},
-    }
-    fields.update(overrides)
-    return AccessRequest(**fields)
 
 
 # -- signed form --------------------------------------------------------------------------------
