@@ -112,7 +112,7 @@ _KEYS = {
 def _key(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
-    part = key if _BARE_KEY.match(key) else json.dumps(key, ensure_ascii=False)
+    part = key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
     return f"{path}.{part}" if path else part
 
 

@@ -23,7 +23,7 @@ def is_voucher_id(text: object) -> bool:
     That is 1-128 characters of letters, digits and ``. _ : -``, starting with a
     letter or digit.
     """
-    return isinstance(text, str) and bool(_VOUCHER_ID.match(text))
+    return isinstance(text, str) and _VOUCHER_ID.fullmatch(text) is not None
 
 
 def one_line(value: object, what: str, limit: int = 1024) -> str:

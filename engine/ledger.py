@@ -582,7 +582,7 @@ class Ledger:
         result_digest: str,
         now: dt.datetime | None,
     ) -> LedgerEntry:
-        if not _KIND.match(kind):
+        if not _KIND.fullmatch(kind):
             raise ValueError(f"ledger kind {kind!r} must be a short lower-case word")
         if outcome not in OUTCOMES:
             raise ValueError(f"ledger outcome must be one of {', '.join(OUTCOMES)}")
@@ -742,7 +742,7 @@ class Ledger:
         # The request comes from the network: fields that are not well formed
         # are logged empty rather than making the refusal itself unloggable.
         return {
-            "kind": request.kind if _KIND.match(request.kind) else "unknown",
+            "kind": request.kind if _KIND.fullmatch(request.kind) else "unknown",
             "analyst": request.analyst if is_hex_digest(request.analyst) else "",
             "plan_digest": request.plan_digest if is_hex_digest(request.plan_digest) else "",
             "voucher_id": voucher_id,

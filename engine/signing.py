@@ -137,7 +137,7 @@ def parse_utc(text: object) -> dt.datetime:
     """Parse :func:`utc_text`'s output (and only it) into an aware UTC datetime."""
     if not isinstance(text, str):
         raise ValueError(f"expected a UTC time string, got {type(text).__name__}")
-    match = _UTC.match(text)
+    match = _UTC.fullmatch(text)
     if not match:
         raise ValueError(f"{text!r} is not a UTC time like 2026-01-31T12:00:00Z")
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])

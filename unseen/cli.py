@@ -41,7 +41,7 @@ from unseen.governance import (
     write_receipts,
 )
 from unseen.governance import tls_files as _tls
-from unseen.logs import configure, default_json, default_level
+from unseen.logs import LEVELS, configure, default_json, default_level
 
 if TYPE_CHECKING:  # imported where used, so only the commands that talk to a coordinator load it
     from engine.client import Client
@@ -245,9 +245,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="unseen", description="Federated queries over encrypted aggregates.")
-    parser.add_argument(
-        "--log-level", default=default_level(), choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
+    parser.add_argument("--log-level", default=default_level(), choices=LEVELS)
     parser.add_argument(
         "--log-json", action="store_true", default=default_json(), help="log JSON lines"
     )
@@ -363,8 +361,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure(args.log_level, args.log_json)
     try:
+        configure(args.log_level, args.log_json)
         return int(args.func(args))
     except VerificationError as exc:
         print(f"unseen: {exc}", file=sys.stderr)

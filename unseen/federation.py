@@ -102,6 +102,7 @@ class LocalFederation:
                 for table, path in tables.items():
                     args += ["--table", f"{table}={path}"]
             pending.append((name, self._spawn(name, args)))
+        spawned = [process for _, process in pending]
         try:
             for name, process in pending:
                 self.nodes.append(NodeProcess(name, process, self._await(name, process)))
@@ -109,12 +110,21 @@ class LocalFederation:
             for node in self.nodes:
                 args += ["--holder", node.address]
             process = self._spawn("coordinator", args)
+            spawned.append(process)
             self.coordinator = NodeProcess(
                 "coordinator", process, self._await("coordinator", process)
             )
         except BaseException:
-            for _, process in pending:
+            # Nothing half-started outlives a failed start: not the coordinator
+            # that did not come up in time, not the log files.
+            for process in spawned:
                 process.kill()
+                process.wait()
+                if process.stdout is not None:
+                    process.stdout.close()
+            self.nodes.clear()
+            self.coordinator = None
+            self._close_logs()
             raise
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -132,6 +142,9 @@ class LocalFederation:
                 process.wait()
             if process.stdout is not None:
                 process.stdout.close()
+        self._close_logs()
+
+    def _close_logs(self) -> None:
         for log in self._logs:
             log.close()  # type: ignore[attr-defined]
         self._logs.clear()

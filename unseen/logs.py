@@ -13,7 +13,11 @@ import logging
 import os
 import time
 
-__all__ = ["JsonFormatter", "configure", "default_json", "default_level"]
+from engine.errors import ConfigError
+
+__all__ = ["LEVELS", "JsonFormatter", "configure", "default_json", "default_level"]
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class JsonFormatter(logging.Formatter):
@@ -43,6 +47,15 @@ def default_json() -> bool:
 
 
 def configure(level: str, as_json: bool) -> None:
+    """Log to stderr at ``level``; :class:`ConfigError` for a level not in :data:`LEVELS`.
+
+    argparse checks ``--log-level`` but not its default, which comes from
+    ``UNSEEN_LOG_LEVEL``, so the check is here.
+    """
+    if level not in LEVELS:
+        raise ConfigError(
+            f"log level {level!r} (UNSEEN_LOG_LEVEL?) is not one of {', '.join(LEVELS)}"
+        )
     handler = logging.StreamHandler()
     if as_json:
         handler.setFormatter(JsonFormatter())

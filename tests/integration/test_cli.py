@@ -118,6 +118,16 @@ def test_usage_errors_exit_2_in_one_line(tmp_path):
         assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
+def test_a_bad_log_level_from_the_environment_is_a_usage_error(tmp_path):
+    # argparse checks --log-level but not its default, taken from UNSEEN_LOG_LEVEL.
+    env = dict(os.environ, UNSEEN_LOG_LEVEL="loud")
+    done = unseen("keys", "new", "--out", tmp_path / "k", env=env)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert "UNSEEN_LOG_LEVEL" in done.stderr
+    assert not (tmp_path / "k").exists()
+
+
 def test_keys_new_writes_a_private_key(tmp_path):
     done = unseen("keys", "new", "--out", str(tmp_path / "k"))
     assert done.returncode == 0, done.stderr

@@ -156,3 +156,35 @@ def test_sigterm_drains_in_flight_work_and_refuses_new_calls(processes, key):
         with pytest.raises(RemoteError) as info:
             client.query("SELECT SUM(v) FROM power")
         assert info.value.code == "UNAVAILABLE" and "grid" in info.value.reason
+
+
+def _children() -> set[int]:
+    """Our direct child processes, zombies included (Linux /proc)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()  # noqa: SIM115 - read at once
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == os.getpid():
+                found.add(int(entry))
+    return found
+
+
+@pytest.mark.parametrize("failure", ["holder too slow", "coordinator refuses its flags"])
+def test_a_failed_start_leaves_no_process_and_no_open_log(tmp_path, failure):
+    rows = [("a", 1)] * 10
+    holders = {
+        f"h{i}": {"t": write_shard(tmp_path / f"h{i}.parquet", SCHEMA, rows)} for i in (0, 1)
+    }
+    before = _children()
+    if failure == "holder too slow":
+        fed = LocalFederation(holders, tmp_path / "logs", startup_timeout=0.01)
+    else:
+        fed = LocalFederation(holders, tmp_path / "logs", coordinator_args=["--no-such-flag"])
+    with pytest.raises(Exception, match="start"):
+        fed.start()
+    assert _children() == before  # every child killed and reaped
+    assert fed.nodes == [] and fed.coordinator is None
+    assert fed._logs == []

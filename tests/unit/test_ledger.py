@@ -154,6 +154,10 @@ def test_the_connection_is_durable(ledger):
         ({"plan_digest": "12"}, "plan_digest"),
         ({"outcome": "refused"}, "needs a reason"),
         ({"voucher_id": "bad id"}, "voucher_id"),
+        # A "^...$" pattern admits one trailing newline; a field must not carry one.
+        ({"kind": "aggregate\n"}, "kind"),
+        ({"analyst": ANALYST + "\n"}, "analyst"),
+        ({"voucher_id": "v-1\n"}, "voucher_id"),
     ],
 )
 def test_append_refuses_malformed_fields(ledger, fields, message):
@@ -244,6 +248,18 @@ def test_read_range_pages_and_reports_the_head(ledger):
         ledger.read_range(0)
     rng = ledger.read_range(3, 7)
     assert LedgerRange.from_dict(rng.to_dict()) == rng
+
+
+def test_the_page_cap_bounds_the_rpc_not_a_ledger_file(tmp_path, holder_key, monkeypatch):
+    # MAX_RANGE (10,000) bounds what one ReadLedger reply carries; reading a
+    # ledger file (audit show/check/verify) must still see every entry.
+    monkeypatch.setattr("engine.ledger.MAX_RANGE", 3)
+    path = tmp_path / "tax.ledger"
+    with Ledger(path, "tax", holder_key) as opened:
+        for _ in range(5):
+            opened.append(kind="aggregate", analyst=ANALYST, outcome="answered")
+        assert [e.index for e in opened.read_range(1).entries] == [1, 2, 3]
+    assert [e.index for e in read_ledger(path).entries] == [1, 2, 3, 4, 5]
 
 
 def test_result_digest_commits_to_each_ciphertext_in_order():
