@@ -108,10 +108,12 @@ def test_read_sql_over_dbapi_is_the_cli_frame(conn, cli_frame):
     pd.testing.assert_frame_equal(_read_sql_dbapi(SQL, conn), frame)
 
 
-def test_read_sql_over_sqlalchemy_is_the_cli_frame(engine, cli_frame):
+def test_read_sql_over_sqlalchemy_is_the_cli_frame(engine, cli_frame, federation):
     frame, _ = cli_frame
     pd.testing.assert_frame_equal(pd.read_sql(SQL, engine), frame)
     pd.testing.assert_frame_equal(pd.read_sql(text(SQL), engine), frame)
+    address, keys, _ = federation
+    pd.testing.assert_frame_equal(pd.read_sql(SQL, f"unseen://{address}?key={keys}"), frame)
 
 
 def test_parameters_bind_over_dbapi_and_sqlalchemy(conn, engine, cli_frame):
@@ -257,3 +259,22 @@ def test_the_environment_is_not_needed(federation, monkeypatch, tmp_path):
         (row,) = connection.execute("SELECT COUNT(*) FROM loans").fetchall()
     secret = tmp_path / "unseen" / "keys" / "default" / "secret.tenseal"
     assert row[0] == 703 and oct(os.stat(secret).st_mode & 0o777) == "0o600"
+
+
+def test_sqlalchemy_core_over_a_reflected_table(engine, federation):
+    """What a BI tool does: reflect the table, then build a grouped SELECT with Core."""
+    _, _, reference = federation
+    loans = sqlalchemy.Table("loans", sqlalchemy.MetaData(), autoload_with=engine)
+    query = (
+        sqlalchemy.select(loans.c.city, sqlalchemy.func.sum(loans.c.amount).label("amount"))
+        .where(loans.c.month >= "2022-03", loans.c.city.in_(["Ningbo", "Hangzhou"]))
+        .group_by(loans.c.city)
+        .order_by(loans.c.city)
+    )
+    with engine.connect() as connection:
+        rows = [tuple(r) for r in connection.execute(query)]
+    plain = reference.sql(
+        "SELECT city, SUM(amount) FROM loans WHERE month >= '2022-03' "
+        "AND city IN ('Ningbo', 'Hangzhou') GROUP BY city ORDER BY city"
+    ).fetchall()
+    assert rows == plain and len(rows) == 2
