@@ -106,7 +106,6 @@ def test_the_by_hand_section_runs_verbatim(tmp_path):
         PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         PYTHONPATH=os.pathsep.join(path_entries),
         XDG_CONFIG_HOME=str(config),
-        PYTHONWARNINGS="ignore::UserWarning",
     )
     process = subprocess.Popen(
         ["bash", "-c", _script(work)],

@@ -10,8 +10,11 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pytest
 import sqlglot
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlglot import exp
 
 import unseen
@@ -326,3 +329,26 @@ def test_the_dialect_entry_point_is_declared():
     assert match, "pyproject.toml: no sqlalchemy.dialects entry point named unseen"
     module = __import__(match.group(1), fromlist=[match.group(2)])
     assert getattr(module, match.group(2)).name == "unseen"
+
+
+@given(
+    st.one_of(
+        st.integers(min_value=-(2**63) + 1, max_value=2**63 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.decimals(
+            allow_nan=False, allow_infinity=False, places=6, min_value=-(10**20), max_value=10**20
+        ),
+        st.text(),
+        st.booleans(),
+        st.dates(),
+    )
+)
+def test_a_bound_value_reads_back_unchanged_in_duckdb(value):
+    # A real SQL engine reads the literal back: the value, not merely some value.
+    (back,) = duckdb.sql(bind("SELECT ?", [value])).fetchall()[0]
+    if isinstance(value, float):
+        assert float(back) == value  # DuckDB reads 0.1 as DECIMAL: the same number
+    elif isinstance(value, Decimal):
+        assert back == value  # an integral decimal reads back as an integer
+    else:
+        assert back == value and type(back) is type(value)
