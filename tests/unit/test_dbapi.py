@@ -352,3 +352,15 @@ def test_a_bound_value_reads_back_unchanged_in_duckdb(value):
         assert back == value  # an integral decimal reads back as an integer
     else:
         assert back == value and type(back) is type(value)
+
+
+def test_paths_expand_the_home_directory(tmp_path, monkeypatch):
+    from engine.keys import AnalystKey
+
+    key = AnalystKey.generate()
+    key.save(tmp_path / "k")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with dbapi.connect("127.0.0.1:1", key="~/k") as conn:
+        assert conn.client.key.key_id == key.key_id
+    with pytest.raises(dbapi.InterfaceError, match="voucher file"):
+        dbapi.connect("127.0.0.1:1", key="~/k", vouchers="~/none.voucher")

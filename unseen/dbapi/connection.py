@@ -97,10 +97,9 @@ def _tls_files(tls: Any) -> TlsFiles | None:
         missing = sorted({"cert", "key", "ca"} - set(tls))
         if missing:
             raise InterfaceError(f"tls= needs cert, key and ca files; missing {', '.join(missing)}")
-        return TlsFiles(Path(tls["cert"]), Path(tls["key"]), Path(tls["ca"]))
+        return TlsFiles(*(Path(tls[name]).expanduser() for name in ("cert", "key", "ca")))
     if isinstance(tls, Sequence) and not isinstance(tls, (str, bytes)) and len(tls) == 3:
-        cert, key, ca = tls
-        return TlsFiles(Path(cert), Path(key), Path(ca))
+        return TlsFiles(*(Path(path).expanduser() for path in tls))
     raise InterfaceError("tls= is a TlsFiles, a mapping of cert/key/ca or a (cert, key, ca) tuple")
 
 
@@ -115,7 +114,7 @@ def connect(
 
     Args:
         coordinator: the coordinator's ``HOST:PORT``.
-        key: the analyst's key directory (``unseen keys new --out DIR``) or a loaded
+        key: the analyst's key directory (``unseen keys new --out DIR``; ``~`` expands) or a loaded
             ``AnalystKey``; None uses the default key, created on first use (mode 0600).
         vouchers: signed voucher files (a file may hold several, one per line).
         tls: mTLS files: ``TlsFiles``, ``{"cert": ..., "key": ..., "ca": ...}`` or
@@ -133,12 +132,12 @@ def connect(
         from engine.keys import AnalystKey
         from unseen.governance import read_vouchers
 
-        lines = read_vouchers([Path(p) for p in paths])
+        lines = read_vouchers([Path(p).expanduser() for p in paths])
         files = _tls_files(tls)
         if isinstance(key, AnalystKey):
             client = Client(coordinator, key=key, timeout=timeout, vouchers=lines, tls=files)
         else:
-            directory = None if key is None else Path(key)
+            directory = None if key is None else Path(key).expanduser()
             client = Client(
                 coordinator, key_dir=directory, timeout=timeout, vouchers=lines, tls=files
             )
