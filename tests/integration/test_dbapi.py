@@ -136,7 +136,7 @@ def test_a_quoted_parameter_stays_a_value(conn, federation):
     (theirs,) = reference.execute(sql, [hostile]).fetchall()
     assert ours == theirs == (0,)
     (honest,) = conn.execute(sql, ["Hangzhou"]).fetchall()
-    assert honest == reference.execute(sql, ["Hangzhou"]).fetchone() and honest[0] > 0
+    assert honest == reference.execute(sql, ["Hangzhou"]).fetchall()[0] and honest[0] > 0
 
 
 def test_cursor_fetches_description_and_meta(conn, federation, cli_frame):
