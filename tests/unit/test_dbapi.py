@@ -364,3 +364,46 @@ def test_paths_expand_the_home_directory(tmp_path, monkeypatch):
         assert conn.client.key.key_id == key.key_id
     with pytest.raises(dbapi.InterfaceError, match="voucher file"):
         dbapi.connect("127.0.0.1:1", key="~/k", vouchers="~/none.voucher")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT COUNT(*) FROM ?",
+        "SELECT COUNT(*) FROM t AS ?",
+        "SELECT t.? FROM t",
+        "SELECT city, COUNT(*) FROM t GROUP BY ?",
+        "SELECT city, COUNT(*) FROM t GROUP BY city ORDER BY ?",
+    ],
+)
+def test_a_parameter_never_names_a_table_column_or_position(sql):
+    # FROM 'loans' would read a file in DuckDB; GROUP BY 1 would mean the first column.
+    with pytest.raises(dbapi.ProgrammingError, match="stands for a value"):
+        bind(sql, [1])
+
+
+def test_values_in_expressions_stay_allowed():
+    bound = bind("SELECT ? AS x, COUNT(*) FROM t WHERE ? = a ORDER BY COUNT(*) + ?", [1, 2, 3])
+    assert _tree(bound) == _tree("SELECT 1 AS x, COUNT(*) FROM t WHERE 2 = a ORDER BY COUNT(*) + 3")
+
+
+def test_a_placeholder_the_parser_dropped_cannot_shift_the_others(monkeypatch):
+    # Should a parser ever lose a "?", the tokenizer's count disagrees and nothing is bound.
+    from unseen.dbapi import params
+
+    real = params._parse
+    monkeypatch.setattr(params, "_parse", lambda sql: real(sql.replace("a = ? AND ", "", 1)))
+    with pytest.raises(dbapi.ProgrammingError, match="placeholder"):
+        bind("SELECT COUNT(*) FROM t WHERE a = ? AND b = ?", [1])
+
+
+def test_a_placeholder_without_its_offset_is_refused(monkeypatch):
+    from unseen.dbapi import params
+
+    monkeypatch.setattr(
+        params,
+        "_parse",
+        lambda sql: sqlglot.parse_one(sql, read="duckdb"),  # no offsets
+    )
+    with pytest.raises(dbapi.ProgrammingError, match="placeholder"):
+        bind("SELECT COUNT(*) FROM t WHERE a = ?", [1])

@@ -8,7 +8,9 @@ placeholder node is replaced by a literal node built from the value's type
 (a string is a string literal whatever it contains, a number a number), and
 the tree is printed back. A value can therefore never become SQL syntax: a
 quote in a string is escaped by the printer, and a ``?`` inside a string
-literal or comment is not a placeholder at all.
+literal or comment is not a placeholder at all. A placeholder must stand
+where a value does: not for a table, column or alias name, nor directly as a
+GROUP BY/ORDER BY item, where a literal would mean a column position.
 
 Positional placeholders are numbered by their offset in the text, which the
 parser records on each node as it consumes the ``?`` token (the tree's own
@@ -94,6 +96,23 @@ def _parse(sql: str) -> exp.Expr:
     return statements[0]
 
 
+# A placeholder directly under these would be read as a name or a column position, not a value.
+_NAME_PARENTS = (exp.Table, exp.TableAlias, exp.Column, exp.Identifier, exp.Dot)
+_POSITION_PARENTS = (exp.Group, exp.Ordered)
+
+
+def _check_value_position(node: exp.Placeholder) -> None:
+    """Refuse a placeholder whose literal would name a table, column or alias, or be read as
+    a GROUP BY/ORDER BY position: a parameter stands for a value only."""
+    parent = node.parent
+    alias_name = isinstance(parent, exp.Alias) and node.arg_key == "alias"
+    if alias_name or isinstance(parent, _NAME_PARENTS + _POSITION_PARENTS):
+        raise ProgrammingError(
+            "a parameter stands for a value, not for a table, column, alias or "
+            "GROUP BY/ORDER BY position"
+        )
+
+
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
@@ -121,6 +140,8 @@ def bind(sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None) -> str:
         )
     tree = _parse(sql)
     placeholders = list(tree.find_all(exp.Placeholder, bfs=False))
+    for node in placeholders:
+        _check_value_position(node)
     named = [p for p in placeholders if p.this]
     positional = [p for p in placeholders if not p.this]
     if isinstance(parameters, Mapping):
