@@ -22,6 +22,10 @@ Tree::
 Each class names the gRPC status it maps to (``grpc_code``) so that the one
 translation point (``engine.rpc``) needs no table of its own, while this module
 stays free of grpc imports.
+
+The DB-API driver adds PEP 249's classes under the same root (``Warning`` and
+``Error`` subclass ``UnseenError``) and translates these into them at its one
+boundary; see ``unseen/dbapi/errors.py``.
 """
 
 from __future__ import annotations

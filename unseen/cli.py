@@ -237,6 +237,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from unseen.sample import write_sample
+
+    for path in write_sample(args.out, seed=args.seed):
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import benchmarks
 
@@ -262,6 +270,13 @@ def _parser() -> argparse.ArgumentParser:
         help="keep generated data and logs here (default: a temporary folder)",
     )
     demo.set_defaults(func=_cmd_demo)
+
+    sample = commands.add_parser(
+        "sample", help="write the README's sample loan tables (loans_a.csv, loans_b.parquet)"
+    )
+    sample.add_argument("--out", type=Path, default=Path("."), help="folder (default: here)")
+    sample.add_argument("--seed", type=int, default=7)
+    sample.set_defaults(func=_cmd_sample)
 
     keys = commands.add_parser("keys", help="analyst keys").add_subparsers(
         dest="keys_command", required=True, parser_class=_Parser
