@@ -19,10 +19,19 @@ from decimal import Decimal
 from engine.catalog import TableInfo
 from engine.errors import PlanError, PolicyError
 from engine.expr import (
+    DATE_TRUNC_UNITS,
+    EXTRACT_PARTS,
+    FUNCTIONS,
     Between,
     Binary,
+    BinaryOp,
+    Case,
+    Cast,
     Column,
+    DateTrunc,
     Expr,
+    Extract,
+    Func,
     InList,
     IsNull,
     Like,
@@ -30,10 +39,11 @@ from engine.expr import (
     LiteralValue,
     Unary,
     UnaryOp,
+    Visitor,
     depth,
     walk,
 )
-from engine.types import SqlType
+from engine.types import SqlType, widen
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -43,9 +53,13 @@ __all__ = [
     "Limits",
     "Measure",
     "SlotCodec",
+    "arithmetic_type",
     "check_plan",
+    "common_type",
+    "derived_group_use",
     "encoding_for",
     "expr_type",
+    "group_key_type",
 ]
 
 
@@ -70,8 +84,21 @@ class Measure:
 
 @dataclass(frozen=True)
 class GroupColumn:
+    """One GROUP BY key and the domain that fixes its slot positions.
+
+    ``column`` names the key (the column, or the SQL text of a derived key);
+    ``expr`` is the derived key's row expression (EXTRACT, date_trunc, a CASE
+    bucketing into literal labels), None for a plain column.
+    """
+
     column: str
     domain: tuple[LiteralValue, ...]
+    expr: Expr | None = None
+
+    @property
+    def key(self) -> Expr:
+        """The row expression a holder groups by."""
+        return self.expr if self.expr is not None else Column(self.column)
 
 
 @dataclass(frozen=True)
@@ -162,28 +189,82 @@ def _comparable(a: SqlType | None, b: SqlType | None) -> bool:
 
 
 _BOOLEAN = SqlType("BOOLEAN")
+_FLOAT = SqlType("FLOAT")
+_INTEGER = SqlType("INTEGER")
+_TEMPORAL = ("DATE", "TIMESTAMP")
+# Casts every holder engine performs alike and that cannot fail on a row's
+# value (a failing cast would turn a data value into an error message).
+_CASTS = {
+    "INTEGER": ("INTEGER", "DECIMAL", "FLOAT", "BOOLEAN"),
+    "DECIMAL": ("INTEGER", "DECIMAL", "FLOAT"),
+    "FLOAT": ("INTEGER", "DECIMAL", "FLOAT"),
+    "DATE": ("DATE", "TIMESTAMP"),
+    "TIMESTAMP": ("DATE", "TIMESTAMP"),
+    "VARCHAR": ("VARCHAR",),
+    "BOOLEAN": ("BOOLEAN", "INTEGER"),
+}
 
 
-def expr_type(node: Expr, table: TableInfo, use: str) -> SqlType | None:
-    """Type-check ``node`` against ``table``; None is the type of a bare NULL.
+def arithmetic_type(op: BinaryOp, left: SqlType | None, right: SqlType | None) -> SqlType:
+    """The type of ``left op right`` as DuckDB computes it.
 
-    Every column read must exist and permit ``use`` (``filter`` or
-    ``aggregate``); the error names the column so the analyst can fix the query.
+    Division is floating; a product of decimals has the *sum* of their scales
+    (DECIMAL(15,2) * DECIMAL(15,2) is DECIMAL(38,4)), a sum or difference the
+    larger scale, so exact sums of revenue expressions stay exact.
     """
-    if isinstance(node, Column):
+    if op is BinaryOp.DIV or _FLOAT in (left, right):
+        return _FLOAT
+    scales = [t.scale if t is not None and t.kind == "DECIMAL" else 0 for t in (left, right)]
+    if not any(t is not None and t.kind == "DECIMAL" for t in (left, right)):
+        return _INTEGER
+    scale = sum(scales) if op is BinaryOp.MUL else max(scales)
+    if scale > 38:
+        raise PlanError(
+            f"a product of decimals needs scale {scale}, above 38; CAST a factor to a "
+            "lower scale or to DOUBLE"
+        )
+    return SqlType("DECIMAL", 38, scale)
+
+
+def common_type(types: list[SqlType | None], what: str) -> SqlType | None:
+    """The one type of CASE results or COALESCE arguments (NULL fits anything)."""
+    result: SqlType | None = None
+    for kind in types:
+        if kind is None:
+            continue
+        merged = kind if result is None else widen(result, kind)
+        if merged is None:
+            raise PlanError(f"{what} mixes {result} and {kind}")
+        result = merged
+    return result
+
+
+class _TypeChecker(Visitor["SqlType | None"]):
+    """Types a row-level tree against a table; every column read must permit ``use``."""
+
+    def __init__(self, table: TableInfo, use: str):
+        self.table = table
+        self.use = use
+
+    def unsupported(self, node: Expr) -> SqlType | None:
+        raise PlanError(f"{type(node).__name__} cannot appear in a row expression of a plan")
+
+    def visit_Column(self, node: Column) -> SqlType | None:
+        table = self.table
         col = table.column(node.name)
         if col is None:
             raise PlanError(f"table {table.name} has no column {node.name}")
-        if not col.allows(use):
-            raise PolicyError(f"column {table.name}.{col.name} may not be used to {use}")
+        if not col.allows(self.use):
+            raise PolicyError(f"column {table.name}.{col.name} may not be used to {self.use}")
         if col.type.kind == "OTHER":
             raise PlanError(f"column {table.name}.{col.name} has a type unseen cannot use")
         return col.type
-    if isinstance(node, Literal):
+
+    def visit_Literal(self, node: Literal) -> SqlType | None:
         return _literal_type(node.value)
-    if isinstance(node, Binary):
-        left = expr_type(node.left, table, use)
-        right = expr_type(node.right, table, use)
+
+    def visit_Binary(self, node: Binary) -> SqlType | None:
+        left, right = self.visit(node.left), self.visit(node.right)
         if node.op.is_logical:
             for side in (left, right):
                 if side is not None and side != _BOOLEAN:
@@ -196,13 +277,10 @@ def expr_type(node: Expr, table: TableInfo, use: str) -> SqlType | None:
         for side in (left, right):
             if side is not None and not side.numeric:
                 raise PlanError(f"arithmetic {node.op.value} needs numbers, not {side}")
-        if node.op.value == "/" or SqlType("FLOAT") in (left, right):
-            return SqlType("FLOAT")
-        if left is not None and right is not None and "DECIMAL" in (left.kind, right.kind):
-            return SqlType("DECIMAL", 38, max(left.scale, right.scale))
-        return SqlType("INTEGER")
-    if isinstance(node, Unary):
-        operand = expr_type(node.operand, table, use)
+        return arithmetic_type(node.op, left, right)
+
+    def visit_Unary(self, node: Unary) -> SqlType | None:
+        operand = self.visit(node.operand)
         if node.op is UnaryOp.NOT:
             if operand is not None and operand != _BOOLEAN:
                 raise PlanError(f"NOT needs a boolean operand, not {operand}")
@@ -210,33 +288,137 @@ def expr_type(node: Expr, table: TableInfo, use: str) -> SqlType | None:
         if operand is not None and not operand.numeric:
             raise PlanError(f"unary minus needs a number, not {operand}")
         return operand
-    if isinstance(node, Between):
-        kinds = [expr_type(n, table, use) for n in (node.operand, node.low, node.high)]
+
+    def visit_Between(self, node: Between) -> SqlType | None:
+        kinds = [self.visit(n) for n in (node.operand, node.low, node.high)]
         if not (_comparable(kinds[0], kinds[1]) and _comparable(kinds[0], kinds[2])):
             raise PlanError(f"cannot compare {kinds[0]} with BETWEEN bounds {kinds[1]}, {kinds[2]}")
         return _BOOLEAN
-    if isinstance(node, InList):
-        operand = expr_type(node.operand, table, use)
+
+    def visit_InList(self, node: InList) -> SqlType | None:
+        operand = self.visit(node.operand)
         for value in node.values:
             if not _comparable(operand, _literal_type(value)):
                 raise PlanError(f"cannot compare {operand} with IN value {value!r}")
         return _BOOLEAN
-    if isinstance(node, Like):
-        operand = expr_type(node.operand, table, use)
+
+    def visit_Like(self, node: Like) -> SqlType | None:
+        operand = self.visit(node.operand)
         if operand is not None and operand.kind != "VARCHAR":
             raise PlanError(f"LIKE needs a text operand, not {operand}")
         return _BOOLEAN
-    if isinstance(node, IsNull):
-        expr_type(node.operand, table, use)
+
+    def visit_IsNull(self, node: IsNull) -> SqlType | None:
+        self.visit(node.operand)
         return _BOOLEAN
-    raise PlanError(f"unknown expression node {type(node).__name__}")
+
+    def visit_Case(self, node: Case) -> SqlType | None:
+        if not node.whens:
+            raise PlanError("CASE needs at least one WHEN")
+        for condition, _ in node.whens:
+            kind = self.visit(condition)
+            if kind is not None and kind != _BOOLEAN:
+                raise PlanError(f"CASE WHEN needs a condition, not a {kind} value")
+        results = [self.visit(result) for _, result in node.whens]
+        if node.default is not None:
+            results.append(self.visit(node.default))
+        return common_type(results, "CASE")
+
+    def visit_Func(self, node: Func) -> SqlType | None:
+        if not FUNCTIONS.get(node.name, False):
+            raise PlanError(f"function {node.name.upper()} cannot run at a holder")
+        kinds = [self.visit(arg) for arg in node.args]
+        if node.name == "coalesce":
+            if not kinds:
+                raise PlanError("COALESCE needs arguments")
+            return common_type(kinds, "COALESCE")
+        if node.name == "nullif":
+            if len(kinds) != 2 or not _comparable(kinds[0], kinds[1]):
+                raise PlanError("NULLIF needs two comparable arguments")
+            return kinds[0]
+        # abs
+        if len(kinds) != 1 or (kinds[0] is not None and not kinds[0].numeric):
+            raise PlanError("ABS needs one number")
+        return kinds[0]
+
+    def visit_Extract(self, node: Extract) -> SqlType | None:
+        if node.part not in EXTRACT_PARTS:
+            raise PlanError(f"EXTRACT({node.part.upper()} ...) is not supported")
+        operand = self.visit(node.operand)
+        if operand is not None and operand.kind not in _TEMPORAL:
+            raise PlanError(f"EXTRACT needs a date or timestamp, not {operand}")
+        if node.part in ("hour", "minute") and operand is not None and operand.kind == "DATE":
+            raise PlanError(f"EXTRACT({node.part.upper()} ...) needs a timestamp, not a DATE")
+        return _INTEGER
+
+    def visit_DateTrunc(self, node: DateTrunc) -> SqlType | None:
+        if node.unit not in DATE_TRUNC_UNITS:
+            raise PlanError(f"date_trunc('{node.unit}', ...) is not supported")
+        operand = self.visit(node.operand)
+        if operand is not None and operand.kind not in _TEMPORAL:
+            raise PlanError(f"date_trunc needs a date or timestamp, not {operand}")
+        return SqlType("TIMESTAMP")
+
+    def visit_Cast(self, node: Cast) -> SqlType | None:
+        try:
+            target = SqlType.parse(node.type)
+        except ValueError as exc:
+            raise PlanError(f"cannot CAST to {node.type}") from exc
+        if target.kind == "DECIMAL" and not 0 <= target.scale <= target.precision <= 38:
+            raise PlanError(f"CAST to {target}: precision 1..38 and scale <= precision")
+        operand = self.visit(node.operand)
+        if operand is not None and target.kind not in _CASTS.get(operand.kind, ()):
+            raise PlanError(f"cannot CAST a {operand} value to {target} at a holder")
+        return target
+
+
+def expr_type(node: Expr, table: TableInfo, use: str) -> SqlType | None:
+    """Type-check ``node`` against ``table``; None is the type of a bare NULL.
+
+    Every column read must exist and permit ``use`` (``filter`` or
+    ``aggregate``); the error names the column so the analyst can fix the query.
+    """
+    return _TypeChecker(table, use).visit(node)
+
+
+def derived_group_use(key: Expr) -> str:
+    """The use a derived GROUP BY key makes of the columns it reads.
+
+    A key whose values are literal labels (``CASE ... THEN 'small' ...``) or
+    calendar units of one column (``EXTRACT(year FROM d)``, ``date_trunc``)
+    splits rows exactly as one WHERE per group value would, so its columns
+    need only ``filter``; any other derived key reveals column values and
+    needs ``group`` on every column it reads.
+    """
+    if isinstance(key, Case):
+        results = [r for _, r in key.whens] + ([key.default] if key.default is not None else [])
+        if all(isinstance(r, Literal) for r in results):
+            return "filter"
+    if isinstance(key, (Extract, DateTrunc)) and isinstance(key.operand, Column):
+        return "filter"
+    return "group"
+
+
+def group_key_type(group: GroupColumn, table: TableInfo) -> SqlType:
+    """Check one GROUP BY key against ``table``'s policy and return its type."""
+    if group.expr is None:
+        col = table.column(group.column)
+        if col is None:
+            raise PlanError(f"table {table.name} has no column {group.column}")
+        if not col.allows("group"):
+            raise PolicyError(f"column {table.name}.{col.name} may not be used to group")
+        return col.type
+    kind = expr_type(group.expr, table, derived_group_use(group.expr))
+    if kind is None or kind.kind == "FLOAT":
+        raise PlanError(f"GROUP BY {group.column} needs a key with exact values, not {kind}")
+    return kind
 
 
 def encoding_for(sql_type: SqlType | None) -> tuple[Encoding, int]:
     """The exact grid for sums of a measure of type ``sql_type``."""
     if sql_type is None or sql_type.kind == "INTEGER" or sql_type.kind == "BOOLEAN":
         return Encoding.INTEGER, 0
-    if sql_type.kind == "DECIMAL" and sql_type.scale <= 18:
+    if sql_type.kind == "DECIMAL":
         return Encoding.DECIMAL, sql_type.scale
     if sql_type.numeric:
         return Encoding.FLOAT, 0
@@ -266,6 +448,7 @@ def check_plan(plan: AggregatePlan, table: TableInfo, limits: Limits | None = No
         raise PlanError(f"too many GROUP BY columns (> {limits.max_group_columns})")
     nodes = [plan.filter] if plan.filter is not None else []
     nodes += [m.expr for m in plan.measures]
+    nodes += [g.expr for g in plan.groups if g.expr is not None]
     for node in nodes:
         if depth(node) > limits.max_depth:
             raise PlanError(f"expression nested deeper than {limits.max_depth} levels")
@@ -278,21 +461,18 @@ def check_plan(plan: AggregatePlan, table: TableInfo, limits: Limits | None = No
             raise PlanError(f"WHERE must be a condition, not a {kind} value")
     seen: set[str] = set()
     for group in plan.groups:
-        col = table.column(group.column)
-        if col is None:
-            raise PlanError(f"table {table.name} has no column {group.column}")
-        if not col.allows("group"):
-            raise PolicyError(f"column {table.name}.{col.name} may not be used to group")
-        if col.name.lower() in seen:
-            raise PlanError(f"column {col.name} appears twice in GROUP BY")
-        seen.add(col.name.lower())
+        kind = group_key_type(group, table)
+        label = group.column
+        if label.lower() in seen:
+            raise PlanError(f"{label} appears twice in GROUP BY")
+        seen.add(label.lower())
         if not group.domain:
-            raise PlanError(f"group column {col.name} has an empty domain")
+            raise PlanError(f"group key {label} has an empty domain")
         if len(set(map(_hashable, group.domain))) != len(group.domain):
-            raise PlanError(f"group column {col.name} has repeated domain values")
+            raise PlanError(f"group key {label} has repeated domain values")
         for value in group.domain:
-            if not _comparable(col.type, _literal_type(value)):
-                raise PlanError(f"domain value {value!r} does not fit {col.name} ({col.type})")
+            if not _comparable(kind, _literal_type(value)):
+                raise PlanError(f"domain value {value!r} does not fit {label} ({kind})")
     if plan.group_count > limits.max_groups:
         raise PlanError(
             f"the group domain has {plan.group_count} groups, more than {limits.max_groups}; "

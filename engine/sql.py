@@ -1,10 +1,13 @@
 """SQL front end: parse an analyst's SELECT with sqlglot and compile it.
 
 The result is a :class:`~engine.query.CompiledQuery`: an aggregate plan for
-the federation plus the post-decryption work. What additive HE cannot
-answer (MIN, MAX, MEDIAN, joins, subqueries, window functions, row-level
-SELECTs ...) is refused with :class:`~engine.errors.UnsupportedError`,
-naming the construct and its line and column in the SQL text.
+the federation plus the post-decryption work. Row-level pieces (WHERE,
+aggregate arguments, FILTER, derived GROUP BY keys) are translated by
+``engine.sqlrow``; this module binds the table, the groups and their domains,
+the aggregates and the output expressions. What additive HE cannot answer
+(MIN, MAX, MEDIAN, joins, subqueries, window functions, row-level SELECTs
+...) is refused with :class:`~engine.errors.UnsupportedError`, naming the
+construct, its line and column in the SQL text, why, and what to ask instead.
 """
 
 from __future__ import annotations
@@ -12,25 +15,31 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from engine.catalog import Catalog, TableInfo
-from engine.errors import PlanError, PolicyError, SqlSyntaxError, UnsupportedError
+from engine.dates import calendar_domain
+from engine.errors import PlanError, PolicyError, SqlSyntaxError
 from engine.expr import (
+    AggRef,
     Between,
     Binary,
-    BinaryOp,
+    Case,
+    Cast,
     Column,
+    DateTrunc,
     Expr,
+    Extract,
+    Func,
+    GroupRef,
     InList,
     IsNull,
-    Like,
     Literal,
     LiteralValue,
+    OutputRef,
     Unary,
     UnaryOp,
     conjuncts,
@@ -42,25 +51,12 @@ from engine.plan import (
     Measure,
     SlotCodec,
     check_plan,
+    derived_group_use,
     encoding_for,
     expr_type,
 )
-from engine.query import (
-    AggCall,
-    AggRef,
-    CompiledQuery,
-    Const,
-    GroupRef,
-    OrderKey,
-    OutBetween,
-    OutBinary,
-    OutExpr,
-    OutFunc,
-    OutIn,
-    OutIsNull,
-    OutputRef,
-    OutUnary,
-)
+from engine.query import AggCall, CompiledQuery, OrderKey, OutExpr
+from engine.sqlrow import ARITH, COMPARE, LOGIC, RowTranslator, node_name, sql_type_name
 from engine.types import SqlType
 
 __all__ = ["compile_condition", "compile_sql"]
@@ -75,120 +71,91 @@ _AGGREGATES: dict[type[exp.Expression], str] = {
     exp.StddevPop: "stddev_pop",
 }
 _NEEDS_SQUARE = {"var_samp", "var_pop", "stddev_samp", "stddev_pop"}
-
-_COMPARE: dict[type[exp.Expression], BinaryOp] = {
-    exp.EQ: BinaryOp.EQ,
-    exp.NEQ: BinaryOp.NE,
-    exp.LT: BinaryOp.LT,
-    exp.LTE: BinaryOp.LE,
-    exp.GT: BinaryOp.GT,
-    exp.GTE: BinaryOp.GE,
-}
-_ARITH: dict[type[exp.Expression], BinaryOp] = {
-    exp.Add: BinaryOp.ADD,
-    exp.Sub: BinaryOp.SUB,
-    exp.Mul: BinaryOp.MUL,
-    exp.Div: BinaryOp.DIV,
-}
-_LOGIC: dict[type[exp.Expression], BinaryOp] = {exp.And: BinaryOp.AND, exp.Or: BinaryOp.OR}
 _OUT_FUNCS: dict[type[exp.Expression], str] = {
     exp.Round: "round",
     exp.Abs: "abs",
     exp.Sqrt: "sqrt",
     exp.Coalesce: "coalesce",
+    exp.Nullif: "nullif",
 }
+# Aggregates refused, each with why and what to ask instead.
+_ONE_ROW = "it is one row's value, which k and dominance exist to hide, and sums cannot carry it"
+_HISTOGRAM = (
+    "ask for a histogram, COUNT(*) ... GROUP BY CASE WHEN x < a THEN 'low' ... END, "
+    "or for AVG and STDDEV"
+)
+_REFUSED_AGGREGATES: dict[type[exp.Expression], tuple[str, str, str]] = {
+    exp.Min: ("MIN", _ONE_ROW, "ask COUNT(*) ... WHERE x < v for a threshold, or " + _HISTOGRAM),
+    exp.Max: ("MAX", _ONE_ROW, "ask COUNT(*) ... WHERE x > v for a threshold, or " + _HISTOGRAM),
+    exp.Median: ("MEDIAN", _ONE_ROW, _HISTOGRAM),
+    exp.Quantile: ("a quantile", _ONE_ROW, _HISTOGRAM),
+    exp.PercentileCont: ("PERCENTILE_CONT", _ONE_ROW, _HISTOGRAM),
+    exp.PercentileDisc: ("PERCENTILE_DISC", _ONE_ROW, _HISTOGRAM),
+    exp.ApproxQuantile: ("APPROX_QUANTILE", _ONE_ROW, _HISTOGRAM),
+    exp.Mode: ("MODE", _ONE_ROW, "ask COUNT(*) ... GROUP BY the column"),
+    exp.ArgMax: ("ARG_MAX", _ONE_ROW, _HISTOGRAM),
+    exp.ArgMin: ("ARG_MIN", _ONE_ROW, _HISTOGRAM),
+}
+_DISTINCT = (
+    "distinct counts are not additive: a value held at two holders would count twice, "
+    "and deduplicating needs the values themselves",
+    "ask COUNT(*) ... GROUP BY the column over its published domain and count the non-empty groups",
+)
 # Constructs refused wherever they appear, with the reason shown to the analyst.
-_REFUSED: dict[type[exp.Expression], tuple[str, str]] = {
-    exp.Join: ("JOIN", "tables of different holders cannot be joined under additive HE"),
-    exp.Subquery: ("a subquery", "a query reads one table once"),
-    exp.Exists: ("EXISTS (subquery)", "a query reads one table once"),
-    exp.Window: ("a window function", "rows never leave their holder"),
-    exp.With: ("WITH (common table expressions)", "a query reads one table once"),
-    exp.Filter: ("an aggregate FILTER clause", "move the condition to WHERE"),
-    exp.Case: ("CASE", ""),
-    exp.Lateral: ("LATERAL", ""),
-    exp.Pivot: ("PIVOT", ""),
-    exp.TableSample: ("TABLESAMPLE", ""),
-    exp.Qualify: ("QUALIFY", ""),
-    exp.Escape: ("LIKE ... ESCAPE", ""),
+_REFUSED: dict[type[exp.Expression], tuple[str, str, str]] = {
+    exp.Join: (
+        "JOIN",
+        "tables of different holders cannot be joined under additive HE",
+        "aggregate each table on its own",
+    ),
+    exp.Subquery: ("a subquery", "a query reads one table once", ""),
+    exp.Exists: ("EXISTS (subquery)", "a query reads one table once", ""),
+    exp.Window: ("a window function", "rows never leave their holder", "use GROUP BY"),
+    exp.With: ("WITH (common table expressions)", "a query reads one table once", ""),
+    exp.WithinGroup: ("PERCENTILE ... WITHIN GROUP", _ONE_ROW, _HISTOGRAM),
+    exp.Lateral: ("LATERAL", "", ""),
+    exp.Pivot: ("PIVOT", "", "GROUP BY the pivot column"),
+    exp.TableSample: ("TABLESAMPLE", "", ""),
+    exp.Qualify: ("QUALIFY", "rows never leave their holder", "use HAVING"),
+    exp.Escape: ("LIKE ... ESCAPE", "", "use a pattern without escapes"),
 }
+# Derived GROUP BY keys whose domain unseen can derive from published information.
+_DERIVED_KEYS: tuple[type[exp.Expression], ...] = (
+    exp.Extract,
+    exp.TimestampTrunc,
+    exp.DateTrunc,
+    exp.Case,
+    exp.Year,
+    exp.Month,
+)
 _INTEGER = re.compile(r"^[0-9]+$")
-_DECIMAL = re.compile(r"^[0-9]*\.[0-9]*$")
 
 
-def _name(node: exp.Expression) -> str:
-    """A node's SQL name (MIN, UPPER ...) for messages."""
-    return node.sql_name() if isinstance(node, exp.Func) else node.key.upper()
-
-
-def _chain(node: exp.Expression, kind: type) -> list[exp.Expression]:
-    """The operands of a left- or right-deep chain of one connective, in order."""
-    out: list[exp.Expression] = []
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if type(current) is kind:
-            stack += [current.expression, current.this]
-        else:
-            out.append(current)
-    return out
-
-
-def _balanced(op: BinaryOp, operands: list[Expr]) -> Expr:
-    if len(operands) == 1:
-        return operands[0]
-    middle = len(operands) // 2
-    return Binary(op, _balanced(op, operands[:middle]), _balanced(op, operands[middle:]))
+def _label(node: exp.Expression) -> str:
+    """A derived key's name: its SQL text, as DuckDB prints it."""
+    return node.sql("duckdb")
 
 
 @dataclass
-class _Compiler:
+class _Compiler(RowTranslator):
     sql: str
     catalog: Catalog
     codec: SlotCodec
     table: TableInfo | None = None
     table_names: set[str] = field(default_factory=set)
     group_columns: list[str] = field(default_factory=list)
+    group_exprs: list[Expr | None] = field(default_factory=list)
+    group_nodes: list[exp.Expression] = field(default_factory=list)
     measures: list[Measure] = field(default_factory=list)
     aggregates: list[AggCall] = field(default_factory=list)
     aliases: dict[str, int] = field(default_factory=dict)
 
-    # -- positions and refusals -------------------------------------------------
-    def position(self, node: exp.Expression) -> tuple[int, int] | None:
-        starts = [n.meta["start"] for n in node.walk() if "start" in n.meta]
-        if not starts:
-            # Nodes such as CURRENT_DATE carry no token position: find their text.
-            found = self.sql.upper().find(node.sql("duckdb").upper())
-            if found < 0 and isinstance(node, exp.Func):
-                found = self.sql.upper().find(_name(node).upper())
-            if found < 0:
-                return None
-            starts = [found]
-        start = min(starts)
-        if "start" not in node.meta and isinstance(node, exp.Func):
-            # Functions like MIN carry no position of their own: find the name.
-            name = _name(node).upper()
-            found = self.sql.upper().rfind(name, 0, start)
-            if found >= 0:
-                start = found
-        line = self.sql.count("\n", 0, start) + 1
-        column = start - (self.sql.rfind("\n", 0, start) + 1) + 1
-        return (line, column)
-
-    def refuse(self, node: exp.Expression, construct: str, why: str = "") -> UnsupportedError:
-        return UnsupportedError(construct, self.position(node), why)
-
-    def error(self, node: exp.Expression, message: str) -> PlanError:
-        where = self.position(node)
-        suffix = f" (line {where[0]}, column {where[1]})" if where else ""
-        return PlanError(message + suffix)
-
     def screen(self, tree: exp.Expression, subquery_why: str) -> None:
         """Refuse the constructs no plan carries, and any SELECT nested in ``tree``."""
         for node in tree.walk():
-            for kind, (construct, why) in _REFUSED.items():
+            for kind, (construct, why, instead) in _REFUSED.items():
                 if isinstance(node, kind):
-                    raise self.refuse(node, construct, why)
+                    raise self.refuse(node, construct, why, instead)
             if isinstance(node, exp.Select) and node is not tree:
                 raise self.refuse(node, "a subquery", subquery_why)
 
@@ -217,7 +184,12 @@ class _Compiler:
         order = self._order(tree, len(outputs))
         limit, offset = self._limit(tree)
         groups = tuple(
-            GroupColumn(name, self._domain(name, filter_expr, tree)) for name in self.group_columns
+            GroupColumn(name, self._domain(name, filter_expr, tree))
+            if key is None
+            else GroupColumn(name, self._derived_domain(key, node), key)
+            for name, key, node in zip(
+                self.group_columns, self.group_exprs, self.group_nodes, strict=True
+            )
         )
         plan = AggregatePlan(self.table.name, filter_expr, groups, tuple(self.measures), self.codec)
         check_plan(plan, self.table)
@@ -255,163 +227,6 @@ class _Compiler:
         if table_node.alias:
             self.table_names.add(table_node.alias.lower())
 
-    # -- row-level expressions (WHERE, aggregate arguments) ----------------------
-    def column(self, node: exp.Column) -> Column:
-        assert self.table is not None
-        qualifier = node.table
-        if qualifier and qualifier.lower() not in self.table_names:
-            raise self.error(node, f"unknown table {qualifier}")
-        info = self.table.column(node.name)
-        if info is None:
-            raise self.error(node, f"table {self.table.name} has no column {node.name}")
-        return Column(info.name)
-
-    def literal(self, node: exp.Expression) -> LiteralValue:
-        if isinstance(node, exp.Null):
-            return None
-        if isinstance(node, exp.Boolean):
-            return bool(node.this)
-        if isinstance(node, exp.Neg):
-            value = self.literal(node.this)
-            if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
-                return -value
-            raise self.error(node, "unary minus needs a number")
-        if isinstance(node, exp.Paren):
-            return self.literal(node.this)
-        if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal):
-            return self._cast_literal(node)
-        if isinstance(node, exp.Literal):
-            text = str(node.this)
-            if node.is_string:
-                return text
-            if _INTEGER.match(text):
-                value = int(text)
-                return value if value < 2**63 else Decimal(text)
-            if _DECIMAL.match(text):
-                return Decimal(text)
-            return float(text)
-        raise self.refuse(node, f"{node.key.upper()} here", "only literal values are allowed")
-
-    def _cast_literal(self, node: exp.Cast) -> LiteralValue:
-        text = str(node.this.this)
-        target = node.to.this
-        try:
-            if target == exp.DataType.Type.DATE:
-                return dt.date.fromisoformat(text)
-            if target in (
-                exp.DataType.Type.TIMESTAMP,
-                exp.DataType.Type.TIMESTAMPNTZ,
-                exp.DataType.Type.DATETIME,
-            ):
-                return dt.datetime.fromisoformat(text)
-            if node.to.is_type(*exp.DataType.INTEGER_TYPES):
-                return int(text)
-            if node.to.is_type(*exp.DataType.REAL_TYPES):
-                return float(text)
-            if node.to.is_type(exp.DataType.Type.DECIMAL):
-                return Decimal(text)
-            if node.to.is_type(*exp.DataType.TEXT_TYPES):
-                return text
-        except (ValueError, InvalidOperation) as exc:
-            raise self.error(node, f"cannot cast {text!r} to {node.to.sql('duckdb')}") from exc
-        raise self.refuse(node, f"CAST to {node.to.sql('duckdb')}")
-
-    def row(self, node: exp.Expression) -> Expr:
-        """A row-level expression: columns, literals, arithmetic, conditions."""
-        if isinstance(node, exp.Paren):
-            return self.row(node.this)
-        if isinstance(node, exp.Column):
-            return self.column(node)
-        if isinstance(node, (exp.Literal, exp.Null, exp.Boolean)) or (
-            isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal)
-        ):
-            return Literal(self.literal(node))
-        if isinstance(node, exp.Neg):
-            if isinstance(node.this, exp.Literal):
-                return Literal(self.literal(node))
-            return Unary(UnaryOp.NEG, self.row(node.this))
-        if isinstance(node, exp.Not):
-            return Unary(UnaryOp.NOT, self.row(node.this))
-        if type(node) in _COMPARE:
-            left, right = self.row(node.this), self.row(node.expression)
-            left, right = self._coerce(left, right, node), self._coerce(right, left, node)
-            return Binary(_COMPARE[type(node)], left, right)
-        if type(node) in _LOGIC:
-            # Long AND/OR chains become balanced trees: 1000 conditions nest
-            # 10 levels deep, not 1000 (the wire's depth limit is 40).
-            operands = [self.row(part) for part in _chain(node, type(node))]
-            return _balanced(_LOGIC[type(node)], operands)
-        if type(node) in _ARITH:
-            return Binary(_ARITH[type(node)], self.row(node.this), self.row(node.expression))
-        if isinstance(node, exp.Between):
-            operand = self.row(node.this)
-            low = self._coerce(self.row(node.args["low"]), operand, node)
-            high = self._coerce(self.row(node.args["high"]), operand, node)
-            return Between(operand, low, high, negated=bool(node.args.get("negate")))
-        if isinstance(node, exp.In):
-            if node.args.get("query") is not None:
-                raise self.refuse(node, "IN (subquery)", "list literal values")
-            operand = self.row(node.this)
-            values = []
-            for item in node.expressions:
-                value = Literal(self.literal(item))
-                values.append(self._coerce(value, operand, item).value)  # type: ignore[union-attr]
-            return InList(operand, tuple(values), negated=bool(node.args.get("negate")))
-        if isinstance(node, (exp.Like, exp.ILike)):
-            pattern = node.expression
-            if not (isinstance(pattern, exp.Literal) and pattern.is_string):
-                raise self.refuse(pattern, "a LIKE pattern that is not a string literal")
-            # sqlglot marks "x NOT LIKE p" with negate=True on the Like node itself.
-            return Like(
-                self.row(node.this),
-                str(pattern.this),
-                negated=bool(node.args.get("negate")),
-                case_insensitive=isinstance(node, exp.ILike),
-            )
-        if isinstance(node, exp.Is):
-            if not isinstance(node.expression, exp.Null):
-                raise self.refuse(node, f"IS {node.expression.sql('duckdb')}", "use = or IS NULL")
-            return IsNull(self.row(node.this))
-        if (
-            isinstance(node, exp.AggFunc)
-            or type(node) in _AGGREGATES
-            or isinstance(node, exp.Count)
-        ):
-            raise self.refuse(
-                node,
-                f"aggregate {_name(node)} here",
-                "aggregates belong in SELECT or HAVING, not in WHERE or inside another aggregate",
-            )
-        if isinstance(node, exp.Cast):
-            raise self.refuse(node, "CAST of a column")
-        if isinstance(node, exp.Func):
-            raise self.refuse(node, f"function {_name(node)}")
-        raise self.refuse(node, node.key.upper())
-
-    def _coerce(self, value: Expr, other: Expr, node: exp.Expression) -> Expr:
-        """Cast a string literal compared with a typed column the way DuckDB would."""
-        if not (isinstance(value, Literal) and isinstance(value.value, str)):
-            return value
-        if not isinstance(other, Column):
-            return value
-        assert self.table is not None
-        info = self.table.column(other.name)
-        if info is None:
-            return value
-        text = value.value
-        try:
-            if info.type.kind == "DATE":
-                return Literal(dt.date.fromisoformat(text))
-            if info.type.kind == "TIMESTAMP":
-                return Literal(dt.datetime.fromisoformat(text))
-            if info.type.kind == "INTEGER":
-                return Literal(int(text))
-            if info.type.numeric:
-                return Literal(Decimal(text))
-        except (ValueError, InvalidOperation) as exc:
-            raise self.error(node, f"{text!r} is not a valid {info.type} for {info.name}") from exc
-        return value
-
     # -- GROUP BY ---------------------------------------------------------------
     def _bind_groups(self, tree: exp.Select) -> None:
         group = tree.args.get("group")
@@ -439,8 +254,26 @@ class _Compiler:
                 targets.append(node)
         for node in targets:
             inner = node.this if isinstance(node, exp.Alias) else node
+            while isinstance(inner, exp.Paren):
+                inner = inner.this
+            if isinstance(inner, _DERIVED_KEYS):
+                label = _label(inner)
+                if label not in self.group_columns:
+                    key = self.row(inner)
+                    assert self.table is not None
+                    expr_type(key, self.table, derived_group_use(key))
+                    self.group_columns.append(label)
+                    self.group_exprs.append(key)
+                    self.group_nodes.append(inner)
+                continue
             if not isinstance(inner, exp.Column):
-                raise self.refuse(inner, "GROUP BY an expression", "group by a column")
+                raise self.refuse(
+                    inner,
+                    "GROUP BY this expression",
+                    "the group domain must be known before any holder encrypts",
+                    "group by a column with a published domain, EXTRACT(year FROM d), "
+                    "date_trunc('month', d), or a CASE mapping rows to literal labels",
+                )
             name = self.column(inner).name
             assert self.table is not None
             info = self.table.column(name)
@@ -448,6 +281,51 @@ class _Compiler:
                 raise PolicyError(f"column {self.table.name}.{name} may not be used to group")
             if name not in self.group_columns:
                 self.group_columns.append(name)
+                self.group_exprs.append(None)
+                self.group_nodes.append(inner)
+
+    def _derived_domain(self, key: Expr, node: exp.Expression) -> tuple[LiteralValue, ...]:
+        """A derived key's domain from published information alone.
+
+        CASE keys take their literal labels; calendar keys take every unit
+        between the column's published bounds (cyclic parts their cycle).
+        """
+        assert self.table is not None
+        if isinstance(key, Case):
+            results = [r for _, r in key.whens]
+            results.append(key.default if key.default is not None else Literal(None))
+            if not all(isinstance(r, Literal) for r in results):
+                raise self.refuse(
+                    node,
+                    "GROUP BY a CASE whose results are not literals",
+                    "the group domain must be known before any holder encrypts",
+                    "make every THEN and ELSE a literal label",
+                )
+            labels = dict.fromkeys(r.value for r in results if isinstance(r, Literal))
+            return tuple(labels)
+        if isinstance(key, (Extract, DateTrunc)) and isinstance(key.operand, Column):
+            part = key.part if isinstance(key, Extract) else key.unit
+            info = self.table.column(key.operand.name)
+            assert info is not None
+            if isinstance(key, Extract) and part != "year":
+                return calendar_domain("extract", part, dt.date.min, dt.date.min)
+            if info.bounds is None:
+                raise self.error(
+                    node,
+                    f"column {info.name} publishes no date range, so the groups of "
+                    f"{_label(node)} are unknown; ask its holders to publish the range, or "
+                    "group by a CASE with literal labels",
+                )
+            low, high = info.bounds
+            assert isinstance(low, dt.date) and isinstance(high, dt.date)
+            kind = "extract" if isinstance(key, Extract) else "date_trunc"
+            return calendar_domain(kind, part, low, high)
+        raise self.refuse(
+            node,
+            "GROUP BY this expression",
+            "its values cannot be derived from published information",
+            "group by EXTRACT or date_trunc of a date column, or by a CASE with literal labels",
+        )
 
     def _alias_target(self, node: exp.Column, items: list[exp.Expression]) -> exp.Expression | None:
         assert self.table is not None
@@ -489,23 +367,37 @@ class _Compiler:
         return tuple(domain)
 
     # -- post-decryption expressions ---------------------------------------------
-    def aggregate(self, node: exp.Expression) -> AggRef:
+    def aggregate(self, node: exp.Expression, condition: Expr | None = None) -> AggRef:
+        """One aggregate call; ``condition`` is its FILTER (WHERE ...), applied per row.
+
+        A filtered aggregate's measure is ``CASE WHEN condition THEN arg END``:
+        rows failing the condition contribute NULL, which every aggregate skips,
+        so the holder still sums one row expression per measure.
+        """
         if isinstance(node, exp.Count):
             arg = node.this
-            if isinstance(arg, exp.Star):
-                return self._agg_ref(AggCall("count_star", None))
             if isinstance(arg, exp.Distinct):
-                raise self.refuse(node, "COUNT(DISTINCT ...)", "distinct counts are not additive")
-            return self._agg_ref(AggCall("count", self._measure(arg, "count")))
+                raise self.refuse(node, "COUNT(DISTINCT ...)", *_DISTINCT)
+            if isinstance(arg, exp.Star) or arg is None:
+                if condition is None:
+                    return self._agg_ref(AggCall("count_star", None))
+                key = Case(((condition, Literal(1)),))
+                return self._agg_ref(AggCall("count", self._measure_expr(key, "count", node)))
+            return self._agg_ref(AggCall("count", self._measure(arg, "count", condition)))
         function = _AGGREGATES[type(node)]
         arg = node.this
         if isinstance(arg, exp.Distinct):
-            raise self.refuse(node, f"{_name(node)}(DISTINCT ...)", "not additive")
-        return self._agg_ref(AggCall(function, self._measure(arg, function)))
+            raise self.refuse(node, f"{node_name(node)}(DISTINCT ...)", *_DISTINCT)
+        return self._agg_ref(AggCall(function, self._measure(arg, function, condition)))
 
-    def _measure(self, node: exp.Expression, function: str) -> int:
-        assert self.table is not None
+    def _measure(self, node: exp.Expression, function: str, condition: Expr | None) -> int:
         expr = self.row(node)
+        if condition is not None:
+            expr = Case(((condition, expr),))
+        return self._measure_expr(expr, function, node)
+
+    def _measure_expr(self, expr: Expr, function: str, node: exp.Expression) -> int:
+        assert self.table is not None
         kind = expr_type(expr, self.table, "aggregate")
         want_sum = function != "count"
         want_square = function in _NEEDS_SQUARE
@@ -534,73 +426,110 @@ class _Compiler:
         """An expression over finished aggregates and group values."""
         if isinstance(node, exp.Paren):
             return self.out(node.this, allow_alias)
+        if isinstance(node, _DERIVED_KEYS) and _label(node) in self.group_columns:
+            return GroupRef(self.group_columns.index(_label(node)))
+        if isinstance(node, exp.Filter):
+            inner = node.this
+            if not (isinstance(inner, exp.Count) or type(inner) in _AGGREGATES):
+                return self.out(inner, allow_alias)  # refused below with its own reason
+            return self.aggregate(inner, self.row(node.expression.this))
         if isinstance(node, exp.Count) or type(node) in _AGGREGATES:
             return self.aggregate(node)
+        if type(node) in _REFUSED_AGGREGATES:
+            construct, why, instead = _REFUSED_AGGREGATES[type(node)]
+            raise self.refuse(node, construct, why, instead)
         if isinstance(node, exp.AggFunc):
-            raise self.refuse(node, _name(node), "additive HE cannot compute it")
+            raise self.refuse(
+                node,
+                node_name(node),
+                "additive HE cannot compute it",
+                "use COUNT, SUM, AVG, VAR_SAMP/VAR_POP or STDDEV_SAMP/STDDEV_POP",
+            )
         if isinstance(node, exp.Column):
-            assert self.table is not None
-            # ORDER BY / HAVING may name an output alias, unless it is a group column.
-            if (
-                allow_alias
-                and not node.table
-                and node.name.lower() in self.aliases
-                and (
-                    self.table.column(node.name) is None
-                    or node.name.lower() not in (c.lower() for c in self.group_columns)
-                )
-            ):
-                return OutputRef(self.aliases[node.name.lower()])
-            name = self.column(node).name
-            if name not in self.group_columns:
-                raise self.refuse(
-                    node,
-                    f"column {name} outside an aggregate",
-                    "a row-level value never leaves its holder; GROUP BY it or aggregate it",
-                )
-            return GroupRef(self.group_columns.index(name))
+            return self._out_column(node, allow_alias)
         if isinstance(node, (exp.Literal, exp.Null, exp.Boolean)) or (
-            isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal)
+            isinstance(node, (exp.Cast, exp.Sub, exp.Add))
+            and not any(isinstance(n, (exp.Column, exp.AggFunc)) for n in node.walk())
         ):
-            return Const(self.literal(node))
+            return Literal(self.literal(node))
         if isinstance(node, exp.Neg):
             if isinstance(node.this, exp.Literal):
-                return Const(self.literal(node))
-            return OutUnary("-", self.out(node.this, allow_alias))
+                return Literal(self.literal(node))
+            return Unary(UnaryOp.NEG, self.out(node.this, allow_alias))
         if isinstance(node, exp.Not):
-            return OutUnary("NOT", self.out(node.this, allow_alias))
-        binary = _COMPARE.get(type(node)) or _ARITH.get(type(node)) or _LOGIC.get(type(node))
+            return Unary(UnaryOp.NOT, self.out(node.this, allow_alias))
+        binary = COMPARE.get(type(node)) or ARITH.get(type(node)) or LOGIC.get(type(node))
         if binary is not None:
-            return OutBinary(
-                binary.value,
-                self.out(node.this, allow_alias),
-                self.out(node.expression, allow_alias),
+            return Binary(
+                binary, self.out(node.this, allow_alias), self.out(node.expression, allow_alias)
             )
         if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
-            return OutIsNull(self.out(node.this, allow_alias))
+            return IsNull(self.out(node.this, allow_alias))
         if isinstance(node, exp.Between):
-            return OutBetween(
+            return Between(
                 self.out(node.this, allow_alias),
                 self.out(node.args["low"], allow_alias),
                 self.out(node.args["high"], allow_alias),
                 negated=bool(node.args.get("negate")),
             )
         if isinstance(node, exp.In) and node.args.get("query") is None:
-            return OutIn(
+            return InList(
                 self.out(node.this, allow_alias),
-                tuple(self.out(v, allow_alias) for v in node.expressions),
+                tuple(self.literal(v) for v in node.expressions),
                 negated=bool(node.args.get("negate")),
             )
+        if isinstance(node, exp.Case):
+            return self._out_case(node, allow_alias)
+        if isinstance(node, exp.Cast) and sql_type_name(node.to) is not None:
+            return Cast(self.out(node.this, allow_alias), str(sql_type_name(node.to)))
         if type(node) in _OUT_FUNCS:
             args = [node.this] + [a for a in (node.args.get("decimals"),) if a is not None]
             if isinstance(node, exp.Coalesce):
                 args = [node.this, *node.expressions]
-            return OutFunc(_OUT_FUNCS[type(node)], tuple(self.out(a, allow_alias) for a in args))
+            if isinstance(node, exp.Nullif):
+                args = [node.this, node.expression]
+            return Func(_OUT_FUNCS[type(node)], tuple(self.out(a, allow_alias) for a in args))
         if isinstance(node, exp.Star):
-            raise self.refuse(node, "SELECT *", "a row-level SELECT reveals rows")
+            raise self.refuse(
+                node, "SELECT *", "a row-level SELECT reveals rows", "ask for COUNT(*) or SUM(col)"
+            )
         if isinstance(node, exp.Func):
-            raise self.refuse(node, f"function {_name(node)}")
+            raise self.refuse(node, f"function {node_name(node)}")
         raise self.refuse(node, node.key.upper())
+
+    def _out_case(self, node: exp.Case, allow_alias: bool) -> OutExpr:
+        subject = node.this
+        whens = []
+        for branch in node.args.get("ifs") or []:
+            condition = branch.this
+            if subject is not None:
+                condition = exp.EQ(this=subject.copy(), expression=condition)
+            whens.append((self.out(condition, allow_alias), self.out(branch.args["true"])))
+        default = node.args.get("default")
+        return Case(tuple(whens), self.out(default, allow_alias) if default is not None else None)
+
+    def _out_column(self, node: exp.Column, allow_alias: bool) -> OutExpr:
+        assert self.table is not None
+        # ORDER BY / HAVING may name an output alias, unless it is a group column.
+        if (
+            allow_alias
+            and not node.table
+            and node.name.lower() in self.aliases
+            and (
+                self.table.column(node.name) is None
+                or node.name.lower() not in (c.lower() for c in self.group_columns)
+            )
+        ):
+            return OutputRef(self.aliases[node.name.lower()])
+        name = self.column(node).name
+        if name not in self.group_columns:
+            raise self.refuse(
+                node,
+                f"column {name} outside an aggregate",
+                "a row-level value never leaves its holder",
+                f"GROUP BY {name} or aggregate it, e.g. SUM({name})",
+            )
+        return GroupRef(self.group_columns.index(name))
 
     def _outputs(self, tree: exp.Select) -> tuple[list[str], list[OutExpr]]:
         columns, outputs = [], []
