@@ -130,7 +130,8 @@ def test_policy_is_checked_before_anything_runs():
         ("SELECT COUNT(*),\n  MAX(amount) FROM loans", "MAX", 3),
         ("SELECT COUNT(*) FROM loans WHERE day > CURRENT_DATE", "function CURRENT_DATE", 40),
         ("SELECT COUNT(*) FROM loans WHERE CAST(amount AS VARCHAR) = '1'", "CAST of a column to VARCHAR", 34),
-        ("SELECT CASE WHEN amount > 1 THEN 1 END FROM loans", "CASE", 8),
+        ("SELECT MEDIAN(amount) FROM loans", "MEDIAN", 8),
+        ("SELECT COUNT(DISTINCT amount) FROM loans", "COUNT(DISTINCT", 8),
         ("SELECT SELECT", None, None),
     ],
 )
