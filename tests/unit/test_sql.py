@@ -129,7 +129,11 @@ def test_policy_is_checked_before_anything_runs():
         ("SELECT MIN(amount) FROM loans", "MIN", 8),
         ("SELECT COUNT(*),\n  MAX(amount) FROM loans", "MAX", 3),
         ("SELECT COUNT(*) FROM loans WHERE day > CURRENT_DATE", "function CURRENT_DATE", 40),
-        ("SELECT COUNT(*) FROM loans WHERE CAST(amount AS VARCHAR) = '1'", "CAST of a column to VARCHAR", 34),
+        (
+            "SELECT COUNT(*) FROM loans WHERE CAST(amount AS VARCHAR) = '1'",
+            "CAST of a column to VARCHAR",
+            34,
+        ),
         ("SELECT MEDIAN(amount) FROM loans", "MEDIAN", 8),
         ("SELECT COUNT(DISTINCT amount) FROM loans", "COUNT(DISTINCT", 8),
         ("SELECT SELECT", None, None),
