@@ -199,7 +199,12 @@ def verify(
 
 
 def _norm(value: Any) -> Any:
-    return str(value) if isinstance(value, (dt.date, dt.datetime)) else value
+    # JSON carries timestamps as ISO text with a "T"; str() puts a space there.
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, str) and len(value) == 19 and value[10] == " ":
+        return value[:10] + "T" + value[11:]
+    return value
 
 
 def plaintext_features(con: Any, model: Model, entities: Sequence[str]) -> np.ndarray:
