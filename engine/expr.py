@@ -51,6 +51,7 @@ __all__ = [
     "Visitor",
     "children",
     "column_names",
+    "column_roles",
     "conjuncts",
     "depth",
     "literal_kind",
@@ -319,6 +320,44 @@ def column_names(node: Expr | None) -> set[str]:
     if node is None:
         return set()
     return {n.name for n in walk(node) if isinstance(n, Column)}
+
+
+def _conditions(node: Expr) -> tuple[Expr, ...]:
+    """The children of ``node`` that act as conditions (they select rows)."""
+    if isinstance(node, Binary) and (node.op.is_comparison or node.op.is_logical):
+        return (node.left, node.right)
+    if isinstance(node, Unary) and node.op is UnaryOp.NOT:
+        return (node.operand,)
+    if isinstance(node, (Between, InList, Like, IsNull)):
+        return node.children()
+    if isinstance(node, Case):
+        return tuple(c for c, _ in node.whens)
+    if isinstance(node, Func) and node.name == "nullif":
+        return node.args
+    return ()
+
+
+def column_roles(node: Expr | None) -> tuple[set[str], set[str]]:
+    """``(values, conditions)``: columns whose values an expression uses, and columns
+    read inside a condition (a comparison, CASE WHEN, NULLIF ...) of it.
+
+    A condition column selects rows even within a measure, so it needs the
+    ``filter`` use as a WHERE clause would (``engine.plan`` checks the same);
+    ``NULLIF(c, 0)`` puts ``c`` in both sets.
+    """
+    values: set[str] = set()
+    conditions: set[str] = set()
+    stack: list[tuple[Expr, bool]] = [] if node is None else [(node, False)]
+    while stack:
+        current, inside = stack.pop()
+        if isinstance(current, Column):
+            (conditions if inside else values).add(current.name)
+        tests = _conditions(current)
+        if isinstance(current, Func) and current.name == "nullif":
+            stack.append((current.args[0], inside))  # its value passes through too
+        for child in children(current):
+            stack.append((child, inside or any(child is c for c in tests)))
+    return values, conditions
 
 
 def conjuncts(node: Expr | None) -> list[Expr]:

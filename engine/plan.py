@@ -246,6 +246,19 @@ class _TypeChecker(Visitor["SqlType | None"]):
         self.table = table
         self.use = use
 
+    def condition(self, node: Expr) -> SqlType | None:
+        """Type a condition: the columns it reads select rows, so they need ``filter``.
+
+        ``SUM(CASE WHEN c > 5 THEN 1 END)`` or ``COUNT(*) FILTER (WHERE c > 5)``
+        counts exactly what ``WHERE c > 5`` would: a column that may only be
+        aggregated must not become a filter by hiding inside a measure.
+        """
+        saved, self.use = self.use, "filter"
+        try:
+            return self.visit(node)
+        finally:
+            self.use = saved
+
     def unsupported(self, node: Expr) -> SqlType | None:
         raise PlanError(f"{type(node).__name__} cannot appear in a row expression of a plan")
 
@@ -264,7 +277,10 @@ class _TypeChecker(Visitor["SqlType | None"]):
         return _literal_type(node.value)
 
     def visit_Binary(self, node: Binary) -> SqlType | None:
-        left, right = self.visit(node.left), self.visit(node.right)
+        if node.op.is_logical or node.op.is_comparison:
+            left, right = self.condition(node.left), self.condition(node.right)
+        else:
+            left, right = self.visit(node.left), self.visit(node.right)
         if node.op.is_logical:
             for side in (left, right):
                 if side is not None and side != _BOOLEAN:
@@ -280,43 +296,44 @@ class _TypeChecker(Visitor["SqlType | None"]):
         return arithmetic_type(node.op, left, right)
 
     def visit_Unary(self, node: Unary) -> SqlType | None:
-        operand = self.visit(node.operand)
         if node.op is UnaryOp.NOT:
+            operand = self.condition(node.operand)
             if operand is not None and operand != _BOOLEAN:
                 raise PlanError(f"NOT needs a boolean operand, not {operand}")
             return _BOOLEAN
+        operand = self.visit(node.operand)
         if operand is not None and not operand.numeric:
             raise PlanError(f"unary minus needs a number, not {operand}")
         return operand
 
     def visit_Between(self, node: Between) -> SqlType | None:
-        kinds = [self.visit(n) for n in (node.operand, node.low, node.high)]
+        kinds = [self.condition(n) for n in (node.operand, node.low, node.high)]
         if not (_comparable(kinds[0], kinds[1]) and _comparable(kinds[0], kinds[2])):
             raise PlanError(f"cannot compare {kinds[0]} with BETWEEN bounds {kinds[1]}, {kinds[2]}")
         return _BOOLEAN
 
     def visit_InList(self, node: InList) -> SqlType | None:
-        operand = self.visit(node.operand)
+        operand = self.condition(node.operand)
         for value in node.values:
             if not _comparable(operand, _literal_type(value)):
                 raise PlanError(f"cannot compare {operand} with IN value {value!r}")
         return _BOOLEAN
 
     def visit_Like(self, node: Like) -> SqlType | None:
-        operand = self.visit(node.operand)
+        operand = self.condition(node.operand)
         if operand is not None and operand.kind != "VARCHAR":
             raise PlanError(f"LIKE needs a text operand, not {operand}")
         return _BOOLEAN
 
     def visit_IsNull(self, node: IsNull) -> SqlType | None:
-        self.visit(node.operand)
+        self.condition(node.operand)
         return _BOOLEAN
 
     def visit_Case(self, node: Case) -> SqlType | None:
         if not node.whens:
             raise PlanError("CASE needs at least one WHEN")
         for condition, _ in node.whens:
-            kind = self.visit(condition)
+            kind = self.condition(condition)
             if kind is not None and kind != _BOOLEAN:
                 raise PlanError(f"CASE WHEN needs a condition, not a {kind} value")
         results = [self.visit(result) for _, result in node.whens]
@@ -333,6 +350,8 @@ class _TypeChecker(Visitor["SqlType | None"]):
                 raise PlanError("COALESCE needs arguments")
             return common_type(kinds, "COALESCE")
         if node.name == "nullif":
+            # NULLIF(c, v) keeps exactly the rows where c <> v: a comparison.
+            kinds = [self.condition(arg) for arg in node.args]
             if len(kinds) != 2 or not _comparable(kinds[0], kinds[1]):
                 raise PlanError("NULLIF needs two comparable arguments")
             return kinds[0]
