@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -34,6 +35,7 @@ from engine.expr import (
     GroupRef,
     InList,
     IsNull,
+    Like,
     Literal,
     OutputRef,
     Unary,
@@ -233,6 +235,18 @@ class _Evaluator(Visitor[Any]):
         results = [_compare("=", value, v) for v in node.values]
         found = True if True in results else (None if None in results else False)
         return found if found is None or not node.negated else not found
+
+    def visit_Like(self, node: Like) -> Any:
+        value = self.visit(node.operand)
+        if value is None:
+            return None
+        # SQL LIKE: % is any run, _ one character; everything else literal.
+        pattern = "".join(
+            ".*" if c == "%" else "." if c == "_" else re.escape(c) for c in node.pattern
+        )
+        flags = re.IGNORECASE | re.DOTALL if node.case_insensitive else re.DOTALL
+        found = re.fullmatch(pattern, str(value), flags) is not None
+        return found != node.negated
 
     def visit_Case(self, node: Case) -> Any:
         for condition, result in node.whens:
