@@ -192,17 +192,34 @@ _BOOLEAN = SqlType("BOOLEAN")
 _FLOAT = SqlType("FLOAT")
 _INTEGER = SqlType("INTEGER")
 _TEMPORAL = ("DATE", "TIMESTAMP")
-# Casts every holder engine performs alike and that cannot fail on a row's
-# value (a failing cast would turn a data value into an error message).
+# Casts every holder engine performs alike (DATE <-> TIMESTAMP, to FLOAT, BOOLEAN <-> INTEGER).
+# Numeric casts are allowed only where no value can overflow (see _cast_cannot_fail): a cast that
+# fails on some row would answer "does any row exceed this bound?" through an error, past k.
 _CASTS = {
     "INTEGER": ("INTEGER", "DECIMAL", "FLOAT", "BOOLEAN"),
     "DECIMAL": ("INTEGER", "DECIMAL", "FLOAT"),
-    "FLOAT": ("INTEGER", "DECIMAL", "FLOAT"),
+    "FLOAT": ("FLOAT",),
     "DATE": ("DATE", "TIMESTAMP"),
     "TIMESTAMP": ("DATE", "TIMESTAMP"),
     "VARCHAR": ("VARCHAR",),
     "BOOLEAN": ("BOOLEAN", "INTEGER"),
 }
+_BIGINT_DIGITS = 19  # an INTEGER column is at most a BIGINT: 19 digits
+
+
+def _integer_digits(kind: SqlType) -> int:
+    if kind.kind == "DECIMAL":
+        return kind.precision - kind.scale
+    return _BIGINT_DIGITS
+
+
+def _cast_cannot_fail(source: SqlType, target: SqlType) -> bool:
+    """True when every value of ``source`` fits ``target`` (rounding aside)."""
+    if target.kind == "DECIMAL" and source.kind in ("INTEGER", "DECIMAL"):
+        return target.precision - target.scale >= _integer_digits(source)
+    if target.kind == "INTEGER" and source.kind == "DECIMAL":
+        return _integer_digits(source) <= _BIGINT_DIGITS - 1  # rounding up must still fit
+    return True
 
 
 def arithmetic_type(op: BinaryOp, left: SqlType | None, right: SqlType | None) -> SqlType:
@@ -388,6 +405,11 @@ class _TypeChecker(Visitor["SqlType | None"]):
         operand = self.visit(node.operand)
         if operand is not None and target.kind not in _CASTS.get(operand.kind, ()):
             raise PlanError(f"cannot CAST a {operand} value to {target} at a holder")
+        if operand is not None and not _cast_cannot_fail(operand, target):
+            raise PlanError(
+                f"CAST of a {operand} value to {target} could overflow on some row; cast to a "
+                "wider type (DECIMAL(38,s), DOUBLE)"
+            )
         return target
 
 

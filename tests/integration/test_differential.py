@@ -96,7 +96,7 @@ def _predicate(rng: random.Random) -> str:
             f"day < DATE '{dt.date(2021, 1, 31) + dt.timedelta(days=rng.randint(0, 900))}' "
             f"- INTERVAL '{rng.randint(1, 14)}' {rng.choice(['DAY', 'MONTH', 'YEAR', 'WEEK'])}"
         ),
-        lambda: f"CAST(weight AS BIGINT) {rng.choice(['<', '>'])} {rng.randint(0, 50)}",
+        lambda: f"CAST(qty AS DOUBLE) / 2 {rng.choice(['<', '>'])} {rng.randint(-50, 50)}",
         lambda: f"COALESCE(kind, 'z') {rng.choice(['=', '<>'])} 'z'",
     ]
     return rng.choice(choices)()
@@ -122,7 +122,7 @@ def _aggregate(rng: random.Random) -> str:
             "CASE WHEN weight > 25 THEN weight WHEN qty < 0 THEN 1 END",
             "COALESCE(price, 0)",
             "NULLIF(qty, 0)",
-            "CAST(weight AS BIGINT)",
+            "CAST(qty AS DECIMAL(38,2))",
         ]
     )
     fn = rng.choice(["COUNT", "SUM", "AVG", "VAR_SAMP", "VAR_POP", "STDDEV_SAMP", "STDDEV_POP"])
