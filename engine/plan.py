@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from engine.catalog import TableInfo
+from engine.dates import calendar_domain
 from engine.errors import PlanError, PolicyError
 from engine.expr import (
     DATE_TRUNC_UNITS,
@@ -452,7 +453,43 @@ def group_key_type(group: GroupColumn, table: TableInfo) -> SqlType:
     kind = expr_type(group.expr, table, derived_group_use(group.expr))
     if kind is None or kind.kind == "FLOAT":
         raise PlanError(f"GROUP BY {group.column} needs a key with exact values, not {kind}")
+    _check_derived_domain(group, table)
     return kind
+
+
+def _check_derived_domain(group: GroupColumn, table: TableInfo) -> None:
+    """A derived key's domain must hold every value the key can take here.
+
+    Then no row can fall outside the plan's groups, so a crafted plan that
+    leaves a label out cannot learn, from an error, that some row carries it
+    (an answer that would bypass k). A CASE takes its literal labels (NULL
+    without ELSE); a calendar key every unit of the column's published range.
+    """
+    key = group.expr
+    expected: tuple[LiteralValue, ...] | None = None
+    if isinstance(key, Case) and derived_group_use(key) == "filter":
+        results = [r for _, r in key.whens] + [key.default or Literal(None)]
+        expected = tuple(r.value for r in results if isinstance(r, Literal))
+    elif isinstance(key, (Extract, DateTrunc)) and isinstance(key.operand, Column):
+        part = key.part if isinstance(key, Extract) else key.unit
+        if isinstance(key, Extract) and part != "year":
+            expected = calendar_domain("extract", part, dt.date.min, dt.date.min)
+        else:
+            col = table.column(key.operand.name)
+            bounds = col.bounds if col is not None else None
+            if bounds is None or not all(isinstance(b, dt.date) for b in bounds):
+                raise PlanError(
+                    f"GROUP BY {group.column}: column {key.operand.name} publishes no date range"
+                )
+            low, high = bounds
+            assert isinstance(low, dt.date) and isinstance(high, dt.date)
+            kind = "extract" if isinstance(key, Extract) else "date_trunc"
+            expected = calendar_domain(kind, part, low, high)
+    if expected is None:
+        return
+    have = set(map(_hashable, group.domain))
+    if any(_hashable(v) not in have for v in expected):
+        raise PlanError(f"GROUP BY {group.column}: the domain leaves out values the key can take")
 
 
 def encoding_for(sql_type: SqlType | None) -> tuple[Encoding, int]:
