@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import sqlglot
 from sqlglot import exp
@@ -24,24 +24,14 @@ from engine.catalog import Catalog, TableInfo
 from engine.dates import calendar_domain
 from engine.errors import PlanError, PolicyError, SqlSyntaxError
 from engine.expr import (
-    AggRef,
-    Between,
-    Binary,
     Case,
-    Cast,
     Column,
     DateTrunc,
     Expr,
     Extract,
-    Func,
-    GroupRef,
-    InList,
-    IsNull,
     Literal,
     LiteralValue,
     OutputRef,
-    Unary,
-    UnaryOp,
     conjuncts,
     pinned_values,
 )
@@ -52,55 +42,14 @@ from engine.plan import (
     SlotCodec,
     check_plan,
     derived_group_use,
-    encoding_for,
     expr_type,
 )
 from engine.query import AggCall, CompiledQuery, OrderKey, OutExpr
-from engine.sqlrow import ARITH, COMPARE, LOGIC, RowTranslator, node_name, sql_type_name
+from engine.sqlout import DERIVED_KEYS, HISTOGRAM, ONE_ROW, OutputTranslator, key_label
 from engine.types import SqlType
 
 __all__ = ["compile_condition", "compile_sql"]
 
-_AGGREGATES: dict[type[exp.Expression], str] = {
-    exp.Sum: "sum",
-    exp.Avg: "avg",
-    exp.Variance: "var_samp",
-    exp.VariancePop: "var_pop",
-    exp.Stddev: "stddev_samp",
-    exp.StddevSamp: "stddev_samp",
-    exp.StddevPop: "stddev_pop",
-}
-_NEEDS_SQUARE = {"var_samp", "var_pop", "stddev_samp", "stddev_pop"}
-_OUT_FUNCS: dict[type[exp.Expression], str] = {
-    exp.Round: "round",
-    exp.Abs: "abs",
-    exp.Sqrt: "sqrt",
-    exp.Coalesce: "coalesce",
-    exp.Nullif: "nullif",
-}
-# Aggregates refused, each with why and what to ask instead.
-_ONE_ROW = "it is one row's value, which k and dominance exist to hide, and sums cannot carry it"
-_HISTOGRAM = (
-    "ask for a histogram, COUNT(*) ... GROUP BY CASE WHEN x < a THEN 'low' ... END, "
-    "or for AVG and STDDEV"
-)
-_REFUSED_AGGREGATES: dict[type[exp.Expression], tuple[str, str, str]] = {
-    exp.Min: ("MIN", _ONE_ROW, "ask COUNT(*) ... WHERE x < v for a threshold, or " + _HISTOGRAM),
-    exp.Max: ("MAX", _ONE_ROW, "ask COUNT(*) ... WHERE x > v for a threshold, or " + _HISTOGRAM),
-    exp.Median: ("MEDIAN", _ONE_ROW, _HISTOGRAM),
-    exp.Quantile: ("a quantile", _ONE_ROW, _HISTOGRAM),
-    exp.PercentileCont: ("PERCENTILE_CONT", _ONE_ROW, _HISTOGRAM),
-    exp.PercentileDisc: ("PERCENTILE_DISC", _ONE_ROW, _HISTOGRAM),
-    exp.ApproxQuantile: ("APPROX_QUANTILE", _ONE_ROW, _HISTOGRAM),
-    exp.Mode: ("MODE", _ONE_ROW, "ask COUNT(*) ... GROUP BY the column"),
-    exp.ArgMax: ("ARG_MAX", _ONE_ROW, _HISTOGRAM),
-    exp.ArgMin: ("ARG_MIN", _ONE_ROW, _HISTOGRAM),
-}
-_DISTINCT = (
-    "distinct counts are not additive: a value held at two holders would count twice, "
-    "and deduplicating needs the values themselves",
-    "ask COUNT(*) ... GROUP BY the column over its published domain and count the non-empty groups",
-)
 # Constructs refused wherever they appear, with the reason shown to the analyst.
 _REFUSED: dict[type[exp.Expression], tuple[str, str, str]] = {
     exp.Join: (
@@ -112,32 +61,18 @@ _REFUSED: dict[type[exp.Expression], tuple[str, str, str]] = {
     exp.Exists: ("EXISTS (subquery)", "a query reads one table once", ""),
     exp.Window: ("a window function", "rows never leave their holder", "use GROUP BY"),
     exp.With: ("WITH (common table expressions)", "a query reads one table once", ""),
-    exp.WithinGroup: ("PERCENTILE ... WITHIN GROUP", _ONE_ROW, _HISTOGRAM),
+    exp.WithinGroup: ("PERCENTILE ... WITHIN GROUP", ONE_ROW, HISTOGRAM),
     exp.Lateral: ("LATERAL", "", ""),
     exp.Pivot: ("PIVOT", "", "GROUP BY the pivot column"),
     exp.TableSample: ("TABLESAMPLE", "", ""),
     exp.Qualify: ("QUALIFY", "rows never leave their holder", "use HAVING"),
     exp.Escape: ("LIKE ... ESCAPE", "", "use a pattern without escapes"),
 }
-# Derived GROUP BY keys whose domain unseen can derive from published information.
-_DERIVED_KEYS: tuple[type[exp.Expression], ...] = (
-    exp.Extract,
-    exp.TimestampTrunc,
-    exp.DateTrunc,
-    exp.Case,
-    exp.Year,
-    exp.Month,
-)
 _INTEGER = re.compile(r"^[0-9]+$")
 
 
-def _label(node: exp.Expression) -> str:
-    """A derived key's name: its SQL text, as DuckDB prints it."""
-    return node.sql("duckdb")
-
-
 @dataclass
-class _Compiler(RowTranslator):
+class _Compiler(OutputTranslator):
     sql: str
     catalog: Catalog
     codec: SlotCodec
@@ -256,8 +191,8 @@ class _Compiler(RowTranslator):
             inner = node.this if isinstance(node, exp.Alias) else node
             while isinstance(inner, exp.Paren):
                 inner = inner.this
-            if isinstance(inner, _DERIVED_KEYS):
-                label = _label(inner)
+            if isinstance(inner, DERIVED_KEYS):
+                label = key_label(inner)
                 if label not in self.group_columns:
                     key = self.row(inner)
                     assert self.table is not None
@@ -313,7 +248,7 @@ class _Compiler(RowTranslator):
                 raise self.error(
                     node,
                     f"column {info.name} publishes no date range, so the groups of "
-                    f"{_label(node)} are unknown; ask its holders to publish the range, or "
+                    f"{key_label(node)} are unknown; ask its holders to publish the range, or "
                     "group by a CASE with literal labels",
                 )
             low, high = info.bounds
@@ -365,171 +300,6 @@ class _Compiler(RowTranslator):
         if not domain:
             raise self.error(tree, f"WHERE leaves no value of group column {name}")
         return tuple(domain)
-
-    # -- post-decryption expressions ---------------------------------------------
-    def aggregate(self, node: exp.Expression, condition: Expr | None = None) -> AggRef:
-        """One aggregate call; ``condition`` is its FILTER (WHERE ...), applied per row.
-
-        A filtered aggregate's measure is ``CASE WHEN condition THEN arg END``:
-        rows failing the condition contribute NULL, which every aggregate skips,
-        so the holder still sums one row expression per measure.
-        """
-        if isinstance(node, exp.Count):
-            arg = node.this
-            if isinstance(arg, exp.Distinct):
-                raise self.refuse(node, "COUNT(DISTINCT ...)", *_DISTINCT)
-            if isinstance(arg, exp.Star) or arg is None:
-                if condition is None:
-                    return self._agg_ref(AggCall("count_star", None))
-                key = Case(((condition, Literal(1)),))
-                return self._agg_ref(AggCall("count", self._measure_expr(key, "count", node)))
-            return self._agg_ref(AggCall("count", self._measure(arg, "count", condition)))
-        function = _AGGREGATES[type(node)]
-        arg = node.this
-        if isinstance(arg, exp.Distinct):
-            raise self.refuse(node, f"{node_name(node)}(DISTINCT ...)", *_DISTINCT)
-        return self._agg_ref(AggCall(function, self._measure(arg, function, condition)))
-
-    def _measure(self, node: exp.Expression, function: str, condition: Expr | None) -> int:
-        expr = self.row(node)
-        if condition is not None:
-            expr = Case(((condition, expr),))
-        return self._measure_expr(expr, function, node)
-
-    def _measure_expr(self, expr: Expr, function: str, node: exp.Expression) -> int:
-        assert self.table is not None
-        kind = expr_type(expr, self.table, "aggregate")
-        want_sum = function != "count"
-        want_square = function in _NEEDS_SQUARE
-        if want_sum and kind is not None and not kind.numeric:
-            raise self.error(node, f"{function.upper()} needs a number, not {kind}")
-        encoding, scale = encoding_for(kind) if want_sum else encoding_for(None)
-        for i, measure in enumerate(self.measures):
-            if measure.expr == expr:
-                if want_sum and not measure.want_sum:
-                    measure = replace(measure, encoding=encoding, decimal_scale=scale)
-                self.measures[i] = replace(
-                    measure,
-                    want_sum=measure.want_sum or want_sum,
-                    want_square=measure.want_square or want_square,
-                )
-                return i
-        self.measures.append(Measure(expr, encoding, scale, want_sum, want_square))
-        return len(self.measures) - 1
-
-    def _agg_ref(self, call: AggCall) -> AggRef:
-        if call not in self.aggregates:
-            self.aggregates.append(call)
-        return AggRef(self.aggregates.index(call))
-
-    def out(self, node: exp.Expression, allow_alias: bool = False) -> OutExpr:
-        """An expression over finished aggregates and group values."""
-        if isinstance(node, exp.Paren):
-            return self.out(node.this, allow_alias)
-        if isinstance(node, _DERIVED_KEYS) and _label(node) in self.group_columns:
-            return GroupRef(self.group_columns.index(_label(node)))
-        if isinstance(node, exp.Filter):
-            inner = node.this
-            if not (isinstance(inner, exp.Count) or type(inner) in _AGGREGATES):
-                return self.out(inner, allow_alias)  # refused below with its own reason
-            return self.aggregate(inner, self.row(node.expression.this))
-        if isinstance(node, exp.Count) or type(node) in _AGGREGATES:
-            return self.aggregate(node)
-        if type(node) in _REFUSED_AGGREGATES:
-            construct, why, instead = _REFUSED_AGGREGATES[type(node)]
-            raise self.refuse(node, construct, why, instead)
-        if isinstance(node, exp.AggFunc):
-            raise self.refuse(
-                node,
-                node_name(node),
-                "additive HE cannot compute it",
-                "use COUNT, SUM, AVG, VAR_SAMP/VAR_POP or STDDEV_SAMP/STDDEV_POP",
-            )
-        if isinstance(node, exp.Column):
-            return self._out_column(node, allow_alias)
-        if isinstance(node, (exp.Literal, exp.Null, exp.Boolean)) or (
-            isinstance(node, (exp.Cast, exp.Sub, exp.Add))
-            and not any(isinstance(n, (exp.Column, exp.AggFunc)) for n in node.walk())
-        ):
-            return Literal(self.literal(node))
-        if isinstance(node, exp.Neg):
-            if isinstance(node.this, exp.Literal):
-                return Literal(self.literal(node))
-            return Unary(UnaryOp.NEG, self.out(node.this, allow_alias))
-        if isinstance(node, exp.Not):
-            return Unary(UnaryOp.NOT, self.out(node.this, allow_alias))
-        binary = COMPARE.get(type(node)) or ARITH.get(type(node)) or LOGIC.get(type(node))
-        if binary is not None:
-            return Binary(
-                binary, self.out(node.this, allow_alias), self.out(node.expression, allow_alias)
-            )
-        if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
-            return IsNull(self.out(node.this, allow_alias))
-        if isinstance(node, exp.Between):
-            return Between(
-                self.out(node.this, allow_alias),
-                self.out(node.args["low"], allow_alias),
-                self.out(node.args["high"], allow_alias),
-                negated=bool(node.args.get("negate")),
-            )
-        if isinstance(node, exp.In) and node.args.get("query") is None:
-            return InList(
-                self.out(node.this, allow_alias),
-                tuple(self.literal(v) for v in node.expressions),
-                negated=bool(node.args.get("negate")),
-            )
-        if isinstance(node, exp.Case):
-            return self._out_case(node, allow_alias)
-        if isinstance(node, exp.Cast) and sql_type_name(node.to) is not None:
-            return Cast(self.out(node.this, allow_alias), str(sql_type_name(node.to)))
-        if type(node) in _OUT_FUNCS:
-            args = [node.this] + [a for a in (node.args.get("decimals"),) if a is not None]
-            if isinstance(node, exp.Coalesce):
-                args = [node.this, *node.expressions]
-            if isinstance(node, exp.Nullif):
-                args = [node.this, node.expression]
-            return Func(_OUT_FUNCS[type(node)], tuple(self.out(a, allow_alias) for a in args))
-        if isinstance(node, exp.Star):
-            raise self.refuse(
-                node, "SELECT *", "a row-level SELECT reveals rows", "ask for COUNT(*) or SUM(col)"
-            )
-        if isinstance(node, exp.Func):
-            raise self.refuse(node, f"function {node_name(node)}")
-        raise self.refuse(node, node.key.upper())
-
-    def _out_case(self, node: exp.Case, allow_alias: bool) -> OutExpr:
-        subject = node.this
-        whens = []
-        for branch in node.args.get("ifs") or []:
-            condition = branch.this
-            if subject is not None:
-                condition = exp.EQ(this=subject.copy(), expression=condition)
-            whens.append((self.out(condition, allow_alias), self.out(branch.args["true"])))
-        default = node.args.get("default")
-        return Case(tuple(whens), self.out(default, allow_alias) if default is not None else None)
-
-    def _out_column(self, node: exp.Column, allow_alias: bool) -> OutExpr:
-        assert self.table is not None
-        # ORDER BY / HAVING may name an output alias, unless it is a group column.
-        if (
-            allow_alias
-            and not node.table
-            and node.name.lower() in self.aliases
-            and (
-                self.table.column(node.name) is None
-                or node.name.lower() not in (c.lower() for c in self.group_columns)
-            )
-        ):
-            return OutputRef(self.aliases[node.name.lower()])
-        name = self.column(node).name
-        if name not in self.group_columns:
-            raise self.refuse(
-                node,
-                f"column {name} outside an aggregate",
-                "a row-level value never leaves its holder",
-                f"GROUP BY {name} or aggregate it, e.g. SUM({name})",
-            )
-        return GroupRef(self.group_columns.index(name))
 
     def _outputs(self, tree: exp.Select) -> tuple[list[str], list[OutExpr]]:
         columns, outputs = [], []
