@@ -22,7 +22,9 @@ from engine.expr import (
     Binary,
     Case,
     Cast,
+    DateTrunc,
     Expr,
+    Extract,
     Func,
     GroupRef,
     InList,
@@ -275,6 +277,17 @@ class OutputTranslator(RowTranslator):
         if isinstance(node, exp.Nullif):
             args = [node.this, node.expression]
         return Func(_OUT_FUNCS[type(node)], tuple(self.out(a, allow_alias) for a in args))
+
+    def out_Extract(self, node: exp.Extract, allow_alias: bool) -> OutExpr:
+        part = node.this.name.lower()
+        return Extract(part, self.out(node.expression, allow_alias))
+
+    def _out_trunc(self, node: exp.Expression, allow_alias: bool) -> OutExpr:
+        unit = node.args["unit"].name.lower() if node.args.get("unit") is not None else ""
+        return DateTrunc(unit, self.out(node.this, allow_alias))
+
+    out_TimestampTrunc = _out_trunc
+    out_DateTrunc = _out_trunc
 
     def out_Case(self, node: exp.Case, allow_alias: bool) -> OutExpr:
         return self._out_case(node, allow_alias)

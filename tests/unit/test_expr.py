@@ -256,3 +256,15 @@ def test_output_expressions_evaluate_case_extract_and_cast():
     assert finish.evaluate(expr_module.Cast(AggRef(0), "INTEGER"), row) == 3
     like = expr_module.Like(Literal("Port O'Hara"), "port%", case_insensitive=True)
     assert finish.evaluate(like, row) is True
+
+
+def test_calendar_functions_of_a_group_column_are_finished_by_the_analyst():
+    catalog = Catalog(
+        "", (TableInfo("t", (ColumnInfo("d", SqlType("DATE"), ALL, (dt.date(2021, 3, 4),)),)),)
+    )
+    q = compile_sql(
+        "SELECT EXTRACT(year FROM d), date_trunc('month', d) FROM t GROUP BY d", catalog
+    )
+    assert q.outputs == (Extract("year", GroupRef(0)), DateTrunc("month", GroupRef(0)))
+    row = finish.Row((dt.date(2021, 3, 4),), [], [], False)
+    assert [finish.evaluate(o, row) for o in q.outputs] == [2021, dt.datetime(2021, 3, 1)]
