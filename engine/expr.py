@@ -54,7 +54,9 @@ __all__ = [
     "column_roles",
     "conjuncts",
     "depth",
+    "key_values",
     "literal_kind",
+    "pinned_expr",
     "pinned_values",
     "walk",
 ]
@@ -371,6 +373,33 @@ def conjuncts(node: Expr | None) -> list[Expr]:
         else:
             out.append(current)
     return out
+
+
+def pinned_expr(conjunct: Expr) -> tuple[Expr, tuple[LiteralValue, ...]] | None:
+    """``(expression, values)`` when ``conjunct`` is ``e IN (v, ...)`` or ``e = v``."""
+    if isinstance(conjunct, InList) and not conjunct.negated:
+        return conjunct.operand, conjunct.values
+    if isinstance(conjunct, Binary) and conjunct.op is BinaryOp.EQ:
+        for a, b in ((conjunct.left, conjunct.right), (conjunct.right, conjunct.left)):
+            if isinstance(b, Literal) and not isinstance(a, Literal):
+                return a, (b.value,)
+    return None
+
+
+def key_values(key: Expr, condition: Expr | None) -> tuple[LiteralValue, ...] | None:
+    """The values ``condition`` (a WHERE) allows ``key`` to take, or None if it does not pin it.
+
+    Rows failing the WHERE never reach a group, so a derived GROUP BY key
+    pinned by ``WHERE key IN (...)`` takes only those values.
+    """
+    found: list[LiteralValue] | None = None
+    for conjunct in conjuncts(condition):
+        pinned = pinned_expr(conjunct)
+        if pinned is None or pinned[0] != key:
+            continue
+        values: list[LiteralValue] = [v for v in dict.fromkeys(pinned[1]) if v is not None]
+        found = values if found is None else [v for v in found if v in values]
+    return None if found is None else tuple(found)
 
 
 def pinned_values(conjunct: Expr) -> tuple[str, tuple[LiteralValue, ...]] | None:

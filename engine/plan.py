@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from engine.catalog import TableInfo
-from engine.dates import calendar_domain
+from engine.dates import calendar_domain, truncate
 from engine.errors import PlanError, PolicyError
 from engine.expr import (
     DATE_TRUNC_UNITS,
@@ -42,6 +42,7 @@ from engine.expr import (
     UnaryOp,
     Visitor,
     depth,
+    key_values,
     walk,
 )
 from engine.types import SqlType, widen
@@ -58,6 +59,7 @@ __all__ = [
     "check_plan",
     "common_type",
     "derived_group_use",
+    "derived_key_values",
     "encoding_for",
     "expr_type",
     "group_key_type",
@@ -453,11 +455,47 @@ def group_key_type(group: GroupColumn, table: TableInfo) -> SqlType:
     kind = expr_type(group.expr, table, derived_group_use(group.expr))
     if kind is None or kind.kind == "FLOAT":
         raise PlanError(f"GROUP BY {group.column} needs a key with exact values, not {kind}")
-    _check_derived_domain(group, table)
     return kind
 
 
-def _check_derived_domain(group: GroupColumn, table: TableInfo) -> None:
+def derived_key_values(
+    key: Expr, table: TableInfo, condition: Expr | None
+) -> tuple[LiteralValue, ...] | None:
+    """Every value a derived key can take over ``table``'s rows that pass ``condition``.
+
+    A CASE takes its literal labels (NULL without ELSE); EXTRACT of a cyclic
+    part its cycle; EXTRACT(year) and date_trunc every unit of the column's
+    published range; a ``WHERE key IN (...)`` narrows all of these (and
+    stands in for a range the column does not publish). None when the values
+    cannot be derived.
+    """
+    derived: tuple[LiteralValue, ...] | None = None
+    if isinstance(key, Case) and derived_group_use(key) == "filter":
+        results = [r for _, r in key.whens] + [key.default or Literal(None)]
+        derived = tuple(dict.fromkeys(r.value for r in results if isinstance(r, Literal)))
+    elif isinstance(key, (Extract, DateTrunc)) and isinstance(key.operand, Column):
+        part = key.part if isinstance(key, Extract) else key.unit
+        col = table.column(key.operand.name)
+        bounds = col.bounds if col is not None else None
+        if isinstance(key, Extract) and part != "year":
+            derived = calendar_domain("extract", part, dt.date.min, dt.date.min)
+        elif bounds is not None and all(isinstance(b, dt.date) for b in bounds):
+            low, high = bounds
+            assert isinstance(low, dt.date) and isinstance(high, dt.date)
+            kind = "extract" if isinstance(key, Extract) else "date_trunc"
+            derived = calendar_domain(kind, part, low, high)
+    pinned = key_values(key, condition)
+    if pinned is not None and isinstance(key, DateTrunc):
+        pinned = tuple(truncate("day", v) if isinstance(v, dt.date) else v for v in pinned)
+    if pinned is None:
+        return derived
+    if derived is None:
+        return pinned
+    allowed = set(map(_hashable, pinned))
+    return tuple(v for v in derived if _hashable(v) in allowed)
+
+
+def _check_derived_domain(group: GroupColumn, table: TableInfo, condition: Expr | None) -> None:
     """A derived key's domain must hold every value the key can take here.
 
     Then no row can fall outside the plan's groups, so a crafted plan that
@@ -465,27 +503,14 @@ def _check_derived_domain(group: GroupColumn, table: TableInfo) -> None:
     (an answer that would bypass k). A CASE takes its literal labels (NULL
     without ELSE); a calendar key every unit of the column's published range.
     """
-    key = group.expr
-    expected: tuple[LiteralValue, ...] | None = None
-    if isinstance(key, Case) and derived_group_use(key) == "filter":
-        results = [r for _, r in key.whens] + [key.default or Literal(None)]
-        expected = tuple(r.value for r in results if isinstance(r, Literal))
-    elif isinstance(key, (Extract, DateTrunc)) and isinstance(key.operand, Column):
-        part = key.part if isinstance(key, Extract) else key.unit
-        if isinstance(key, Extract) and part != "year":
-            expected = calendar_domain("extract", part, dt.date.min, dt.date.min)
-        else:
-            col = table.column(key.operand.name)
-            bounds = col.bounds if col is not None else None
-            if bounds is None or not all(isinstance(b, dt.date) for b in bounds):
-                raise PlanError(
-                    f"GROUP BY {group.column}: column {key.operand.name} publishes no date range"
-                )
-            low, high = bounds
-            assert isinstance(low, dt.date) and isinstance(high, dt.date)
-            kind = "extract" if isinstance(key, Extract) else "date_trunc"
-            expected = calendar_domain(kind, part, low, high)
+    assert group.expr is not None
+    expected = derived_key_values(group.expr, table, condition)
     if expected is None:
+        if derived_group_use(group.expr) == "filter":
+            raise PlanError(
+                f"GROUP BY {group.column}: its values cannot be derived here (no published "
+                "date range and no WHERE ... IN (...) on the key)"
+            )
         return
     have = set(map(_hashable, group.domain))
     if any(_hashable(v) not in have for v in expected):
@@ -540,6 +565,8 @@ def check_plan(plan: AggregatePlan, table: TableInfo, limits: Limits | None = No
     seen: set[str] = set()
     for group in plan.groups:
         kind = group_key_type(group, table)
+        if group.expr is not None:
+            _check_derived_domain(group, table, plan.filter)
         label = group.column
         if label.lower() in seen:
             raise PlanError(f"{label} appears twice in GROUP BY")

@@ -12,7 +12,6 @@ construct, its line and column in the SQL text, why, and what to ask instead.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from dataclasses import dataclass, field
 
@@ -21,7 +20,6 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from engine.catalog import Catalog, TableInfo
-from engine.dates import calendar_domain
 from engine.errors import PlanError, PolicyError, SqlSyntaxError
 from engine.expr import (
     Case,
@@ -29,7 +27,6 @@ from engine.expr import (
     DateTrunc,
     Expr,
     Extract,
-    Literal,
     LiteralValue,
     OutputRef,
     conjuncts,
@@ -42,6 +39,7 @@ from engine.plan import (
     SlotCodec,
     check_plan,
     derived_group_use,
+    derived_key_values,
     expr_type,
 )
 from engine.query import AggCall, CompiledQuery, OrderKey, OutExpr
@@ -121,7 +119,7 @@ class _Compiler(OutputTranslator):
         groups = tuple(
             GroupColumn(name, self._domain(name, filter_expr, tree))
             if key is None
-            else GroupColumn(name, self._derived_domain(key, node), key)
+            else GroupColumn(name, self._derived_domain(key, node, filter_expr), key)
             for name, key, node in zip(
                 self.group_columns, self.group_exprs, self.group_nodes, strict=True
             )
@@ -219,48 +217,45 @@ class _Compiler(OutputTranslator):
                 self.group_exprs.append(None)
                 self.group_nodes.append(inner)
 
-    def _derived_domain(self, key: Expr, node: exp.Expression) -> tuple[LiteralValue, ...]:
-        """A derived key's domain from published information alone.
+    def _derived_domain(
+        self, key: Expr, node: exp.Expression, filter_expr: Expr | None
+    ) -> tuple[LiteralValue, ...]:
+        """A derived key's domain from published information (and the WHERE) alone.
 
         CASE keys take their literal labels; calendar keys take every unit
-        between the column's published bounds (cyclic parts their cycle).
+        between the column's published bounds (cyclic parts their cycle);
+        ``WHERE key IN (...)`` narrows either (see ``plan.derived_key_values``,
+        which holders run too).
         """
         assert self.table is not None
-        if isinstance(key, Case):
-            results = [r for _, r in key.whens]
-            results.append(key.default if key.default is not None else Literal(None))
-            if not all(isinstance(r, Literal) for r in results):
-                raise self.refuse(
-                    node,
-                    "GROUP BY a CASE whose results are not literals",
-                    "the group domain must be known before any holder encrypts",
-                    "make every THEN and ELSE a literal label",
-                )
-            labels = dict.fromkeys(r.value for r in results if isinstance(r, Literal))
-            return tuple(labels)
-        if isinstance(key, (Extract, DateTrunc)) and isinstance(key.operand, Column):
-            part = key.part if isinstance(key, Extract) else key.unit
-            info = self.table.column(key.operand.name)
-            assert info is not None
-            if isinstance(key, Extract) and part != "year":
-                return calendar_domain("extract", part, dt.date.min, dt.date.min)
-            if info.bounds is None:
-                raise self.error(
-                    node,
-                    f"column {info.name} publishes no date range, so the groups of "
-                    f"{key_label(node)} are unknown; ask its holders to publish the range, or "
-                    "group by a CASE with literal labels",
-                )
-            low, high = info.bounds
-            assert isinstance(low, dt.date) and isinstance(high, dt.date)
-            kind = "extract" if isinstance(key, Extract) else "date_trunc"
-            return calendar_domain(kind, part, low, high)
-        raise self.refuse(
-            node,
-            "GROUP BY this expression",
-            "its values cannot be derived from published information",
-            "group by EXTRACT or date_trunc of a date column, or by a CASE with literal labels",
-        )
+        if isinstance(key, Case) and derived_group_use(key) != "filter":
+            raise self.refuse(
+                node,
+                "GROUP BY a CASE whose results are not literals",
+                "the group domain must be known before any holder encrypts",
+                "make every THEN and ELSE a literal label",
+            )
+        if not isinstance(key, (Case, Extract, DateTrunc)) or (
+            not isinstance(key, Case) and not isinstance(key.operand, Column)
+        ):
+            raise self.refuse(
+                node,
+                "GROUP BY this expression",
+                "its values cannot be derived from published information",
+                "group by EXTRACT or date_trunc of a date column, or by a CASE with literal labels",
+            )
+        domain = derived_key_values(key, self.table, filter_expr)
+        if domain is None:
+            assert isinstance(key, (Extract, DateTrunc)) and isinstance(key.operand, Column)
+            raise self.error(
+                node,
+                f"column {key.operand.name} publishes no date range, so the groups of "
+                f"{key_label(node)} are unknown; list them with WHERE {key_label(node)} IN (...), "
+                "or group by a CASE with literal labels",
+            )
+        if not domain:
+            raise self.error(node, f"WHERE leaves no value of group key {key_label(node)}")
+        return domain
 
     def _alias_target(self, node: exp.Column, items: list[exp.Expression]) -> exp.Expression | None:
         assert self.table is not None

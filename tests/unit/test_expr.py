@@ -3,6 +3,7 @@ compile to the nodes, types, scales and refusals the docs promise."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import inspect
 from decimal import Decimal
@@ -268,3 +269,20 @@ def test_calendar_functions_of_a_group_column_are_finished_by_the_analyst():
     assert q.outputs == (Extract("year", GroupRef(0)), DateTrunc("month", GroupRef(0)))
     row = finish.Row((dt.date(2021, 3, 4),), [], [], False)
     assert [finish.evaluate(o, row) for o in q.outputs] == [2021, dt.datetime(2021, 3, 1)]
+
+
+def test_where_on_a_derived_key_narrows_its_domain_or_stands_in_for_a_range():
+    q = compile_sql(
+        "SELECT EXTRACT(year FROM paid) AS y, date_trunc('month', ship) AS m, COUNT(*) "
+        "FROM lineitem WHERE EXTRACT(year FROM paid) IN (1994, 1995) "
+        "AND date_trunc('month', ship) IN (DATE '1995-01-01', DATE '1995-02-01') GROUP BY 1, 2",
+        CATALOG,
+    )
+    years, months = (g.domain for g in q.plan.groups)
+    assert years == (1994, 1995)  # paid publishes no range: the WHERE lists the groups
+    assert months == (dt.datetime(1995, 1, 1), dt.datetime(1995, 2, 1))
+    plan.check_plan(q.plan, LINEITEM)  # the holder derives the same domain from the WHERE
+    narrower = dataclasses.replace(q.plan.groups[0], domain=(1994,))
+    crafted = dataclasses.replace(q.plan, groups=(narrower, q.plan.groups[1]))
+    with pytest.raises(PlanError, match="leaves out values"):
+        plan.check_plan(crafted, LINEITEM)

@@ -25,7 +25,8 @@ def _catalog() -> Catalog:
         sql_type = from_duckdb(kind) if kind != "INTEGER" else SqlType("INTEGER")
         domain = DOMAINS.get(name)
         uses = USES | {"group"} if domain else USES
-        bounds = (dt.date(1992, 1, 1), dt.date(1998, 12, 31)) if sql_type.kind == "DATE" else None
+        dated = sql_type.kind == "DATE" and name != "l_commitdate"  # one date without a range
+        bounds = (dt.date(1992, 1, 1), dt.date(1998, 12, 31)) if dated else None
         columns.append(ColumnInfo(name, sql_type, uses, domain, bounds))
     return Catalog("", (TableInfo("lineitem", tuple(columns)),))
 
