@@ -14,7 +14,7 @@ import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from engine.errors import QueryError
+from engine.errors import PlanError, QueryError
 from engine.types import SqlType
 
 __all__ = [
@@ -103,12 +103,22 @@ def truncate(unit: str, value: Any) -> dt.datetime | None:
     return dt.datetime(value.year, month, day)
 
 
-def calendar_domain(key: str, unit: str, low: dt.date, high: dt.date) -> tuple[Any, ...]:
+def calendar_domain(
+    key: str, unit: str, low: dt.date, high: dt.date, limit: int = 16_384
+) -> tuple[Any, ...]:
     """Every value a calendar key takes between two published bounds, in order.
 
     ``key`` is ``"extract"`` or ``"date_trunc"``; ``unit`` its part or unit.
-    Parts that cycle (month, day, dow ...) take their whole cycle.
+    Parts that cycle (month, day, dow ...) take their whole cycle. More than
+    ``limit`` values (the plan's group limit) is refused before they are built.
     """
+    if key != "extract" or unit == "year":
+        span = {"year": 1, "quarter": 4, "month": 12, "day": 366}.get(unit, 366)
+        if (high.year - low.year + 1) * span > limit * 2:
+            raise PlanError(
+                f"{key}({unit}) over {low.year}..{high.year} has more than {limit} groups; "
+                "narrow it with WHERE ... IN (...) or a coarser unit"
+            )
     if key == "extract":
         cycles = {
             "quarter": range(1, 5),
@@ -128,6 +138,10 @@ def calendar_domain(key: str, unit: str, low: dt.date, high: dt.date) -> tuple[A
     out: list[dt.datetime] = []
     current = start
     while current <= end:
+        if len(out) >= limit:
+            raise PlanError(
+                f"date_trunc('{unit}') has more than {limit} groups; use a coarser unit"
+            )
         out.append(current)
         moved = add_interval(current, months=step[0], days=step[1])
         assert isinstance(moved, dt.datetime)

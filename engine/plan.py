@@ -469,30 +469,57 @@ def derived_key_values(
     stands in for a range the column does not publish). None when the values
     cannot be derived.
     """
+    pinned = key_values(key, condition)
+    if pinned is not None and isinstance(key, DateTrunc):
+        pinned = tuple(truncate("day", v) if isinstance(v, dt.date) else v for v in pinned)
     derived: tuple[LiteralValue, ...] | None = None
     if isinstance(key, Case) and derived_group_use(key) == "filter":
         results = [r for _, r in key.whens] + [key.default or Literal(None)]
         derived = tuple(dict.fromkeys(r.value for r in results if isinstance(r, Literal)))
     elif isinstance(key, (Extract, DateTrunc)) and isinstance(key.operand, Column):
-        part = key.part if isinstance(key, Extract) else key.unit
         col = table.column(key.operand.name)
         bounds = col.bounds if col is not None else None
+        if bounds is not None and not all(isinstance(b, dt.date) for b in bounds):
+            bounds = None
+        if pinned is not None:
+            # Check the listed values one by one: never build a calendar the WHERE narrows.
+            return tuple(v for v in pinned if _on_calendar(key, v, bounds))
+        part = key.part if isinstance(key, Extract) else key.unit
         if isinstance(key, Extract) and part != "year":
             derived = calendar_domain("extract", part, dt.date.min, dt.date.min)
-        elif bounds is not None and all(isinstance(b, dt.date) for b in bounds):
+        elif bounds is not None:
             low, high = bounds
             assert isinstance(low, dt.date) and isinstance(high, dt.date)
             kind = "extract" if isinstance(key, Extract) else "date_trunc"
             derived = calendar_domain(kind, part, low, high)
-    pinned = key_values(key, condition)
-    if pinned is not None and isinstance(key, DateTrunc):
-        pinned = tuple(truncate("day", v) if isinstance(v, dt.date) else v for v in pinned)
     if pinned is None:
         return derived
     if derived is None:
         return pinned
     allowed = set(map(_hashable, pinned))
     return tuple(v for v in derived if _hashable(v) in allowed)
+
+
+def _on_calendar(
+    key: Extract | DateTrunc,
+    value: LiteralValue,
+    bounds: tuple[LiteralValue, LiteralValue] | None,
+) -> bool:
+    """Whether a calendar key can take ``value`` within the column's published range."""
+    low, high = bounds if bounds is not None else (None, None)
+    if isinstance(key, Extract):
+        if not isinstance(value, int) or isinstance(value, bool):
+            return False
+        if key.part == "year":
+            if isinstance(low, dt.date) and isinstance(high, dt.date):
+                return low.year <= value <= high.year
+            return True
+        return value in calendar_domain("extract", key.part, dt.date.min, dt.date.min)
+    if not isinstance(value, dt.datetime) or truncate(key.unit, value) != value:
+        return False
+    if isinstance(low, dt.date) and isinstance(high, dt.date):
+        return low <= value.date() <= high
+    return True
 
 
 def _check_derived_domain(group: GroupColumn, table: TableInfo, condition: Expr | None) -> None:

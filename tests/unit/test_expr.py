@@ -286,3 +286,24 @@ def test_where_on_a_derived_key_narrows_its_domain_or_stands_in_for_a_range():
     crafted = dataclasses.replace(q.plan, groups=(narrower, q.plan.groups[1]))
     with pytest.raises(PlanError, match="leaves out values"):
         plan.check_plan(crafted, LINEITEM)
+
+
+def test_a_daily_calendar_beyond_the_group_limit_is_refused_unless_the_where_lists_days():
+    wide = TableInfo(
+        "t",
+        (
+            ColumnInfo(
+                "d", SqlType("DATE"), ALL, None, (dt.date(1900, 1, 1), dt.date(2099, 12, 31))
+            ),
+        ),
+    )
+    catalog = Catalog("", (wide,))
+    with pytest.raises(PlanError, match="more than 16384 groups"):
+        compile_sql("SELECT date_trunc('day', d), COUNT(*) FROM t GROUP BY 1", catalog)
+    q = compile_sql(
+        "SELECT date_trunc('day', d) AS day, COUNT(*) FROM t "
+        "WHERE date_trunc('day', d) IN (DATE '2020-02-29', DATE '2101-01-01') GROUP BY day",
+        catalog,
+    )
+    assert q.plan.groups[0].domain == (dt.datetime(2020, 2, 29),)  # 2101 is outside the range
+    plan.check_plan(q.plan, wide)
