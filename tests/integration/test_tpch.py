@@ -8,6 +8,7 @@ scale 4 and 6) and the counts, within 1e-6 for the averages.
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 
 import pytest
@@ -17,6 +18,8 @@ from tests.shards import write_shards
 from tests.tpch import LINEITEM, Q1, Q6, lineitem_rows
 
 K = 5
+# Orders per holder: 500 x 3 is TPC-H scale factor 0.001 (about 6 000 lines); 5000 is SF 0.01.
+ORDERS = int(os.environ.get("UNSEEN_TPCH_ORDERS", "500"))
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +31,7 @@ def tpch(tmp_path_factory: pytest.TempPathFactory):
         {
             f"h{i}": (
                 root / f"lineitem{i}{suffix}",
-                lineitem_rows(500, seed=i, first_order=1 + 500 * i),
+                lineitem_rows(ORDERS, seed=i, first_order=1 + ORDERS * i),
             )
             for i, suffix in enumerate(suffixes)
         },
