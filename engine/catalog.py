@@ -10,6 +10,7 @@ must have one schema, and a merged column permits only what every host permits.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -17,7 +18,17 @@ from engine.errors import PlanError
 from engine.expr import LiteralValue
 from engine.types import SqlType, widen
 
-__all__ = ["USES", "Catalog", "CatalogConflict", "ColumnInfo", "TableInfo", "merge", "sort_domain"]
+__all__ = [
+    "USES",
+    "Catalog",
+    "CatalogConflict",
+    "ColumnInfo",
+    "TableInfo",
+    "coarse_bounds",
+    "merge",
+    "merge_bounds",
+    "sort_domain",
+]
 
 USES = ("filter", "group", "aggregate", "score", "entity")
 
@@ -32,6 +43,9 @@ class ColumnInfo:
     type: SqlType
     uses: frozenset[str] = frozenset()
     domain: tuple[LiteralValue, ...] | None = None
+    # A date column's published range (coarse: whole years), from which the
+    # domains of EXTRACT(year ...) and date_trunc(...) group keys are derived.
+    bounds: tuple[LiteralValue, LiteralValue] | None = None
 
     def allows(self, use: str) -> bool:
         return use in self.uses
@@ -95,6 +109,27 @@ def sort_domain(values: Iterable[LiteralValue]) -> tuple[LiteralValue, ...]:
     return tuple(sorted(unique.values(), key=_domain_key))
 
 
+def coarse_bounds(low: LiteralValue, high: LiteralValue) -> tuple[dt.date, dt.date] | None:
+    """A date column's range widened to whole years: says little, and is all grouping needs."""
+    if not isinstance(low, dt.date) or not isinstance(high, dt.date):
+        return None
+    return dt.date(low.year, 1, 1), dt.date(high.year, 12, 31)
+
+
+def merge_bounds(
+    bounds: Sequence[tuple[LiteralValue, LiteralValue] | None],
+) -> tuple[LiteralValue, LiteralValue] | None:
+    """The range covering every host's; None unless every host publishes one."""
+    if not bounds or any(b is None for b in bounds):
+        return None
+    lows = [b[0] for b in bounds if b is not None]
+    highs = [b[1] for b in bounds if b is not None]
+    try:
+        return min(lows), max(highs)  # type: ignore[type-var]
+    except TypeError:
+        return None
+
+
 def _merge_table(name: str, hosted: Sequence[tuple[str, TableInfo]]) -> TableInfo:
     first_holder, first = hosted[0]
     names = [c.name for c in first.columns]
@@ -103,6 +138,7 @@ def _merge_table(name: str, hosted: Sequence[tuple[str, TableInfo]]) -> TableInf
         kind: SqlType | None = col.type
         uses = set(col.uses)
         domains: list[tuple[LiteralValue, ...] | None] = [col.domain]
+        bounds: list[tuple[LiteralValue, LiteralValue] | None] = [col.bounds]
         for holder, table in hosted[1:]:
             other = table.column(col.name)
             if other is None:
@@ -119,11 +155,12 @@ def _merge_table(name: str, hosted: Sequence[tuple[str, TableInfo]]) -> TableInf
                 )
             uses &= set(other.uses)
             domains.append(other.domain)
+            bounds.append(other.bounds)
         assert kind is not None
         domain = None
         if all(d is not None for d in domains):
             domain = sort_domain(v for d in domains if d is not None for v in d)
-        merged.append(ColumnInfo(col.name, kind, frozenset(uses), domain))
+        merged.append(ColumnInfo(col.name, kind, frozenset(uses), domain, merge_bounds(bounds)))
     for holder, table in hosted[1:]:
         extra = [c.name for c in table.columns if c.name.lower() not in {n.lower() for n in names}]
         if extra:

@@ -69,14 +69,24 @@ class SqlSyntaxError(QueryError):
 
 
 class UnsupportedError(QueryError):
-    """A construct additive HE cannot answer; the message names it and where it is."""
+    """A construct unseen cannot answer; the message names it, where it is, why and what
+    to write instead (``instead``), so the analyst can act on it."""
 
-    def __init__(self, construct: str, position: tuple[int, int] | None = None, why: str = ""):
+    def __init__(
+        self,
+        construct: str,
+        position: tuple[int, int] | None = None,
+        why: str = "",
+        instead: str = "",
+    ):
         self.construct = construct
         self.position = position
+        self.why = why
+        self.instead = instead
         where = f" at line {position[0]}, column {position[1]}" if position else ""
         reason = f": {why}" if why else ""
-        super().__init__(f"{construct} is not supported{where}{reason}")
+        hint = f"; instead, {instead}" if instead else ""
+        super().__init__(f"{construct} is not supported{where}{reason}{hint}")
 
 
 class PlanError(QueryError):

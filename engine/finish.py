@@ -12,32 +12,43 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Any
 
+from engine.dates import cast_value, extract_part, truncate
 from engine.errors import QueryError
+from engine.expr import (
+    AggRef,
+    Between,
+    Binary,
+    BinaryOp,
+    Case,
+    Cast,
+    DateTrunc,
+    Expr,
+    Extract,
+    Func,
+    GroupRef,
+    InList,
+    IsNull,
+    Like,
+    Literal,
+    OutputRef,
+    Unary,
+    UnaryOp,
+    Visitor,
+)
 from engine.layout import GroupMoments
 from engine.plan import Encoding
-from engine.query import (
-    AggRef,
-    CompiledQuery,
-    Const,
-    GroupRef,
-    OutBetween,
-    OutBinary,
-    OutExpr,
-    OutFunc,
-    OutIn,
-    OutIsNull,
-    OutputRef,
-    OutUnary,
-)
+from engine.query import CompiledQuery, OutExpr
 from engine.result import Result, json_value
+from engine.types import SqlType
 
-__all__ = ["Row", "finish", "finish_aggregates"]
+__all__ = ["Row", "evaluate", "finish", "finish_aggregates"]
 
 
 @dataclass
@@ -153,6 +164,8 @@ def _round(value: Any, digits: int) -> Any:
 def _function(name: str, args: list[Any]) -> Any:
     if name == "coalesce":
         return next((a for a in args if a is not None), None)
+    if name == "nullif":
+        return None if _compare("=", args[0], args[1]) is True else args[0]
     value = args[0]
     if value is None:
         return None
@@ -167,52 +180,96 @@ def _function(name: str, args: list[Any]) -> Any:
     raise QueryError(f"unknown function {name}")
 
 
-def evaluate(node: OutExpr, row: Row) -> Any:
-    """Evaluate an output expression with SQL's three-valued logic."""
-    if isinstance(node, AggRef):
-        return row.aggregates[node.index]
-    if isinstance(node, GroupRef):
-        return row.key[node.index]
-    if isinstance(node, OutputRef):
-        return row.outputs[node.index]
-    if isinstance(node, Const):
+class _Evaluator(Visitor[Any]):
+    """Evaluate an output expression over one result row, with SQL's three-valued logic."""
+
+    def __init__(self, row: Row):
+        self.row = row
+
+    def unsupported(self, node: Expr) -> Any:
+        raise QueryError(f"unknown output node {type(node).__name__}")
+
+    def visit_AggRef(self, node: AggRef) -> Any:
+        return self.row.aggregates[node.index]
+
+    def visit_GroupRef(self, node: GroupRef) -> Any:
+        return self.row.key[node.index]
+
+    def visit_OutputRef(self, node: OutputRef) -> Any:
+        return self.row.outputs[node.index]
+
+    def visit_Literal(self, node: Literal) -> Any:
         return node.value
-    if isinstance(node, OutUnary):
-        value = evaluate(node.operand, row)
+
+    def visit_Unary(self, node: Unary) -> Any:
+        value = self.visit(node.operand)
         if value is None:
             return None
-        return (not value) if node.op == "NOT" else -value
-    if isinstance(node, OutBinary):
-        if node.op in ("AND", "OR"):
-            left, right = evaluate(node.left, row), evaluate(node.right, row)
-            if node.op == "AND":
-                if left is False or right is False:
-                    return False
-                return None if left is None or right is None else True
+        return (not value) if node.op is UnaryOp.NOT else -value
+
+    def visit_Binary(self, node: Binary) -> Any:
+        left, right = self.visit(node.left), self.visit(node.right)
+        if node.op is BinaryOp.AND:
+            return _and(left, right)
+        if node.op is BinaryOp.OR:
             if left is True or right is True:
                 return True
             return None if left is None or right is None else False
-        left, right = evaluate(node.left, row), evaluate(node.right, row)
-        if node.op in ("+", "-", "*", "/"):
-            return _arith(node.op, left, right)
-        return _compare(node.op, left, right)
-    if isinstance(node, OutIsNull):
-        return (evaluate(node.operand, row) is None) != node.negated
-    if isinstance(node, OutBetween):
-        value = evaluate(node.operand, row)
-        low, high = evaluate(node.low, row), evaluate(node.high, row)
+        if node.op.is_arithmetic:
+            return _arith(node.op.value, left, right)
+        return _compare(node.op.value, left, right)
+
+    def visit_IsNull(self, node: IsNull) -> Any:
+        return (self.visit(node.operand) is None) != node.negated
+
+    def visit_Between(self, node: Between) -> Any:
+        value = self.visit(node.operand)
+        low, high = self.visit(node.low), self.visit(node.high)
         inside = _and(_compare(">=", value, low), _compare("<=", value, high))
         return inside if inside is None or not node.negated else not inside
-    if isinstance(node, OutIn):
-        value = evaluate(node.operand, row)
+
+    def visit_InList(self, node: InList) -> Any:
+        value = self.visit(node.operand)
         if value is None:
             return None
-        results = [_compare("=", value, evaluate(v, row)) for v in node.values]
+        results = [_compare("=", value, v) for v in node.values]
         found = True if True in results else (None if None in results else False)
         return found if found is None or not node.negated else not found
-    if isinstance(node, OutFunc):
-        return _function(node.name, [evaluate(a, row) for a in node.args])
-    raise QueryError(f"unknown output node {type(node).__name__}")
+
+    def visit_Like(self, node: Like) -> Any:
+        value = self.visit(node.operand)
+        if value is None:
+            return None
+        # SQL LIKE: % is any run, _ one character; everything else literal.
+        pattern = "".join(
+            ".*" if c == "%" else "." if c == "_" else re.escape(c) for c in node.pattern
+        )
+        flags = re.IGNORECASE | re.DOTALL if node.case_insensitive else re.DOTALL
+        found = re.fullmatch(pattern, str(value), flags) is not None
+        return found != node.negated
+
+    def visit_Case(self, node: Case) -> Any:
+        for condition, result in node.whens:
+            if self.visit(condition) is True:
+                return self.visit(result)
+        return None if node.default is None else self.visit(node.default)
+
+    def visit_Func(self, node: Func) -> Any:
+        return _function(node.name, [self.visit(a) for a in node.args])
+
+    def visit_Extract(self, node: Extract) -> Any:
+        return extract_part(node.part, self.visit(node.operand))
+
+    def visit_DateTrunc(self, node: DateTrunc) -> Any:
+        return truncate(node.unit, self.visit(node.operand))
+
+    def visit_Cast(self, node: Cast) -> Any:
+        return cast_value(self.visit(node.operand), SqlType.parse(node.type))
+
+
+def evaluate(node: OutExpr, row: Row) -> Any:
+    """Evaluate an output expression with SQL's three-valued logic."""
+    return _Evaluator(row).visit(node)
 
 
 def _and(a: bool | None, b: bool | None) -> bool | None:

@@ -22,7 +22,14 @@ from engine import ckks
 from engine.catalog import TableInfo
 from engine.errors import EncodingOverflowError, PlanError, SourceError
 from engine.layout import GroupMoments, MeasureMoments, layout_for, pack
-from engine.plan import DEFAULT_LIMITS, AggregatePlan, Encoding, Limits, check_plan
+from engine.plan import (
+    DEFAULT_LIMITS,
+    AggregatePlan,
+    Encoding,
+    Limits,
+    check_plan,
+    group_key_type,
+)
 from engine.pushdown import build_aggregate_query
 from engine.source import TableSource
 from engine.types import normalize_value
@@ -77,9 +84,7 @@ def compute_moments(
     radix = [len(g.domain) for g in plan.groups]
     kinds = []
     for group in plan.groups:
-        info = table.column(group.column)
-        assert info is not None  # check_plan ran first
-        kinds.append(info.type)
+        kinds.append(group_key_type(group, table))  # check_plan ran first
     out: dict[int, GroupMoments] = {}
     for row in rows:
         position = 0

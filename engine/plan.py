@@ -17,12 +17,22 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from engine.catalog import TableInfo
+from engine.dates import calendar_domain, truncate
 from engine.errors import PlanError, PolicyError
 from engine.expr import (
+    DATE_TRUNC_UNITS,
+    EXTRACT_PARTS,
+    FUNCTIONS,
     Between,
     Binary,
+    BinaryOp,
+    Case,
+    Cast,
     Column,
+    DateTrunc,
     Expr,
+    Extract,
+    Func,
     InList,
     IsNull,
     Like,
@@ -30,10 +40,12 @@ from engine.expr import (
     LiteralValue,
     Unary,
     UnaryOp,
+    Visitor,
     depth,
+    key_values,
     walk,
 )
-from engine.types import SqlType
+from engine.types import SqlType, widen
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -43,9 +55,14 @@ __all__ = [
     "Limits",
     "Measure",
     "SlotCodec",
+    "arithmetic_type",
     "check_plan",
+    "common_type",
+    "derived_group_use",
+    "derived_key_values",
     "encoding_for",
     "expr_type",
+    "group_key_type",
 ]
 
 
@@ -70,8 +87,21 @@ class Measure:
 
 @dataclass(frozen=True)
 class GroupColumn:
+    """One GROUP BY key and the domain that fixes its slot positions.
+
+    ``column`` names the key (the column, or the SQL text of a derived key);
+    ``expr`` is the derived key's row expression (EXTRACT, date_trunc, a CASE
+    bucketing into literal labels), None for a plain column.
+    """
+
     column: str
     domain: tuple[LiteralValue, ...]
+    expr: Expr | None = None
+
+    @property
+    def key(self) -> Expr:
+        """The row expression a holder groups by."""
+        return self.expr if self.expr is not None else Column(self.column)
 
 
 @dataclass(frozen=True)
@@ -162,28 +192,115 @@ def _comparable(a: SqlType | None, b: SqlType | None) -> bool:
 
 
 _BOOLEAN = SqlType("BOOLEAN")
+_FLOAT = SqlType("FLOAT")
+_INTEGER = SqlType("INTEGER")
+_TEMPORAL = ("DATE", "TIMESTAMP")
+# Casts every holder engine performs alike (DATE <-> TIMESTAMP, to FLOAT, BOOLEAN <-> INTEGER).
+# Numeric casts are allowed only where no value can overflow (see _cast_cannot_fail): a cast that
+# fails on some row would answer "does any row exceed this bound?" through an error, past k.
+_CASTS = {
+    "INTEGER": ("INTEGER", "DECIMAL", "FLOAT", "BOOLEAN"),
+    "DECIMAL": ("INTEGER", "DECIMAL", "FLOAT"),
+    "FLOAT": ("FLOAT",),
+    "DATE": ("DATE", "TIMESTAMP"),
+    "TIMESTAMP": ("DATE", "TIMESTAMP"),
+    "VARCHAR": ("VARCHAR",),
+    "BOOLEAN": ("BOOLEAN", "INTEGER"),
+}
+_BIGINT_DIGITS = 19  # an INTEGER column is at most a BIGINT: 19 digits
 
 
-def expr_type(node: Expr, table: TableInfo, use: str) -> SqlType | None:
-    """Type-check ``node`` against ``table``; None is the type of a bare NULL.
+def _integer_digits(kind: SqlType) -> int:
+    if kind.kind == "DECIMAL":
+        return kind.precision - kind.scale
+    return _BIGINT_DIGITS
 
-    Every column read must exist and permit ``use`` (``filter`` or
-    ``aggregate``); the error names the column so the analyst can fix the query.
+
+def _cast_cannot_fail(source: SqlType, target: SqlType) -> bool:
+    """True when every value of ``source`` fits ``target`` (rounding aside)."""
+    if target.kind == "DECIMAL" and source.kind in ("INTEGER", "DECIMAL"):
+        return target.precision - target.scale >= _integer_digits(source)
+    if target.kind == "INTEGER" and source.kind == "DECIMAL":
+        return _integer_digits(source) <= _BIGINT_DIGITS - 1  # rounding up must still fit
+    return True
+
+
+def arithmetic_type(op: BinaryOp, left: SqlType | None, right: SqlType | None) -> SqlType:
+    """The type of ``left op right`` as DuckDB computes it.
+
+    Division is floating; a product of decimals has the *sum* of their scales
+    (DECIMAL(15,2) * DECIMAL(15,2) is DECIMAL(38,4)), a sum or difference the
+    larger scale, so exact sums of revenue expressions stay exact.
     """
-    if isinstance(node, Column):
+    if op is BinaryOp.DIV or _FLOAT in (left, right):
+        return _FLOAT
+    scales = [t.scale if t is not None and t.kind == "DECIMAL" else 0 for t in (left, right)]
+    if not any(t is not None and t.kind == "DECIMAL" for t in (left, right)):
+        return _INTEGER
+    scale = sum(scales) if op is BinaryOp.MUL else max(scales)
+    if scale > 38:
+        raise PlanError(
+            f"a product of decimals needs scale {scale}, above 38; CAST a factor to a "
+            "lower scale or to DOUBLE"
+        )
+    return SqlType("DECIMAL", 38, scale)
+
+
+def common_type(types: list[SqlType | None], what: str) -> SqlType | None:
+    """The one type of CASE results or COALESCE arguments (NULL fits anything)."""
+    result: SqlType | None = None
+    for kind in types:
+        if kind is None:
+            continue
+        merged = kind if result is None else widen(result, kind)
+        if merged is None:
+            raise PlanError(f"{what} mixes {result} and {kind}")
+        result = merged
+    return result
+
+
+class _TypeChecker(Visitor["SqlType | None"]):
+    """Types a row-level tree against a table; every column read must permit ``use``."""
+
+    def __init__(self, table: TableInfo, use: str):
+        self.table = table
+        self.use = use
+
+    def condition(self, node: Expr) -> SqlType | None:
+        """Type a condition: the columns it reads select rows, so they need ``filter``.
+
+        ``SUM(CASE WHEN c > 5 THEN 1 END)`` or ``COUNT(*) FILTER (WHERE c > 5)``
+        counts exactly what ``WHERE c > 5`` would: a column that may only be
+        aggregated must not become a filter by hiding inside a measure.
+        """
+        saved, self.use = self.use, "filter"
+        try:
+            return self.visit(node)
+        finally:
+            self.use = saved
+
+    def unsupported(self, node: Expr) -> SqlType | None:
+        raise PlanError(f"{type(node).__name__} cannot appear in a row expression of a plan")
+
+    def visit_Column(self, node: Column) -> SqlType | None:
+        table = self.table
         col = table.column(node.name)
         if col is None:
             raise PlanError(f"table {table.name} has no column {node.name}")
-        if not col.allows(use):
-            raise PolicyError(f"column {table.name}.{col.name} may not be used to {use}")
+        if not col.allows(self.use):
+            raise PolicyError(f"column {table.name}.{col.name} may not be used to {self.use}")
         if col.type.kind == "OTHER":
             raise PlanError(f"column {table.name}.{col.name} has a type unseen cannot use")
         return col.type
-    if isinstance(node, Literal):
+
+    def visit_Literal(self, node: Literal) -> SqlType | None:
         return _literal_type(node.value)
-    if isinstance(node, Binary):
-        left = expr_type(node.left, table, use)
-        right = expr_type(node.right, table, use)
+
+    def visit_Binary(self, node: Binary) -> SqlType | None:
+        if node.op.is_logical or node.op.is_comparison:
+            left, right = self.condition(node.left), self.condition(node.right)
+        else:
+            left, right = self.visit(node.left), self.visit(node.right)
         if node.op.is_logical:
             for side in (left, right):
                 if side is not None and side != _BOOLEAN:
@@ -196,47 +313,242 @@ def expr_type(node: Expr, table: TableInfo, use: str) -> SqlType | None:
         for side in (left, right):
             if side is not None and not side.numeric:
                 raise PlanError(f"arithmetic {node.op.value} needs numbers, not {side}")
-        if node.op.value == "/" or SqlType("FLOAT") in (left, right):
-            return SqlType("FLOAT")
-        if left is not None and right is not None and "DECIMAL" in (left.kind, right.kind):
-            return SqlType("DECIMAL", 38, max(left.scale, right.scale))
-        return SqlType("INTEGER")
-    if isinstance(node, Unary):
-        operand = expr_type(node.operand, table, use)
+        return arithmetic_type(node.op, left, right)
+
+    def visit_Unary(self, node: Unary) -> SqlType | None:
         if node.op is UnaryOp.NOT:
+            operand = self.condition(node.operand)
             if operand is not None and operand != _BOOLEAN:
                 raise PlanError(f"NOT needs a boolean operand, not {operand}")
             return _BOOLEAN
+        operand = self.visit(node.operand)
         if operand is not None and not operand.numeric:
             raise PlanError(f"unary minus needs a number, not {operand}")
         return operand
-    if isinstance(node, Between):
-        kinds = [expr_type(n, table, use) for n in (node.operand, node.low, node.high)]
+
+    def visit_Between(self, node: Between) -> SqlType | None:
+        kinds = [self.condition(n) for n in (node.operand, node.low, node.high)]
         if not (_comparable(kinds[0], kinds[1]) and _comparable(kinds[0], kinds[2])):
             raise PlanError(f"cannot compare {kinds[0]} with BETWEEN bounds {kinds[1]}, {kinds[2]}")
         return _BOOLEAN
-    if isinstance(node, InList):
-        operand = expr_type(node.operand, table, use)
+
+    def visit_InList(self, node: InList) -> SqlType | None:
+        operand = self.condition(node.operand)
         for value in node.values:
             if not _comparable(operand, _literal_type(value)):
                 raise PlanError(f"cannot compare {operand} with IN value {value!r}")
         return _BOOLEAN
-    if isinstance(node, Like):
-        operand = expr_type(node.operand, table, use)
+
+    def visit_Like(self, node: Like) -> SqlType | None:
+        operand = self.condition(node.operand)
         if operand is not None and operand.kind != "VARCHAR":
             raise PlanError(f"LIKE needs a text operand, not {operand}")
         return _BOOLEAN
-    if isinstance(node, IsNull):
-        expr_type(node.operand, table, use)
+
+    def visit_IsNull(self, node: IsNull) -> SqlType | None:
+        self.condition(node.operand)
         return _BOOLEAN
-    raise PlanError(f"unknown expression node {type(node).__name__}")
+
+    def visit_Case(self, node: Case) -> SqlType | None:
+        if not node.whens:
+            raise PlanError("CASE needs at least one WHEN")
+        for condition, _ in node.whens:
+            kind = self.condition(condition)
+            if kind is not None and kind != _BOOLEAN:
+                raise PlanError(f"CASE WHEN needs a condition, not a {kind} value")
+        results = [self.visit(result) for _, result in node.whens]
+        if node.default is not None:
+            results.append(self.visit(node.default))
+        return common_type(results, "CASE")
+
+    def visit_Func(self, node: Func) -> SqlType | None:
+        if not FUNCTIONS.get(node.name, False):
+            raise PlanError(f"function {node.name.upper()} cannot run at a holder")
+        kinds = [self.visit(arg) for arg in node.args]
+        if node.name == "coalesce":
+            if not kinds:
+                raise PlanError("COALESCE needs arguments")
+            return common_type(kinds, "COALESCE")
+        if node.name == "nullif":
+            # NULLIF(c, v) keeps exactly the rows where c <> v: a comparison.
+            kinds = [self.condition(arg) for arg in node.args]
+            if len(kinds) != 2 or not _comparable(kinds[0], kinds[1]):
+                raise PlanError("NULLIF needs two comparable arguments")
+            return kinds[0]
+        # abs
+        if len(kinds) != 1 or (kinds[0] is not None and not kinds[0].numeric):
+            raise PlanError("ABS needs one number")
+        return kinds[0]
+
+    def visit_Extract(self, node: Extract) -> SqlType | None:
+        if node.part not in EXTRACT_PARTS:
+            raise PlanError(f"EXTRACT({node.part.upper()} ...) is not supported")
+        operand = self.visit(node.operand)
+        if operand is not None and operand.kind not in _TEMPORAL:
+            raise PlanError(f"EXTRACT needs a date or timestamp, not {operand}")
+        if node.part in ("hour", "minute") and operand is not None and operand.kind == "DATE":
+            raise PlanError(f"EXTRACT({node.part.upper()} ...) needs a timestamp, not a DATE")
+        return _INTEGER
+
+    def visit_DateTrunc(self, node: DateTrunc) -> SqlType | None:
+        if node.unit not in DATE_TRUNC_UNITS:
+            raise PlanError(f"date_trunc('{node.unit}', ...) is not supported")
+        operand = self.visit(node.operand)
+        if operand is not None and operand.kind not in _TEMPORAL:
+            raise PlanError(f"date_trunc needs a date or timestamp, not {operand}")
+        return SqlType("TIMESTAMP")
+
+    def visit_Cast(self, node: Cast) -> SqlType | None:
+        try:
+            target = SqlType.parse(node.type)
+        except ValueError as exc:
+            raise PlanError(f"cannot CAST to {node.type}") from exc
+        if target.kind == "DECIMAL" and not 0 <= target.scale <= target.precision <= 38:
+            raise PlanError(f"CAST to {target}: precision 1..38 and scale <= precision")
+        operand = self.visit(node.operand)
+        if operand is not None and target.kind not in _CASTS.get(operand.kind, ()):
+            raise PlanError(f"cannot CAST a {operand} value to {target} at a holder")
+        if operand is not None and not _cast_cannot_fail(operand, target):
+            raise PlanError(
+                f"CAST of a {operand} value to {target} could overflow on some row; cast to a "
+                "wider type (DECIMAL(38,s), DOUBLE)"
+            )
+        return target
+
+
+def expr_type(node: Expr, table: TableInfo, use: str) -> SqlType | None:
+    """Type-check ``node`` against ``table``; None is the type of a bare NULL.
+
+    Every column read must exist and permit ``use`` (``filter`` or
+    ``aggregate``); the error names the column so the analyst can fix the query.
+    """
+    return _TypeChecker(table, use).visit(node)
+
+
+def derived_group_use(key: Expr) -> str:
+    """The use a derived GROUP BY key makes of the columns it reads.
+
+    A key whose values are literal labels (``CASE ... THEN 'small' ...``) or
+    calendar units of one column (``EXTRACT(year FROM d)``, ``date_trunc``)
+    splits rows exactly as one WHERE per group value would, so its columns
+    need only ``filter``; any other derived key reveals column values and
+    needs ``group`` on every column it reads.
+    """
+    if isinstance(key, Case):
+        results = [r for _, r in key.whens] + ([key.default] if key.default is not None else [])
+        if all(isinstance(r, Literal) for r in results):
+            return "filter"
+    if isinstance(key, (Extract, DateTrunc)) and isinstance(key.operand, Column):
+        return "filter"
+    return "group"
+
+
+def group_key_type(group: GroupColumn, table: TableInfo) -> SqlType:
+    """Check one GROUP BY key against ``table``'s policy and return its type."""
+    if group.expr is None:
+        col = table.column(group.column)
+        if col is None:
+            raise PlanError(f"table {table.name} has no column {group.column}")
+        if not col.allows("group"):
+            raise PolicyError(f"column {table.name}.{col.name} may not be used to group")
+        return col.type
+    kind = expr_type(group.expr, table, derived_group_use(group.expr))
+    if kind is None or kind.kind == "FLOAT":
+        raise PlanError(f"GROUP BY {group.column} needs a key with exact values, not {kind}")
+    return kind
+
+
+def derived_key_values(
+    key: Expr, table: TableInfo, condition: Expr | None
+) -> tuple[LiteralValue, ...] | None:
+    """Every value a derived key can take over ``table``'s rows that pass ``condition``.
+
+    A CASE takes its literal labels (NULL without ELSE); EXTRACT of a cyclic
+    part its cycle; EXTRACT(year) and date_trunc every unit of the column's
+    published range; a ``WHERE key IN (...)`` narrows all of these (and
+    stands in for a range the column does not publish). None when the values
+    cannot be derived.
+    """
+    pinned = key_values(key, condition)
+    if pinned is not None and isinstance(key, DateTrunc):
+        pinned = tuple(truncate("day", v) if isinstance(v, dt.date) else v for v in pinned)
+    derived: tuple[LiteralValue, ...] | None = None
+    if isinstance(key, Case) and derived_group_use(key) == "filter":
+        results = [r for _, r in key.whens] + [key.default or Literal(None)]
+        derived = tuple(dict.fromkeys(r.value for r in results if isinstance(r, Literal)))
+    elif isinstance(key, (Extract, DateTrunc)) and isinstance(key.operand, Column):
+        col = table.column(key.operand.name)
+        bounds = col.bounds if col is not None else None
+        if bounds is not None and not all(isinstance(b, dt.date) for b in bounds):
+            bounds = None
+        if pinned is not None:
+            # Check the listed values one by one: never build a calendar the WHERE narrows.
+            return tuple(v for v in pinned if _on_calendar(key, v, bounds))
+        part = key.part if isinstance(key, Extract) else key.unit
+        if isinstance(key, Extract) and part != "year":
+            derived = calendar_domain("extract", part, dt.date.min, dt.date.min)
+        elif bounds is not None:
+            low, high = bounds
+            assert isinstance(low, dt.date) and isinstance(high, dt.date)
+            kind = "extract" if isinstance(key, Extract) else "date_trunc"
+            derived = calendar_domain(kind, part, low, high)
+    if pinned is None:
+        return derived
+    if derived is None:
+        return pinned
+    allowed = set(map(_hashable, pinned))
+    return tuple(v for v in derived if _hashable(v) in allowed)
+
+
+def _on_calendar(
+    key: Extract | DateTrunc,
+    value: LiteralValue,
+    bounds: tuple[LiteralValue, LiteralValue] | None,
+) -> bool:
+    """Whether a calendar key can take ``value`` within the column's published range."""
+    low, high = bounds if bounds is not None else (None, None)
+    if isinstance(key, Extract):
+        if not isinstance(value, int) or isinstance(value, bool):
+            return False
+        if key.part == "year":
+            if isinstance(low, dt.date) and isinstance(high, dt.date):
+                return low.year <= value <= high.year
+            return True
+        return value in calendar_domain("extract", key.part, dt.date.min, dt.date.min)
+    if not isinstance(value, dt.datetime) or truncate(key.unit, value) != value:
+        return False
+    if isinstance(low, dt.date) and isinstance(high, dt.date):
+        return low <= value.date() <= high
+    return True
+
+
+def _check_derived_domain(group: GroupColumn, table: TableInfo, condition: Expr | None) -> None:
+    """A derived key's domain must hold every value the key can take here.
+
+    Then no row can fall outside the plan's groups, so a crafted plan that
+    leaves a label out cannot learn, from an error, that some row carries it
+    (an answer that would bypass k). A CASE takes its literal labels (NULL
+    without ELSE); a calendar key every unit of the column's published range.
+    """
+    assert group.expr is not None
+    expected = derived_key_values(group.expr, table, condition)
+    if expected is None:
+        if derived_group_use(group.expr) == "filter":
+            raise PlanError(
+                f"GROUP BY {group.column}: its values cannot be derived here (no published "
+                "date range and no WHERE ... IN (...) on the key)"
+            )
+        return
+    have = set(map(_hashable, group.domain))
+    if any(_hashable(v) not in have for v in expected):
+        raise PlanError(f"GROUP BY {group.column}: the domain leaves out values the key can take")
 
 
 def encoding_for(sql_type: SqlType | None) -> tuple[Encoding, int]:
     """The exact grid for sums of a measure of type ``sql_type``."""
     if sql_type is None or sql_type.kind == "INTEGER" or sql_type.kind == "BOOLEAN":
         return Encoding.INTEGER, 0
-    if sql_type.kind == "DECIMAL" and sql_type.scale <= 18:
+    if sql_type.kind == "DECIMAL":
         return Encoding.DECIMAL, sql_type.scale
     if sql_type.numeric:
         return Encoding.FLOAT, 0
@@ -266,6 +578,7 @@ def check_plan(plan: AggregatePlan, table: TableInfo, limits: Limits | None = No
         raise PlanError(f"too many GROUP BY columns (> {limits.max_group_columns})")
     nodes = [plan.filter] if plan.filter is not None else []
     nodes += [m.expr for m in plan.measures]
+    nodes += [g.expr for g in plan.groups if g.expr is not None]
     for node in nodes:
         if depth(node) > limits.max_depth:
             raise PlanError(f"expression nested deeper than {limits.max_depth} levels")
@@ -278,21 +591,20 @@ def check_plan(plan: AggregatePlan, table: TableInfo, limits: Limits | None = No
             raise PlanError(f"WHERE must be a condition, not a {kind} value")
     seen: set[str] = set()
     for group in plan.groups:
-        col = table.column(group.column)
-        if col is None:
-            raise PlanError(f"table {table.name} has no column {group.column}")
-        if not col.allows("group"):
-            raise PolicyError(f"column {table.name}.{col.name} may not be used to group")
-        if col.name.lower() in seen:
-            raise PlanError(f"column {col.name} appears twice in GROUP BY")
-        seen.add(col.name.lower())
+        kind = group_key_type(group, table)
+        if group.expr is not None:
+            _check_derived_domain(group, table, plan.filter)
+        label = group.column
+        if label.lower() in seen:
+            raise PlanError(f"{label} appears twice in GROUP BY")
+        seen.add(label.lower())
         if not group.domain:
-            raise PlanError(f"group column {col.name} has an empty domain")
+            raise PlanError(f"group key {label} has an empty domain")
         if len(set(map(_hashable, group.domain))) != len(group.domain):
-            raise PlanError(f"group column {col.name} has repeated domain values")
+            raise PlanError(f"group key {label} has repeated domain values")
         for value in group.domain:
-            if not _comparable(col.type, _literal_type(value)):
-                raise PlanError(f"domain value {value!r} does not fit {col.name} ({col.type})")
+            if not _comparable(kind, _literal_type(value)):
+                raise PlanError(f"domain value {value!r} does not fit {label} ({kind})")
     if plan.group_count > limits.max_groups:
         raise PlanError(
             f"the group domain has {plan.group_count} groups, more than {limits.max_groups}; "

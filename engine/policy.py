@@ -13,7 +13,7 @@ file (governance) narrows all of this.
 
 from __future__ import annotations
 
-from engine.catalog import ColumnInfo, TableInfo, sort_domain
+from engine.catalog import ColumnInfo, TableInfo, coarse_bounds, sort_domain
 from engine.source import TableSource
 from engine.types import normalize_value
 
@@ -41,5 +41,9 @@ def quickstart_table(
                 values = source.distinct_values(name, max_domain)
                 if values is not None:
                     domain = sort_domain(normalize_value(v, sql_type) for v in values)
-        columns.append(ColumnInfo(name, sql_type, frozenset(uses), domain))
+        bounds = None
+        if sql_type.kind in ("DATE", "TIMESTAMP") and "filter" in uses:
+            low, high = source.min_max(name)
+            bounds = coarse_bounds(normalize_value(low, sql_type), normalize_value(high, sql_type))
+        columns.append(ColumnInfo(name, sql_type, frozenset(uses), domain, bounds))
     return TableInfo(source.name, tuple(columns), min_group_size=k)

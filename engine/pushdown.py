@@ -23,8 +23,13 @@ from engine.expr import (
     Between,
     Binary,
     BinaryOp,
+    Case,
+    Cast,
     Column,
+    DateTrunc,
     Expr,
+    Extract,
+    Func,
     InList,
     IsNull,
     Like,
@@ -32,9 +37,11 @@ from engine.expr import (
     LiteralValue,
     Unary,
     UnaryOp,
+    Visitor,
     literal_kind,
 )
 from engine.plan import AggregatePlan, Encoding
+from engine.types import SqlType
 
 __all__ = ["SQLITE_VAR_POP", "LocalQuery", "build_aggregate_query"]
 
@@ -119,47 +126,159 @@ class _Builder:
         return exp.cast(exp.Placeholder(this=name), exp.DataType.build(sql_type))
 
     def expr(self, node: Expr) -> exp.Expression:
-        if isinstance(node, Column):
-            return self.column(node.name)
-        if isinstance(node, Literal):
-            return self.literal(node.value)
-        if isinstance(node, Binary):
-            left: exp.Expression = self.expr(node.left)
-            right = self.expr(node.right)
-            if node.op is BinaryOp.DIV:
-                # Float division in every engine, as DuckDB's "/" does.
-                left = exp.cast(left, exp.DataType.build("DOUBLE"))
-                return exp.Div(this=exp.paren(left), expression=exp.paren(right))
-            built: exp.Expression = _BINARY[node.op](
-                this=exp.paren(left), expression=exp.paren(right)
+        return _SqlWriter(self).visit(node)
+
+
+class _SqlWriter(Visitor[exp.Expression]):
+    """One row expression as a sqlglot tree for the builder's dialect."""
+
+    def __init__(self, builder: _Builder):
+        self.builder = builder
+        self.sqlite = builder.dialect == "sqlite"
+
+    def unsupported(self, node: Expr) -> exp.Expression:
+        raise PlanError(f"{type(node).__name__} cannot run at a holder")
+
+    def visit_Column(self, node: Column) -> exp.Expression:
+        return self.builder.column(node.name)
+
+    def visit_Literal(self, node: Literal) -> exp.Expression:
+        return self.builder.literal(node.value)
+
+    def visit_Binary(self, node: Binary) -> exp.Expression:
+        left: exp.Expression = self.visit(node.left)
+        right = self.visit(node.right)
+        if node.op is BinaryOp.DIV:
+            # Float division in every engine, as DuckDB's "/" does.
+            left = exp.cast(left, exp.DataType.build("DOUBLE"))
+            return exp.Div(this=exp.paren(left), expression=exp.paren(right))
+        built: exp.Expression = _BINARY[node.op](this=exp.paren(left), expression=exp.paren(right))
+        return built
+
+    def visit_Unary(self, node: Unary) -> exp.Expression:
+        inner = exp.paren(self.visit(node.operand))
+        return exp.Not(this=inner) if node.op is UnaryOp.NOT else exp.Neg(this=inner)
+
+    def visit_Between(self, node: Between) -> exp.Expression:
+        between = exp.Between(
+            this=exp.paren(self.visit(node.operand)),
+            low=self.visit(node.low),
+            high=self.visit(node.high),
+        )
+        return exp.Not(this=exp.paren(between)) if node.negated else between
+
+    def visit_InList(self, node: InList) -> exp.Expression:
+        operand = self.visit(node.operand)
+        values = [self.builder.literal(v) for v in node.values]
+        test: exp.Expression
+        test = exp.In(this=exp.paren(operand), expressions=values) if values else exp.false()
+        return exp.Not(this=exp.paren(test)) if node.negated else test
+
+    def visit_Like(self, node: Like) -> exp.Expression:
+        cls = exp.ILike if node.case_insensitive else exp.Like
+        like = cls(
+            this=exp.paren(self.visit(node.operand)), expression=self.builder.literal(node.pattern)
+        )
+        return exp.Not(this=exp.paren(like)) if node.negated else like
+
+    def visit_IsNull(self, node: IsNull) -> exp.Expression:
+        test = exp.Is(this=exp.paren(self.visit(node.operand)), expression=exp.Null())
+        return exp.Not(this=exp.paren(test)) if node.negated else test
+
+    def visit_Case(self, node: Case) -> exp.Expression:
+        case = exp.Case()
+        for condition, result in node.whens:
+            case = case.when(exp.paren(self.visit(condition)), exp.paren(self.visit(result)))
+        if node.default is not None:
+            case = case.else_(exp.paren(self.visit(node.default)))
+        return case
+
+    def visit_Func(self, node: Func) -> exp.Expression:
+        args = [self.visit(a) for a in node.args]
+        if node.name == "coalesce":
+            return exp.Coalesce(this=args[0], expressions=args[1:])
+        if node.name == "nullif":
+            return exp.Nullif(this=args[0], expression=args[1])
+        if node.name == "abs":
+            return exp.Abs(this=args[0])
+        raise PlanError(f"function {node.name.upper()} cannot run at a holder")
+
+    def visit_Extract(self, node: Extract) -> exp.Expression:
+        operand = self.visit(node.operand)
+        if not self.sqlite:
+            return exp.Extract(this=exp.var(node.part.upper()), expression=operand)
+        # SQLite keeps dates as ISO text: read the parts with strftime.
+        if node.part == "quarter":
+            month = _strftime("%m", operand)
+            return exp.IntDiv(
+                this=exp.paren(exp.Add(this=month, expression=exp.Literal.number(2))),
+                expression=exp.Literal.number(3),
             )
-            return built
-        if isinstance(node, Unary):
-            inner = exp.paren(self.expr(node.operand))
-            return exp.Not(this=inner) if node.op is UnaryOp.NOT else exp.Neg(this=inner)
-        if isinstance(node, Between):
-            between = exp.Between(
-                this=exp.paren(self.expr(node.operand)),
-                low=self.expr(node.low),
-                high=self.expr(node.high),
+        return _strftime(_SQLITE_PARTS[node.part], operand)
+
+    def visit_DateTrunc(self, node: DateTrunc) -> exp.Expression:
+        operand = self.visit(node.operand)
+        if not self.sqlite:
+            return exp.Anonymous(
+                this="date_trunc", expressions=[exp.Literal.string(node.unit), operand]
             )
-            return exp.Not(this=exp.paren(between)) if node.negated else between
-        if isinstance(node, InList):
-            operand = self.expr(node.operand)
-            values = [self.literal(v) for v in node.values]
-            test: exp.Expression
-            test = exp.In(this=exp.paren(operand), expressions=values) if values else exp.false()
-            return exp.Not(this=exp.paren(test)) if node.negated else test
-        if isinstance(node, Like):
-            cls = exp.ILike if node.case_insensitive else exp.Like
-            like = cls(
-                this=exp.paren(self.expr(node.operand)), expression=self.literal(node.pattern)
-            )
-            return exp.Not(this=exp.paren(like)) if node.negated else like
-        if isinstance(node, IsNull):
-            test = exp.Is(this=exp.paren(self.expr(node.operand)), expression=exp.Null())
-            return exp.Not(this=exp.paren(test)) if node.negated else test
-        raise PlanError(f"unknown expression node {type(node).__name__}")
+        modifiers = [exp.Literal.string(_SQLITE_TRUNC[node.unit])] if node.unit != "day" else []
+        start = exp.Anonymous(this="datetime", expressions=[operand, *modifiers])
+        if node.unit != "quarter":
+            return start
+        # Back (month - 1) % 3 months from the start of the month.
+        back = exp.Anonymous(
+            this="printf",
+            expressions=[
+                exp.Literal.string("-%d months"),
+                exp.Mod(
+                    this=exp.paren(exp.Sub(this=_strftime("%m", operand), expression=_one())),
+                    expression=exp.Literal.number(3),
+                ),
+            ],
+        )
+        return exp.Anonymous(this="datetime", expressions=[start, back])
+
+    def visit_Cast(self, node: Cast) -> exp.Expression:
+        operand = exp.paren(self.visit(node.operand))
+        target = SqlType.parse(node.type)
+        if self.sqlite:
+            if target.kind == "INTEGER":
+                # SQLite truncates where DuckDB rounds half away from zero.
+                return exp.cast(exp.Anonymous(this="round", expressions=[operand]), "INTEGER")
+            if target.kind in ("DATE", "TIMESTAMP"):
+                fn = "date" if target.kind == "DATE" else "datetime"
+                return exp.Anonymous(this=fn, expressions=[operand])
+            if target.numeric:
+                return exp.cast(operand, "REAL")
+            return operand
+        sql_type = {
+            "INTEGER": "BIGINT",
+            "FLOAT": "DOUBLE",
+            "DECIMAL": f"DECIMAL({target.precision}, {target.scale})",
+        }.get(target.kind, target.kind)
+        return exp.cast(operand, exp.DataType.build(sql_type))
+
+
+_SQLITE_PARTS = {
+    "year": "%Y",
+    "month": "%m",
+    "day": "%d",
+    "dow": "%w",
+    "doy": "%j",
+    "hour": "%H",
+    "minute": "%M",
+}
+_SQLITE_TRUNC = {"year": "start of year", "quarter": "start of month", "month": "start of month"}
+
+
+def _one() -> exp.Expression:
+    return exp.Literal.number(1)
+
+
+def _strftime(pattern: str, operand: exp.Expression) -> exp.Expression:
+    text = exp.Anonymous(this="strftime", expressions=[exp.Literal.string(pattern), operand])
+    return exp.cast(text, "INTEGER")
 
 
 def build_aggregate_query(
@@ -167,7 +286,7 @@ def build_aggregate_query(
 ) -> LocalQuery:
     """The local GROUP BY query computing rows, counts, sums and centred moments."""
     builder = _Builder(table, dialect)
-    selects: list[exp.Expression] = [builder.column(g.column) for g in plan.groups]
+    selects: list[exp.Expression] = [builder.expr(g.key) for g in plan.groups]
     selects.append(exp.Count(this=exp.Star()))
     positions = []
     for measure in plan.measures:
@@ -193,7 +312,8 @@ def build_aggregate_query(
     if plan.filter is not None:
         query = query.where(builder.expr(plan.filter))
     if plan.groups:
-        query = query.group_by(*[builder.column(g.column) for g in plan.groups])
+        # By position: a derived key's parameters are bound once, in the select list.
+        query = query.group_by(*[exp.Literal.number(i + 1) for i in range(len(plan.groups))])
     return LocalQuery(
         sql=query.sql(dialect=dialect),
         params=builder.params,

@@ -20,8 +20,13 @@ from engine.expr import (
     Between,
     Binary,
     BinaryOp,
+    Case,
+    Cast,
     Column,
+    DateTrunc,
     Expr,
+    Extract,
+    Func,
     InList,
     IsNull,
     Like,
@@ -29,6 +34,7 @@ from engine.expr import (
     LiteralValue,
     Unary,
     UnaryOp,
+    Visitor,
     literal_kind,
 )
 from engine.model import FeatureSpec
@@ -132,45 +138,161 @@ _UNARY_TO = {op: getattr(plan_pb2, f"UNARY_OP_{op.name}") for op in UnaryOp}
 _UNARY_FROM = {v: k for k, v in _UNARY_TO.items()}
 
 
+class _ExprWriter(Visitor[plan_pb2.Expr]):
+    """One node to its wire message (children recursively; depth is bounded by check_plan)."""
+
+    def unsupported(self, node: Expr) -> plan_pb2.Expr:
+        raise TypeError(f"not a row expression node: {type(node).__name__}")
+
+    def visit_Column(self, node: Column) -> plan_pb2.Expr:
+        return plan_pb2.Expr(column=node.name)
+
+    def visit_Literal(self, node: Literal) -> plan_pb2.Expr:
+        return plan_pb2.Expr(literal=value_to_proto(node.value))
+
+    def visit_Binary(self, node: Binary) -> plan_pb2.Expr:
+        return plan_pb2.Expr(
+            binary=plan_pb2.BinaryExpr(
+                op=_BINARY_TO[node.op], left=self.visit(node.left), right=self.visit(node.right)
+            )
+        )
+
+    def visit_Unary(self, node: Unary) -> plan_pb2.Expr:
+        return plan_pb2.Expr(
+            unary=plan_pb2.UnaryExpr(op=_UNARY_TO[node.op], operand=self.visit(node.operand))
+        )
+
+    def visit_Between(self, node: Between) -> plan_pb2.Expr:
+        return plan_pb2.Expr(
+            between=plan_pb2.BetweenExpr(
+                operand=self.visit(node.operand),
+                low=self.visit(node.low),
+                high=self.visit(node.high),
+                negated=node.negated,
+            )
+        )
+
+    def visit_InList(self, node: InList) -> plan_pb2.Expr:
+        return plan_pb2.Expr(
+            in_list=plan_pb2.InExpr(
+                operand=self.visit(node.operand),
+                values=[value_to_proto(v) for v in node.values],
+                negated=node.negated,
+            )
+        )
+
+    def visit_Like(self, node: Like) -> plan_pb2.Expr:
+        return plan_pb2.Expr(
+            like=plan_pb2.LikeExpr(
+                operand=self.visit(node.operand),
+                pattern=node.pattern,
+                negated=node.negated,
+                case_insensitive=node.case_insensitive,
+            )
+        )
+
+    def visit_IsNull(self, node: IsNull) -> plan_pb2.Expr:
+        return plan_pb2.Expr(
+            is_null=plan_pb2.IsNullExpr(operand=self.visit(node.operand), negated=node.negated)
+        )
+
+    def visit_Case(self, node: Case) -> plan_pb2.Expr:
+        msg = plan_pb2.CaseExpr(
+            whens=[
+                plan_pb2.WhenClause(condition=self.visit(c), result=self.visit(r))
+                for c, r in node.whens
+            ]
+        )
+        if node.default is not None:
+            msg.default.CopyFrom(self.visit(node.default))
+        return plan_pb2.Expr(case_expr=msg)
+
+    def visit_Func(self, node: Func) -> plan_pb2.Expr:
+        return plan_pb2.Expr(
+            func=plan_pb2.FuncExpr(name=node.name, args=[self.visit(a) for a in node.args])
+        )
+
+    def visit_Extract(self, node: Extract) -> plan_pb2.Expr:
+        return plan_pb2.Expr(
+            extract=plan_pb2.ExtractExpr(part=node.part, operand=self.visit(node.operand))
+        )
+
+    def visit_DateTrunc(self, node: DateTrunc) -> plan_pb2.Expr:
+        return plan_pb2.Expr(
+            date_trunc=plan_pb2.DateTruncExpr(unit=node.unit, operand=self.visit(node.operand))
+        )
+
+    def visit_Cast(self, node: Cast) -> plan_pb2.Expr:
+        return plan_pb2.Expr(
+            cast=plan_pb2.CastExpr(operand=self.visit(node.operand), type=node.type)
+        )
+
+
 def expr_to_proto(node: Expr) -> plan_pb2.Expr:
-    msg = plan_pb2.Expr()
-    if isinstance(node, Column):
-        msg.column = node.name
-    elif isinstance(node, Literal):
-        msg.literal.CopyFrom(value_to_proto(node.value))
-    elif isinstance(node, Binary):
-        msg.binary.op = _BINARY_TO[node.op]
-        msg.binary.left.CopyFrom(expr_to_proto(node.left))
-        msg.binary.right.CopyFrom(expr_to_proto(node.right))
-    elif isinstance(node, Unary):
-        msg.unary.op = _UNARY_TO[node.op]
-        msg.unary.operand.CopyFrom(expr_to_proto(node.operand))
-    elif isinstance(node, Between):
-        msg.between.operand.CopyFrom(expr_to_proto(node.operand))
-        msg.between.low.CopyFrom(expr_to_proto(node.low))
-        msg.between.high.CopyFrom(expr_to_proto(node.high))
-        msg.between.negated = node.negated
-    elif isinstance(node, InList):
-        msg.in_list.operand.CopyFrom(expr_to_proto(node.operand))
-        msg.in_list.values.extend(value_to_proto(v) for v in node.values)
-        msg.in_list.negated = node.negated
-    elif isinstance(node, Like):
-        msg.like.operand.CopyFrom(expr_to_proto(node.operand))
-        msg.like.pattern = node.pattern
-        msg.like.negated = node.negated
-        msg.like.case_insensitive = node.case_insensitive
-    elif isinstance(node, IsNull):
-        msg.is_null.operand.CopyFrom(expr_to_proto(node.operand))
-        msg.is_null.negated = node.negated
-    else:
-        raise TypeError(f"not an expression node: {type(node).__name__}")
-    return msg
+    return _ExprWriter().visit(node)
 
 
 def _required(msg: plan_pb2.Expr, parent: str) -> plan_pb2.Expr:
     if msg.WhichOneof("kind") is None:
         raise PlanError(f"{parent} is missing an operand")
     return msg
+
+
+def _binary_from(msg: plan_pb2.BinaryExpr) -> Expr:
+    if msg.op not in _BINARY_FROM:
+        raise PlanError("unknown binary operator")
+    return Binary(
+        _BINARY_FROM[msg.op],
+        expr_from_proto(_required(msg.left, "a binary expression")),
+        expr_from_proto(_required(msg.right, "a binary expression")),
+    )
+
+
+def _unary_from(msg: plan_pb2.UnaryExpr) -> Expr:
+    if msg.op not in _UNARY_FROM:
+        raise PlanError("unknown unary operator")
+    return Unary(_UNARY_FROM[msg.op], expr_from_proto(_required(msg.operand, "a unary expression")))
+
+
+def _case_from(msg: plan_pb2.CaseExpr) -> Expr:
+    if not msg.whens:
+        raise PlanError("CASE has no WHEN")
+    return Case(
+        tuple(
+            (
+                expr_from_proto(_required(w.condition, "CASE WHEN")),
+                expr_from_proto(_required(w.result, "CASE THEN")),
+            )
+            for w in msg.whens
+        ),
+        expr_from_proto(msg.default) if msg.HasField("default") else None,
+    )
+
+
+_EXPR_FROM: dict[str, Callable[[Any], Expr]] = {
+    "binary": _binary_from,
+    "unary": _unary_from,
+    "between": lambda b: Between(
+        expr_from_proto(_required(b.operand, "BETWEEN")),
+        expr_from_proto(_required(b.low, "BETWEEN")),
+        expr_from_proto(_required(b.high, "BETWEEN")),
+        b.negated,
+    ),
+    "in_list": lambda m: InList(
+        expr_from_proto(_required(m.operand, "IN")),
+        tuple(value_from_proto(v) for v in m.values),
+        m.negated,
+    ),
+    "like": lambda m: Like(
+        expr_from_proto(_required(m.operand, "LIKE")), m.pattern, m.negated, m.case_insensitive
+    ),
+    "is_null": lambda m: IsNull(expr_from_proto(_required(m.operand, "IS NULL")), m.negated),
+    "case_expr": _case_from,
+    "func": lambda m: Func(m.name, tuple(expr_from_proto(_required(a, m.name)) for a in m.args)),
+    "extract": lambda m: Extract(m.part, expr_from_proto(_required(m.operand, "EXTRACT"))),
+    "date_trunc": lambda m: DateTrunc(m.unit, expr_from_proto(_required(m.operand, "date_trunc"))),
+    "cast": lambda m: Cast(expr_from_proto(_required(m.operand, "CAST")), m.type),
+}
 
 
 def expr_from_proto(msg: plan_pb2.Expr) -> Expr:
@@ -181,47 +303,23 @@ def expr_from_proto(msg: plan_pb2.Expr) -> Expr:
         return Column(msg.column)
     if kind == "literal":
         return Literal(value_from_proto(msg.literal))
-    if kind == "binary":
-        if msg.binary.op not in _BINARY_FROM:
-            raise PlanError("unknown binary operator")
-        return Binary(
-            _BINARY_FROM[msg.binary.op],
-            expr_from_proto(_required(msg.binary.left, "a binary expression")),
-            expr_from_proto(_required(msg.binary.right, "a binary expression")),
-        )
-    if kind == "unary":
-        if msg.unary.op not in _UNARY_FROM:
-            raise PlanError("unknown unary operator")
-        return Unary(
-            _UNARY_FROM[msg.unary.op],
-            expr_from_proto(_required(msg.unary.operand, "a unary expression")),
-        )
-    if kind == "between":
-        b = msg.between
-        return Between(
-            expr_from_proto(_required(b.operand, "BETWEEN")),
-            expr_from_proto(_required(b.low, "BETWEEN")),
-            expr_from_proto(_required(b.high, "BETWEEN")),
-            b.negated,
-        )
-    if kind == "in_list":
-        return InList(
-            expr_from_proto(_required(msg.in_list.operand, "IN")),
-            tuple(value_from_proto(v) for v in msg.in_list.values),
-            msg.in_list.negated,
-        )
-    if kind == "like":
-        return Like(
-            expr_from_proto(_required(msg.like.operand, "LIKE")),
-            msg.like.pattern,
-            msg.like.negated,
-            msg.like.case_insensitive,
-        )
-    if kind == "is_null":
-        return IsNull(
-            expr_from_proto(_required(msg.is_null.operand, "IS NULL")), msg.is_null.negated
-        )
+    if kind in _EXPR_FROM:
+        return _EXPR_FROM[kind](getattr(msg, kind))
     raise PlanError("an expression has no kind")
+
+
+def _sub_exprs(node: plan_pb2.Expr) -> list[plan_pb2.Expr]:
+    """The direct sub-expression messages of one wire node (for size checks)."""
+    kind = node.WhichOneof("kind")
+    if kind in (None, "column", "literal"):
+        return []
+    inner = getattr(node, kind)
+    if kind == "case_expr":
+        out = [x for w in inner.whens for x in (w.condition, w.result)]
+        return out + ([inner.default] if inner.HasField("default") else [])
+    if kind == "func":
+        return list(inner.args)
+    return [v for f, v in inner.ListFields() if isinstance(v, plan_pb2.Expr)]
 
 
 # -- plans ----------------------------------------------------------------------
@@ -235,7 +333,9 @@ def plan_to_proto(plan: AggregatePlan) -> plan_pb2.AggregatePlan:
     if plan.filter is not None:
         msg.filter.CopyFrom(expr_to_proto(plan.filter))
     for group in plan.groups:
-        msg.groups.add(column=group.column, domain=[value_to_proto(v) for v in group.domain])
+        g = msg.groups.add(column=group.column, domain=[value_to_proto(v) for v in group.domain])
+        if group.expr is not None:
+            g.expr.CopyFrom(expr_to_proto(group.expr))
     for m in plan.measures:
         msg.measures.add(
             expr=expr_to_proto(m.expr),
@@ -271,6 +371,7 @@ def _check_sizes(msg: plan_pb2.AggregatePlan) -> None:
         if len(group.domain) > limits.max_groups:
             raise PlanError(f"a group domain has more than {limits.max_groups} values")
     stack = [m.expr for m in msg.measures]
+    stack += [g.expr for g in msg.groups if g.HasField("expr")]
     if msg.HasField("filter"):
         stack.append(msg.filter)
     seen = 0
@@ -279,19 +380,11 @@ def _check_sizes(msg: plan_pb2.AggregatePlan) -> None:
         seen += 1
         if seen > 100_000:
             raise PlanError("the plan's expressions are too large")
-        kind = node.WhichOneof("kind")
-        if kind == "in_list":
-            if len(node.in_list.values) > limits.max_in_values:
-                raise PlanError(f"IN list longer than {limits.max_in_values} values")
-            stack.append(node.in_list.operand)
-        elif kind == "binary":
-            stack += [node.binary.left, node.binary.right]
-        elif kind == "unary":
-            stack.append(node.unary.operand)
-        elif kind == "between":
-            stack += [node.between.operand, node.between.low, node.between.high]
-        elif kind in ("like", "is_null"):
-            stack.append(getattr(node, kind).operand)
+        if node.WhichOneof("kind") == "in_list" and (
+            len(node.in_list.values) > limits.max_in_values
+        ):
+            raise PlanError(f"IN list longer than {limits.max_in_values} values")
+        stack += _sub_exprs(node)
 
 
 def plan_from_proto(msg: plan_pb2.AggregatePlan) -> AggregatePlan:
@@ -320,7 +413,12 @@ def plan_from_proto(msg: plan_pb2.AggregatePlan) -> AggregatePlan:
         table=msg.table,
         filter=expr_from_proto(msg.filter) if msg.HasField("filter") else None,
         groups=tuple(
-            GroupColumn(g.column, tuple(value_from_proto(v) for v in g.domain)) for g in msg.groups
+            GroupColumn(
+                g.column,
+                tuple(value_from_proto(v) for v in g.domain),
+                expr_from_proto(g.expr) if g.HasField("expr") else None,
+            )
+            for g in msg.groups
         ),
         measures=tuple(measures),
         codec=SlotCodec(
@@ -347,6 +445,9 @@ def catalog_to_proto(catalog: Catalog) -> catalog_pb2.Catalog:
             )
             if col.domain is not None:
                 c.domain.extend(value_to_proto(v) for v in col.domain)
+            if col.bounds is not None:
+                c.bound_low.CopyFrom(value_to_proto(col.bounds[0]))
+                c.bound_high.CopyFrom(value_to_proto(col.bounds[1]))
     for table_name, reason in catalog.conflicts:
         msg.conflicts.add(table=table_name, reason=reason)
     return msg
@@ -362,7 +463,10 @@ def catalog_from_proto(msg: catalog_pb2.Catalog) -> Catalog:
             except ValueError:
                 sql_type = SqlType("OTHER")
             domain = tuple(value_from_proto(v) for v in c.domain) if c.domain_published else None
-            columns.append(ColumnInfo(c.name, sql_type, frozenset(c.uses), domain))
+            bounds = None
+            if c.HasField("bound_low") and c.HasField("bound_high"):
+                bounds = (value_from_proto(c.bound_low), value_from_proto(c.bound_high))
+            columns.append(ColumnInfo(c.name, sql_type, frozenset(c.uses), domain, bounds))
         tables.append(TableInfo(t.name, tuple(columns), t.min_group_size or 1, tuple(t.holders)))
     return Catalog(
         holder=msg.holder,

@@ -165,6 +165,15 @@ class TableSource:
             return None
         return [_clean(r[0]) for r in rows]
 
+    def min_max(self, column: str) -> tuple[Any, Any]:
+        """The smallest and largest value of a column (NULLs ignored)."""
+        col = exp.column(column, quoted=True)
+        query = exp.select(exp.Min(this=col), exp.Max(this=col.copy())).from_(
+            exp.table_(self.sql_name, quoted=True)
+        )
+        low, high = self.run(query.sql(self.dialect))[0]
+        return low, high
+
     def max_abs(self, column: str) -> float | None:
         """The largest magnitude in a numeric column (None when all NULL)."""
         col = exp.column(column, quoted=True)

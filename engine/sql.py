@@ -1,38 +1,34 @@
 """SQL front end: parse an analyst's SELECT with sqlglot and compile it.
 
 The result is a :class:`~engine.query.CompiledQuery`: an aggregate plan for
-the federation plus the post-decryption work. What additive HE cannot
-answer (MIN, MAX, MEDIAN, joins, subqueries, window functions, row-level
-SELECTs ...) is refused with :class:`~engine.errors.UnsupportedError`,
-naming the construct and its line and column in the SQL text.
+the federation plus the post-decryption work. Row-level pieces (WHERE,
+aggregate arguments, FILTER, derived GROUP BY keys) are translated by
+``engine.sqlrow``; this module binds the table, the groups and their domains,
+the aggregates and the output expressions. What additive HE cannot answer
+(MIN, MAX, MEDIAN, joins, subqueries, window functions, row-level SELECTs
+...) is refused with :class:`~engine.errors.UnsupportedError`, naming the
+construct, its line and column in the SQL text, why, and what to ask instead.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass, field
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from engine.catalog import Catalog, TableInfo
-from engine.errors import PlanError, PolicyError, SqlSyntaxError, UnsupportedError
+from engine.errors import PlanError, PolicyError, SqlSyntaxError
 from engine.expr import (
-    Between,
-    Binary,
-    BinaryOp,
+    Case,
     Column,
+    DateTrunc,
     Expr,
-    InList,
-    IsNull,
-    Like,
-    Literal,
+    Extract,
     LiteralValue,
-    Unary,
-    UnaryOp,
+    OutputRef,
     conjuncts,
     pinned_values,
 )
@@ -42,153 +38,57 @@ from engine.plan import (
     Measure,
     SlotCodec,
     check_plan,
-    encoding_for,
+    derived_group_use,
+    derived_key_values,
     expr_type,
 )
-from engine.query import (
-    AggCall,
-    AggRef,
-    CompiledQuery,
-    Const,
-    GroupRef,
-    OrderKey,
-    OutBetween,
-    OutBinary,
-    OutExpr,
-    OutFunc,
-    OutIn,
-    OutIsNull,
-    OutputRef,
-    OutUnary,
-)
+from engine.query import AggCall, CompiledQuery, OrderKey, OutExpr
+from engine.sqlout import DERIVED_KEYS, HISTOGRAM, ONE_ROW, OutputTranslator, key_label
 from engine.types import SqlType
 
 __all__ = ["compile_condition", "compile_sql"]
 
-_AGGREGATES: dict[type[exp.Expression], str] = {
-    exp.Sum: "sum",
-    exp.Avg: "avg",
-    exp.Variance: "var_samp",
-    exp.VariancePop: "var_pop",
-    exp.Stddev: "stddev_samp",
-    exp.StddevSamp: "stddev_samp",
-    exp.StddevPop: "stddev_pop",
-}
-_NEEDS_SQUARE = {"var_samp", "var_pop", "stddev_samp", "stddev_pop"}
-
-_COMPARE: dict[type[exp.Expression], BinaryOp] = {
-    exp.EQ: BinaryOp.EQ,
-    exp.NEQ: BinaryOp.NE,
-    exp.LT: BinaryOp.LT,
-    exp.LTE: BinaryOp.LE,
-    exp.GT: BinaryOp.GT,
-    exp.GTE: BinaryOp.GE,
-}
-_ARITH: dict[type[exp.Expression], BinaryOp] = {
-    exp.Add: BinaryOp.ADD,
-    exp.Sub: BinaryOp.SUB,
-    exp.Mul: BinaryOp.MUL,
-    exp.Div: BinaryOp.DIV,
-}
-_LOGIC: dict[type[exp.Expression], BinaryOp] = {exp.And: BinaryOp.AND, exp.Or: BinaryOp.OR}
-_OUT_FUNCS: dict[type[exp.Expression], str] = {
-    exp.Round: "round",
-    exp.Abs: "abs",
-    exp.Sqrt: "sqrt",
-    exp.Coalesce: "coalesce",
-}
 # Constructs refused wherever they appear, with the reason shown to the analyst.
-_REFUSED: dict[type[exp.Expression], tuple[str, str]] = {
-    exp.Join: ("JOIN", "tables of different holders cannot be joined under additive HE"),
-    exp.Subquery: ("a subquery", "a query reads one table once"),
-    exp.Exists: ("EXISTS (subquery)", "a query reads one table once"),
-    exp.Window: ("a window function", "rows never leave their holder"),
-    exp.With: ("WITH (common table expressions)", "a query reads one table once"),
-    exp.Filter: ("an aggregate FILTER clause", "move the condition to WHERE"),
-    exp.Case: ("CASE", ""),
-    exp.Lateral: ("LATERAL", ""),
-    exp.Pivot: ("PIVOT", ""),
-    exp.TableSample: ("TABLESAMPLE", ""),
-    exp.Qualify: ("QUALIFY", ""),
-    exp.Escape: ("LIKE ... ESCAPE", ""),
+_REFUSED: dict[type[exp.Expression], tuple[str, str, str]] = {
+    exp.Join: (
+        "JOIN",
+        "tables of different holders cannot be joined under additive HE",
+        "aggregate each table on its own",
+    ),
+    exp.Subquery: ("a subquery", "a query reads one table once", ""),
+    exp.Exists: ("EXISTS (subquery)", "a query reads one table once", ""),
+    exp.Window: ("a window function", "rows never leave their holder", "use GROUP BY"),
+    exp.With: ("WITH (common table expressions)", "a query reads one table once", ""),
+    exp.WithinGroup: ("PERCENTILE ... WITHIN GROUP", ONE_ROW, HISTOGRAM),
+    exp.Lateral: ("LATERAL", "", ""),
+    exp.Pivot: ("PIVOT", "", "GROUP BY the pivot column"),
+    exp.TableSample: ("TABLESAMPLE", "", ""),
+    exp.Qualify: ("QUALIFY", "rows never leave their holder", "use HAVING"),
+    exp.Escape: ("LIKE ... ESCAPE", "", "use a pattern without escapes"),
 }
 _INTEGER = re.compile(r"^[0-9]+$")
-_DECIMAL = re.compile(r"^[0-9]*\.[0-9]*$")
-
-
-def _name(node: exp.Expression) -> str:
-    """A node's SQL name (MIN, UPPER ...) for messages."""
-    return node.sql_name() if isinstance(node, exp.Func) else node.key.upper()
-
-
-def _chain(node: exp.Expression, kind: type) -> list[exp.Expression]:
-    """The operands of a left- or right-deep chain of one connective, in order."""
-    out: list[exp.Expression] = []
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if type(current) is kind:
-            stack += [current.expression, current.this]
-        else:
-            out.append(current)
-    return out
-
-
-def _balanced(op: BinaryOp, operands: list[Expr]) -> Expr:
-    if len(operands) == 1:
-        return operands[0]
-    middle = len(operands) // 2
-    return Binary(op, _balanced(op, operands[:middle]), _balanced(op, operands[middle:]))
 
 
 @dataclass
-class _Compiler:
+class _Compiler(OutputTranslator):
     sql: str
     catalog: Catalog
     codec: SlotCodec
     table: TableInfo | None = None
     table_names: set[str] = field(default_factory=set)
     group_columns: list[str] = field(default_factory=list)
+    group_exprs: list[Expr | None] = field(default_factory=list)
+    group_nodes: list[exp.Expression] = field(default_factory=list)
     measures: list[Measure] = field(default_factory=list)
     aggregates: list[AggCall] = field(default_factory=list)
     aliases: dict[str, int] = field(default_factory=dict)
 
-    # -- positions and refusals -------------------------------------------------
-    def position(self, node: exp.Expression) -> tuple[int, int] | None:
-        starts = [n.meta["start"] for n in node.walk() if "start" in n.meta]
-        if not starts:
-            # Nodes such as CURRENT_DATE carry no token position: find their text.
-            found = self.sql.upper().find(node.sql("duckdb").upper())
-            if found < 0 and isinstance(node, exp.Func):
-                found = self.sql.upper().find(_name(node).upper())
-            if found < 0:
-                return None
-            starts = [found]
-        start = min(starts)
-        if "start" not in node.meta and isinstance(node, exp.Func):
-            # Functions like MIN carry no position of their own: find the name.
-            name = _name(node).upper()
-            found = self.sql.upper().rfind(name, 0, start)
-            if found >= 0:
-                start = found
-        line = self.sql.count("\n", 0, start) + 1
-        column = start - (self.sql.rfind("\n", 0, start) + 1) + 1
-        return (line, column)
-
-    def refuse(self, node: exp.Expression, construct: str, why: str = "") -> UnsupportedError:
-        return UnsupportedError(construct, self.position(node), why)
-
-    def error(self, node: exp.Expression, message: str) -> PlanError:
-        where = self.position(node)
-        suffix = f" (line {where[0]}, column {where[1]})" if where else ""
-        return PlanError(message + suffix)
-
     def screen(self, tree: exp.Expression, subquery_why: str) -> None:
         """Refuse the constructs no plan carries, and any SELECT nested in ``tree``."""
         for node in tree.walk():
-            for kind, (construct, why) in _REFUSED.items():
+            for kind, (construct, why, instead) in _REFUSED.items():
                 if isinstance(node, kind):
-                    raise self.refuse(node, construct, why)
+                    raise self.refuse(node, construct, why, instead)
             if isinstance(node, exp.Select) and node is not tree:
                 raise self.refuse(node, "a subquery", subquery_why)
 
@@ -217,7 +117,12 @@ class _Compiler:
         order = self._order(tree, len(outputs))
         limit, offset = self._limit(tree)
         groups = tuple(
-            GroupColumn(name, self._domain(name, filter_expr, tree)) for name in self.group_columns
+            GroupColumn(name, self._domain(name, filter_expr, tree))
+            if key is None
+            else GroupColumn(name, self._derived_domain(key, node, filter_expr), key)
+            for name, key, node in zip(
+                self.group_columns, self.group_exprs, self.group_nodes, strict=True
+            )
         )
         plan = AggregatePlan(self.table.name, filter_expr, groups, tuple(self.measures), self.codec)
         check_plan(plan, self.table)
@@ -255,163 +160,6 @@ class _Compiler:
         if table_node.alias:
             self.table_names.add(table_node.alias.lower())
 
-    # -- row-level expressions (WHERE, aggregate arguments) ----------------------
-    def column(self, node: exp.Column) -> Column:
-        assert self.table is not None
-        qualifier = node.table
-        if qualifier and qualifier.lower() not in self.table_names:
-            raise self.error(node, f"unknown table {qualifier}")
-        info = self.table.column(node.name)
-        if info is None:
-            raise self.error(node, f"table {self.table.name} has no column {node.name}")
-        return Column(info.name)
-
-    def literal(self, node: exp.Expression) -> LiteralValue:
-        if isinstance(node, exp.Null):
-            return None
-        if isinstance(node, exp.Boolean):
-            return bool(node.this)
-        if isinstance(node, exp.Neg):
-            value = self.literal(node.this)
-            if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
-                return -value
-            raise self.error(node, "unary minus needs a number")
-        if isinstance(node, exp.Paren):
-            return self.literal(node.this)
-        if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal):
-            return self._cast_literal(node)
-        if isinstance(node, exp.Literal):
-            text = str(node.this)
-            if node.is_string:
-                return text
-            if _INTEGER.match(text):
-                value = int(text)
-                return value if value < 2**63 else Decimal(text)
-            if _DECIMAL.match(text):
-                return Decimal(text)
-            return float(text)
-        raise self.refuse(node, f"{node.key.upper()} here", "only literal values are allowed")
-
-    def _cast_literal(self, node: exp.Cast) -> LiteralValue:
-        text = str(node.this.this)
-        target = node.to.this
-        try:
-            if target == exp.DataType.Type.DATE:
-                return dt.date.fromisoformat(text)
-            if target in (
-                exp.DataType.Type.TIMESTAMP,
-                exp.DataType.Type.TIMESTAMPNTZ,
-                exp.DataType.Type.DATETIME,
-            ):
-                return dt.datetime.fromisoformat(text)
-            if node.to.is_type(*exp.DataType.INTEGER_TYPES):
-                return int(text)
-            if node.to.is_type(*exp.DataType.REAL_TYPES):
-                return float(text)
-            if node.to.is_type(exp.DataType.Type.DECIMAL):
-                return Decimal(text)
-            if node.to.is_type(*exp.DataType.TEXT_TYPES):
-                return text
-        except (ValueError, InvalidOperation) as exc:
-            raise self.error(node, f"cannot cast {text!r} to {node.to.sql('duckdb')}") from exc
-        raise self.refuse(node, f"CAST to {node.to.sql('duckdb')}")
-
-    def row(self, node: exp.Expression) -> Expr:
-        """A row-level expression: columns, literals, arithmetic, conditions."""
-        if isinstance(node, exp.Paren):
-            return self.row(node.this)
-        if isinstance(node, exp.Column):
-            return self.column(node)
-        if isinstance(node, (exp.Literal, exp.Null, exp.Boolean)) or (
-            isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal)
-        ):
-            return Literal(self.literal(node))
-        if isinstance(node, exp.Neg):
-            if isinstance(node.this, exp.Literal):
-                return Literal(self.literal(node))
-            return Unary(UnaryOp.NEG, self.row(node.this))
-        if isinstance(node, exp.Not):
-            return Unary(UnaryOp.NOT, self.row(node.this))
-        if type(node) in _COMPARE:
-            left, right = self.row(node.this), self.row(node.expression)
-            left, right = self._coerce(left, right, node), self._coerce(right, left, node)
-            return Binary(_COMPARE[type(node)], left, right)
-        if type(node) in _LOGIC:
-            # Long AND/OR chains become balanced trees: 1000 conditions nest
-            # 10 levels deep, not 1000 (the wire's depth limit is 40).
-            operands = [self.row(part) for part in _chain(node, type(node))]
-            return _balanced(_LOGIC[type(node)], operands)
-        if type(node) in _ARITH:
-            return Binary(_ARITH[type(node)], self.row(node.this), self.row(node.expression))
-        if isinstance(node, exp.Between):
-            operand = self.row(node.this)
-            low = self._coerce(self.row(node.args["low"]), operand, node)
-            high = self._coerce(self.row(node.args["high"]), operand, node)
-            return Between(operand, low, high, negated=bool(node.args.get("negate")))
-        if isinstance(node, exp.In):
-            if node.args.get("query") is not None:
-                raise self.refuse(node, "IN (subquery)", "list literal values")
-            operand = self.row(node.this)
-            values = []
-            for item in node.expressions:
-                value = Literal(self.literal(item))
-                values.append(self._coerce(value, operand, item).value)  # type: ignore[union-attr]
-            return InList(operand, tuple(values), negated=bool(node.args.get("negate")))
-        if isinstance(node, (exp.Like, exp.ILike)):
-            pattern = node.expression
-            if not (isinstance(pattern, exp.Literal) and pattern.is_string):
-                raise self.refuse(pattern, "a LIKE pattern that is not a string literal")
-            # sqlglot marks "x NOT LIKE p" with negate=True on the Like node itself.
-            return Like(
-                self.row(node.this),
-                str(pattern.this),
-                negated=bool(node.args.get("negate")),
-                case_insensitive=isinstance(node, exp.ILike),
-            )
-        if isinstance(node, exp.Is):
-            if not isinstance(node.expression, exp.Null):
-                raise self.refuse(node, f"IS {node.expression.sql('duckdb')}", "use = or IS NULL")
-            return IsNull(self.row(node.this))
-        if (
-            isinstance(node, exp.AggFunc)
-            or type(node) in _AGGREGATES
-            or isinstance(node, exp.Count)
-        ):
-            raise self.refuse(
-                node,
-                f"aggregate {_name(node)} here",
-                "aggregates belong in SELECT or HAVING, not in WHERE or inside another aggregate",
-            )
-        if isinstance(node, exp.Cast):
-            raise self.refuse(node, "CAST of a column")
-        if isinstance(node, exp.Func):
-            raise self.refuse(node, f"function {_name(node)}")
-        raise self.refuse(node, node.key.upper())
-
-    def _coerce(self, value: Expr, other: Expr, node: exp.Expression) -> Expr:
-        """Cast a string literal compared with a typed column the way DuckDB would."""
-        if not (isinstance(value, Literal) and isinstance(value.value, str)):
-            return value
-        if not isinstance(other, Column):
-            return value
-        assert self.table is not None
-        info = self.table.column(other.name)
-        if info is None:
-            return value
-        text = value.value
-        try:
-            if info.type.kind == "DATE":
-                return Literal(dt.date.fromisoformat(text))
-            if info.type.kind == "TIMESTAMP":
-                return Literal(dt.datetime.fromisoformat(text))
-            if info.type.kind == "INTEGER":
-                return Literal(int(text))
-            if info.type.numeric:
-                return Literal(Decimal(text))
-        except (ValueError, InvalidOperation) as exc:
-            raise self.error(node, f"{text!r} is not a valid {info.type} for {info.name}") from exc
-        return value
-
     # -- GROUP BY ---------------------------------------------------------------
     def _bind_groups(self, tree: exp.Select) -> None:
         group = tree.args.get("group")
@@ -439,8 +187,26 @@ class _Compiler:
                 targets.append(node)
         for node in targets:
             inner = node.this if isinstance(node, exp.Alias) else node
+            while isinstance(inner, exp.Paren):
+                inner = inner.this
+            if isinstance(inner, DERIVED_KEYS):
+                label = key_label(inner)
+                if label not in self.group_columns:
+                    key = self.row(inner)
+                    assert self.table is not None
+                    expr_type(key, self.table, derived_group_use(key))
+                    self.group_columns.append(label)
+                    self.group_exprs.append(key)
+                    self.group_nodes.append(inner)
+                continue
             if not isinstance(inner, exp.Column):
-                raise self.refuse(inner, "GROUP BY an expression", "group by a column")
+                raise self.refuse(
+                    inner,
+                    "GROUP BY this expression",
+                    "the group domain must be known before any holder encrypts",
+                    "group by a column with a published domain, EXTRACT(year FROM d), "
+                    "date_trunc('month', d), or a CASE mapping rows to literal labels",
+                )
             name = self.column(inner).name
             assert self.table is not None
             info = self.table.column(name)
@@ -448,6 +214,48 @@ class _Compiler:
                 raise PolicyError(f"column {self.table.name}.{name} may not be used to group")
             if name not in self.group_columns:
                 self.group_columns.append(name)
+                self.group_exprs.append(None)
+                self.group_nodes.append(inner)
+
+    def _derived_domain(
+        self, key: Expr, node: exp.Expression, filter_expr: Expr | None
+    ) -> tuple[LiteralValue, ...]:
+        """A derived key's domain from published information (and the WHERE) alone.
+
+        CASE keys take their literal labels; calendar keys take every unit
+        between the column's published bounds (cyclic parts their cycle);
+        ``WHERE key IN (...)`` narrows either (see ``plan.derived_key_values``,
+        which holders run too).
+        """
+        assert self.table is not None
+        if isinstance(key, Case) and derived_group_use(key) != "filter":
+            raise self.refuse(
+                node,
+                "GROUP BY a CASE whose results are not literals",
+                "the group domain must be known before any holder encrypts",
+                "make every THEN and ELSE a literal label",
+            )
+        if not isinstance(key, (Case, Extract, DateTrunc)) or (
+            not isinstance(key, Case) and not isinstance(key.operand, Column)
+        ):
+            raise self.refuse(
+                node,
+                "GROUP BY this expression",
+                "its values cannot be derived from published information",
+                "group by EXTRACT or date_trunc of a date column, or by a CASE with literal labels",
+            )
+        domain = derived_key_values(key, self.table, filter_expr)
+        if domain is None:
+            assert isinstance(key, (Extract, DateTrunc)) and isinstance(key.operand, Column)
+            raise self.error(
+                node,
+                f"column {key.operand.name} publishes no date range, so the groups of "
+                f"{key_label(node)} are unknown; list them with WHERE {key_label(node)} IN (...), "
+                "or group by a CASE with literal labels",
+            )
+        if not domain:
+            raise self.error(node, f"WHERE leaves no value of group key {key_label(node)}")
+        return domain
 
     def _alias_target(self, node: exp.Column, items: list[exp.Expression]) -> exp.Expression | None:
         assert self.table is not None
@@ -487,120 +295,6 @@ class _Compiler:
         if not domain:
             raise self.error(tree, f"WHERE leaves no value of group column {name}")
         return tuple(domain)
-
-    # -- post-decryption expressions ---------------------------------------------
-    def aggregate(self, node: exp.Expression) -> AggRef:
-        if isinstance(node, exp.Count):
-            arg = node.this
-            if isinstance(arg, exp.Star):
-                return self._agg_ref(AggCall("count_star", None))
-            if isinstance(arg, exp.Distinct):
-                raise self.refuse(node, "COUNT(DISTINCT ...)", "distinct counts are not additive")
-            return self._agg_ref(AggCall("count", self._measure(arg, "count")))
-        function = _AGGREGATES[type(node)]
-        arg = node.this
-        if isinstance(arg, exp.Distinct):
-            raise self.refuse(node, f"{_name(node)}(DISTINCT ...)", "not additive")
-        return self._agg_ref(AggCall(function, self._measure(arg, function)))
-
-    def _measure(self, node: exp.Expression, function: str) -> int:
-        assert self.table is not None
-        expr = self.row(node)
-        kind = expr_type(expr, self.table, "aggregate")
-        want_sum = function != "count"
-        want_square = function in _NEEDS_SQUARE
-        if want_sum and kind is not None and not kind.numeric:
-            raise self.error(node, f"{function.upper()} needs a number, not {kind}")
-        encoding, scale = encoding_for(kind) if want_sum else encoding_for(None)
-        for i, measure in enumerate(self.measures):
-            if measure.expr == expr:
-                if want_sum and not measure.want_sum:
-                    measure = replace(measure, encoding=encoding, decimal_scale=scale)
-                self.measures[i] = replace(
-                    measure,
-                    want_sum=measure.want_sum or want_sum,
-                    want_square=measure.want_square or want_square,
-                )
-                return i
-        self.measures.append(Measure(expr, encoding, scale, want_sum, want_square))
-        return len(self.measures) - 1
-
-    def _agg_ref(self, call: AggCall) -> AggRef:
-        if call not in self.aggregates:
-            self.aggregates.append(call)
-        return AggRef(self.aggregates.index(call))
-
-    def out(self, node: exp.Expression, allow_alias: bool = False) -> OutExpr:
-        """An expression over finished aggregates and group values."""
-        if isinstance(node, exp.Paren):
-            return self.out(node.this, allow_alias)
-        if isinstance(node, exp.Count) or type(node) in _AGGREGATES:
-            return self.aggregate(node)
-        if isinstance(node, exp.AggFunc):
-            raise self.refuse(node, _name(node), "additive HE cannot compute it")
-        if isinstance(node, exp.Column):
-            assert self.table is not None
-            # ORDER BY / HAVING may name an output alias, unless it is a group column.
-            if (
-                allow_alias
-                and not node.table
-                and node.name.lower() in self.aliases
-                and (
-                    self.table.column(node.name) is None
-                    or node.name.lower() not in (c.lower() for c in self.group_columns)
-                )
-            ):
-                return OutputRef(self.aliases[node.name.lower()])
-            name = self.column(node).name
-            if name not in self.group_columns:
-                raise self.refuse(
-                    node,
-                    f"column {name} outside an aggregate",
-                    "a row-level value never leaves its holder; GROUP BY it or aggregate it",
-                )
-            return GroupRef(self.group_columns.index(name))
-        if isinstance(node, (exp.Literal, exp.Null, exp.Boolean)) or (
-            isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal)
-        ):
-            return Const(self.literal(node))
-        if isinstance(node, exp.Neg):
-            if isinstance(node.this, exp.Literal):
-                return Const(self.literal(node))
-            return OutUnary("-", self.out(node.this, allow_alias))
-        if isinstance(node, exp.Not):
-            return OutUnary("NOT", self.out(node.this, allow_alias))
-        binary = _COMPARE.get(type(node)) or _ARITH.get(type(node)) or _LOGIC.get(type(node))
-        if binary is not None:
-            return OutBinary(
-                binary.value,
-                self.out(node.this, allow_alias),
-                self.out(node.expression, allow_alias),
-            )
-        if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
-            return OutIsNull(self.out(node.this, allow_alias))
-        if isinstance(node, exp.Between):
-            return OutBetween(
-                self.out(node.this, allow_alias),
-                self.out(node.args["low"], allow_alias),
-                self.out(node.args["high"], allow_alias),
-                negated=bool(node.args.get("negate")),
-            )
-        if isinstance(node, exp.In) and node.args.get("query") is None:
-            return OutIn(
-                self.out(node.this, allow_alias),
-                tuple(self.out(v, allow_alias) for v in node.expressions),
-                negated=bool(node.args.get("negate")),
-            )
-        if type(node) in _OUT_FUNCS:
-            args = [node.this] + [a for a in (node.args.get("decimals"),) if a is not None]
-            if isinstance(node, exp.Coalesce):
-                args = [node.this, *node.expressions]
-            return OutFunc(_OUT_FUNCS[type(node)], tuple(self.out(a, allow_alias) for a in args))
-        if isinstance(node, exp.Star):
-            raise self.refuse(node, "SELECT *", "a row-level SELECT reveals rows")
-        if isinstance(node, exp.Func):
-            raise self.refuse(node, f"function {_name(node)}")
-        raise self.refuse(node, node.key.upper())
 
     def _outputs(self, tree: exp.Select) -> tuple[list[str], list[OutExpr]]:
         columns, outputs = [], []

@@ -20,8 +20,9 @@ import numpy as np
 import sqlglot
 from sqlglot import exp
 
+from engine.expr import GroupRef
 from engine.model import Model
-from engine.query import CompiledQuery, GroupRef
+from engine.query import CompiledQuery
 
 __all__ = [
     "REL_TOL",
@@ -91,7 +92,7 @@ def compare_rows(
 
 def suppressed_keys(
     sql: str,
-    group_columns: Sequence[str],
+    group_columns: Sequence[str | exp.Expression],
     shards: Sequence[str],
     k: int,
     run: Callable[[str], list[tuple[Any, ...]]],
@@ -104,7 +105,9 @@ def suppressed_keys(
     semantics are the engine's own, not unseen's plan and pushdown code.
     """
     tree = sqlglot.parse_one(sql, read="duckdb")
-    columns = [exp.column(name, quoted=True) for name in group_columns]
+    columns = [
+        exp.column(name, quoted=True) if isinstance(name, str) else name for name in group_columns
+    ]
     out: set[tuple[Any, ...]] = set()
     for shard in shards:
         query = exp.select(*[c.copy() for c in columns], exp.Count(this=exp.Star()))
@@ -196,7 +199,12 @@ def verify(
 
 
 def _norm(value: Any) -> Any:
-    return str(value) if isinstance(value, (dt.date, dt.datetime)) else value
+    # JSON carries timestamps as ISO text with a "T"; str() puts a space there.
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, str) and len(value) == 19 and value[10] == " ":
+        return value[:10] + "T" + value[11:]
+    return value
 
 
 def plaintext_features(con: Any, model: Model, entities: Sequence[str]) -> np.ndarray:
@@ -268,7 +276,11 @@ def check_answer(
     plaintext rows and the verdict (suppression included).
     """
     theirs = run(compiled.sql)
-    groups = [g.column for g in compiled.plan.groups]
+    # A derived key (EXTRACT, date_trunc, CASE) is named by its own SQL text.
+    groups: list[str | exp.Expression] = [
+        g.column if g.expr is None else exp.maybe_parse(g.column, dialect="duckdb")
+        for g in compiled.plan.groups
+    ]
     expected = suppressed_keys(compiled.sql, groups, shards, k, run)
     positions = [compiled.outputs.index(GroupRef(i)) for i in range(len(groups))]
     hidden = {tuple(g["group"].values()) for g in result.meta["suppressed"]}

@@ -56,9 +56,9 @@ from typing import Any
 
 from engine.catalog import USES
 from engine.errors import ConfigError, PlanError, PolicyError, SignatureError
-from engine.expr import column_names
+from engine.expr import column_names, column_roles
 from engine.fields import aware_utc, is_voucher_id, one_line, utc_now
-from engine.plan import AggregatePlan
+from engine.plan import AggregatePlan, derived_group_use
 from engine.revocation import Revocation
 from engine.signing import (
     PublicKey,
@@ -542,10 +542,18 @@ def plan_reads(plan: AggregatePlan) -> Scope:
     for name in column_names(plan.filter):
         cols.setdefault(name, set()).add("filter")
     for group in plan.groups:
-        cols.setdefault(group.column, set()).add("group")
+        if group.expr is None:
+            cols.setdefault(group.column, set()).add("group")
+            continue
+        # A derived key reads its columns as derived_group_use says (filter or group).
+        for name in column_names(group.expr):
+            cols.setdefault(name, set()).add(derived_group_use(group.expr))
     for measure in plan.measures:
-        for name in column_names(measure.expr):
+        values, conditions = column_roles(measure.expr)
+        for name in values:
             cols.setdefault(name, set()).add("aggregate")
+        for name in conditions:
+            cols.setdefault(name, set()).add("filter")
     return _normalize_reads({plan.table: cols})
 
 

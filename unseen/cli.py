@@ -186,6 +186,14 @@ def _print_answer(args: argparse.Namespace, result: Result) -> int:
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
+    if args.explain:
+        from engine.explain import explain
+
+        with _client(args) as client:  # fetches the catalog only: no plan is sent
+            catalog = client.catalog()
+            plan = explain(client.compile(args.sql, catalog), catalog)
+        print(plan.format(args.format))
+        return EXIT_OK
     with _client(args) as client:
         result = client.query(args.sql)
     return _print_answer(args, result)
@@ -364,6 +372,11 @@ def _parser() -> argparse.ArgumentParser:
                 "--receipts", type=Path, default=None, help="append the holders' receipts here"
             )
         if name == "query":
+            sub.add_argument(
+                "--explain",
+                action="store_true",
+                help="print what each holder would compute (plan, columns, rules); run nothing",
+            )
             sub.add_argument("sql")
         if name == "score":
             sub.add_argument("--model", type=Path, required=True, help="model JSON file")

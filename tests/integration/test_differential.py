@@ -83,6 +83,21 @@ def _predicate(rng: random.Random) -> str:
         lambda: f"day >= '{dt.date(2020, 1, 1) + dt.timedelta(days=rng.randint(0, 1500))}'",
         lambda: f"weight * 2 + qty > {rng.randint(-20, 80)}",
         lambda: f"NOT (price < {rng.uniform(0, 100):.2f})",
+        # Calendar functions, constant INTERVAL arithmetic, CAST, COALESCE.
+        lambda: (
+            f"EXTRACT({rng.choice(['month', 'year', 'dow'])} FROM day) "
+            f"{rng.choice(['=', '<', '>='])} {rng.randint(0, 12) if rng.random() < 0.7 else 2021}"
+        ),
+        lambda: (
+            f"date_trunc('{rng.choice(['month', 'quarter', 'year'])}', day) >= "
+            f"DATE '{dt.date(2020, 1, 1) + dt.timedelta(days=rng.randint(0, 1500))}'"
+        ),
+        lambda: (
+            f"day < DATE '{dt.date(2021, 1, 31) + dt.timedelta(days=rng.randint(0, 900))}' "
+            f"- INTERVAL '{rng.randint(1, 14)}' {rng.choice(['DAY', 'MONTH', 'YEAR', 'WEEK'])}"
+        ),
+        lambda: f"CAST(qty AS DOUBLE) / 2 {rng.choice(['<', '>'])} {rng.randint(-50, 50)}",
+        lambda: f"COALESCE(kind, 'z') {rng.choice(['=', '<>'])} 'z'",
     ]
     return rng.choice(choices)()
 
@@ -96,13 +111,39 @@ def _where(rng: random.Random) -> str:
 
 
 def _aggregate(rng: random.Random) -> str:
-    column = rng.choice(["qty", "price", "weight", "qty * 3 - price", "weight / 4"])
+    column = rng.choice(
+        [
+            "qty",
+            "price",
+            "weight",
+            "qty * 3 - price",
+            "weight / 4",
+            "CASE WHEN kind = 'a' THEN qty ELSE 0 END",
+            "CASE WHEN weight > 25 THEN weight WHEN qty < 0 THEN 1 END",
+            "COALESCE(price, 0)",
+            "NULLIF(qty, 0)",
+            "CAST(qty AS DECIMAL(38,2))",
+        ]
+    )
     fn = rng.choice(["COUNT", "SUM", "AVG", "VAR_SAMP", "VAR_POP", "STDDEV_SAMP", "STDDEV_POP"])
-    return "COUNT(*)" if rng.random() < 0.15 else f"{fn}({column})"
+    call = "COUNT(*)" if rng.random() < 0.15 else f"{fn}({column})"
+    if rng.random() < 0.15:
+        call += f" FILTER (WHERE {_predicate(rng)})"
+    return call
+
+
+GROUP_KEYS = [
+    "region",
+    "year",
+    "kind",
+    "EXTRACT(year FROM day)",
+    "date_trunc('quarter', day)",
+    "CASE WHEN qty < 0 THEN 'neg' WHEN qty < 50 THEN 'small' ELSE 'big' END",
+]
 
 
 def random_query(rng: random.Random) -> str:
-    groups = rng.sample(["region", "year", "kind"], rng.choice([0, 1, 1, 2]))
+    groups = rng.sample(GROUP_KEYS, rng.choice([0, 1, 1, 2]))
     aggregates = [_aggregate(rng) for _ in range(rng.randint(1, 4))]
     if rng.random() < 0.2 and len(aggregates) >= 2:
         aggregates.append(f"{aggregates[0]} {rng.choice(['+', '-', '*', '/'])} {aggregates[1]}")

@@ -13,10 +13,17 @@ from engine import serde
 from engine.catalog import Catalog, ColumnInfo, TableInfo
 from engine.errors import PlanError
 from engine.expr import (
+    DATE_TRUNC_UNITS,
+    EXTRACT_PARTS,
     Between,
     Binary,
     BinaryOp,
+    Case,
+    Cast,
     Column,
+    DateTrunc,
+    Extract,
+    Func,
     InList,
     IsNull,
     Like,
@@ -50,6 +57,19 @@ def _compound(children):
         st.builds(InList, children, st.lists(values, max_size=5).map(tuple), st.booleans()),
         st.builds(Like, children, st.text(), st.booleans(), st.booleans()),
         st.builds(IsNull, children, st.booleans()),
+        st.builds(
+            Case,
+            st.lists(st.tuples(children, children), min_size=1, max_size=3).map(tuple),
+            st.one_of(st.none(), children),
+        ),
+        st.builds(
+            Func,
+            st.sampled_from(["coalesce", "nullif", "abs"]),
+            st.lists(children, min_size=1, max_size=3).map(tuple),
+        ),
+        st.builds(Extract, st.sampled_from(EXTRACT_PARTS), children),
+        st.builds(DateTrunc, st.sampled_from(DATE_TRUNC_UNITS), children),
+        st.builds(Cast, children, st.sampled_from(["INTEGER", "DECIMAL(12,4)", "DATE"])),
     )
 
 
@@ -73,14 +93,20 @@ def test_expr_round_trip(expr):
         names,
         st.one_of(st.none(), exprs),
         st.lists(
-            st.builds(GroupColumn, names, st.lists(values, max_size=4).map(tuple)), max_size=3
+            st.builds(
+                GroupColumn,
+                names,
+                st.lists(values, max_size=4).map(tuple),
+                st.one_of(st.none(), exprs),
+            ),
+            max_size=3,
         ).map(tuple),
         st.lists(
             st.builds(
                 Measure,
                 exprs,
                 st.sampled_from(list(Encoding)),
-                st.integers(0, 18),
+                st.integers(0, 38),
                 st.booleans(),
                 st.booleans(),
             ),

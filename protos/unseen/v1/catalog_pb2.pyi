@@ -8,18 +8,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ColumnInfo(_message.Message):
-    __slots__ = ("name", "type", "uses", "domain_published", "domain")
+    __slots__ = ("name", "type", "uses", "domain_published", "domain", "bound_low", "bound_high")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     USES_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_PUBLISHED_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    BOUND_LOW_FIELD_NUMBER: _ClassVar[int]
+    BOUND_HIGH_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
     uses: _containers.RepeatedScalarFieldContainer[str]
     domain_published: bool
     domain: _containers.RepeatedCompositeFieldContainer[_plan_pb2.Value]
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., uses: _Optional[_Iterable[str]] = ..., domain_published: _Optional[bool] = ..., domain: _Optional[_Iterable[_Union[_plan_pb2.Value, _Mapping]]] = ...) -> None: ...
+    bound_low: _plan_pb2.Value
+    bound_high: _plan_pb2.Value
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., uses: _Optional[_Iterable[str]] = ..., domain_published: _Optional[bool] = ..., domain: _Optional[_Iterable[_Union[_plan_pb2.Value, _Mapping]]] = ..., bound_low: _Optional[_Union[_plan_pb2.Value, _Mapping]] = ..., bound_high: _Optional[_Union[_plan_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class TableInfo(_message.Message):
     __slots__ = ("name", "columns", "min_group_size", "holders")

@@ -24,41 +24,53 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/unseen/v1/plan.proto\x12\tunseen.v1\"\xc7\x01\n\x05Value\x12\x14\n\nnull_value\x18\x01 \x01(\x08H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x15\n\x0b\x66loat_value\x18\x03 \x01(\x01H\x00\x12\x17\n\rdecimal_value\x18\x04 \x01(\tH\x00\x12\x14\n\ntext_value\x18\x05 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x06 \x01(\x08H\x00\x12\x14\n\ndate_value\x18\x07 \x01(\tH\x00\x12\x19\n\x0ftimestamp_value\x18\x08 \x01(\tH\x00\x42\x06\n\x04kind\"\xb5\x02\n\x04\x45xpr\x12\x10\n\x06\x63olumn\x18\x01 \x01(\tH\x00\x12#\n\x07literal\x18\x02 \x01(\x0b\x32\x10.unseen.v1.ValueH\x00\x12\'\n\x06\x62inary\x18\x03 \x01(\x0b\x32\x15.unseen.v1.BinaryExprH\x00\x12%\n\x05unary\x18\x04 \x01(\x0b\x32\x14.unseen.v1.UnaryExprH\x00\x12)\n\x07\x62\x65tween\x18\x05 \x01(\x0b\x32\x16.unseen.v1.BetweenExprH\x00\x12$\n\x07in_list\x18\x06 \x01(\x0b\x32\x11.unseen.v1.InExprH\x00\x12#\n\x04like\x18\x07 \x01(\x0b\x32\x13.unseen.v1.LikeExprH\x00\x12(\n\x07is_null\x18\x08 \x01(\x0b\x32\x15.unseen.v1.IsNullExprH\x00\x42\x06\n\x04kind\"l\n\nBinaryExpr\x12\x1f\n\x02op\x18\x01 \x01(\x0e\x32\x13.unseen.v1.BinaryOp\x12\x1d\n\x04left\x18\x02 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12\x1e\n\x05right\x18\x03 \x01(\x0b\x32\x0f.unseen.v1.Expr\"M\n\tUnaryExpr\x12\x1e\n\x02op\x18\x01 \x01(\x0e\x32\x12.unseen.v1.UnaryOp\x12 \n\x07operand\x18\x02 \x01(\x0b\x32\x0f.unseen.v1.Expr\"}\n\x0b\x42\x65tweenExpr\x12 \n\x07operand\x18\x01 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12\x1c\n\x03low\x18\x02 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12\x1d\n\x04high\x18\x03 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12\x0f\n\x07negated\x18\x04 \x01(\x08\"]\n\x06InExpr\x12 \n\x07operand\x18\x01 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12 \n\x06values\x18\x02 \x03(\x0b\x32\x10.unseen.v1.Value\x12\x0f\n\x07negated\x18\x03 \x01(\x08\"h\n\x08LikeExpr\x12 \n\x07operand\x18\x01 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12\x0f\n\x07pattern\x18\x02 \x01(\t\x12\x0f\n\x07negated\x18\x03 \x01(\x08\x12\x18\n\x10\x63\x61se_insensitive\x18\x04 \x01(\x08\"?\n\nIsNullExpr\x12 \n\x07operand\x18\x01 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12\x0f\n\x07negated\x18\x02 \x01(\x08\"\x94\x01\n\x07Measure\x12\x1d\n\x04\x65xpr\x18\x01 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12,\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x1a.unseen.v1.NumericEncoding\x12\x15\n\rdecimal_scale\x18\x03 \x01(\r\x12\x10\n\x08want_sum\x18\x04 \x01(\x08\x12\x13\n\x0bwant_square\x18\x05 \x01(\x08\"?\n\x0bGroupColumn\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12 \n\x06\x64omain\x18\x02 \x03(\x0b\x32\x10.unseen.v1.Value\"\x82\x01\n\tSlotCodec\x12\x11\n\tlimb_bits\x18\x01 \x01(\r\x12\x13\n\x0b\x63ount_limbs\x18\x02 \x01(\r\x12\x11\n\tsum_limbs\x18\x03 \x01(\r\x12\x14\n\x0csquare_limbs\x18\x04 \x01(\r\x12\x15\n\rfraction_bits\x18\x05 \x01(\r\x12\r\n\x05slots\x18\x06 \x01(\r\"\xb2\x01\n\rAggregatePlan\x12\r\n\x05table\x18\x01 \x01(\t\x12\x1f\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12&\n\x06groups\x18\x03 \x03(\x0b\x32\x16.unseen.v1.GroupColumn\x12$\n\x08measures\x18\x04 \x03(\x0b\x32\x12.unseen.v1.Measure\x12#\n\x05\x63odec\x18\x05 \x01(\x0b\x32\x14.unseen.v1.SlotCodec*\x82\x02\n\x08\x42inaryOp\x12\x19\n\x15\x42INARY_OP_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x42INARY_OP_EQ\x10\x01\x12\x10\n\x0c\x42INARY_OP_NE\x10\x02\x12\x10\n\x0c\x42INARY_OP_LT\x10\x03\x12\x10\n\x0c\x42INARY_OP_LE\x10\x04\x12\x10\n\x0c\x42INARY_OP_GT\x10\x05\x12\x10\n\x0c\x42INARY_OP_GE\x10\x06\x12\x11\n\rBINARY_OP_AND\x10\x07\x12\x10\n\x0c\x42INARY_OP_OR\x10\x08\x12\x11\n\rBINARY_OP_ADD\x10\t\x12\x11\n\rBINARY_OP_SUB\x10\n\x12\x11\n\rBINARY_OP_MUL\x10\x0b\x12\x11\n\rBINARY_OP_DIV\x10\x0c*G\n\x07UnaryOp\x12\x18\n\x14UNARY_OP_UNSPECIFIED\x10\x00\x12\x10\n\x0cUNARY_OP_NOT\x10\x01\x12\x10\n\x0cUNARY_OP_NEG\x10\x02*\x8b\x01\n\x0fNumericEncoding\x12 \n\x1cNUMERIC_ENCODING_UNSPECIFIED\x10\x00\x12\x1c\n\x18NUMERIC_ENCODING_INTEGER\x10\x01\x12\x1c\n\x18NUMERIC_ENCODING_DECIMAL\x10\x02\x12\x1a\n\x16NUMERIC_ENCODING_FLOAT\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/unseen/v1/plan.proto\x12\tunseen.v1\"\xc7\x01\n\x05Value\x12\x14\n\nnull_value\x18\x01 \x01(\x08H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x15\n\x0b\x66loat_value\x18\x03 \x01(\x01H\x00\x12\x17\n\rdecimal_value\x18\x04 \x01(\tH\x00\x12\x14\n\ntext_value\x18\x05 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x06 \x01(\x08H\x00\x12\x14\n\ndate_value\x18\x07 \x01(\tH\x00\x12\x19\n\x0ftimestamp_value\x18\x08 \x01(\tH\x00\x42\x06\n\x04kind\"\x84\x04\n\x04\x45xpr\x12\x10\n\x06\x63olumn\x18\x01 \x01(\tH\x00\x12#\n\x07literal\x18\x02 \x01(\x0b\x32\x10.unseen.v1.ValueH\x00\x12\'\n\x06\x62inary\x18\x03 \x01(\x0b\x32\x15.unseen.v1.BinaryExprH\x00\x12%\n\x05unary\x18\x04 \x01(\x0b\x32\x14.unseen.v1.UnaryExprH\x00\x12)\n\x07\x62\x65tween\x18\x05 \x01(\x0b\x32\x16.unseen.v1.BetweenExprH\x00\x12$\n\x07in_list\x18\x06 \x01(\x0b\x32\x11.unseen.v1.InExprH\x00\x12#\n\x04like\x18\x07 \x01(\x0b\x32\x13.unseen.v1.LikeExprH\x00\x12(\n\x07is_null\x18\x08 \x01(\x0b\x32\x15.unseen.v1.IsNullExprH\x00\x12(\n\tcase_expr\x18\t \x01(\x0b\x32\x13.unseen.v1.CaseExprH\x00\x12#\n\x04\x66unc\x18\n \x01(\x0b\x32\x13.unseen.v1.FuncExprH\x00\x12)\n\x07\x65xtract\x18\x0b \x01(\x0b\x32\x16.unseen.v1.ExtractExprH\x00\x12.\n\ndate_trunc\x18\x0c \x01(\x0b\x32\x18.unseen.v1.DateTruncExprH\x00\x12#\n\x04\x63\x61st\x18\r \x01(\x0b\x32\x13.unseen.v1.CastExprH\x00\x42\x06\n\x04kind\"l\n\nBinaryExpr\x12\x1f\n\x02op\x18\x01 \x01(\x0e\x32\x13.unseen.v1.BinaryOp\x12\x1d\n\x04left\x18\x02 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12\x1e\n\x05right\x18\x03 \x01(\x0b\x32\x0f.unseen.v1.Expr\"M\n\tUnaryExpr\x12\x1e\n\x02op\x18\x01 \x01(\x0e\x32\x12.unseen.v1.UnaryOp\x12 \n\x07operand\x18\x02 \x01(\x0b\x32\x0f.unseen.v1.Expr\"}\n\x0b\x42\x65tweenExpr\x12 \n\x07operand\x18\x01 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12\x1c\n\x03low\x18\x02 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12\x1d\n\x04high\x18\x03 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12\x0f\n\x07negated\x18\x04 \x01(\x08\"]\n\x06InExpr\x12 \n\x07operand\x18\x01 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12 \n\x06values\x18\x02 \x03(\x0b\x32\x10.unseen.v1.Value\x12\x0f\n\x07negated\x18\x03 \x01(\x08\"h\n\x08LikeExpr\x12 \n\x07operand\x18\x01 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12\x0f\n\x07pattern\x18\x02 \x01(\t\x12\x0f\n\x07negated\x18\x03 \x01(\x08\x12\x18\n\x10\x63\x61se_insensitive\x18\x04 \x01(\x08\"?\n\nIsNullExpr\x12 \n\x07operand\x18\x01 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12\x0f\n\x07negated\x18\x02 \x01(\x08\"Q\n\nWhenClause\x12\"\n\tcondition\x18\x01 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12\x1f\n\x06result\x18\x02 \x01(\x0b\x32\x0f.unseen.v1.Expr\"R\n\x08\x43\x61seExpr\x12$\n\x05whens\x18\x01 \x03(\x0b\x32\x15.unseen.v1.WhenClause\x12 \n\x07\x64\x65\x66\x61ult\x18\x02 \x01(\x0b\x32\x0f.unseen.v1.Expr\"7\n\x08\x46uncExpr\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1d\n\x04\x61rgs\x18\x02 \x03(\x0b\x32\x0f.unseen.v1.Expr\"=\n\x0b\x45xtractExpr\x12\x0c\n\x04part\x18\x01 \x01(\t\x12 \n\x07operand\x18\x02 \x01(\x0b\x32\x0f.unseen.v1.Expr\"?\n\rDateTruncExpr\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12 \n\x07operand\x18\x02 \x01(\x0b\x32\x0f.unseen.v1.Expr\":\n\x08\x43\x61stExpr\x12 \n\x07operand\x18\x01 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12\x0c\n\x04type\x18\x02 \x01(\t\"\x94\x01\n\x07Measure\x12\x1d\n\x04\x65xpr\x18\x01 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12,\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x1a.unseen.v1.NumericEncoding\x12\x15\n\rdecimal_scale\x18\x03 \x01(\r\x12\x10\n\x08want_sum\x18\x04 \x01(\x08\x12\x13\n\x0bwant_square\x18\x05 \x01(\x08\"^\n\x0bGroupColumn\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12 \n\x06\x64omain\x18\x02 \x03(\x0b\x32\x10.unseen.v1.Value\x12\x1d\n\x04\x65xpr\x18\x03 \x01(\x0b\x32\x0f.unseen.v1.Expr\"\x82\x01\n\tSlotCodec\x12\x11\n\tlimb_bits\x18\x01 \x01(\r\x12\x13\n\x0b\x63ount_limbs\x18\x02 \x01(\r\x12\x11\n\tsum_limbs\x18\x03 \x01(\r\x12\x14\n\x0csquare_limbs\x18\x04 \x01(\r\x12\x15\n\rfraction_bits\x18\x05 \x01(\r\x12\r\n\x05slots\x18\x06 \x01(\r\"\xb2\x01\n\rAggregatePlan\x12\r\n\x05table\x18\x01 \x01(\t\x12\x1f\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x0f.unseen.v1.Expr\x12&\n\x06groups\x18\x03 \x03(\x0b\x32\x16.unseen.v1.GroupColumn\x12$\n\x08measures\x18\x04 \x03(\x0b\x32\x12.unseen.v1.Measure\x12#\n\x05\x63odec\x18\x05 \x01(\x0b\x32\x14.unseen.v1.SlotCodec*\x82\x02\n\x08\x42inaryOp\x12\x19\n\x15\x42INARY_OP_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x42INARY_OP_EQ\x10\x01\x12\x10\n\x0c\x42INARY_OP_NE\x10\x02\x12\x10\n\x0c\x42INARY_OP_LT\x10\x03\x12\x10\n\x0c\x42INARY_OP_LE\x10\x04\x12\x10\n\x0c\x42INARY_OP_GT\x10\x05\x12\x10\n\x0c\x42INARY_OP_GE\x10\x06\x12\x11\n\rBINARY_OP_AND\x10\x07\x12\x10\n\x0c\x42INARY_OP_OR\x10\x08\x12\x11\n\rBINARY_OP_ADD\x10\t\x12\x11\n\rBINARY_OP_SUB\x10\n\x12\x11\n\rBINARY_OP_MUL\x10\x0b\x12\x11\n\rBINARY_OP_DIV\x10\x0c*G\n\x07UnaryOp\x12\x18\n\x14UNARY_OP_UNSPECIFIED\x10\x00\x12\x10\n\x0cUNARY_OP_NOT\x10\x01\x12\x10\n\x0cUNARY_OP_NEG\x10\x02*\x8b\x01\n\x0fNumericEncoding\x12 \n\x1cNUMERIC_ENCODING_UNSPECIFIED\x10\x00\x12\x1c\n\x18NUMERIC_ENCODING_INTEGER\x10\x01\x12\x1c\n\x18NUMERIC_ENCODING_DECIMAL\x10\x02\x12\x1a\n\x16NUMERIC_ENCODING_FLOAT\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.unseen.v1.plan_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BINARYOP']._serialized_start=1669
-  _globals['_BINARYOP']._serialized_end=1927
-  _globals['_UNARYOP']._serialized_start=1929
-  _globals['_UNARYOP']._serialized_end=2000
-  _globals['_NUMERICENCODING']._serialized_start=2003
-  _globals['_NUMERICENCODING']._serialized_end=2142
+  _globals['_BINARYOP']._serialized_start=2319
+  _globals['_BINARYOP']._serialized_end=2577
+  _globals['_UNARYOP']._serialized_start=2579
+  _globals['_UNARYOP']._serialized_end=2650
+  _globals['_NUMERICENCODING']._serialized_start=2653
+  _globals['_NUMERICENCODING']._serialized_end=2792
   _globals['_VALUE']._serialized_start=43
   _globals['_VALUE']._serialized_end=242
   _globals['_EXPR']._serialized_start=245
-  _globals['_EXPR']._serialized_end=554
-  _globals['_BINARYEXPR']._serialized_start=556
-  _globals['_BINARYEXPR']._serialized_end=664
-  _globals['_UNARYEXPR']._serialized_start=666
-  _globals['_UNARYEXPR']._serialized_end=743
-  _globals['_BETWEENEXPR']._serialized_start=745
-  _globals['_BETWEENEXPR']._serialized_end=870
-  _globals['_INEXPR']._serialized_start=872
-  _globals['_INEXPR']._serialized_end=965
-  _globals['_LIKEEXPR']._serialized_start=967
-  _globals['_LIKEEXPR']._serialized_end=1071
-  _globals['_ISNULLEXPR']._serialized_start=1073
-  _globals['_ISNULLEXPR']._serialized_end=1136
-  _globals['_MEASURE']._serialized_start=1139
-  _globals['_MEASURE']._serialized_end=1287
-  _globals['_GROUPCOLUMN']._serialized_start=1289
-  _globals['_GROUPCOLUMN']._serialized_end=1352
-  _globals['_SLOTCODEC']._serialized_start=1355
-  _globals['_SLOTCODEC']._serialized_end=1485
-  _globals['_AGGREGATEPLAN']._serialized_start=1488
-  _globals['_AGGREGATEPLAN']._serialized_end=1666
+  _globals['_EXPR']._serialized_end=761
+  _globals['_BINARYEXPR']._serialized_start=763
+  _globals['_BINARYEXPR']._serialized_end=871
+  _globals['_UNARYEXPR']._serialized_start=873
+  _globals['_UNARYEXPR']._serialized_end=950
+  _globals['_BETWEENEXPR']._serialized_start=952
+  _globals['_BETWEENEXPR']._serialized_end=1077
+  _globals['_INEXPR']._serialized_start=1079
+  _globals['_INEXPR']._serialized_end=1172
+  _globals['_LIKEEXPR']._serialized_start=1174
+  _globals['_LIKEEXPR']._serialized_end=1278
+  _globals['_ISNULLEXPR']._serialized_start=1280
+  _globals['_ISNULLEXPR']._serialized_end=1343
+  _globals['_WHENCLAUSE']._serialized_start=1345
+  _globals['_WHENCLAUSE']._serialized_end=1426
+  _globals['_CASEEXPR']._serialized_start=1428
+  _globals['_CASEEXPR']._serialized_end=1510
+  _globals['_FUNCEXPR']._serialized_start=1512
+  _globals['_FUNCEXPR']._serialized_end=1567
+  _globals['_EXTRACTEXPR']._serialized_start=1569
+  _globals['_EXTRACTEXPR']._serialized_end=1630
+  _globals['_DATETRUNCEXPR']._serialized_start=1632
+  _globals['_DATETRUNCEXPR']._serialized_end=1695
+  _globals['_CASTEXPR']._serialized_start=1697
+  _globals['_CASTEXPR']._serialized_end=1755
+  _globals['_MEASURE']._serialized_start=1758
+  _globals['_MEASURE']._serialized_end=1906
+  _globals['_GROUPCOLUMN']._serialized_start=1908
+  _globals['_GROUPCOLUMN']._serialized_end=2002
+  _globals['_SLOTCODEC']._serialized_start=2005
+  _globals['_SLOTCODEC']._serialized_end=2135
+  _globals['_AGGREGATEPLAN']._serialized_start=2138
+  _globals['_AGGREGATEPLAN']._serialized_end=2316
 # @@protoc_insertion_point(module_scope)

@@ -77,7 +77,7 @@ class Value(_message.Message):
     def __init__(self, null_value: _Optional[bool] = ..., int_value: _Optional[int] = ..., float_value: _Optional[float] = ..., decimal_value: _Optional[str] = ..., text_value: _Optional[str] = ..., bool_value: _Optional[bool] = ..., date_value: _Optional[str] = ..., timestamp_value: _Optional[str] = ...) -> None: ...
 
 class Expr(_message.Message):
-    __slots__ = ("column", "literal", "binary", "unary", "between", "in_list", "like", "is_null")
+    __slots__ = ("column", "literal", "binary", "unary", "between", "in_list", "like", "is_null", "case_expr", "func", "extract", "date_trunc", "cast")
     COLUMN_FIELD_NUMBER: _ClassVar[int]
     LITERAL_FIELD_NUMBER: _ClassVar[int]
     BINARY_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,11 @@ class Expr(_message.Message):
     IN_LIST_FIELD_NUMBER: _ClassVar[int]
     LIKE_FIELD_NUMBER: _ClassVar[int]
     IS_NULL_FIELD_NUMBER: _ClassVar[int]
+    CASE_EXPR_FIELD_NUMBER: _ClassVar[int]
+    FUNC_FIELD_NUMBER: _ClassVar[int]
+    EXTRACT_FIELD_NUMBER: _ClassVar[int]
+    DATE_TRUNC_FIELD_NUMBER: _ClassVar[int]
+    CAST_FIELD_NUMBER: _ClassVar[int]
     column: str
     literal: Value
     binary: BinaryExpr
@@ -94,7 +99,12 @@ class Expr(_message.Message):
     in_list: InExpr
     like: LikeExpr
     is_null: IsNullExpr
-    def __init__(self, column: _Optional[str] = ..., literal: _Optional[_Union[Value, _Mapping]] = ..., binary: _Optional[_Union[BinaryExpr, _Mapping]] = ..., unary: _Optional[_Union[UnaryExpr, _Mapping]] = ..., between: _Optional[_Union[BetweenExpr, _Mapping]] = ..., in_list: _Optional[_Union[InExpr, _Mapping]] = ..., like: _Optional[_Union[LikeExpr, _Mapping]] = ..., is_null: _Optional[_Union[IsNullExpr, _Mapping]] = ...) -> None: ...
+    case_expr: CaseExpr
+    func: FuncExpr
+    extract: ExtractExpr
+    date_trunc: DateTruncExpr
+    cast: CastExpr
+    def __init__(self, column: _Optional[str] = ..., literal: _Optional[_Union[Value, _Mapping]] = ..., binary: _Optional[_Union[BinaryExpr, _Mapping]] = ..., unary: _Optional[_Union[UnaryExpr, _Mapping]] = ..., between: _Optional[_Union[BetweenExpr, _Mapping]] = ..., in_list: _Optional[_Union[InExpr, _Mapping]] = ..., like: _Optional[_Union[LikeExpr, _Mapping]] = ..., is_null: _Optional[_Union[IsNullExpr, _Mapping]] = ..., case_expr: _Optional[_Union[CaseExpr, _Mapping]] = ..., func: _Optional[_Union[FuncExpr, _Mapping]] = ..., extract: _Optional[_Union[ExtractExpr, _Mapping]] = ..., date_trunc: _Optional[_Union[DateTruncExpr, _Mapping]] = ..., cast: _Optional[_Union[CastExpr, _Mapping]] = ...) -> None: ...
 
 class BinaryExpr(_message.Message):
     __slots__ = ("op", "left", "right")
@@ -156,6 +166,54 @@ class IsNullExpr(_message.Message):
     negated: bool
     def __init__(self, operand: _Optional[_Union[Expr, _Mapping]] = ..., negated: _Optional[bool] = ...) -> None: ...
 
+class WhenClause(_message.Message):
+    __slots__ = ("condition", "result")
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    condition: Expr
+    result: Expr
+    def __init__(self, condition: _Optional[_Union[Expr, _Mapping]] = ..., result: _Optional[_Union[Expr, _Mapping]] = ...) -> None: ...
+
+class CaseExpr(_message.Message):
+    __slots__ = ("whens", "default")
+    WHENS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    whens: _containers.RepeatedCompositeFieldContainer[WhenClause]
+    default: Expr
+    def __init__(self, whens: _Optional[_Iterable[_Union[WhenClause, _Mapping]]] = ..., default: _Optional[_Union[Expr, _Mapping]] = ...) -> None: ...
+
+class FuncExpr(_message.Message):
+    __slots__ = ("name", "args")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    args: _containers.RepeatedCompositeFieldContainer[Expr]
+    def __init__(self, name: _Optional[str] = ..., args: _Optional[_Iterable[_Union[Expr, _Mapping]]] = ...) -> None: ...
+
+class ExtractExpr(_message.Message):
+    __slots__ = ("part", "operand")
+    PART_FIELD_NUMBER: _ClassVar[int]
+    OPERAND_FIELD_NUMBER: _ClassVar[int]
+    part: str
+    operand: Expr
+    def __init__(self, part: _Optional[str] = ..., operand: _Optional[_Union[Expr, _Mapping]] = ...) -> None: ...
+
+class DateTruncExpr(_message.Message):
+    __slots__ = ("unit", "operand")
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    OPERAND_FIELD_NUMBER: _ClassVar[int]
+    unit: str
+    operand: Expr
+    def __init__(self, unit: _Optional[str] = ..., operand: _Optional[_Union[Expr, _Mapping]] = ...) -> None: ...
+
+class CastExpr(_message.Message):
+    __slots__ = ("operand", "type")
+    OPERAND_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    operand: Expr
+    type: str
+    def __init__(self, operand: _Optional[_Union[Expr, _Mapping]] = ..., type: _Optional[str] = ...) -> None: ...
+
 class Measure(_message.Message):
     __slots__ = ("expr", "encoding", "decimal_scale", "want_sum", "want_square")
     EXPR_FIELD_NUMBER: _ClassVar[int]
@@ -171,12 +229,14 @@ class Measure(_message.Message):
     def __init__(self, expr: _Optional[_Union[Expr, _Mapping]] = ..., encoding: _Optional[_Union[NumericEncoding, str]] = ..., decimal_scale: _Optional[int] = ..., want_sum: _Optional[bool] = ..., want_square: _Optional[bool] = ...) -> None: ...
 
 class GroupColumn(_message.Message):
-    __slots__ = ("column", "domain")
+    __slots__ = ("column", "domain", "expr")
     COLUMN_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    EXPR_FIELD_NUMBER: _ClassVar[int]
     column: str
     domain: _containers.RepeatedCompositeFieldContainer[Value]
-    def __init__(self, column: _Optional[str] = ..., domain: _Optional[_Iterable[_Union[Value, _Mapping]]] = ...) -> None: ...
+    expr: Expr
+    def __init__(self, column: _Optional[str] = ..., domain: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., expr: _Optional[_Union[Expr, _Mapping]] = ...) -> None: ...
 
 class SlotCodec(_message.Message):
     __slots__ = ("limb_bits", "count_limbs", "sum_limbs", "square_limbs", "fraction_bits", "slots")
