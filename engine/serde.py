@@ -52,6 +52,7 @@ __all__ = [
     "header_to_proto",
     "join_key_chunks",
     "key_chunks",
+    "missing_from_header",
     "model_from_parts",
     "model_parts",
     "plan_from_proto",
@@ -380,6 +381,7 @@ def header_to_proto(
     suppressed: Sequence[int],
     holders: Sequence[str],
     receipts: Sequence[str] = (),
+    missing: Sequence[str] = (),
 ) -> query_pb2.AggregateReply:
     return query_pb2.AggregateReply(
         header=query_pb2.AggregateHeader(
@@ -387,6 +389,7 @@ def header_to_proto(
             suppressed_groups=list(suppressed),
             holders=list(holders),
             receipts=list(receipts),
+            missing_holders=list(missing),
         )
     )
 
@@ -398,14 +401,24 @@ def header_from_proto(
     return msg.ciphertexts, tuple(msg.suppressed_groups), tuple(msg.holders), tuple(msg.receipts)
 
 
+def missing_from_header(msg: query_pb2.AggregateHeader) -> tuple[str, ...]:
+    """The configured holders an ``allow_partial`` answer left out (empty otherwise)."""
+    return tuple(msg.missing_holders)
+
+
 def aggregate_request(
-    key_id: str, plan: AggregatePlan | plan_pb2.AggregatePlan, vouchers: Sequence[str] = ()
+    key_id: str,
+    plan: AggregatePlan | plan_pb2.AggregatePlan,
+    vouchers: Sequence[str] = (),
+    allow_partial: bool = False,
 ) -> query_pb2.AggregateRequest:
     """An Aggregate request; ``plan`` may be encoded already (by :func:`plan_to_proto`),
     so that a coordinator encodes a plan once for all its holders."""
     if isinstance(plan, AggregatePlan):
         plan = plan_to_proto(plan)
-    return query_pb2.AggregateRequest(key_id=key_id, plan=plan, vouchers=list(vouchers))
+    return query_pb2.AggregateRequest(
+        key_id=key_id, plan=plan, vouchers=list(vouchers), allow_partial=allow_partial
+    )
 
 
 def ciphertext_reply(index: int, data: bytes) -> query_pb2.AggregateReply:
@@ -622,8 +635,8 @@ def model_from_parts(
 
 
 def score_parts(
-    model_id: str,
     key_id: str,
+    model_id: str,
     ids: Sequence[str],
     vouchers: Sequence[str] = (),
     chunk: int = 4096,
@@ -647,17 +660,17 @@ def score_request_from_parts(
     max_entities: int,
     check: Callable[[str, str], None] | None = None,
 ) -> tuple[str, str, list[str], tuple[str, ...]]:
-    """Read a whole Score request stream: (model id, key id, entity ids, vouchers).
+    """Read a whole Score request stream: (key id, model id, entity ids, vouchers).
 
-    ``check(model_id, key_id)`` runs on the header, before any entity id is read.
+    ``check(key_id, model_id)`` runs on the header, before any entity id is read.
     """
     header, iterator = _split_header(parts, "a score request")
     _check_id(header.model_id, "model")
     _check_id(header.key_id, "key")
     if check is not None:
-        check(header.model_id, header.key_id)
+        check(header.key_id, header.model_id)
     ids = _entity_stream(iterator, header.entities, max_entities, "a score request")
-    return header.model_id, header.key_id, ids, tuple(header.vouchers)
+    return header.key_id, header.model_id, ids, tuple(header.vouchers)
 
 
 def score_reply_header(
