@@ -276,14 +276,21 @@ class CoordinatorServicer(_SharedMethods, coordinator_pb2_grpc.CoordinatorServic
             yield serde.score_reply_ciphertext(index, data)
 
 
-def serve_holder(node: HolderNode, listen: str, tls: TlsFiles | None = None) -> tuple[Any, int]:
-    """Start serving ``node`` on ``listen``; returns (server, port)."""
+def serve_holder(
+    node: HolderNode, listen: str, tls: TlsFiles | None = None, max_concurrent: int = 64
+) -> tuple[Any, int]:
+    """Start serving ``node`` on ``listen``; returns (server, port).
+
+    Beyond ``max_concurrent`` calls in flight the node sheds new ones with
+    RESOURCE_EXHAUSTED (see :func:`engine.rpc.create_server`).
+    """
     servicer = HolderServicer(node)
     return create_server(
         listen,
         [lambda s: holder_pb2_grpc.add_HolderServicer_to_server(servicer, s)],
         [HOLDER_SERVICE],
         tls=tls,
+        max_concurrent=max_concurrent,
     )
 
 

@@ -174,7 +174,12 @@ def _client(args: argparse.Namespace) -> Client:
 
     vouchers = read_vouchers(getattr(args, "voucher", []))  # catalog takes no vouchers
     return Client(
-        args.coordinator, key_dir=args.key, timeout=args.timeout, vouchers=vouchers, tls=_tls(args)
+        args.coordinator,
+        key_dir=args.key,
+        timeout=args.timeout,
+        vouchers=vouchers,
+        tls=_tls(args),
+        allow_partial=getattr(args, "allow_partial", False),
     )
 
 
@@ -182,6 +187,10 @@ def _print_answer(args: argparse.Namespace, result: Result) -> int:
     """Keep the holders' receipts (``--receipts``) and print the answer in ``--format``."""
     write_receipts(args.receipts, result.meta.get("receipts", []))
     print(result.format(args.format))
+    if result.meta.get("partial") and args.format == "csv":
+        # CSV has no room for it; the table and JSON formats carry the label themselves.
+        missing = ", ".join(result.meta.get("missing_holders", []))
+        print(f"warning: partial answer without holders {missing}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -224,6 +233,10 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
         {"conflicts": [list(c) for c in catalog.conflicts]},
     )
     print(result.format(args.format))
+    if result.meta.get("partial") and args.format == "csv":
+        # CSV has no room for it; the table and JSON formats carry the label themselves.
+        missing = ", ".join(result.meta.get("missing_holders", []))
+        print(f"warning: partial answer without holders {missing}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -349,6 +362,11 @@ def _parser() -> argparse.ArgumentParser:
                 "--receipts", type=Path, default=None, help="append the holders' receipts here"
             )
         if name == "query":
+            sub.add_argument(
+                "--allow-partial",
+                action="store_true",
+                help="answer without configured holders that are unavailable, and say so",
+            )
             sub.add_argument("sql")
         if name == "score":
             sub.add_argument("--model", type=Path, required=True, help="model JSON file")
