@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -111,8 +111,22 @@ def retry_not_found(call: Callable[[], _T], recover: Callable[[], object]) -> _T
     return call()
 
 
-class ScoreStream:
-    """An open Score call: its header, then the summed or partial blocks in order."""
+class ScoreStream(Protocol):
+    """An open Score call: its header (block count, holders, receipts), then the blocks."""
+
+    count: int
+    holders: tuple[str, ...]
+    receipts: tuple[str, ...]
+
+    def blocks(self) -> Iterator[bytes]:
+        """The ciphertext blocks in order; a failure raises a RemoteError."""
+        ...
+
+    def cancel(self) -> None: ...
+
+
+class _ScoreCall:
+    """A :class:`ScoreStream` over a gRPC Score call."""
 
     def __init__(self, call: Any, first: Any, peer: str):
         self._call, self._peer = call, peer
@@ -283,7 +297,7 @@ class _Peer:
                 first = next(call)
             except StopIteration:
                 raise RemoteError("INTERNAL", f"{self.label} ended a score at once") from None
-        return ScoreStream(call, first, self.label)
+        return _ScoreCall(call, first, self.label)
 
 
 class HolderPeer(_Peer):

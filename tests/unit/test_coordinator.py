@@ -327,3 +327,119 @@ def test_prepare_fails_by_name_when_a_host_refuses_or_is_silent(analyst):
     with pytest.raises(HolderError) as info:
         silent.prepare_model(analyst.key_id, (feature,), ["e1"])
     assert info.value.code == "UNAVAILABLE" and info.value.holder == "b"
+
+
+def _partial_blocks(analyst: AnalystKey, values: Sequence[np.ndarray]) -> list[bytes]:
+    """Blocks one rescale deep, as a holder's weights x features product is."""
+    public = ts.context_from(analyst.public)
+    ones = [1.0] * SLOTS
+    return [bytes((ckks.encrypt(public, v) * ones).serialize()) for v in values]
+
+
+class ScoringHolder(FakeHolder):
+    """A holder that scores: each block ``value`` times the block index plus one."""
+
+    def __init__(self, address: str, value: float, blocks: list[bytes], **kw: Any):
+        super().__init__(address, value, **kw)
+        self.stream_blocks = blocks
+        self.models: list[ModelUpload] = []
+        self.scores = 0
+
+    def register_model(self, model: ModelUpload, budget: float | None = None) -> str:
+        self.models.append(model)
+        return model.model_id
+
+    def score(self, key_id, model_id, ids, vouchers=(), *, budget=None, subject=None):
+        self.scores += 1
+        if self.mode == "lost_model" and self.scores == 1:
+            raise RemoteError("NOT_FOUND", "model is not registered here")
+        if self.mode == "refuse":
+            raise RemoteError("PERMISSION_DENIED", f"holder {self.name}: entity out of scope")
+        return _Stream(self.stream_blocks, (self.name,), (f"r-{self.name}",), self.mode)
+
+
+class _Stream:
+    def __init__(self, blocks, holders, receipts, mode):
+        self.data, self.holders, self.receipts, self.mode = blocks, holders, receipts, mode
+        self.count = len(blocks)
+        self.cancelled = False
+
+    def blocks(self):
+        for index, data in enumerate(self.data):
+            if self.mode == "dies" and index == 1:
+                raise RemoteError("UNAVAILABLE", "holder went away")
+            yield b"garbage" if self.mode == "garbage" else data
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def _scoring(analyst: AnalystKey, *holders: ScoringHolder) -> tuple[Coordinator, str, list[str]]:
+    coordinator = _coordinator(analyst, *holders)
+    feature = FeatureSpec(table="t", column="v", key="id")
+    weight = bytes(ckks.encrypt(ts.context_from(analyst.public), np.ones(SLOTS)).serialize())
+    model_id = "ab" * 32
+    coordinator.register_model(analyst.key_id, model_id, (feature,), (0,), (weight,))
+    return coordinator, model_id, [f"e{i}" for i in range(SLOTS + 5)]  # two blocks
+
+
+def test_scores_are_the_sum_of_every_holders_partials_block_by_block(analyst):
+    a = [np.arange(SLOTS) * 1.0, np.full(SLOTS, 2.0)]
+    b = [np.full(SLOTS, 0.5), np.arange(SLOTS) * -1.0]
+    coordinator, model_id, ids = _scoring(
+        analyst,
+        ScoringHolder("a", 1, _partial_blocks(analyst, a)),
+        ScoringHolder("b", 1, _partial_blocks(analyst, b)),
+    )
+    answer = coordinator.score(analyst.key_id, model_id, ids)
+    assert answer.count == 2 and sorted(answer.receipts) == ["r-h-a", "r-h-b"]
+    got = [ckks.decrypt(analyst.secret, block) for block in answer.blocks]
+    for index in range(2):
+        assert np.allclose(got[index], a[index] + b[index], atol=1e-4)
+
+
+def test_a_holder_that_lost_the_model_gets_it_again_and_scores(analyst):
+    forgetful = ScoringHolder(
+        "b", 1, _partial_blocks(analyst, [np.ones(SLOTS)] * 2), mode="lost_model"
+    )
+    coordinator, model_id, ids = _scoring(
+        analyst, ScoringHolder("a", 1, _partial_blocks(analyst, [np.ones(SLOTS)] * 2)), forgetful
+    )
+    registered = len(forgetful.models)
+    answer = coordinator.score(analyst.key_id, model_id, ids)
+    assert [
+        np.allclose(ckks.decrypt(analyst.secret, b), 2.0, atol=1e-4) for b in answer.blocks
+    ] == [
+        True,
+        True,
+    ]
+    assert len(forgetful.models) == registered + 1 and forgetful.scores == 2
+
+
+@pytest.mark.parametrize(
+    ("mode", "code", "when"),
+    [
+        ("refuse", "PERMISSION_DENIED", "header"),
+        ("dies", "UNAVAILABLE", "block"),
+        ("garbage", "INVALID_ARGUMENT", "block"),
+    ],
+)
+def test_a_failing_scorer_fails_the_score_by_name(analyst, mode, code, when):
+    blocks = _partial_blocks(analyst, [np.ones(SLOTS)] * 2)
+    bad = ScoringHolder("b", 1, blocks, mode=mode)
+    coordinator, model_id, ids = _scoring(analyst, ScoringHolder("a", 1, blocks), bad)
+    with pytest.raises(HolderError) as info:
+        answer = coordinator.score(analyst.key_id, model_id, ids)
+        assert when == "block"  # the header came through: the error comes with the blocks
+        list(answer.blocks)
+    assert info.value.code == code and info.value.holder == "h-b (b)"
+
+
+def test_a_score_for_an_unknown_model_is_not_found_before_any_holder_is_asked(analyst):
+    holder = ScoringHolder("a", 1, [])
+    coordinator = _coordinator(analyst, holder)
+    with pytest.raises(UnseenError, match="not registered"):
+        coordinator.require_model(analyst.key_id, "cd" * 32)
+    with pytest.raises(UnseenError, match="not registered"):
+        coordinator.score(analyst.key_id, "cd" * 32, ["e1"])
+    assert holder.scores == 0
