@@ -31,14 +31,7 @@ from engine.model import FeatureSpec
 from engine.plan import AggregatePlan
 from engine.rpc import DEADLINES, create_channel, remote_error
 from engine.tls import ANALYST_SUBJECT_HEADER, TlsFiles
-from protos.unseen.v1 import (
-    audit_pb2,
-    catalog_pb2,
-    coordinator_pb2_grpc,
-    crypto_pb2,
-    holder_pb2_grpc,
-    score_pb2,
-)
+from protos.unseen.v1 import coordinator_pb2_grpc, holder_pb2_grpc
 
 __all__ = [
     "AggregateAnswer",
@@ -177,7 +170,7 @@ class _Peer:
     def catalog(self, budget: float | None = None) -> Catalog:
         with translated(self.label):
             msg = self._stub.GetCatalog(
-                catalog_pb2.GetCatalogRequest(), timeout=self._deadline("catalog", budget)
+                serde.catalog_request(), timeout=self._deadline("catalog", budget)
             )
         return serde.catalog_from_proto(msg)
 
@@ -192,14 +185,14 @@ class _Peer:
     def has_key(self, key_id: str) -> bool:
         with translated(self.label):
             reply = self._stub.HasKey(
-                crypto_pb2.HasKeyRequest(key_id=key_id), timeout=self._deadline("has_key")
+                serde.has_key_request(key_id), timeout=self._deadline("has_key")
             )
         return bool(reply.known)
 
     def has_model(self, key_id: str, model_id: str) -> bool:
         with translated(self.label):
             reply = self._stub.HasModel(
-                score_pb2.HasModelRequest(key_id=key_id, model_id=model_id),
+                serde.has_model_request(key_id, model_id),
                 timeout=self._deadline("has_key"),
             )
         return bool(reply.known)
@@ -327,13 +320,7 @@ class HolderPeer(_Peer):
         """One signed page request; returns (the range as JSON, the signed checkpoint)."""
         with translated(self.label):
             reply = self._stub.ReadLedger(
-                audit_pb2.ReadLedgerRequest(
-                    supervisor_key_id=supervisor_key_id,
-                    start=start,
-                    end=end,
-                    issued_at=issued_at,
-                    signature=signature,
-                ),
+                serde.ledger_request(supervisor_key_id, start, end, issued_at, signature),
                 timeout=self._deadline("catalog"),
             )
         return str(reply.range), str(reply.checkpoint)

@@ -35,30 +35,41 @@ from engine.model import FeatureSpec
 from engine.plan import DEFAULT_LIMITS, AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
 from engine.signing import is_hex_digest
 from engine.types import SqlType
-from protos.unseen.v1 import catalog_pb2, crypto_pb2, plan_pb2, query_pb2, score_pb2
+from protos.unseen.v1 import audit_pb2, catalog_pb2, crypto_pb2, plan_pb2, query_pb2, score_pb2
 
 __all__ = [
     "KEY_CHUNK_BYTES",
     "MAX_MODEL_BYTES",
     "aggregate_request",
     "catalog_from_proto",
+    "catalog_request",
     "catalog_to_proto",
     "ciphertext_reply",
     "expr_from_proto",
     "expr_to_proto",
     "feature_from_proto",
     "feature_to_proto",
+    "has_key_reply",
+    "has_key_request",
+    "has_model_reply",
+    "has_model_request",
     "header_from_proto",
     "header_to_proto",
     "join_key_chunks",
+    "key_ack",
     "key_chunks",
+    "ledger_reply",
+    "ledger_request",
+    "ledger_request_fields",
     "missing_from_header",
+    "model_ack",
     "model_from_parts",
     "model_parts",
     "plan_from_proto",
     "plan_to_proto",
     "prepare_from_parts",
     "prepare_parts",
+    "prepare_reply",
     "score_parts",
     "score_reply_ciphertext",
     "score_reply_header",
@@ -685,3 +696,64 @@ def score_reply_header(
 
 def score_reply_ciphertext(index: int, data: bytes) -> score_pb2.ScoreReply:
     return score_pb2.ScoreReply(ciphertext=crypto_pb2.Ciphertext(index=index, data=data))
+
+
+# -- small requests and replies (the transport seam: peers and servicers build none) --
+
+
+def catalog_request() -> catalog_pb2.GetCatalogRequest:
+    return catalog_pb2.GetCatalogRequest()
+
+
+def has_key_request(key_id: str) -> crypto_pb2.HasKeyRequest:
+    return crypto_pb2.HasKeyRequest(key_id=key_id)
+
+
+def key_ack(key_id: str, size: int) -> crypto_pb2.KeyAck:
+    return crypto_pb2.KeyAck(key_id=key_id, size=size)
+
+
+def has_key_reply(known: bool) -> crypto_pb2.HasKeyReply:
+    return crypto_pb2.HasKeyReply(known=known)
+
+
+def has_model_request(key_id: str, model_id: str) -> score_pb2.HasModelRequest:
+    return score_pb2.HasModelRequest(key_id=key_id, model_id=model_id)
+
+
+def has_model_reply(known: bool) -> score_pb2.HasModelReply:
+    return score_pb2.HasModelReply(known=known)
+
+
+def prepare_reply(exponents: Sequence[int], receipts: Sequence[str]) -> score_pb2.PrepareModelReply:
+    return score_pb2.PrepareModelReply(exponents=list(exponents), receipts=list(receipts))
+
+
+def model_ack(model_id: str) -> score_pb2.ModelAck:
+    return score_pb2.ModelAck(model_id=model_id)
+
+
+def ledger_request(
+    supervisor_key_id: str, start: int, end: int, issued_at: str, signature: bytes
+) -> audit_pb2.ReadLedgerRequest:
+    return audit_pb2.ReadLedgerRequest(
+        supervisor_key_id=supervisor_key_id,
+        start=start,
+        end=end,
+        issued_at=issued_at,
+        signature=signature,
+    )
+
+
+def ledger_request_fields(msg: audit_pb2.ReadLedgerRequest) -> dict[str, object]:
+    """The signed fields of a ledger read request (the holder adds its own name)."""
+    return {
+        "start": msg.start,
+        "end": msg.end,
+        "issued_at": msg.issued_at,
+        "supervisor": msg.supervisor_key_id,
+    }
+
+
+def ledger_reply(ledger_range: str, checkpoint: str) -> audit_pb2.ReadLedgerReply:
+    return audit_pb2.ReadLedgerReply(range=ledger_range, checkpoint=checkpoint)

@@ -124,13 +124,13 @@ class _SharedMethods:
     ) -> crypto_pb2.KeyAck:
         data = serde.join_key_chunks(request_iterator, ckks.MAX_PUBLIC_CONTEXT_BYTES)
         kid = self.party.register_key(data, budget(context))
-        return crypto_pb2.KeyAck(key_id=kid, size=len(data))
+        return serde.key_ack(kid, len(data))
 
     @servicer_errors
     def HasKey(
         self, request: crypto_pb2.HasKeyRequest, context: grpc.ServicerContext
     ) -> crypto_pb2.HasKeyReply:
-        return crypto_pb2.HasKeyReply(known=request.key_id in self.party.keys)
+        return serde.has_key_reply(request.key_id in self.party.keys)
 
     @servicer_errors
     def PrepareModel(
@@ -142,7 +142,7 @@ class _SharedMethods:
         exponents, receipts = self.party.prepare_model(
             key_id, features, ids, vouchers, self.subject(context)
         )
-        return score_pb2.PrepareModelReply(exponents=exponents, receipts=receipts)
+        return serde.prepare_reply(exponents, receipts)
 
     @servicer_errors
     def RegisterModel(
@@ -152,13 +152,13 @@ class _SharedMethods:
             request_iterator, serde.MAX_MODEL_BYTES, self.party.keys.get
         )
         self.party.register_model(key_id, model_id, features, exponents, weights)
-        return score_pb2.ModelAck(model_id=model_id)
+        return serde.model_ack(model_id)
 
     @servicer_errors
     def HasModel(
         self, request: score_pb2.HasModelRequest, context: grpc.ServicerContext
     ) -> score_pb2.HasModelReply:
-        return score_pb2.HasModelReply(known=self.party.has_model(request.key_id, request.model_id))
+        return serde.has_model_reply(self.party.has_model(request.key_id, request.model_id))
 
 
 class HolderServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
@@ -212,15 +212,9 @@ class HolderServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
     def ReadLedger(
         self, request: audit_pb2.ReadLedgerRequest, context: grpc.ServicerContext
     ) -> audit_pb2.ReadLedgerReply:
-        fields = {
-            "holder": self.node.name,
-            "start": request.start,
-            "end": request.end,
-            "issued_at": request.issued_at,
-            "supervisor": request.supervisor_key_id,
-        }
+        fields = {"holder": self.node.name, **serde.ledger_request_fields(request)}
         ledger_range, checkpoint = self.node.read_ledger(fields, request.signature)
-        return audit_pb2.ReadLedgerReply(range=ledger_range, checkpoint=checkpoint)
+        return serde.ledger_reply(ledger_range, checkpoint)
 
 
 class CoordinatorServicer(_SharedMethods, coordinator_pb2_grpc.CoordinatorServicer):
