@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,26 @@ def test_the_transport_layer_is_what_the_guard_names():
     for rel in TRANSPORT:
         assert (ROOT / rel).is_file(), rel
         assert any(_wire(n) for n in _imports(ROOT / rel)), f"{rel} does not touch the wire"
+
+
+def test_every_module_is_listed_once_in_the_architecture_diagram():
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = text.split("## Layers", 1)[1].split("```", 2)[1]
+    listed: dict[str, list[str]] = {}
+    package = ""
+    for line in block.splitlines():
+        start = re.match(r"^(\w+)/\s", line)
+        if start:
+            package = start.group(1)
+        listed.setdefault(package, []).extend(
+            re.findall(r"(\w+(?:\.py|/))", line[len(package) + 1 :] if start else line)
+        )
+    for package in ("unseen", "nodes", "engine"):
+        present = sorted(
+            p.name if p.is_file() else f"{p.name}/"
+            for p in (ROOT / package).iterdir()
+            if (p.suffix == ".py" and p.stem not in ("__init__", "__main__"))
+            or (p.is_dir() and (p / "__init__.py").exists())
+        )
+        names = listed.get(package, [])
+        assert sorted(names) == present, (package, sorted(set(present) ^ set(names)), names)
