@@ -45,6 +45,7 @@ from unseen.logs import LEVELS, configure, default_json, default_level
 
 if TYPE_CHECKING:  # imported where used, so only the commands that talk to a coordinator load it
     from engine.client import Client
+    from nodes.coordinator import Coordinator
 
 __all__ = ["main"]
 
@@ -152,10 +153,26 @@ def _cmd_coordinator_serve(args: argparse.Namespace) -> int:
     tls = _tls(args, server=True)
     coordinator = Coordinator.connect(args.holder, tls=tls)
     server, port = serve_coordinator(coordinator, args.listen, tls)
+    # Ask every configured holder for its catalog now, so that one that is down or
+    # misconfigured shows in the log at start-up, not first in an analyst's error.
+    threading.Thread(target=_first_catalogs, args=(coordinator,), daemon=True).start()
     try:
         return _serve_forever(server, "coordinator", args.listen, port)
     finally:
         coordinator.close()
+
+
+def _first_catalogs(coordinator: Coordinator) -> None:
+    try:
+        tables = coordinator.catalog().tables
+    except UnseenError as exc:
+        log.error("the federation's catalogs do not merge: %s", exc)
+        return
+    log.info(
+        "federation catalog: %d tables from %d configured holders",
+        len(tables),
+        len(coordinator.holders.peers),
+    )
 
 
 def _cmd_keys_new(args: argparse.Namespace) -> int:

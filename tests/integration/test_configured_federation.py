@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator
 
 import duckdb
@@ -109,3 +110,36 @@ def test_a_holder_restarted_with_a_different_catalog_is_seen_at_once(running, sh
         running.servers[1].stop(grace=None).wait()
         running.holder("h1", {"t": shards[1], "u": other}, listen=second)
         assert client.query(SQL).rows == _plaintext(shards[0], shards[1])
+
+
+def test_a_coordinator_names_an_unreachable_holder_in_its_log_at_start_up(running, shards):
+    import socket
+    import subprocess
+    import sys
+
+    down = running.holder("h0", {"t": shards[0]})
+    running.servers[-1].stop(grace=None).wait()
+    with socket.socket() as probe:  # a free port for the coordinator
+        probe.bind(("127.0.0.1", 0))
+        listen = f"127.0.0.1:{probe.getsockname()[1]}"
+    command = ["coordinator", "serve", "--listen", listen, "--holder", down]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "unseen", "--log-level", "INFO", *command],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(120, process.kill)  # a missing line fails, never hangs
+    watchdog.start()
+    try:
+        seen = []
+        assert process.stderr is not None
+        for line in process.stderr:  # ends when the process is killed below, at the latest
+            seen.append(line)
+            if "catalog" in line and down in line:
+                break
+        assert any("did not answer its catalog request" in s and down in s for s in seen), seen
+    finally:
+        watchdog.cancel()
+        process.kill()
+        process.wait(timeout=30)
