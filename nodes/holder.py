@@ -17,7 +17,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 
@@ -37,6 +36,7 @@ from engine.scoring import HolderModel, check_features, feature_blocks, feature_
 from engine.source import TableSource, open_source
 from engine.tls import ANALYST_SUBJECT_HEADER, TlsFiles, caller_identity
 from engine.voucher import AccessRequest, entity_ids, plan_reads
+from engine.warehouses.location import Location
 from protos.unseen.v1 import (
     audit_pb2,
     catalog_pb2,
@@ -76,10 +76,10 @@ class HolderNode:
 
     @classmethod
     def quickstart(
-        cls, name: str, tables: Mapping[str, Path], k: int = DEFAULT_K, workers: int = 0
+        cls, name: str, tables: Mapping[str, Location], k: int = DEFAULT_K, workers: int = 0
     ) -> HolderNode:
         """A node serving ``tables`` with the permissive quick-start policy."""
-        sources = {t: open_source(t, Path(p)) for t, p in tables.items()}
+        sources = {t: open_source(t, p) for t, p in tables.items()}
         infos = {t.lower(): quickstart_table(s, k) for t, s in sources.items()}
         log.warning(
             "holder %s runs in quick-start mode: every column may be filtered and "
@@ -92,7 +92,7 @@ class HolderNode:
 
     @classmethod
     def from_config(
-        cls, config: NodeConfig, tables: Mapping[str, Path] | None = None, workers: int = 0
+        cls, config: NodeConfig, tables: Mapping[str, Location] | None = None, workers: int = 0
     ) -> HolderNode:
         """A node as its config file describes it (policies, vouchers, ledger)."""
         if not config.name:

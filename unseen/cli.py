@@ -33,6 +33,7 @@ from engine.errors import (
     VerificationError,
 )
 from engine.result import Result
+from engine.warehouses.location import Location, is_url
 from unseen.governance import (
     add_commands,
     add_tls_flags,
@@ -60,11 +61,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"unseen: {message} (see {self.prog} --help)\n")
 
 
-def _table_arg(text: str) -> tuple[str, Path]:
-    name, sep, path = text.partition("=")
-    if not sep or not name or not path:
+def _table_arg(text: str) -> tuple[str, Location]:
+    name, sep, source = text.partition("=")
+    if not sep or not name or not source:
         raise argparse.ArgumentTypeError(f"expected TABLE=SOURCE, got {text!r}")
-    return name, Path(path)
+    # A warehouse URL stays text: Path() would fold its "//".
+    return name, source if is_url(source) else Path(source)
 
 
 def _address(text: str) -> str:
