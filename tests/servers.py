@@ -17,6 +17,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -382,15 +383,26 @@ def _insert(schema: Schema, table: str, dialect: str) -> str:
 
 
 # -- session fixtures (registered by tests/conftest.py) ----------------------------------
+@contextlib.contextmanager
+def _server_root(prefix: str) -> Iterator[Path]:
+    """A folder the server's own account can reach (pytest's tmp folders are 0700 root)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    try:
+        yield root / "server"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    with postgres_server(tmp_path_factory.mktemp("postgres")) as server:
+def postgres() -> Iterator[Postgres]:
+    with _server_root("unseen-postgres-") as root, postgres_server(root) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
-def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
-    with mariadb_server(tmp_path_factory.mktemp("mariadb")) as server:
+def mariadb() -> Iterator[MariaDB]:
+    with _server_root("unseen-mariadb-") as root, mariadb_server(root) as server:
         yield server
 
 
