@@ -15,6 +15,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -74,8 +75,8 @@ def _wait(check: Any, what: str, process: subprocess.Popen[bytes], log: Path) ->
     raise RuntimeError(f"{what} did not become ready: {log.read_text(errors='replace')[-2000:]}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
+def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    process.send_signal(sig)
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
@@ -212,7 +213,9 @@ def postgres_server(root: Path) -> Iterator[Postgres]:
         passfile.chmod(0o600)
         yield Postgres(port, admin, sockets, passfile)
     finally:
-        _stop(process)
+        # SIGINT is PostgreSQL's fast shutdown; SIGTERM would wait for the holders'
+        # idle connections to close.
+        _stop(process, signal.SIGINT)
 
 
 # -- MariaDB -----------------------------------------------------------------------------
@@ -264,7 +267,7 @@ def mariadb_server(root: Path) -> Iterator[MariaDB]:
             install,
             "--no-defaults",
             f"--datadir={data}",
-            "--auth-root-authentication-method=socket",
+            "--auth-root-authentication-method=normal",
             "--skip-test-db",
             *as_user,
         ],
@@ -331,7 +334,9 @@ def spark_session(root: Path) -> Iterator[Any]:
         SparkSession.builder.master("local[1]")
         .appName("unseen-tests")
         .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "1")
+        .config("spark.default.parallelism", "1")
         .config("spark.sql.warehouse.dir", str(root / "spark-warehouse"))
         .config("spark.driver.memory", "1g")
         .getOrCreate()

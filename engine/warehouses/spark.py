@@ -74,7 +74,13 @@ def _session(url: WarehouseURL) -> SparkSession:
         master = f"spark://{url.host}:{url.port}"
     builder = SparkSession.builder.master(master).appName("unseen-holder")
     # No web UI: a holder opens no port the operator did not ask for.
-    return builder.config("spark.ui.enabled", "false").getOrCreate()
+    session = builder.config("spark.ui.enabled", "false").getOrCreate()
+    # Spark's error reports quote the failing SQL and, for a bad cast, the value;
+    # holder logs never hold data, so its query-context logger is silenced and the
+    # JVM logs only fatal errors (raise it in log4j2.properties to debug).
+    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL + 1)
+    session.sparkContext.setLogLevel("FATAL")
+    return session
 
 
 class _SparkStream(Stream):

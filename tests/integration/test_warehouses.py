@@ -20,6 +20,7 @@ import duckdb
 import numpy as np
 import pytest
 
+from engine.errors import SourceError, UnseenError
 from engine.model import parse_model
 from engine.verify import plaintext_scores
 from tests.conftest import start_federation
@@ -126,3 +127,42 @@ def test_scores_over_warehouse_features_match_numpy(scoring_warehouses, key):
     expected = plaintext_scores(reference, model, entities)
     assert np.max(np.abs(ours - expected)) < 1e-6
     assert sorted(result.meta["holders"]) == ["bank", "grid", "samr", "tax"]
+
+
+@pytest.mark.parametrize(
+    ("holder", "code"),
+    [
+        ("pg", "25006"),
+        ("maria", "1792"),
+    ],  # read_only_sql_transaction / ER_CANT_EXECUTE_IN_READ_ONLY
+)
+def test_a_holders_warehouse_session_is_read_only(warehouse_world, holder, code):
+    """Even a temporary table, which the holder's grants allow, is refused: were
+    an injection ever to reach the SQL text, the session could not write."""
+    fed, _ = warehouse_world
+    source = fed.holders[holder].sources["t"]
+    create = "CREATE TEMPORARY TABLE unseen_probe (a INTEGER)"
+    with pytest.raises(SourceError, match=f"code {code}"):
+        source.run(create)
+
+
+def test_a_warehouse_error_reaches_the_analyst_as_class_and_code_only(
+    warehouse_world, postgres, key
+):
+    """PostgreSQL and Spark refuse x / 0 (DuckDB gives NaN, MariaDB NULL); the analyst
+    learns that a holder's engine refused and its error code, never the engine's own
+    message, which for other errors may quote a value."""
+    fed = start_federation({"pg": {"t": postgres.url("diff_t")}}, k=K)
+    try:
+        with pytest.raises(UnseenError) as caught:
+            fed.client(key).query("SELECT SUM(qty / (year - year)) AS s FROM t")
+    finally:
+        fed.close()
+    message = str(caught.value)
+    assert "PostgreSQL refused the query (DivisionByZero, code 22012)" in message
+    assert "division by zero" not in message
+    spark_source = warehouse_world[0].holders["spark"].sources["t"]
+    with pytest.raises(SourceError) as refused:
+        spark_source.run("SELECT SUM(CAST(`qty` AS DOUBLE) / (`year` - `year`)) FROM `diff_t`")
+    assert "DIVIDE_BY_ZERO" in str(refused.value)
+    assert "try_divide" not in str(refused.value)
