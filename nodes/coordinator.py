@@ -31,6 +31,7 @@ from engine.layout import layout_for
 from engine.model import FeatureSpec
 from engine.plan import AggregatePlan, Limits, check_plan
 from engine.rpc import DEADLINES, create_channel, create_server, remote_error, servicer_errors
+from engine.telemetry import NodeMetrics
 from engine.tls import ANALYST_SUBJECT_HEADER, TlsFiles, caller_identity
 from engine.voucher import SignedVoucher
 from protos.unseen.v1 import (
@@ -777,13 +778,26 @@ def _analyst(context: grpc.ServicerContext) -> str | None:
 
 
 def serve_coordinator(
-    coordinator: Coordinator, listen: str, tls: TlsFiles | None = None
+    coordinator: Coordinator,
+    listen: str,
+    tls: TlsFiles | None = None,
+    metrics: NodeMetrics | None = None,
 ) -> tuple[grpc.Server, int]:
-    """Start serving ``coordinator`` on ``listen``; returns (server, port)."""
+    """Start serving ``coordinator`` on ``listen``; returns (server, port).
+
+    With ``metrics`` every call is recorded and the key cache is gauged.
+    """
     servicer = CoordinatorServicer(coordinator)
+    interceptors = []
+    if metrics is not None:
+        metrics.gauge(
+            "unseen_keys_cached", "Public contexts registered", lambda: len(coordinator.keys)
+        )
+        interceptors.append(metrics.interceptor())
     return create_server(
         listen,
         [lambda s: coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, s)],
         ["unseen.v1.Coordinator"],
         tls=tls,
+        interceptors=interceptors,
     )

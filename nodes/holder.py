@@ -34,6 +34,7 @@ from engine.policy import DEFAULT_K, quickstart_table
 from engine.rpc import create_server, servicer_errors
 from engine.scoring import HolderModel, check_features, feature_blocks, feature_exponents
 from engine.source import TableSource, open_source
+from engine.telemetry import NodeMetrics
 from engine.tls import ANALYST_SUBJECT_HEADER, TlsFiles, caller_identity
 from engine.voucher import AccessRequest, entity_ids, plan_reads
 from engine.warehouses.location import Location
@@ -393,13 +394,27 @@ def _subject(context: grpc.ServicerContext) -> str | None:
 
 
 def serve_holder(
-    node: HolderNode, listen: str, tls: TlsFiles | None = None
+    node: HolderNode,
+    listen: str,
+    tls: TlsFiles | None = None,
+    metrics: NodeMetrics | None = None,
 ) -> tuple[grpc.Server, int]:
-    """Start serving ``node`` on ``listen``; returns (server, port)."""
+    """Start serving ``node`` on ``listen``; returns (server, port).
+
+    With ``metrics`` every call is recorded and the node's caches are gauged.
+    """
     servicer = HolderServicer(node)
+    interceptors = []
+    if metrics is not None:
+        metrics.gauge("unseen_keys_cached", "Public contexts registered", lambda: len(node.keys))
+        metrics.gauge(
+            "unseen_models_cached", "Scoring models registered", lambda: len(node._models)
+        )
+        interceptors.append(metrics.interceptor())
     return create_server(
         listen,
         [lambda s: holder_pb2_grpc.add_HolderServicer_to_server(servicer, s)],
         ["unseen.v1.Holder"],
         tls=tls,
+        interceptors=interceptors,
     )
