@@ -101,3 +101,26 @@ def test_spark_type_names_map_to_the_catalog_vocabulary():
     assert from_spark("string") == SqlType("VARCHAR")
     assert from_spark("timestamp_ntz") == SqlType("TIMESTAMP")
     assert from_spark("array<int>") == SqlType("OTHER")
+
+
+def test_the_command_line_keeps_a_url_whole_and_a_path_as_a_path():
+    from unseen.cli import _table_arg
+
+    assert _table_arg("loans=postgresql://holder@db:5432/stats?table=l") == (
+        "loans",
+        "postgresql://holder@db:5432/stats?table=l",
+    )
+    name, location = _table_arg("loans=data/loans.csv")
+    assert name == "loans" and str(location) == "data/loans.csv" and not isinstance(location, str)
+
+
+def test_a_config_file_source_may_be_a_url(tmp_path):
+    from engine.config import load_config
+
+    path = tmp_path / "node.toml"
+    path.write_text(
+        '[node]\nname = "bank"\n\n[governance]\nrequire_vouchers = false\n\n[tables.loans]\n'
+        'source = "mysql://holder@db:3306/stats?table=loans_2024"\n'
+    )
+    config = load_config(path)
+    assert config.tables["loans"].source == "mysql://holder@db:3306/stats?table=loans_2024"
