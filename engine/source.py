@@ -107,6 +107,9 @@ class TableSource(ABC):
         """Where the table lives, safe to log (never a password)."""
         return self.dialect
 
+    def close(self) -> None:  # noqa: B027  (most sources hold nothing to release)
+        """Release connections to the engine (warehouse sources hold one per thread)."""
+
     def distinct_values(self, column: str, limit: int) -> list[Any] | None:
         """The column's distinct values, or None when there are more than ``limit``."""
         query = (

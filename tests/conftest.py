@@ -71,6 +71,8 @@ class Federation:
             server.stop(grace=None).wait()
         for node in self.holders.values():
             node.pool.close()  # worker processes and the model spool
+            for source in node.sources.values():
+                source.close()  # warehouse connections
 
 
 def start_federation(

@@ -383,7 +383,8 @@ def _insert(schema: Schema, table: str, dialect: str) -> str:
     return exp.insert(
         exp.values([tuple(exp.var("%s") for _ in schema)]),
         exp.table_(table, quoted=True),
-        columns=[exp.to_identifier(n, quoted=True) for n, _ in schema],
+        # pyformat drivers read every "%" of the text: a name's own "%" is doubled.
+        columns=[exp.to_identifier(n.replace("%", "%%"), quoted=True) for n, _ in schema],
     ).sql(dialect)
 
 

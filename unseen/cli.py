@@ -141,6 +141,8 @@ def _cmd_node_serve(args: argparse.Namespace) -> int:
         return _serve_forever(server, f"holder {node.name}", listen, port)
     finally:
         node.pool.close()
+        for source in node.sources.values():
+            source.close()
         if metrics is not None:
             metrics.close()
 

@@ -164,5 +164,5 @@ class MySQLSource(ServerSource):
             for start in range(0, len(rows), _INSERT_BATCH):
                 cursor.executemany(insert, rows[start : start + _INSERT_BATCH])
         cursor = connection.cursor()
-        cursor.execute(self.prepare(sql), params or None)
+        cursor.execute(self.prepare(sql), params or {})
         return cursor

@@ -62,6 +62,8 @@ class ServerSource(TableSource):
         self.url = url
         self.sql_name = url.table
         self._local = threading.local()
+        self._opened: list[Any] = []  # every thread's connection, for close()
+        self._opened_lock = threading.Lock()
         try:
             self._connection()
             self.sql_name = self._resolve_table()
@@ -113,7 +115,7 @@ class ServerSource(TableSource):
         try:
             connection = self._connection()
             with connection.cursor() as cursor:
-                cursor.execute(text, params or None)
+                cursor.execute(text, params or {})  # always formatted: "%%" in names
                 return [tuple(r) for r in cursor.fetchall()]
         except self.driver_errors as exc:
             self._drop()
@@ -151,13 +153,25 @@ class ServerSource(TableSource):
         if connection is None or getattr(connection, "closed", False):
             connection = self.connect()
             self._local.connection = connection
+            with self._opened_lock:
+                self._opened.append(connection)
         return connection
+
+    def close(self) -> None:
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            with contextlib.suppress(*self.driver_errors):
+                connection.close()
 
     def _drop(self) -> None:
         """Forget this thread's connection after an error; the next call reconnects."""
         connection = getattr(self._local, "connection", None)
         self._local.connection = None
         if connection is not None:
+            with self._opened_lock:
+                if connection in self._opened:
+                    self._opened.remove(connection)
             with contextlib.suppress(*self.driver_errors):  # already broken
                 connection.close()
 
