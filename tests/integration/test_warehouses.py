@@ -20,6 +20,7 @@ import duckdb
 import numpy as np
 import pytest
 
+from engine.client import Client
 from engine.errors import SourceError, UnseenError
 from engine.model import parse_model
 from engine.verify import plaintext_scores
@@ -28,6 +29,7 @@ from tests.integration.test_differential import SCHEMA, K, _rows, random_query
 from tests.integration.test_scoring import MODEL, POWER, REGISTRY, TAX, TRANSFERS, _world
 from tests.servers import load_spark
 from tests.shards import Reference, load_duckdb, write_shard
+from unseen.federation import LocalFederation
 
 QUERIES = int(os.environ.get("UNSEEN_WAREHOUSE_QUERIES", "30"))
 SEED = 21
@@ -166,3 +168,30 @@ def test_a_warehouse_error_reaches_the_analyst_as_class_and_code_only(
         spark_source.run("SELECT SUM(CAST(`qty` AS DOUBLE) / (`year` - `year`)) FROM `diff_t`")
     assert "DIVIDE_BY_ZERO" in str(refused.value)
     assert "try_divide" not in str(refused.value)
+
+
+def test_the_command_line_serves_warehouse_tables_and_logs_no_secret(
+    warehouse_world, postgres, mariadb, key, tmp_path, monkeypatch
+):
+    """``unseen node serve --table t=postgresql://...`` as an operator runs it: answers like
+    DuckDB, and its log names the table's place without the password or its file."""
+    _, reference = warehouse_world
+    holders = {"pg": {"t": postgres.url("diff_t")}, "maria": {"t": mariadb.url("diff_t")}}
+    sql = "SELECT COUNT(*) AS n, SUM(qty) AS s FROM t"
+    monkeypatch.setenv("UNSEEN_LOG_LEVEL", "INFO")  # where each table is served from
+    fed = LocalFederation(holders, tmp_path / "logs")  # type: ignore[arg-type]
+    with fed, Client(fed.address, key=key) as client:
+        result = client.query(sql)
+    expected = reference.con.sql(
+        'SELECT COUNT(*), SUM(qty) FROM (SELECT * FROM "t@pg" UNION ALL SELECT * FROM "t@maria")'
+    ).fetchall()
+    assert [tuple(result.rows[0])] == [tuple(int(v) for v in expected[0])]
+    passwords = [
+        postgres.passfile.read_text().strip().rsplit(":", 1)[1],
+        mariadb.option_file.read_text().split("password=", 1)[1].strip(),
+    ]
+    for name, label in (("pg", "PostgreSQL postgresql://holder@127.0.0.1"), ("maria", "MySQL")):
+        log = (tmp_path / "logs" / f"{name}.log").read_text()
+        assert label in log and "?table=diff_t" in log
+        assert not any(secret in log for secret in passwords)
+        assert "pgpass" not in log and "holder.cnf" not in log
