@@ -337,6 +337,10 @@ def spark_session(root: Path) -> Iterator[Any]:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "1")
         .config("spark.default.parallelism", "1")
+        # Tables of a few hundred rows: compiling code per query costs more than it saves.
+        .config("spark.sql.codegen.wholeStage", "false")
+        .config("spark.sql.codegen.factoryMode", "NO_CODEGEN")
+        .config("spark.sql.adaptive.enabled", "false")
         .config("spark.sql.warehouse.dir", str(root / "spark-warehouse"))
         .config("spark.driver.memory", "1g")
         .getOrCreate()
