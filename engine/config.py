@@ -70,6 +70,7 @@ from engine.signing import PublicKey, SigningKey
 from engine.source import TableSource, open_source
 from engine.types import SqlType, normalize_value
 from engine.voucher import VoucherPolicy
+from engine.warehouses.location import Location, is_url
 
 __all__ = [
     "AUTO",
@@ -205,7 +206,7 @@ class TableConfig:
     """A served table: where its rows are and its policy. ``columns`` is keyed lower-case."""
 
     name: str
-    source: Path | None
+    source: Location | None
     k: int = DEFAULT_K
     default_uses: frozenset[str] = frozenset()
     max_auto_domain: int = DEFAULT_MAX_DOMAIN
@@ -317,9 +318,11 @@ def parse_config(
 def _parse_table(name: str, raw: Any, path: str, base: Path) -> TableConfig:
     _text(name, path)
     table = _table(raw, path, _KEYS["table"])
-    source = None
+    source: Location | None = None
     if "source" in table:
-        source = _path(table["source"], _key(path, "source"), base, must_exist=True)
+        text = _text(table["source"], _key(path, "source"))
+        # A warehouse URL is kept as written; a file path resolves against the config.
+        source = text if is_url(text) else _path(text, _key(path, "source"), base, must_exist=True)
     k = _positive(table.get("k", DEFAULT_K), _key(path, "k"))
     default_uses = _uses(table.get("default_uses", []), _key(path, "default_uses"))
     max_auto = _positive(
@@ -605,8 +608,8 @@ def _domain(
 
 def load_tables(
     config: NodeConfig,
-    sources: Mapping[str, Path] | None = None,
-    opener: Callable[[str, Path], TableSource] = open_source,
+    sources: Mapping[str, Location] | None = None,
+    opener: Callable[[str, Location], TableSource] = open_source,
 ) -> tuple[dict[str, TableSource], dict[str, TableInfo]]:
     """Open every configured table and build its catalog entry; both keyed lower-case.
 
@@ -630,7 +633,7 @@ def load_tables(
                 _key(_key("tables", table.name), "source"),
                 f"no source given (set it here or with --table {table.name}=PATH)",
             )
-        source = opener(table.name, Path(path))
+        source = opener(table.name, path)
         opened[key] = source
         infos[key] = table_info(table, source.schema(), source.distinct_values)
     return opened, infos

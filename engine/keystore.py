@@ -33,6 +33,11 @@ class KeyStore:
         self._lock = threading.Lock()
         self._contexts: OrderedDict[str, tuple[ts.Context, bytes]] = OrderedDict()
 
+    def __len__(self) -> int:
+        """How many public contexts are cached (a metrics gauge reads it)."""
+        with self._lock:
+            return len(self._contexts)
+
     def register(self, public: bytes) -> str:
         """Vet and cache a public context; returns its key id. Idempotent."""
         kid = ckks.key_id(public)

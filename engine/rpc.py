@@ -13,7 +13,7 @@ import functools
 import inspect
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
 from typing import Any, TypeVar
 
@@ -104,6 +104,7 @@ def create_server(
     service_names: Iterable[str],
     tls: TlsFiles | None = None,
     max_concurrent: int = 64,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> tuple[grpc.Server, int]:
     """Start a server on ``address`` (port 0 picks one); returns (server, port).
 
@@ -112,7 +113,8 @@ def create_server(
     ``service_names``. With ``tls`` the server requires client certificates
     (mTLS); without, it serves plaintext only on a loopback address. Beyond
     ``max_concurrent`` calls in flight, new calls are shed with
-    RESOURCE_EXHAUSTED instead of queueing without bound.
+    RESOURCE_EXHAUSTED instead of queueing without bound. ``interceptors`` run
+    after the malformed-request guard (the node's metrics, ``engine.telemetry``).
     """
     if tls is None and not is_loopback(address):
         raise ConfigError(
@@ -125,7 +127,7 @@ def create_server(
         futures.ThreadPoolExecutor(max_workers=max_concurrent + 4, thread_name_prefix="rpc"),
         options=_SERVER_OPTIONS,
         maximum_concurrent_rpcs=max_concurrent,
-        interceptors=[_MalformedRequests()],
+        interceptors=[_MalformedRequests(), *interceptors],
     )
     for add in register:
         add(server)

@@ -1,6 +1,11 @@
 """A holder's tables and the engines that run its local SQL.
 
-``--table NAME=PATH`` picks the engine from the file: CSV (loaded once into
+Every served table is a :class:`TableSource`: an engine that runs the SQL
+sqlglot wrote in its dialect, with parameters bound, and describes its
+columns. ``--table NAME=SOURCE`` picks the engine. A URL
+(``postgresql://``, ``mysql://``, ``spark://`` ...) is a table in a warehouse
+the holder already runs (see :mod:`engine.warehouses`). A path picks the
+engine from the file: CSV (loaded once into
 an in-memory DuckDB table, so repeated queries do not re-parse it), Parquet
 (a DuckDB view, scanned lazily), a DuckDB database file or a SQLite database
 file (recognised by their magic bytes; the table of the same name is served,
@@ -17,6 +22,7 @@ import shutil
 import sqlite3
 import tempfile
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +34,9 @@ from sqlglot import exp
 from engine.errors import ConfigError, SourceError
 from engine.pushdown import SQLITE_VAR_POP
 from engine.types import SqlType, from_duckdb, from_sqlite
+from engine.warehouses.location import Location, is_url
 
-__all__ = ["TableSource", "open_source"]
+__all__ = ["FileSource", "Stream", "TableSource", "open_source"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _INTERNAL = "served"  # name of a CSV/Parquet table inside its private DuckDB
@@ -56,9 +63,88 @@ class _WelfordVarPop:
         return self.m2 / self.n if self.n else None
 
 
+class Stream(ABC):
+    """An open result read in order, block by block (scoring's feature rows)."""
+
+    @abstractmethod
+    def fetch(self, rows: int) -> list[tuple[Any, ...]]:
+        """Up to ``rows`` more rows; fewer only at the end."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the cursor or connection behind the stream."""
+
+
+class TableSource(ABC):
+    """One served table in the engine that runs its SQL.
+
+    Attributes:
+        name: the table's served (catalog) name.
+        dialect: the sqlglot dialect its SQL is written in.
+        sql_name: the table's name inside its engine.
+    """
+
+    name: str
+    dialect: str
+    sql_name: str
+
+    @abstractmethod
+    def run(self, sql: str, params: dict[str, Any] | Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Execute read-only SQL; engine errors become :class:`SourceError`."""
+
+    @abstractmethod
+    def stream(self, sql: str, params: dict[str, Any], req: dict[str, Any]) -> Stream:
+        """Run ``sql`` with the request relation ``req`` (columns ``pos``, ``id``,
+        ``id_int`` of equal length) available as table ``req``, and read the
+        result in order, block by block.
+        """
+
+    @abstractmethod
+    def schema(self) -> list[tuple[str, SqlType]]:
+        """The table's columns in the engine's order, types normalised."""
+
+    def describe(self) -> str:
+        """Where the table lives, safe to log (never a password)."""
+        return self.dialect
+
+    def close(self) -> None:  # noqa: B027  (most sources hold nothing to release)
+        """Release connections to the engine (warehouse sources hold one per thread)."""
+
+    def distinct_values(self, column: str, limit: int) -> list[Any] | None:
+        """The column's distinct values, or None when there are more than ``limit``."""
+        query = (
+            exp.select(exp.column(column, quoted=True))
+            .distinct()
+            .from_(exp.table_(self.sql_name, quoted=True))
+            .limit(limit + 1)
+        )
+        rows = self.run(query.sql(self.dialect))
+        if len(rows) > limit:
+            return None
+        return [_clean(r[0]) for r in rows]
+
+    def min_max(self, column: str) -> tuple[Any, Any]:
+        """The smallest and largest value of a column (NULLs ignored)."""
+        col = exp.column(column, quoted=True)
+        query = exp.select(exp.Min(this=col), exp.Max(this=col.copy())).from_(
+            exp.table_(self.sql_name, quoted=True)
+        )
+        low, high = self.run(query.sql(self.dialect))[0]
+        return _clean(low), _clean(high)
+
+    def max_abs(self, column: str) -> float | None:
+        """The largest magnitude in a numeric column (None when all NULL)."""
+        col = exp.column(column, quoted=True)
+        query = exp.select(exp.Max(this=exp.Abs(this=exp.cast(col, "DOUBLE")))).from_(
+            exp.table_(self.sql_name, quoted=True)
+        )
+        value = self.run(query.sql(self.dialect))[0][0]
+        return None if value is None or not math.isfinite(value) else float(value)
+
+
 @dataclass
-class TableSource:
-    """One served table: its engine, how to reach it, and its schema."""
+class FileSource(TableSource):
+    """A table in a file the holder reads: CSV, Parquet, DuckDB or SQLite."""
 
     name: str
     path: Path
@@ -74,7 +160,6 @@ class TableSource:
 
     # -- running SQL ---------------------------------------------------------
     def run(self, sql: str, params: dict[str, Any] | Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Execute read-only SQL; engine errors become :class:`SourceError`."""
         try:
             if self._duck is not None:
                 cursor = self._duck.cursor()
@@ -88,10 +173,7 @@ class TableSource:
                 f"table {self.name}: the local engine refused the query: {exc}"
             ) from exc
 
-    def stream(self, sql: str, params: dict[str, Any], req: dict[str, Any]) -> _Stream:
-        """Run ``sql`` with the request relation ``req`` (columns of equal length)
-        available as table ``req``, and read the result in order, block by block.
-        """
+    def stream(self, sql: str, params: dict[str, Any], req: dict[str, Any]) -> Stream:
         try:
             if self._duck is not None:
                 cursor = self._duck.cursor()
@@ -152,40 +234,12 @@ class TableSource:
         rows = self.run(pragma.sql("sqlite"))
         return [(str(r[1]), from_sqlite(str(r[2] or ""))) for r in rows]
 
-    def distinct_values(self, column: str, limit: int) -> list[Any] | None:
-        """The column's distinct values, or None when there are more than ``limit``."""
-        query = (
-            exp.select(exp.column(column, quoted=True))
-            .distinct()
-            .from_(exp.table_(self.sql_name, quoted=True))
-            .limit(limit + 1)
-        )
-        rows = self.run(query.sql(self.dialect))
-        if len(rows) > limit:
-            return None
-        return [_clean(r[0]) for r in rows]
-
-    def min_max(self, column: str) -> tuple[Any, Any]:
-        """The smallest and largest value of a column (NULLs ignored)."""
-        col = exp.column(column, quoted=True)
-        query = exp.select(exp.Min(this=col), exp.Max(this=col.copy())).from_(
-            exp.table_(self.sql_name, quoted=True)
-        )
-        low, high = self.run(query.sql(self.dialect))[0]
-        return low, high
-
-    def max_abs(self, column: str) -> float | None:
-        """The largest magnitude in a numeric column (None when all NULL)."""
-        col = exp.column(column, quoted=True)
-        query = exp.select(exp.Max(this=exp.Abs(this=exp.cast(col, "DOUBLE")))).from_(
-            exp.table_(self.sql_name, quoted=True)
-        )
-        value = self.run(query.sql(self.dialect))[0][0]
-        return None if value is None or not math.isfinite(value) else float(value)
+    def describe(self) -> str:
+        return f"{self.dialect} file {self.path.name}"
 
 
-class _Stream:
-    """An open result read in order, block by block; owns its cursor or connection."""
+class _Stream(Stream):
+    """An open DuckDB or SQLite result; owns its cursor or connection."""
 
     def __init__(self, owner: Any, result: Any):
         self._owner = owner
@@ -245,8 +299,20 @@ def _magic(path: Path) -> bytes:
         return handle.read(16)
 
 
-def open_source(name: str, path: Path) -> TableSource:
-    """Open ``path`` as the source of table ``name``; refuses unknown formats clearly."""
+def open_source(name: str, location: Location) -> TableSource:
+    """Open ``location`` as the source of table ``name``; refuses unknown formats clearly.
+
+    Args:
+        name: the served table name.
+        location: a warehouse URL (see :func:`engine.warehouses.open_warehouse`)
+            or the path of a file.
+    """
+    if is_url(location):
+        # Imported here: a holder serving files needs no warehouse driver installed.
+        from engine.warehouses import open_warehouse
+
+        return open_warehouse(name, str(location))
+    path = Path(location)
     if not path.exists():
         raise ConfigError(f"table {name}: source {path} does not exist")
     suffix = "".join(path.suffixes[-2:]).lower()
@@ -254,20 +320,20 @@ def open_source(name: str, path: Path) -> TableSource:
         if suffix.endswith((".csv", ".csv.gz", ".tsv")):
             con = _duckdb(":memory:")
             con.read_csv(str(path)).to_table(_INTERNAL)
-            return TableSource(name, path, "duckdb", _duck=con, sql_name=_INTERNAL)
+            return FileSource(name, path, "duckdb", _duck=con, sql_name=_INTERNAL)
         if suffix.endswith(".parquet"):
             con = _duckdb(":memory:")
             con.read_parquet(str(path)).to_view(_INTERNAL)
-            return TableSource(name, path, "duckdb", _duck=con, sql_name=_INTERNAL)
+            return FileSource(name, path, "duckdb", _duck=con, sql_name=_INTERNAL)
         header = _magic(path)
         if header.startswith(_SQLITE_MAGIC):
-            source = TableSource(name, path, "sqlite", _local=threading.local())
+            source = FileSource(name, path, "sqlite", _local=threading.local())
             if not source.schema():
                 raise ConfigError(f"table {name}: SQLite file {path} has no table named {name}")
             return source
         if header[8:12] == _DUCKDB_MAGIC:
             con = _duckdb(str(path), read_only=True)
-            source = TableSource(name, path, "duckdb", _duck=con)
+            source = FileSource(name, path, "duckdb", _duck=con)
             tables = {str(r[0]).lower(): str(r[0]) for r in source.run("SHOW TABLES")}
             if name.lower() not in tables:
                 raise ConfigError(f"table {name}: DuckDB file {path} has no table named {name}")

@@ -155,7 +155,9 @@ class Coordinator:
         )
 
 
-def serve_coordinator(coordinator: Coordinator, listen: str, tls: TlsFiles | None = None) -> Any:
+def serve_coordinator(
+    coordinator: Coordinator, listen: str, tls: TlsFiles | None = None, metrics: Any = None
+) -> Any:
     """Start serving ``coordinator`` on ``listen``; returns (server, port).
 
     The gRPC servicer lives at the transport edge (:mod:`nodes.servicers`);
@@ -163,4 +165,4 @@ def serve_coordinator(coordinator: Coordinator, listen: str, tls: TlsFiles | Non
     """
     from nodes.servicers import serve_coordinator as serve  # the edge imports us, not we it
 
-    return serve(coordinator, listen, tls)
+    return serve(coordinator, listen, tls, metrics=metrics)

@@ -17,7 +17,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from engine import ckks
@@ -35,6 +34,7 @@ from engine.scoring import HolderModel, check_features, feature_blocks, feature_
 from engine.source import TableSource, open_source
 from engine.tls import TlsFiles
 from engine.voucher import AccessRequest, entity_ids, plan_reads
+from engine.warehouses.location import Location
 
 __all__ = ["HolderNode", "serve_holder"]
 
@@ -66,10 +66,10 @@ class HolderNode:
 
     @classmethod
     def quickstart(
-        cls, name: str, tables: Mapping[str, Path], k: int = DEFAULT_K, workers: int = 0
+        cls, name: str, tables: Mapping[str, Location], k: int = DEFAULT_K, workers: int = 0
     ) -> HolderNode:
         """A node serving ``tables`` with the permissive quick-start policy."""
-        sources = {t: open_source(t, Path(p)) for t, p in tables.items()}
+        sources = {t: open_source(t, p) for t, p in tables.items()}
         infos = {t.lower(): quickstart_table(s, k) for t, s in sources.items()}
         log.warning(
             "holder %s runs in quick-start mode: every column may be filtered and "
@@ -82,7 +82,7 @@ class HolderNode:
 
     @classmethod
     def from_config(
-        cls, config: NodeConfig, tables: Mapping[str, Path] | None = None, workers: int = 0
+        cls, config: NodeConfig, tables: Mapping[str, Location] | None = None, workers: int = 0
     ) -> HolderNode:
         """A node as its config file describes it (policies, vouchers, ledger)."""
         if not config.name:
@@ -275,7 +275,9 @@ class HolderNode:
         return self.gov.read_ledger(request, signature, dt.datetime.now(dt.timezone.utc))
 
 
-def serve_holder(node: HolderNode, listen: str, tls: TlsFiles | None = None) -> Any:
+def serve_holder(
+    node: HolderNode, listen: str, tls: TlsFiles | None = None, metrics: Any = None
+) -> Any:
     """Start serving ``node`` on ``listen``; returns (server, port).
 
     The gRPC servicer lives at the transport edge (:mod:`nodes.servicers`);
@@ -283,4 +285,4 @@ def serve_holder(node: HolderNode, listen: str, tls: TlsFiles | None = None) -> 
     """
     from nodes.servicers import serve_holder as serve  # the edge imports us, not we it
 
-    return serve(node, listen, tls)
+    return serve(node, listen, tls, metrics=metrics)

@@ -22,6 +22,7 @@ import grpc
 from engine import ckks, serde
 from engine.model import FeatureSpec
 from engine.rpc import create_server, servicer_errors
+from engine.telemetry import NodeMetrics
 from engine.tls import ANALYST_SUBJECT_HEADER, TlsFiles, caller_identity
 from protos.unseen.v1 import (
     audit_pb2,
@@ -271,31 +272,57 @@ class CoordinatorServicer(_SharedMethods, coordinator_pb2_grpc.CoordinatorServic
 
 
 def serve_holder(
-    node: HolderNode, listen: str, tls: TlsFiles | None = None, max_concurrent: int = 64
+    node: HolderNode,
+    listen: str,
+    tls: TlsFiles | None = None,
+    max_concurrent: int = 64,
+    metrics: NodeMetrics | None = None,
 ) -> tuple[Any, int]:
     """Start serving ``node`` on ``listen``; returns (server, port).
 
     Beyond ``max_concurrent`` calls in flight the node sheds new ones with
-    RESOURCE_EXHAUSTED (see :func:`engine.rpc.create_server`).
+    RESOURCE_EXHAUSTED (see :func:`engine.rpc.create_server`). With ``metrics``
+    every call is recorded and the node's caches are gauged.
     """
     servicer = HolderServicer(node)
+    interceptors = []
+    if metrics is not None:
+        metrics.gauge("unseen_keys_cached", "Public contexts registered", lambda: len(node.keys))
+        metrics.gauge(
+            "unseen_models_cached", "Scoring models registered", lambda: len(node._models)
+        )
+        interceptors.append(metrics.interceptor())
     return create_server(
         listen,
         [lambda s: holder_pb2_grpc.add_HolderServicer_to_server(servicer, s)],
         [HOLDER_SERVICE],
         tls=tls,
         max_concurrent=max_concurrent,
+        interceptors=interceptors,
     )
 
 
 def serve_coordinator(
-    coordinator: Coordinator, listen: str, tls: TlsFiles | None = None
+    coordinator: Coordinator,
+    listen: str,
+    tls: TlsFiles | None = None,
+    metrics: NodeMetrics | None = None,
 ) -> tuple[Any, int]:
-    """Start serving ``coordinator`` on ``listen``; returns (server, port)."""
+    """Start serving ``coordinator`` on ``listen``; returns (server, port).
+
+    With ``metrics`` every call is recorded and the key cache is gauged.
+    """
     servicer = CoordinatorServicer(coordinator)
+    interceptors = []
+    if metrics is not None:
+        metrics.gauge(
+            "unseen_keys_cached", "Public contexts registered", lambda: len(coordinator.keys)
+        )
+        interceptors.append(metrics.interceptor())
     return create_server(
         listen,
         [lambda s: coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, s)],
         [COORDINATOR_SERVICE],
         tls=tls,
+        interceptors=interceptors,
     )

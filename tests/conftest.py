@@ -18,6 +18,7 @@ from engine.client import Client
 from engine.keys import AnalystKey
 from nodes.coordinator import Coordinator, serve_coordinator
 from nodes.holder import HolderNode, serve_holder
+from tests.servers import mariadb, postgres, spark  # noqa: F401  (session fixtures)
 
 settings.register_profile(
     "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=100
@@ -70,10 +71,12 @@ class Federation:
             server.stop(grace=None).wait()
         for node in self.holders.values():
             node.pool.close()  # worker processes and the model spool
+            for source in node.sources.values():
+                source.close()  # warehouse connections
 
 
 def start_federation(
-    holders: Mapping[str, Mapping[str, Path]], k: int = 5, workers: int = 0
+    holders: Mapping[str, Mapping[str, Path | str]], k: int = 5, workers: int = 0
 ) -> Federation:
     nodes, servers, addresses = {}, {}, {}
     for name, tables in holders.items():
@@ -89,7 +92,9 @@ def start_federation(
 def federation_factory() -> Iterator:
     started: list[Federation] = []
 
-    def make(holders: Mapping[str, Mapping[str, Path]], k: int = 5, workers: int = 0) -> Federation:
+    def make(
+        holders: Mapping[str, Mapping[str, Path | str]], k: int = 5, workers: int = 0
+    ) -> Federation:
         fed = start_federation(holders, k, workers)
         started.append(fed)
         return fed

@@ -33,6 +33,7 @@ from engine.errors import (
     VerificationError,
 )
 from engine.result import Result
+from engine.warehouses.location import Location, is_url
 from unseen.governance import (
     add_commands,
     add_tls_flags,
@@ -45,6 +46,7 @@ from unseen.logs import LEVELS, configure, default_json, default_level
 
 if TYPE_CHECKING:  # imported where used, so only the commands that talk to a coordinator load it
     from engine.client import Client
+    from engine.telemetry import NodeMetrics
     from nodes.coordinator import Coordinator
 
 __all__ = ["main"]
@@ -61,11 +63,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"unseen: {message} (see {self.prog} --help)\n")
 
 
-def _table_arg(text: str) -> tuple[str, Path]:
-    name, sep, path = text.partition("=")
-    if not sep or not name or not path:
+def _table_arg(text: str) -> tuple[str, Location]:
+    name, sep, source = text.partition("=")
+    if not sep or not name or not source:
         raise argparse.ArgumentTypeError(f"expected TABLE=SOURCE, got {text!r}")
-    return name, Path(path)
+    # A warehouse URL stays text: Path() would fold its "//".
+    return name, source if is_url(source) else Path(source)
+
+
+def _add_metrics_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics",
+        default=None,
+        type=_address,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics (counts and latencies, never data) on HOST:PORT",
+    )
 
 
 def _address(text: str) -> str:
@@ -122,12 +135,33 @@ def _cmd_node_serve(args: argparse.Namespace) -> int:
         listen = args.listen
         node = HolderNode.quickstart(args.name, dict(args.table), k=args.k, workers=args.workers)
     node.pool.start()
+    metrics = _metrics(args, "holder", node.name)
     try:
         tls = _tls(args, tls_config, server=True)
-        server, port = serve_holder(node, listen, tls)
+        server, port = serve_holder(node, listen, tls, metrics)
         return _serve_forever(server, f"holder {node.name}", listen, port)
     finally:
         node.pool.close()
+        for source in node.sources.values():
+            source.close()
+        if metrics is not None:
+            metrics.close()
+
+
+def _metrics(args: argparse.Namespace, role: str, name: str) -> NodeMetrics | None:
+    """The node's Prometheus endpoint when ``--metrics HOST:PORT`` asks for one."""
+    if args.metrics is None:
+        return None
+    from engine.telemetry import NodeMetrics
+
+    metrics = NodeMetrics(role, name)
+    try:
+        port = metrics.serve(args.metrics)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve metrics on {args.metrics}: {exc.strerror}") from exc
+    host = args.metrics.rpartition(":")[0]
+    print(f"{role} {name} metrics on http://{host}:{port}/metrics", flush=True)
+    return metrics
 
 
 def _cmd_certs(args: argparse.Namespace) -> int:
@@ -152,7 +186,8 @@ def _cmd_coordinator_serve(args: argparse.Namespace) -> int:
 
     tls = _tls(args, server=True)
     coordinator = Coordinator.connect(args.holder, tls=tls)
-    server, port = serve_coordinator(coordinator, args.listen, tls)
+    metrics = _metrics(args, "coordinator", "coordinator")
+    server, port = serve_coordinator(coordinator, args.listen, tls, metrics)
     # Ask every configured holder for its catalog now, so that one that is down or
     # misconfigured shows in the log at start-up, not first in an analyst's error.
     threading.Thread(target=_first_catalogs, args=(coordinator,), daemon=True).start()
@@ -160,6 +195,8 @@ def _cmd_coordinator_serve(args: argparse.Namespace) -> int:
         return _serve_forever(server, "coordinator", args.listen, port)
     finally:
         coordinator.close()
+        if metrics is not None:
+            metrics.close()
 
 
 def _first_catalogs(coordinator: Coordinator) -> None:
@@ -346,6 +383,7 @@ def _parser() -> argparse.ArgumentParser:
         "cores or fewer, else up to 4)",
     )
     add_tls_flags(serve)
+    _add_metrics_flag(serve)
     serve.set_defaults(func=_cmd_node_serve)
 
     coord = commands.add_parser("coordinator", help="key-less coordinator").add_subparsers(
@@ -357,6 +395,7 @@ def _parser() -> argparse.ArgumentParser:
         "--holder", action="append", type=_address, default=[], required=True, metavar="HOST:PORT"
     )
     add_tls_flags(cserve)
+    _add_metrics_flag(cserve)
     cserve.set_defaults(func=_cmd_coordinator_serve)
 
     certs = commands.add_parser("certs", help="a development CA and mTLS certificates")
