@@ -50,6 +50,7 @@ TRANSPORT = {
     "engine/peers.py",  # typed peers: every stub and every outgoing call
     "engine/tls.py",  # credentials and the caller's certificate identity
     "nodes/servicers.py",  # the holder's and the coordinator's servicers
+    "engine/telemetry.py",  # a server interceptor that counts calls by RPC and status
 }
 
 
