@@ -12,7 +12,6 @@ others have.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +32,6 @@ __all__ = [
     "HolderModel",
     "check_features",
     "feature_blocks",
-    "feature_exponents",
     "partial_score",
 ]
 
@@ -245,24 +243,6 @@ def _blocks(
         matrix[missing] = np.broadcast_to(defaults, matrix.shape)[missing]
         done += take
         yield matrix
-
-
-def feature_exponents(
-    features: Sequence[FeatureSpec],
-    sources: dict[str, TableSource],
-    tables: dict[str, TableInfo],
-    ids: Sequence[str],
-    block: int = 4096,
-) -> list[int]:
-    """Per feature, the smallest e >= 0 with |value| <= 2^e over the requested entities.
-
-    Taken over the entities about to be scored (defaults included), so the
-    bound says nothing about entities outside the request.
-    """
-    bound = np.zeros(len(features))
-    for matrix in feature_blocks(features, sources, tables, ids, block):
-        bound = np.maximum(bound, np.max(np.abs(matrix), axis=0, initial=0.0))
-    return [0 if b <= 1 else math.ceil(math.log2(b)) for b in bound]
 
 
 def partial_score(

@@ -33,7 +33,8 @@ from engine.model import FeatureSpec
 from engine.plan import AggregatePlan, Limits
 from engine.policy import DEFAULT_K, quickstart_table
 from engine.rpc import create_server, servicer_errors
-from engine.scoring import HolderModel, check_features, feature_blocks, feature_exponents
+from engine.scaling import FeatureScaling
+from engine.scoring import HolderModel, check_features, feature_blocks
 from engine.source import TableSource, open_source
 from engine.tls import ANALYST_SUBJECT_HEADER, TlsFiles, caller_identity
 from engine.voucher import AccessRequest, entity_ids, plan_reads
@@ -62,6 +63,7 @@ class HolderNode:
     pool: ScoringPool = field(default_factory=ScoringPool)
     max_models: int = 16
     max_entities: int = 5_000_000
+    scaling: FeatureScaling = field(default_factory=FeatureScaling)
     _models: OrderedDict[str, HolderModel] = field(default_factory=OrderedDict)
     _models_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -190,14 +192,18 @@ class HolderNode:
         vouchers: tuple[str, ...] = (),
         subject: str | None = None,
     ) -> tuple[list[int], list[str]]:
-        """Power-of-two bounds of the features over the requested entities."""
+        """Power-of-two bounds of the features over the whole table, never over ``ids``.
+
+        The ids are checked against the vouchers (entity scope) and the step is
+        charged like any request, but the answer does not depend on them.
+        """
         for feature in features:
             self._table(feature.table)
         request = self._score_request("prepare", key_id, features, ids, "", subject)
 
         def answer() -> list[int]:
             check_features(features, self.tables)
-            return feature_exponents(features, self.sources, self.tables, ids)
+            return self.scaling.exponents(features, self.sources, self.tables)
 
         return self.gov.run(request, vouchers, answer, lambda e: json.dumps(e).encode())
 

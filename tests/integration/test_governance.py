@@ -554,14 +554,23 @@ def test_score_outside_the_voucher_entities_is_refused_at_prepare_and_at_score(f
     assert [(e.kind, e.outcome) for e in logged] == [("prepare", "refused")]
 
 
-def test_a_quota_of_one_admits_one_score(fed, key):
+def test_prepare_is_charged_so_a_quota_of_two_admits_one_new_model_score(fed, key):
     world = fed.world
     model = parse_model(
         {"entity": "account", "features": [{"table": "power", "column": "kwh", "weight": 0.5}]}
     )
-    vouchers = [world.voucher("grid", key.key_id, quota=1, voucher_id="v-score-once")]
+    vouchers = [world.voucher("grid", key.key_id, quota=2, voucher_id="v-score-once")]
     result = fed.client(key, vouchers).score(model, ACCOUNTS[:4])
     assert len(result.rows) == 4
+    # The prepare step reached the grid's table, so it used one of the two queries.
+    err = _refused(fed.client(key, vouchers).score, model, ACCOUNTS[:4])
+    assert str(err).endswith("voucher v-score-once has used its quota of 2 queries")
+    once = parse_model(
+        {"entity": "account", "features": [{"table": "power", "column": "kwh", "weight": 0.25}]}
+    )
+    single = [world.voucher("grid", key.key_id, quota=1, voucher_id="v-prepare-only")]
+    err = _refused(fed.client(key, single).score, once, ACCOUNTS[:4])
+    assert str(err).endswith("voucher v-prepare-only has used its quota of 1 query")
 
 
 # -- 6: supervisor over RPC ---------------------------------------------------------------------
