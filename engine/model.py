@@ -30,6 +30,7 @@ from typing import Any
 from engine.catalog import Catalog, ColumnInfo, TableInfo
 from engine.errors import ConfigError, PlanError, PolicyError
 from engine.expr import Expr
+from engine.identifiers import not_an_identifier
 
 __all__ = [
     "AGGREGATES",
@@ -192,7 +193,7 @@ def check_feature(
     if key_column is None:
         raise PlanError(f"table {table.name} has no entity column {key}")
     if not key_column.allows("entity"):
-        raise PolicyError(f"column {table.name}.{key_column.name} may not key entities")
+        raise PolicyError(not_an_identifier(table.name, key_column.name))
     if feature.aggregate != "count" and not column.type.numeric:
         raise PlanError(
             f"feature {table.name}.{column.name} is {column.type}, not a number; "

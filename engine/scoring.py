@@ -23,6 +23,7 @@ from sqlglot import exp
 from engine import ckks
 from engine.catalog import TableInfo
 from engine.errors import EncodingOverflowError, PlanError, PolicyError, SourceError
+from engine.identifiers import not_an_identifier
 from engine.model import AGGREGATES, TRANSFORMS, FeatureSpec
 from engine.plan import expr_type
 from engine.pushdown import _Builder
@@ -68,7 +69,7 @@ def check_features(features: Sequence[FeatureSpec], tables: dict[str, TableInfo]
             missing = feature.key if key is None else feature.column
             raise PlanError(f"table {table.name} has no column {missing}")
         if not key.allows("entity"):
-            raise PolicyError(f"column {table.name}.{key.name} may not key entities")
+            raise PolicyError(not_an_identifier(table.name, key.name))
         use = "aggregate" if feature.aggregate == "count" else "score"
         if not column.allows(use):
             raise PolicyError(f"column {table.name}.{column.name} may not feed scores")
