@@ -18,10 +18,13 @@ from engine.identifiers import is_identifier
 from engine.source import TableSource
 from engine.types import normalize_value
 
-__all__ = ["DEFAULT_K", "DEFAULT_MAX_DOMAIN", "quickstart_table"]
+__all__ = ["DEFAULT_K", "DEFAULT_MAX_DOMAIN", "DEFAULT_MIN_SCORE_BATCH", "quickstart_table"]
 
 DEFAULT_K = 5
 DEFAULT_MAX_DOMAIN = 100
+# A bank scoring one loan applicant is a legitimate use, so one entity is enough
+# unless the table's config asks for more (docs/threat-model.md).
+DEFAULT_MIN_SCORE_BATCH = 1
 
 
 def quickstart_table(

@@ -31,6 +31,7 @@ from engine.source import TableSource
 
 __all__ = [
     "HolderModel",
+    "check_batch",
     "check_features",
     "feature_blocks",
     "partial_score",
@@ -81,6 +82,25 @@ def check_features(features: Sequence[FeatureSpec], tables: dict[str, TableInfo]
             raise PlanError(f"unknown feature transform {feature.transform!r}")
         if feature.filter is not None:
             expr_type(feature.filter, table, "filter")
+
+
+def check_batch(
+    features: Sequence[FeatureSpec], tables: dict[str, TableInfo], ids: Sequence[str]
+) -> None:
+    """Refuse a score naming fewer distinct entities than a feature's table requires.
+
+    Repeating one id does not count; made-up ids do (they cannot be told apart
+    from entities this holder lacks without revealing which it has), so a
+    voucher's entity scope is what stops padding.
+    """
+    distinct = len(set(ids))
+    for feature in features:
+        table = tables[feature.table.lower()]
+        if distinct < table.min_score_batch:
+            raise PolicyError(
+                f"table {table.name} scores at least {table.min_score_batch} distinct entities "
+                f"per request; this one names {distinct}"
+            )
 
 
 def _subquery(

@@ -34,7 +34,7 @@ from engine.plan import AggregatePlan, Limits
 from engine.policy import DEFAULT_K, quickstart_table
 from engine.rpc import create_server, servicer_errors
 from engine.scaling import FeatureScaling
-from engine.scoring import HolderModel, check_features, feature_blocks
+from engine.scoring import HolderModel, check_batch, check_features, feature_blocks
 from engine.source import TableSource, open_source
 from engine.tls import ANALYST_SUBJECT_HEADER, TlsFiles, caller_identity
 from engine.voucher import AccessRequest, entity_ids, plan_reads
@@ -271,6 +271,7 @@ class HolderNode:
         log.info("scoring %d entities with %d features", len(ids), len(model.features))
 
         def stream() -> Iterator[bytes]:
+            check_batch(model.features, self.tables, ids)
             blocks = feature_blocks(model.features, self.sources, self.tables, ids, slots)
             return self.pool.partials(model, blocks, slots)
 
