@@ -215,14 +215,18 @@ def check_feature(
     return table, column, key_column
 
 
-def model_fingerprint(salt: bytes, key_id: str, model: Model) -> str:
+def model_fingerprint(salt: bytes, key_id: str, model: Model, weights: str = "") -> str:
     """A keyed fingerprint naming a model without revealing it (HMAC-SHA256).
 
     The same model and key always get the same id, so weights are registered
     once; without the analyst's salt nobody can test a guess of the weights.
+    ``weights`` names the ciphertexts when they are not the analyst's own (an
+    issuer's approved weights), so they register under an id of their own.
     """
+    extra = {"weights": weights} if weights else {}
     canonical = json.dumps(
         {
+            **extra,
             "key_id": key_id,
             "entity": model.entity,
             "features": [f.__dict__ for f in model.features],

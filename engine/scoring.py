@@ -56,6 +56,8 @@ class HolderModel:
     features: tuple[FeatureSpec, ...]
     exponents: tuple[int, ...]
     weights: tuple[bytes, ...] = field(repr=False)
+    # Per feature, what a voucher's model approval must name (engine.approval).
+    digests: tuple[str, ...] = ()
 
 
 def check_features(features: Sequence[FeatureSpec], tables: dict[str, TableInfo]) -> None:

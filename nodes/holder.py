@@ -22,6 +22,7 @@ from pathlib import Path
 import grpc
 
 from engine import ckks, serde
+from engine.approval import feature_digest
 from engine.catalog import Catalog, TableInfo
 from engine.config import NodeConfig, load_tables
 from engine.errors import PlanError, UnknownKeyError
@@ -163,6 +164,7 @@ class HolderNode:
         ids: list[str],
         extra: str,
         subject: str | None,
+        model: frozenset[str] | None = None,
     ) -> AccessRequest:
         canonical = json.dumps(
             {
@@ -182,6 +184,7 @@ class HolderNode:
             reads=score_reads(features),
             entities=entity_ids(ids),
             subject=subject,
+            model=model,
         )
 
     def prepare_model(
@@ -222,7 +225,11 @@ class HolderNode:
             return model_id
         check_features(features, self.tables)
         ctx = self.keys.get(key_id)
-        model = HolderModel(model_id, key_id, features, exponents, weights)
+        digests = tuple(
+            feature_digest(serde.feature_bytes(f), e, w)
+            for f, e, w in zip(features, exponents, weights, strict=True)
+        )
+        model = HolderModel(model_id, key_id, features, exponents, weights, digests)
         # The pool refuses weights that are not fresh ciphertexts under this key.
         self.pool.register(model, self.keys.public_bytes(key_id), ctx)
         with self._models_lock:
@@ -266,7 +273,9 @@ class HolderNode:
         if model is None or model.key_id != key_id:
             raise UnknownKeyError(f"model {model_id[:16]}... is not registered here")
         self.keys.get(key_id)
-        request = self._score_request("score", key_id, model.features, ids, model_id, subject)
+        request = self._score_request(
+            "score", key_id, model.features, ids, model_id, subject, frozenset(model.digests)
+        )
         slots = ckks.PARAMS.slots
         log.info("scoring %d entities with %d features", len(ids), len(model.features))
 

@@ -16,7 +16,9 @@ from typing import Any
 
 import grpc
 
+from engine.approval import ModelApproval
 from engine.audit import check_receipts, verify_ledger
+from engine.catalog import Catalog
 from engine.errors import ConfigError, VerificationError
 from engine.governance import sign_ledger_request
 from engine.keys import META_FILE
@@ -27,7 +29,7 @@ from engine.rpc import DEADLINES, create_channel, remote_error
 from engine.signing import PublicKey, SigningKey, utc_text
 from engine.tls import TlsFiles
 from engine.voucher import SignedVoucher, issue, verify
-from protos.unseen.v1 import audit_pb2, catalog_pb2, holder_pb2_grpc
+from protos.unseen.v1 import audit_pb2, catalog_pb2, coordinator_pb2_grpc, holder_pb2_grpc
 
 __all__ = ["add_commands", "add_tls_flags", "read_vouchers", "tls_files", "write_receipts"]
 
@@ -111,6 +113,7 @@ def cmd_voucher_issue(args: argparse.Namespace) -> int:
     entities = None
     if args.entities is not None:
         entities = [line.strip() for line in args.entities.read_text().splitlines() if line.strip()]
+    approval = _approve(args, grantee) if args.model is not None else None
     signed = issue(
         key,
         grantee=grantee,
@@ -123,6 +126,7 @@ def cmd_voucher_issue(args: argparse.Namespace) -> int:
         entities=entities,
         grantee_subject=args.subject,
         voucher_id=args.id,
+        model=approval,
     )
     if args.out is not None:
         signed.save(args.out)
@@ -130,6 +134,65 @@ def cmd_voucher_issue(args: argparse.Namespace) -> int:
     else:
         print(signed.encode())
     return 0
+
+
+def _approve(args: argparse.Namespace, grantee: str) -> ModelApproval:
+    """Review step of ``voucher issue --model``: encrypt the model's real weights under the
+    analyst's public key, write them for the analyst, return the approval to sign."""
+    from engine import ckks, serde
+    from engine.approval import ApprovedWeights, approve_model
+    from engine.client import feature_specs
+    from engine.keys import PUBLIC_FILE
+    from engine.model import load_model
+
+    if args.grantee_key is None or args.coordinator is None or args.weights_out is None:
+        raise ConfigError(
+            "--model needs --grantee-key DIR (the analyst's public key), --coordinator "
+            "HOST:PORT (the catalog the features compile against) and --weights-out FILE"
+        )
+    public = (args.grantee_key / PUBLIC_FILE).read_bytes()
+    model = load_model(args.model)
+    try:
+        exponents = [int(e) for e in args.exponents.split(",")] if args.exponents else []
+    except ValueError as exc:
+        raise ConfigError("--exponents is a comma-separated list of integers") from exc
+    if len(exponents) != len(model.features):
+        raise ConfigError(
+            f"--exponents needs one exponent per feature ({len(model.features)}); the analyst "
+            "gets them with: unseen score ... --prepare-only"
+        )
+    specs = feature_specs(model, _catalog(args))
+    # Vouchers for several holders approve one set of ciphertexts: an existing
+    # weights file (the issuer's own, from an earlier run) is reused.
+    earlier = ApprovedWeights.load(args.weights_out) if args.weights_out.exists() else None
+    approval, weights = approve_model(
+        model.link,
+        [serde.feature_bytes(s) for s in specs],
+        [f.weight for f in model.features],
+        exponents,
+        public,
+        earlier,
+    )
+    if weights.key_id != grantee or ckks.key_id(public) != grantee:
+        raise ConfigError("the analyst's public key does not match the voucher's grantee")
+    if earlier is None:
+        weights.save(args.weights_out)
+        print(f"approved weights for {len(specs)} features written to {args.weights_out}")
+    return approval
+
+
+def _catalog(args: argparse.Namespace) -> Catalog:
+    from engine import serde
+
+    channel = create_channel(args.coordinator, tls_files(args))
+    try:
+        stub = coordinator_pb2_grpc.CoordinatorStub(channel)
+        reply = stub.GetCatalog(catalog_pb2.GetCatalogRequest(), timeout=DEADLINES["catalog"])
+    except grpc.RpcError as exc:
+        raise remote_error(exc, f"coordinator {args.coordinator}") from exc
+    finally:
+        channel.close()
+    return serde.catalog_from_proto(reply)
 
 
 def cmd_voucher_show(args: argparse.Namespace) -> int:
@@ -317,6 +380,11 @@ def add_commands(commands: Any, parser_class: type) -> None:
     new.add_argument("--entities", type=Path, default=None, help="file of entity ids, one a line")
     new.add_argument("--id", default=None)
     new.add_argument("--out", type=Path, default=None)
+    new.add_argument("--model", type=Path, default=None, help="approve this model JSON file")
+    new.add_argument("--exponents", default="", help="the model's feature exponents, e.g. 0,17")
+    new.add_argument("--coordinator", default=None, help="catalog for --model (HOST:PORT)")
+    new.add_argument("--weights-out", type=Path, default=None, help="encrypted weights file")
+    add_tls_flags(new)
     new.set_defaults(func=cmd_voucher_issue)
     show = voucher.add_parser("show", help="print a voucher's fields")
     show.add_argument("file", type=Path)
