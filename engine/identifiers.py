@@ -6,11 +6,12 @@ aggregate query would suppress. So without a config file a column keys
 entities only when its values name subjects. The rule (documented in
 docs/threat-model.md): a column of text or integers that is
 
-* near-unique: at least 90 % as many distinct values as non-NULL rows (a
-  registry: one row per company), or
+* nearly unique: at most ``FEW_ROWS`` (4) rows per value on average (a
+  registry: one row per company; a small table of a few transfers per
+  account), or
 * high-cardinality and thin: more distinct values than a published domain may
-  have (``max_domain``) and at most ``MAX_ROWS_PER_ENTITY`` rows per value on
-  average (a fact table: monthly readings or transfers per account).
+  have (``max_domain``) and at most ``MAX_ROWS_PER_ENTITY`` (64) rows per value
+  on average (a fact table: monthly readings per company).
 
 Anything else (a published, groupable dimension; a column with many rows per
 value) is refused as a key; a config file declares keys explicitly with the
@@ -24,9 +25,9 @@ from sqlglot import exp
 from engine.source import TableSource
 from engine.types import SqlType
 
-__all__ = ["MAX_ROWS_PER_ENTITY", "NEAR_UNIQUE", "is_identifier", "not_an_identifier"]
+__all__ = ["FEW_ROWS", "MAX_ROWS_PER_ENTITY", "is_identifier", "not_an_identifier"]
 
-NEAR_UNIQUE = 0.9
+FEW_ROWS = 4
 MAX_ROWS_PER_ENTITY = 64
 _KINDS = ("VARCHAR", "INTEGER")
 
@@ -42,7 +43,7 @@ def is_identifier(source: TableSource, column: str, sql_type: SqlType, max_domai
     distinct, rows = (int(v or 0) for v in source.run(query.sql(source.dialect))[0])
     if distinct == 0:
         return False
-    if distinct >= NEAR_UNIQUE * rows:
+    if rows <= FEW_ROWS * distinct:
         return True
     return distinct > max_domain and rows <= MAX_ROWS_PER_ENTITY * distinct
 

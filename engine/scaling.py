@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from sqlglot import exp
 
 from engine.catalog import TableInfo
+from engine.errors import EncodingOverflowError
 from engine.model import FeatureSpec
 from engine.source import TableSource
 
@@ -66,7 +67,13 @@ def _table_bound(feature: FeatureSpec, source: TableSource, table: TableInfo) ->
     if found is None:
         return 0.0
     bound = float(found)
-    return bound if math.isfinite(bound) else math.inf
+    if not math.isfinite(bound):
+        # No power of two bounds it; the same refusal a score of that value gets.
+        raise EncodingOverflowError(
+            f"feature {table.name}.{column.name} ({feature.aggregate or 'value'}) is not finite "
+            "for some entity"
+        )
+    return bound
 
 
 class FeatureScaling:
