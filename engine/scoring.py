@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import tenseal as ts
 from sqlglot import exp
 
-from engine import ckks
 from engine.catalog import TableInfo
 from engine.errors import EncodingOverflowError, PlanError, PolicyError, SourceError
 from engine.identifiers import not_an_identifier
 from engine.model import AGGREGATES, TRANSFORMS, FeatureSpec
+from engine.partials import PartialScorer
 from engine.plan import expr_type
 from engine.pushdown import _Builder
 from engine.source import TableSource
@@ -269,15 +268,17 @@ def _blocks(
 
 
 def partial_score(
-    ctx: ts.Context,
-    weights: Sequence[ts.CKKSVector],
+    scorer: PartialScorer,
     block: np.ndarray,
     exponents: Sequence[int],
     slots: int,
 ) -> bytes:
-    """One block's partial score ciphertext: sum_j Enc(w_j 2^e_j) * x_j 2^-e_j."""
+    """One block's partial score ciphertext: sum_j Enc(w_j 2^e_j) * x_j 2^-e_j.
+
+    The block is zero-padded to ``slots`` rows: slots past the last entity
+    must decrypt to zero whatever the weights are.
+    """
     rows = block.shape[0]
-    total: ts.CKKSVector | None = None
     scaled = block * np.exp2(-np.asarray(exponents, dtype=np.float64))
     if scaled.size and float(np.max(np.abs(scaled))) > _MAX_SCALED:
         # The model was registered with bounds from other entities: a value far
@@ -287,16 +288,6 @@ def partial_score(
             f"feature {worst + 1} of the model exceeds 2^{exponents[worst]} by more than "
             f"2^{_MAX_SCALED.bit_length() - 1} for some entity; register the model again"
         )
-    for j, weight in enumerate(weights):
-        column = scaled[:, j]
-        if not column.any():
-            continue  # SEAL refuses a product with an all-zero plaintext
-        padded = np.zeros(slots)
-        padded[:rows] = column
-        term = weight.mul(padded.tolist())
-        total = term if total is None else total.add_(term)
-    if total is None:
-        # Every feature is zero in this block: an encryption of zero, brought to
-        # the same level as a real partial (one product deep) so it adds cleanly.
-        total = ckks.encrypt(ctx, np.zeros(slots)).mul(np.ones(slots).tolist())
-    return bytes(ckks.rerandomize(ctx, total).serialize())
+    padded = np.zeros((slots, scaled.shape[1]))
+    padded[:rows] = scaled
+    return scorer.partial(padded, slots)

@@ -17,6 +17,7 @@ import tenseal as ts
 
 from engine import ckks
 from engine.model import parse_model
+from engine.partials import PartialScorer
 from tests.conftest import start_federation
 from tests.shards import write_shard
 
@@ -45,14 +46,16 @@ def test_a_right_guess_of_the_features_does_not_reproduce_the_partial(grid, key)
     ids = [r[0] for r in ROWS[:40]]
     model, blocks = _partial(grid, key, ids)
     public = ts.context_from(ckks.public_bytes(key.secret))
-    weight = ts.ckks_vector_from(public, model.weights[0])
-    guess = np.zeros(ckks.PARAMS.slots)
-    guess[: len(ids)] = np.array([r[1] for r in ROWS[:40]]) * 2.0 ** -model.exponents[0]
-    recomputed = weight.mul(guess.tolist())
+    scorer = PartialScorer(public, [ts.ckks_vector_from(public, model.weights[0])])
+    guess = np.zeros((ckks.PARAMS.slots, 1))
+    guess[: len(ids), 0] = np.array([r[1] for r in ROWS[:40]]) * 2.0 ** -model.exponents[0]
+    recomputed = scorer.unmasked(guess, ckks.PARAMS.slots)
     theirs = ts.ckks_vector_from(public, blocks[0]).ciphertext()[0]
-    ours = recomputed.ciphertext()[0]
+    ours = ts.ckks_vector_from(public, recomputed).ciphertext()[0]
     assert ours.parms_id() == theirs.parms_id()  # same level: the comparison is fair
-    assert bytes(recomputed.serialize()) != blocks[0]
+    assert recomputed != blocks[0]
+    # The same guess does reproduce the unmasked products: the attack is real.
+    assert scorer.unmasked(guess, ckks.PARAMS.slots) == recomputed
     # ... and yet the holder's answer is the right one.
     values = ckks.decrypt(key.secret, blocks[0])
     assert np.allclose(values[:40], 0.5 * np.array([r[1] for r in ROWS[:40]]), atol=1e-6)
