@@ -12,9 +12,7 @@ import random
 
 import pytest
 
-from engine import serde
 from engine.model import parse_model
-from protos.unseen.v1 import coordinator_pb2_grpc
 from tests.conftest import start_federation
 from tests.shards import write_shard
 
@@ -52,9 +50,8 @@ def _probe_model() -> dict:
 
 def _prepare(fed, client, entity: str) -> list[int]:
     specs = client.feature_specs(parse_model(_probe_model()), client.catalog())
-    stub = coordinator_pb2_grpc.CoordinatorStub(client._channel)
-    reply = stub.PrepareModel(serde.prepare_parts(client.key.key_id, specs, [entity]), timeout=30)
-    return list(reply.exponents)
+    exponents, _ = client.prepare(specs, [entity])  # PrepareModel through the coordinator
+    return exponents
 
 
 def test_one_entity_prepare_reveals_neither_city_nor_amount(bank, key):
