@@ -259,8 +259,10 @@ def scoring_cell(
         return cell
     progress.log(f"  kernel floor {entities:,} x {features} ...")
     floor = kernel.kernel_floor(entities, features, repeats)
+    seal_floor = kernel.sealapi_floor(entities, features, repeats)
     plain = kernel.numpy_scores(matrix, weights, max(5, repeats))
     cell["kernel_floor_s"] = floor.to_json()
+    cell["sealapi_floor_s"] = seal_floor.to_json()
     cell["numpy_s"] = plain.to_json()
     cell["ratio_to_floor"] = ratio(end_to_end, floor)
     if entities * features <= 3_000_000:

@@ -57,6 +57,8 @@ class TableInfo:
     columns: tuple[ColumnInfo, ...]
     min_group_size: int = 5
     holders: tuple[str, ...] = ()
+    # Holder-local policy, not published: distinct entities a score must name.
+    min_score_batch: int = 1
     _index: dict[str, ColumnInfo] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -11,6 +11,7 @@ AVG/VAR/STDDEV, HAVING, ORDER BY, LIMIT, intercepts and links — happens here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ import numpy as np
 import tenseal as ts
 
 from engine import ckks
+from engine.approval import ApprovedWeights
 from engine.catalog import Catalog
 from engine.errors import PlanError, RemoteError
 from engine.finish import finish
@@ -35,7 +37,7 @@ from engine.result import Result
 from engine.sql import compile_condition, compile_sql
 from engine.tls import TlsFiles
 
-__all__ = ["AggregateReply", "Client"]
+__all__ = ["AggregateReply", "Client", "feature_specs"]
 
 _T = TypeVar("_T")
 
@@ -187,27 +189,14 @@ class Client:
     # -- scoring ----------------------------------------------------------------
     def feature_specs(self, model: Model, catalog: Catalog) -> tuple[FeatureSpec, ...]:
         """Check the model against the catalog and strip its weights for the holders."""
-        specs = []
-        for feature in model.features:
-            table, column, key_column = check_feature(feature, model.key_of(feature), catalog)
-            condition = None
-            if feature.filter is not None:
-                condition = compile_condition(feature.filter, table, catalog)
-            specs.append(
-                FeatureSpec(
-                    table=table.name,
-                    column=column.name,
-                    key=key_column.name,
-                    aggregate=feature.aggregate,
-                    filter=condition,
-                    transform=feature.transform,
-                    default=feature.default,
-                )
-            )
-        return tuple(specs)
+        return feature_specs(model, catalog)
 
     def register_model(
-        self, model: Model, entities: Sequence[str], catalog: Catalog | None = None
+        self,
+        model: Model,
+        entities: Sequence[str],
+        catalog: Catalog | None = None,
+        approved: ApprovedWeights | None = None,
     ) -> tuple[str, list[str]]:
         """Register the model's encrypted weights once; returns its id and any receipts.
 
@@ -215,34 +204,67 @@ class Client:
         feature over ``entities``; phase 2 sends ``Enc(w * 2^e)`` (the holders
         use ``x / 2^e``), which keeps CKKS noise far below 1e-6 for features of
         any magnitude. A model already registered (same fingerprint) is reused.
+
+        With ``approved`` (an issuer's :class:`ApprovedWeights`), its exponents and
+        weight ciphertexts are registered as they are and phase 1 is skipped.
         """
         if not self._registered:
             self.register_key()
         catalog = catalog or self.catalog()
         specs = self.feature_specs(model, catalog)
-        model_id = model_fingerprint(self.key.salt, self.key.key_id, model)
+        tag = ""
+        if approved is not None:
+            if approved.key_id != self.key.key_id:
+                raise PlanError("the approved weights were encrypted for another analyst key")
+            if len(approved.weights) != len(specs) or len(approved.exponents) != len(specs):
+                raise PlanError("the approved weights do not match the model's features")
+            tag = hashlib.sha256(b"".join(approved.weights)).hexdigest()
+        model_id = model_fingerprint(self.key.salt, self.key.key_id, model, tag)
         if self._peer.has_model(self.key.key_id, model_id):
             return model_id, []
-        exponents, receipts = self._peer.prepare_model(
-            self.key.key_id, specs, list(entities), self.vouchers
-        )
-        slots = ckks.PARAMS.slots
-        weights = [
-            bytes(ts.ckks_vector(self.key.secret, [f.weight * 2.0**e] * slots).serialize())
-            for f, e in zip(model.features, exponents, strict=True)
-        ]
+        receipts: list[str] = []
+        if approved is not None:
+            exponents, weights = list(approved.exponents), list(approved.weights)
+        else:
+            exponents, receipts = self.prepare(specs, entities)
+            slots = ckks.PARAMS.slots
+            weights = [
+                bytes(ts.ckks_vector(self.key.secret, [f.weight * 2.0**e] * slots).serialize())
+                for f, e in zip(model.features, exponents, strict=True)
+            ]
         self.model_bytes_sent = sum(len(w) for w in weights)
         upload = ModelUpload(self.key.key_id, model_id, specs, tuple(exponents), tuple(weights))
         return self._peer.register_model(upload), receipts
 
-    def score(self, model: Model, entities: Sequence[str]) -> Result:
-        """Score ``entities`` (in order) with ``model``; rows are ``[entity, score]``."""
+    def prepare(
+        self, specs: Sequence[FeatureSpec], entities: Sequence[str]
+    ) -> tuple[list[int], list[str]]:
+        """Phase 1: per feature, the exponent ``e`` the holders report (and receipts).
+
+        The exponents are whole-table bounds, the same for any entities; an
+        issuer approving a model encrypts ``w * 2^e`` with them.
+        """
+        if not self._registered:
+            self.register_key()
+        exponents, receipts = self._peer.prepare_model(
+            self.key.key_id, specs, list(entities), self.vouchers
+        )
+        return list(exponents), list(receipts)
+
+    def score(
+        self, model: Model, entities: Sequence[str], approved: ApprovedWeights | None = None
+    ) -> Result:
+        """Score ``entities`` (in order) with ``model``; rows are ``[entity, score]``.
+
+        Under vouchers, ``approved`` is the issuer's encryption of the model's
+        weights (holders refuse any other weight ciphertext).
+        """
         started = time.perf_counter()
         catalog = self.catalog()
         ids = list(entities)
 
         def run() -> tuple[str, list[str], ScoreStream]:
-            model_id, prepared = self.register_model(model, ids, catalog)
+            model_id, prepared = self.register_model(model, ids, catalog, approved)
             stream = self._peer.score(self.key.key_id, model_id, ids, self.vouchers)
             return model_id, prepared, stream
 
@@ -270,3 +292,26 @@ class Client:
             "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
         }
         return Result([model.entity, "score"], rows, meta)
+
+
+def feature_specs(model: Model, catalog: Catalog) -> tuple[FeatureSpec, ...]:
+    """Check a model against a catalog and strip its weights: the features as holders
+    compute them (the analyst's client, and an issuer approving the model, both use it)."""
+    specs = []
+    for feature in model.features:
+        table, column, key_column = check_feature(feature, model.key_of(feature), catalog)
+        condition = None
+        if feature.filter is not None:
+            condition = compile_condition(feature.filter, table, catalog)
+        specs.append(
+            FeatureSpec(
+                table=table.name,
+                column=column.name,
+                key=key_column.name,
+                aggregate=feature.aggregate,
+                filter=condition,
+                transform=feature.transform,
+                default=feature.default,
+            )
+        )
+    return tuple(specs)

@@ -32,6 +32,7 @@ Format (relative paths are relative to the config file's directory)::
     k = 5                           # minimum group size, default 5
     default_uses = []               # uses of columns not listed, default none
     max_auto_domain = 100           # bound on a domain = "auto"
+    min_score_batch = 1             # distinct entities a score request must name
 
     [tables.tax.columns]
     uscc = { uses = ["entity", "filter"] }
@@ -64,7 +65,7 @@ from engine.catalog import USES, ColumnInfo, TableInfo, sort_domain
 from engine.errors import ConfigError
 from engine.expr import LiteralValue
 from engine.ledger import Ledger
-from engine.policy import DEFAULT_K, DEFAULT_MAX_DOMAIN
+from engine.policy import DEFAULT_K, DEFAULT_MAX_DOMAIN, DEFAULT_MIN_SCORE_BATCH
 from engine.revocation import RevocationFile
 from engine.signing import PublicKey, SigningKey
 from engine.source import TableSource, open_source
@@ -105,7 +106,7 @@ _KEYS = {
         "revocations",
     },
     "tls": {"cert", "key", "client_ca"},
-    "table": {"source", "k", "default_uses", "max_auto_domain", "columns"},
+    "table": {"source", "k", "default_uses", "max_auto_domain", "columns", "min_score_batch"},
     "column": {"uses", "domain", "publish_domain"},
 }
 
@@ -211,6 +212,7 @@ class TableConfig:
     default_uses: frozenset[str] = frozenset()
     max_auto_domain: int = DEFAULT_MAX_DOMAIN
     columns: Mapping[str, ColumnPolicy] = field(default_factory=lambda: MappingProxyType({}))
+    min_score_batch: int = DEFAULT_MIN_SCORE_BATCH
 
     def policy(self, column: str) -> ColumnPolicy:
         """The column's policy: its own entry, else the table's default uses."""
@@ -336,7 +338,12 @@ def _parse_table(name: str, raw: Any, path: str, base: Path) -> TableConfig:
         if cname.lower() in columns:
             raise _error(cpath, "names a column twice (names ignore case)")
         columns[cname.lower()] = _parse_column(cname, craw, cpath)
-    return TableConfig(name, source, k, default_uses, max_auto, MappingProxyType(columns))
+    batch = _positive(
+        table.get("min_score_batch", DEFAULT_MIN_SCORE_BATCH), _key(path, "min_score_batch")
+    )
+    return TableConfig(
+        name, source, k, default_uses, max_auto, MappingProxyType(columns), min_score_batch=batch
+    )
 
 
 def _parse_column(name: str, raw: Any, path: str) -> ColumnPolicy:
@@ -570,7 +577,9 @@ def table_info(
             uses = frozenset()  # default_uses never reach a column unseen cannot read
         domain = _domain(policy, name, sql_type, table, distinct, _key(path, "domain"))
         columns.append(ColumnInfo(name, sql_type, uses, domain))
-    return TableInfo(table.name, tuple(columns), min_group_size=table.k)
+    return TableInfo(
+        table.name, tuple(columns), min_group_size=table.k, min_score_batch=table.min_score_batch
+    )
 
 
 def _domain(

@@ -27,24 +27,25 @@ import numpy as np
 import tenseal as ts
 
 from engine import ckks
+from engine.partials import PartialScorer
 from engine.scoring import HolderModel, partial_score
 
 __all__ = ["ScoringPool"]
 
 _CACHE_MODELS = 4
-# Worker-process cache: model id -> (public context, weight ciphertexts).
-_loaded: OrderedDict[str, tuple[ts.Context, list[ts.CKKSVector]]] = OrderedDict()
+# Worker-process cache: model id -> its weights, ready for products.
+_loaded: OrderedDict[str, PartialScorer] = OrderedDict()
 # Worker-process cache: key id -> public context (for aggregate encryption).
 _contexts: dict[str, ts.Context] = {}
 
 
-def _load(model_id: str, path: str) -> tuple[ts.Context, list[ts.CKKSVector]]:
+def _load(model_id: str, path: str) -> PartialScorer:
     entry = _loaded.get(model_id)
     if entry is None:
         with open(path, "rb") as handle:
             public, weights = pickle.load(handle)  # noqa: S301 - our own spool file
         ctx = ts.context_from(public)
-        entry = (ctx, [ts.ckks_vector_from(ctx, w) for w in weights])
+        entry = PartialScorer(ctx, [ts.ckks_vector_from(ctx, w) for w in weights])
         _loaded[model_id] = entry
         while len(_loaded) > _CACHE_MODELS:
             _loaded.popitem(last=False)
@@ -55,8 +56,7 @@ def _load(model_id: str, path: str) -> tuple[ts.Context, list[ts.CKKSVector]]:
 def _work(
     model_id: str, path: str, block: np.ndarray, exponents: tuple[int, ...], slots: int
 ) -> bytes:
-    ctx, weights = _load(model_id, path)
-    return partial_score(ctx, weights, block, exponents, slots)
+    return partial_score(_load(model_id, path), block, exponents, slots)
 
 
 def _encrypt(key_id: str, path: str, vectors: list[np.ndarray]) -> list[bytes]:
@@ -84,7 +84,7 @@ class ScoringPool:
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self._paths: dict[str, Path] = {}
-        self._inline: OrderedDict[str, tuple[ts.Context, list[ts.CKKSVector]]] = OrderedDict()
+        self._inline: OrderedDict[str, PartialScorer] = OrderedDict()
 
     def start(self) -> None:
         """Start the workers now (their imports take a second) rather than on first use."""
@@ -119,7 +119,7 @@ class ScoringPool:
         if self.workers:
             return  # the workers load their own copies; these would only hold memory
         with self._lock:
-            self._inline[model.model_id] = (ctx, weights)
+            self._inline[model.model_id] = PartialScorer(ctx, weights)
             while len(self._inline) > _CACHE_MODELS * 4:
                 self._inline.popitem(last=False)
 
@@ -153,9 +153,9 @@ class ScoringPool:
         """Ciphertexts for ``blocks`` in order; at most 2 blocks per worker in flight."""
         if not self.workers:
             with self._lock:
-                ctx, weights = self._inline[model.model_id]
+                scorer = self._inline[model.model_id]
             for block in blocks:
-                yield partial_score(ctx, weights, block, model.exponents, slots)
+                yield partial_score(scorer, block, model.exponents, slots)
             return
         self.start()
         assert self._executor is not None

@@ -407,15 +407,12 @@ def _head(con: sqlite3.Connection) -> tuple[int, str]:
 def _answered(con: sqlite3.Connection, voucher_id: str) -> int:
     """A voucher's quota use: its answered entries (none without a voucher).
 
-    A score's ``prepare`` step (the feature bounds before weights are
-    registered) is logged but not charged: one score is one query.
+    Every kind is charged, a score's ``prepare`` step included: it reads the
+    holder's tables, and a request that reaches data is never free.
     """
     if not voucher_id:
         return 0
-    sql = (
-        "SELECT COUNT(*) FROM ledger_entries WHERE voucher_id = ? AND outcome = 'answered' "
-        "AND kind <> 'prepare'"
-    )
+    sql = "SELECT COUNT(*) FROM ledger_entries WHERE voucher_id = ? AND outcome = 'answered'"
     return int(con.execute(sql, (voucher_id,)).fetchone()[0])
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from engine.catalog import Catalog, ColumnInfo, TableInfo
 from engine.errors import ConfigError, PlanError, PolicyError
 from engine.expr import Expr
+from engine.identifiers import not_an_identifier
 
 __all__ = [
     "AGGREGATES",
@@ -192,7 +193,7 @@ def check_feature(
     if key_column is None:
         raise PlanError(f"table {table.name} has no entity column {key}")
     if not key_column.allows("entity"):
-        raise PolicyError(f"column {table.name}.{key_column.name} may not key entities")
+        raise PolicyError(not_an_identifier(table.name, key_column.name))
     if feature.aggregate != "count" and not column.type.numeric:
         raise PlanError(
             f"feature {table.name}.{column.name} is {column.type}, not a number; "
@@ -214,14 +215,18 @@ def check_feature(
     return table, column, key_column
 
 
-def model_fingerprint(salt: bytes, key_id: str, model: Model) -> str:
+def model_fingerprint(salt: bytes, key_id: str, model: Model, weights: str = "") -> str:
     """A keyed fingerprint naming a model without revealing it (HMAC-SHA256).
 
     The same model and key always get the same id, so weights are registered
     once; without the analyst's salt nobody can test a guess of the weights.
+    ``weights`` names the ciphertexts when they are not the analyst's own (an
+    issuer's approved weights), so they register under an id of their own.
     """
+    extra = {"weights": weights} if weights else {}
     canonical = json.dumps(
         {
+            **extra,
             "key_id": key_id,
             "entity": model.entity,
             "features": [f.__dict__ for f in model.features],

@@ -3,9 +3,9 @@
 Quick-start mode (``--table`` without a config file) derives a permissive
 policy from the data, as the design's contract states: every column may be
 used to filter and to aggregate (COUNT of any column, SUM and the moments of
-numeric ones) and to key entities; numeric columns may feed scores; columns
-with few distinct values (at most ``max_domain`` of them, and not floating
-point) are groupable with their
+numeric ones); identifier-like columns (``engine.identifiers``) key entities;
+numeric columns may feed scores; columns with few distinct values (at most
+``max_domain`` of them, and not floating point) are groupable with their
 domain published; other non-float columns are groupable only with a domain
 the query supplies (``WHERE c IN (...)``). ``k`` defaults to 5. A config
 file (governance) narrows all of this.
@@ -14,13 +14,17 @@ file (governance) narrows all of this.
 from __future__ import annotations
 
 from engine.catalog import ColumnInfo, TableInfo, coarse_bounds, sort_domain
+from engine.identifiers import is_identifier
 from engine.source import TableSource
 from engine.types import normalize_value
 
-__all__ = ["DEFAULT_K", "DEFAULT_MAX_DOMAIN", "quickstart_table"]
+__all__ = ["DEFAULT_K", "DEFAULT_MAX_DOMAIN", "DEFAULT_MIN_SCORE_BATCH", "quickstart_table"]
 
 DEFAULT_K = 5
 DEFAULT_MAX_DOMAIN = 100
+# A bank scoring one loan applicant is a legitimate use, so one entity is enough
+# unless the table's config asks for more (docs/threat-model.md).
+DEFAULT_MIN_SCORE_BATCH = 1
 
 
 def quickstart_table(
@@ -29,13 +33,15 @@ def quickstart_table(
     """The permissive quick-start catalog entry for one served table."""
     columns = []
     for name, sql_type in source.schema():
-        uses = {"filter", "aggregate", "entity"}
+        uses = {"filter", "aggregate"}
         domain = None
         if sql_type.kind == "OTHER":
             uses = set()
         else:
             if sql_type.numeric:
                 uses.add("score")
+            if is_identifier(source, name, sql_type, max_domain):
+                uses.add("entity")
             if sql_type.kind != "FLOAT":
                 uses.add("group")
                 values = source.distinct_values(name, max_domain)

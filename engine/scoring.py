@@ -12,28 +12,27 @@ others have.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import tenseal as ts
 from sqlglot import exp
 
-from engine import ckks
 from engine.catalog import TableInfo
 from engine.errors import EncodingOverflowError, PlanError, PolicyError, SourceError
+from engine.identifiers import not_an_identifier
 from engine.model import AGGREGATES, TRANSFORMS, FeatureSpec
+from engine.partials import PartialScorer
 from engine.plan import expr_type
 from engine.pushdown import _Builder
 from engine.source import TableSource
 
 __all__ = [
     "HolderModel",
+    "check_batch",
     "check_features",
     "feature_blocks",
-    "feature_exponents",
     "partial_score",
 ]
 
@@ -56,6 +55,8 @@ class HolderModel:
     features: tuple[FeatureSpec, ...]
     exponents: tuple[int, ...]
     weights: tuple[bytes, ...] = field(repr=False)
+    # Per feature, what a voucher's model approval must name (engine.approval).
+    digests: tuple[str, ...] = ()
 
 
 def check_features(features: Sequence[FeatureSpec], tables: dict[str, TableInfo]) -> None:
@@ -70,7 +71,7 @@ def check_features(features: Sequence[FeatureSpec], tables: dict[str, TableInfo]
             missing = feature.key if key is None else feature.column
             raise PlanError(f"table {table.name} has no column {missing}")
         if not key.allows("entity"):
-            raise PolicyError(f"column {table.name}.{key.name} may not key entities")
+            raise PolicyError(not_an_identifier(table.name, key.name))
         use = "aggregate" if feature.aggregate == "count" else "score"
         if not column.allows(use):
             raise PolicyError(f"column {table.name}.{column.name} may not feed scores")
@@ -82,6 +83,25 @@ def check_features(features: Sequence[FeatureSpec], tables: dict[str, TableInfo]
             raise PlanError(f"unknown feature transform {feature.transform!r}")
         if feature.filter is not None:
             expr_type(feature.filter, table, "filter")
+
+
+def check_batch(
+    features: Sequence[FeatureSpec], tables: dict[str, TableInfo], ids: Sequence[str]
+) -> None:
+    """Refuse a score naming fewer distinct entities than a feature's table requires.
+
+    Repeating one id does not count; made-up ids do (they cannot be told apart
+    from entities this holder lacks without revealing which it has), so a
+    voucher's entity scope is what stops padding.
+    """
+    distinct = len(set(ids))
+    for feature in features:
+        table = tables[feature.table.lower()]
+        if distinct < table.min_score_batch:
+            raise PolicyError(
+                f"table {table.name} scores at least {table.min_score_batch} distinct entities "
+                f"per request; this one names {distinct}"
+            )
 
 
 def _subquery(
@@ -247,34 +267,18 @@ def _blocks(
         yield matrix
 
 
-def feature_exponents(
-    features: Sequence[FeatureSpec],
-    sources: dict[str, TableSource],
-    tables: dict[str, TableInfo],
-    ids: Sequence[str],
-    block: int = 4096,
-) -> list[int]:
-    """Per feature, the smallest e >= 0 with |value| <= 2^e over the requested entities.
-
-    Taken over the entities about to be scored (defaults included), so the
-    bound says nothing about entities outside the request.
-    """
-    bound = np.zeros(len(features))
-    for matrix in feature_blocks(features, sources, tables, ids, block):
-        bound = np.maximum(bound, np.max(np.abs(matrix), axis=0, initial=0.0))
-    return [0 if b <= 1 else math.ceil(math.log2(b)) for b in bound]
-
-
 def partial_score(
-    ctx: ts.Context,
-    weights: Sequence[ts.CKKSVector],
+    scorer: PartialScorer,
     block: np.ndarray,
     exponents: Sequence[int],
     slots: int,
 ) -> bytes:
-    """One block's partial score ciphertext: sum_j Enc(w_j 2^e_j) * x_j 2^-e_j."""
+    """One block's partial score ciphertext: sum_j Enc(w_j 2^e_j) * x_j 2^-e_j.
+
+    The block is zero-padded to ``slots`` rows: slots past the last entity
+    must decrypt to zero whatever the weights are.
+    """
     rows = block.shape[0]
-    total: ts.CKKSVector | None = None
     scaled = block * np.exp2(-np.asarray(exponents, dtype=np.float64))
     if scaled.size and float(np.max(np.abs(scaled))) > _MAX_SCALED:
         # The model was registered with bounds from other entities: a value far
@@ -284,16 +288,6 @@ def partial_score(
             f"feature {worst + 1} of the model exceeds 2^{exponents[worst]} by more than "
             f"2^{_MAX_SCALED.bit_length() - 1} for some entity; register the model again"
         )
-    for j, weight in enumerate(weights):
-        column = scaled[:, j]
-        if not column.any():
-            continue  # SEAL refuses a product with an all-zero plaintext
-        padded = np.zeros(slots)
-        padded[:rows] = column
-        term = weight.mul(padded.tolist())
-        total = term if total is None else total.add_(term)
-    if total is None:
-        # Every feature is zero in this block: an encryption of zero, brought to
-        # the same level as a real partial (one product deep) so it adds cleanly.
-        total = ckks.encrypt(ctx, np.zeros(slots)).mul(np.ones(slots).tolist())
-    return bytes(ckks.rerandomize(ctx, total).serialize())
+    padded = np.zeros((slots, scaled.shape[1]))
+    padded[:rows] = scaled
+    return scorer.partial(padded, slots)

@@ -568,6 +568,11 @@ def join_key_chunks(stream: Iterable[crypto_pb2.KeyChunk], max_bytes: int) -> by
 # -- scoring ---------------------------------------------------------------------
 
 
+def feature_bytes(feature: FeatureSpec) -> bytes:
+    """A feature's canonical bytes (deterministic wire form), which approvals digest."""
+    return feature_to_proto(feature).SerializeToString(deterministic=True)
+
+
 def feature_to_proto(feature: FeatureSpec) -> score_pb2.FeatureSpec:
     msg = score_pb2.FeatureSpec(
         table=feature.table,

@@ -26,7 +26,13 @@ Payload schema (every key always present; unknown keys are refused)::
      "holder": "tax", "purpose": "…",
      "scope": {"table": {"column": ["aggregate", "filter"]}},
      "entities": null | {"ids": ["…", …]} | {"sha256": HEX},
-     "not_before": TIME, "not_after": TIME, "issued_at": TIME, "quota": null | N}
+     "not_before": TIME, "not_after": TIME, "issued_at": TIME, "quota": null | N,
+     "model": {"link": "logistic", "features": [HEX, …]}}   # only when a model is approved
+
+``model`` (optional, the one key that may be absent) is the issuer's approval
+of a scoring model (:class:`engine.approval.ModelApproval`): a score under this
+voucher may use only weight ciphertexts whose feature digests it names, and a
+score under a voucher without it is refused.
 
 ``KEY_ID`` is a hex SHA-256 (an analyst's CKKS public context, or an issuer's
 raw Ed25519 key); ``TIME`` is :func:`engine.signing.utc_text`. Table and column
@@ -54,6 +60,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from engine.approval import ModelApproval
 from engine.catalog import USES
 from engine.errors import ConfigError, PlanError, PolicyError, SignatureError
 from engine.expr import column_names, column_roles
@@ -204,6 +211,7 @@ class Voucher:
     grantee_subject: str | None = None
     entity_ids: frozenset[str] | None = None
     entity_digest: str | None = None
+    model: ModelApproval | None = None
     version: int = VERSION
 
     def __post_init__(self) -> None:
@@ -252,8 +260,10 @@ class Voucher:
             entities = {"sha256": self.entity_digest}
         else:
             entities = None
+        fields: dict[str, Any] = {} if self.model is None else {"model": self.model.to_dict()}
         return canonical_json(
             {
+                **fields,
                 "type": _TYPE,
                 "version": self.version,
                 "id": self.voucher_id,
@@ -292,7 +302,7 @@ class Voucher:
             raise ValueError(f"payload type is not {_TYPE}")
         if data.get("version") != VERSION:
             raise ValueError(f"unsupported voucher version {data.get('version')!r}")
-        keys = set(data)
+        keys = set(data) - {"model"}
         if keys != _PAYLOAD_KEYS:
             extra, missing = sorted(keys - _PAYLOAD_KEYS), sorted(_PAYLOAD_KEYS - keys)
             raise ValueError(
@@ -336,6 +346,7 @@ class Voucher:
             not_after=parse_utc(data["not_after"]),
             issued_at=parse_utc(data["issued_at"]),
             quota=data["quota"],
+            model=ModelApproval.from_dict(data["model"]) if "model" in data else None,
         )
 
 
@@ -419,6 +430,7 @@ def issue(
     grantee_subject: str | None = None,
     voucher_id: str | None = None,
     issued_at: dt.datetime | None = None,
+    model: ModelApproval | None = None,
 ) -> SignedVoucher:
     """Sign a new voucher with the issuer's key.
 
@@ -442,6 +454,7 @@ def issue(
         not_after=not_after,
         issued_at=issued,
         quota=quota,
+        model=model,
     )
     payload = voucher.payload()
     return SignedVoucher(payload, key.sign(_SIGNING_TAG + payload))
@@ -502,6 +515,8 @@ class AccessRequest:
         entities: the entity ids the request concerns (:func:`entity_ids`),
             or None when it concerns no particular entities.
         subject: the caller's certificate subject when the channel is mTLS.
+        model: for a score, the feature digests of the weights it computes with
+            (:func:`engine.approval.feature_digest`).
     """
 
     analyst: str
@@ -511,6 +526,7 @@ class AccessRequest:
     reads: Scope
     entities: frozenset[str] | None = None
     subject: str | None = None
+    model: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reads", _normalize_reads(self.reads))
@@ -609,6 +625,13 @@ def authorize(
             for op in sorted(columns[column] - ops):
                 raise PolicyError(f"voucher {vid} does not cover column {table}.{column} for {op}")
     _check_entities(voucher, request)
+    if request.kind == "score":
+        if voucher.model is None:
+            raise PolicyError(
+                f"voucher {vid} approves no model, so it admits no score; its issuer approves "
+                "one with: unseen voucher issue ... --model MODEL.json"
+            )
+        voucher.model.require(vid, request.model)
     if voucher.quota is not None and used_count >= voucher.quota:
         raise PolicyError(
             f"voucher {vid} has used its quota of {voucher.quota} "

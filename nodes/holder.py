@@ -19,7 +19,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import ckks
+from engine import ckks, serde
+from engine.approval import feature_digest
 from engine.catalog import Catalog, TableInfo
 from engine.config import NodeConfig, load_tables
 from engine.errors import PlanError, UnknownKeyError
@@ -30,7 +31,8 @@ from engine.local import LocalAnswer, answer_aggregate
 from engine.model import FeatureSpec
 from engine.plan import AggregatePlan, Limits
 from engine.policy import DEFAULT_K, quickstart_table
-from engine.scoring import HolderModel, check_features, feature_blocks, feature_exponents
+from engine.scaling import FeatureScaling
+from engine.scoring import HolderModel, check_batch, check_features, feature_blocks
 from engine.source import TableSource, open_source
 from engine.tls import TlsFiles
 from engine.voucher import AccessRequest, entity_ids, plan_reads
@@ -52,6 +54,7 @@ class HolderNode:
     pool: ScoringPool = field(default_factory=ScoringPool)
     max_models: int = 16
     max_entities: int = 5_000_000
+    scaling: FeatureScaling = field(default_factory=FeatureScaling)
     _models: OrderedDict[str, HolderModel] = field(default_factory=OrderedDict)
     _models_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -151,6 +154,7 @@ class HolderNode:
         ids: list[str],
         extra: str,
         subject: str | None,
+        model: frozenset[str] | None = None,
     ) -> AccessRequest:
         canonical = json.dumps(
             {
@@ -170,6 +174,7 @@ class HolderNode:
             reads=score_reads(features),
             entities=entity_ids(ids),
             subject=subject,
+            model=model,
         )
 
     def prepare_model(
@@ -180,14 +185,18 @@ class HolderNode:
         vouchers: tuple[str, ...] = (),
         subject: str | None = None,
     ) -> tuple[list[int], list[str]]:
-        """Power-of-two bounds of the features over the requested entities."""
+        """Power-of-two bounds of the features over the whole table, never over ``ids``.
+
+        The ids are checked against the vouchers (entity scope) and the step is
+        charged like any request, but the answer does not depend on them.
+        """
         for feature in features:
             self._table(feature.table)
         request = self._score_request("prepare", key_id, features, ids, "", subject)
 
         def answer() -> list[int]:
             check_features(features, self.tables)
-            return feature_exponents(features, self.sources, self.tables, ids)
+            return self.scaling.exponents(features, self.sources, self.tables)
 
         return self.gov.run(request, vouchers, answer, lambda e: json.dumps(e).encode())
 
@@ -206,7 +215,11 @@ class HolderNode:
             return model_id
         check_features(features, self.tables)
         ctx = self.keys.get(key_id)
-        model = HolderModel(model_id, key_id, features, exponents, weights)
+        digests = tuple(
+            feature_digest(serde.feature_bytes(f), e, w)
+            for f, e, w in zip(features, exponents, weights, strict=True)
+        )
+        model = HolderModel(model_id, key_id, features, exponents, weights, digests)
         # The pool refuses weights that are not fresh ciphertexts under this key.
         self.pool.register(model, self.keys.public_bytes(key_id), ctx)
         with self._models_lock:
@@ -256,11 +269,14 @@ class HolderNode:
         if model is None or model.key_id != key_id:
             raise UnknownKeyError(f"model {model_id[:16]}... is not registered here")
         self.keys.get(key_id)
-        request = self._score_request("score", key_id, model.features, ids, model_id, subject)
+        request = self._score_request(
+            "score", key_id, model.features, ids, model_id, subject, frozenset(model.digests)
+        )
         slots = ckks.PARAMS.slots
         log.info("scoring %d entities with %d features", len(ids), len(model.features))
 
         def stream() -> Iterator[bytes]:
+            check_batch(model.features, self.tables, ids)
             blocks = feature_blocks(model.features, self.sources, self.tables, ids, slots)
             return self.pool.partials(model, blocks, slots)
 

@@ -27,10 +27,13 @@ from typing import Any
 import duckdb
 import grpc
 
+from engine import serde
+from engine.approval import ApprovedWeights, ModelApproval, approve_model
 from engine.client import Client
 from engine.config import load_config
 from engine.keys import AnalystKey
 from engine.ledger import GENESIS_HASH, Ledger, LedgerEntry, Receipt, read_ledger
+from engine.model import Model
 from engine.signing import PublicKey, SigningKey, utc_text
 from engine.voucher import AccessRequest, issue
 from nodes.coordinator import Coordinator, serve_coordinator
@@ -173,8 +176,28 @@ class World:
             **kwargs,
         ).encode()
 
-    def vouchers(self, grantee: str, holders: Iterable[str] = ("bank-a", "bank-b", "grid")):
-        return [self.voucher(h, grantee) for h in holders]
+    def vouchers(
+        self,
+        grantee: str,
+        holders: Iterable[str] = ("bank-a", "bank-b", "grid"),
+        **kwargs: Any,
+    ):
+        return [self.voucher(h, grantee, **kwargs) for h in holders]
+
+    def approve(
+        self, client: Client, model: Model, entities: Sequence[str] = ACCOUNTS[:1]
+    ) -> tuple[ModelApproval, ApprovedWeights]:
+        """The issuer's review of ``model``: the analyst's prepare step (under the
+        client's vouchers) gives the exponents; the issuer encrypts the weights."""
+        specs = client.feature_specs(model, client.catalog())
+        exponents, _ = client.prepare(specs, entities)
+        return approve_model(
+            model.link,
+            [serde.feature_bytes(s) for s in specs],
+            [f.weight for f in model.features],
+            exponents,
+            client.key.public,
+        )
 
 
 def _rows(seed: int) -> list[tuple]:

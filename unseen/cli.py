@@ -17,6 +17,7 @@ User errors print one line on stderr and never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -263,12 +264,21 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    from engine.approval import ApprovedWeights
     from engine.model import load_model, read_entities
 
     model = load_model(args.model)
     entities = read_entities(args.entities, model.entity)
     with _client(args) as client:
-        result = client.score(model, entities)
+        if args.prepare_only:
+            # What an issuer needs to approve the model: the holders' exponents.
+            specs = client.feature_specs(model, client.catalog())
+            exponents, receipts = client.prepare(specs, entities)
+            write_receipts(args.receipts, [json.loads(r) for r in receipts])
+            print(json.dumps({"exponents": exponents}))
+            return EXIT_OK
+        approved = ApprovedWeights.load(args.approved) if args.approved else None
+        result = client.score(model, entities, approved)
     return _print_answer(args, result)
 
 
@@ -456,6 +466,17 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--model", type=Path, required=True, help="model JSON file")
             sub.add_argument(
                 "--entities", type=Path, required=True, help="ids, one per line, or a CSV"
+            )
+            sub.add_argument(
+                "--approved",
+                type=Path,
+                default=None,
+                help="the issuer's encrypted weights (unseen voucher issue --model --weights-out)",
+            )
+            sub.add_argument(
+                "--prepare-only",
+                action="store_true",
+                help="print the feature exponents an issuer needs to approve the model",
             )
         sub.set_defaults(func=func)
     return parser

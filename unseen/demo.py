@@ -16,6 +16,7 @@ only when every answer agrees with plaintext and the supervisor check passes.
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import time
@@ -25,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from engine import synth
+from engine import serde, synth
+from engine.approval import approve_model
 from engine.audit import check_receipts, verify_ledger
 from engine.client import Client
 from engine.errors import RemoteError
@@ -125,8 +127,32 @@ class _Demo:
             f"{sorted({f.table for f in model.features})}, {len(entities)} entities"
         )
         started = time.perf_counter()
-        result = self.client.score(model, entities)
+        # The exchange reviews the model and encrypts its real weights; the
+        # holders compute only with the ciphertexts its vouchers name.
+        specs = self.client.feature_specs(model, self.catalog)
+        exponents, prepared = self.client.prepare(specs, entities)
+        approval, weights = approve_model(
+            model.link,
+            [serde.feature_bytes(s) for s in specs],
+            [f.weight for f in model.features],
+            exponents,
+            self.client.key.public,
+        )
+        vouchers = self.client.vouchers
+        self.client.vouchers = [
+            *self.showcase.approve({s.table.lower() for s in specs}, approval),
+            *vouchers,
+        ]
+        try:
+            result = self.client.score(model, entities, weights)
+        finally:
+            self.client.vouchers = vouchers
         elapsed = time.perf_counter() - started
+        self.out(
+            f"  the exchange approved the model: it encrypted {len(specs)} real weights under "
+            "the analyst's key (it sees weights, never data)"
+        )
+        self.receipts += (Receipt.from_dict(json.loads(r)) for r in prepared)
         self.receipts += map(Receipt.from_dict, result.meta["receipts"])
         ours = np.array([r[1] for r in result.rows])
         plain = plaintext_scores(self.reference, model, entities)

@@ -14,12 +14,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from engine.approval import ModelApproval
 from engine.audit import check_receipts, verify_ledger
+from engine.catalog import Catalog
 from engine.errors import ConfigError, VerificationError
 from engine.governance import sign_ledger_request
 from engine.keys import META_FILE
 from engine.ledger import Checkpoint, LedgerRange, Receipt, read_ledger
-from engine.peers import HolderPeer
+from engine.peers import CoordinatorPeer, HolderPeer
 from engine.result import Result
 from engine.revocation import revoke
 from engine.signing import PublicKey, SigningKey, utc_text
@@ -108,6 +110,7 @@ def cmd_voucher_issue(args: argparse.Namespace) -> int:
     entities = None
     if args.entities is not None:
         entities = [line.strip() for line in args.entities.read_text().splitlines() if line.strip()]
+    approval = _approve(args, grantee) if args.model is not None else None
     signed = issue(
         key,
         grantee=grantee,
@@ -120,6 +123,7 @@ def cmd_voucher_issue(args: argparse.Namespace) -> int:
         entities=entities,
         grantee_subject=args.subject,
         voucher_id=args.id,
+        model=approval,
     )
     if args.out is not None:
         signed.save(args.out)
@@ -127,6 +131,60 @@ def cmd_voucher_issue(args: argparse.Namespace) -> int:
     else:
         print(signed.encode())
     return 0
+
+
+def _approve(args: argparse.Namespace, grantee: str) -> ModelApproval:
+    """Review step of ``voucher issue --model``: encrypt the model's real weights under the
+    analyst's public key, write them for the analyst, return the approval to sign."""
+    from engine import ckks, serde
+    from engine.approval import ApprovedWeights, approve_model
+    from engine.client import feature_specs
+    from engine.keys import PUBLIC_FILE
+    from engine.model import load_model
+
+    if args.grantee_key is None or args.coordinator is None or args.weights_out is None:
+        raise ConfigError(
+            "--model needs --grantee-key DIR (the analyst's public key), --coordinator "
+            "HOST:PORT (the catalog the features compile against) and --weights-out FILE"
+        )
+    public = (args.grantee_key / PUBLIC_FILE).read_bytes()
+    model = load_model(args.model)
+    try:
+        exponents = [int(e) for e in args.exponents.split(",")] if args.exponents else []
+    except ValueError as exc:
+        raise ConfigError("--exponents is a comma-separated list of integers") from exc
+    if len(exponents) != len(model.features):
+        raise ConfigError(
+            f"--exponents needs one exponent per feature ({len(model.features)}); the analyst "
+            "gets them with: unseen score ... --prepare-only"
+        )
+    specs = feature_specs(model, _catalog(args))
+    # Vouchers for several holders approve one set of ciphertexts: an existing
+    # weights file (the issuer's own, from an earlier run) is reused.
+    earlier = ApprovedWeights.load(args.weights_out) if args.weights_out.exists() else None
+    approval, weights = approve_model(
+        model.link,
+        [serde.feature_bytes(s) for s in specs],
+        [f.weight for f in model.features],
+        exponents,
+        public,
+        earlier,
+    )
+    if weights.key_id != grantee or ckks.key_id(public) != grantee:
+        raise ConfigError("the analyst's public key does not match the voucher's grantee")
+    if earlier is None:
+        weights.save(args.weights_out)
+        print(f"approved weights for {len(specs)} features written to {args.weights_out}")
+    return approval
+
+
+def _catalog(args: argparse.Namespace) -> Catalog:
+    """The federation's public catalog, which the model's features compile against."""
+    peer = CoordinatorPeer(args.coordinator, tls_files(args))
+    try:
+        return peer.catalog()
+    finally:
+        peer.close()
 
 
 def cmd_voucher_show(args: argparse.Namespace) -> int:
@@ -301,6 +359,11 @@ def add_commands(commands: Any, parser_class: type) -> None:
     new.add_argument("--entities", type=Path, default=None, help="file of entity ids, one a line")
     new.add_argument("--id", default=None)
     new.add_argument("--out", type=Path, default=None)
+    new.add_argument("--model", type=Path, default=None, help="approve this model JSON file")
+    new.add_argument("--exponents", default="", help="the model's feature exponents, e.g. 0,17")
+    new.add_argument("--coordinator", default=None, help="catalog for --model (HOST:PORT)")
+    new.add_argument("--weights-out", type=Path, default=None, help="encrypted weights file")
+    add_tls_flags(new)
     new.set_defaults(func=cmd_voucher_issue)
     show = voucher.add_parser("show", help="print a voucher's fields")
     show.add_argument("file", type=Path)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
 
 from engine import synth
+from engine.approval import ModelApproval
 from engine.keys import AnalystKey
 from engine.signing import SigningKey
 from engine.voucher import issue
@@ -105,6 +107,19 @@ class Showcase:
     outcomes: np.ndarray = field(default_factory=lambda: np.zeros(0))
     suspicious: list[str] = field(default_factory=list)
     mules: set[str] = field(default_factory=set)
+    # The exchange's signing key and each voucher's fields, so that it can re-issue a
+    # voucher (same id, same quota) with a model it approved (engine.approval).
+    exchange: SigningKey | None = None
+    grants: list[dict[str, Any]] = field(default_factory=list)
+
+    def approve(self, tables: set[str], approval: ModelApproval) -> list[str]:
+        """The vouchers for ``tables`` again, now approving one scoring model."""
+        assert self.exchange is not None
+        return [
+            issue(self.exchange, **grant, model=approval).encode()
+            for grant in self.grants
+            if set(grant["scope"]) & tables
+        ]
 
     def reference(self) -> duckdb.DuckDBPyConnection:
         """DuckDB over the pooled rows of every table, plus one view per shard."""
@@ -168,7 +183,7 @@ def build_showcase(spec: synth.SynthSpec, root: Path) -> Showcase:
 
     exchange, supervisor = SigningKey.generate(), SigningKey.generate()
     analyst = AnalystKey.generate()
-    showcase = Showcase(root, spec, {}, {}, analyst, [], supervisor, {})
+    showcase = Showcase(root, spec, {}, {}, analyst, [], supervisor, {}, exchange=exchange)
     suspicious = [str(a) for a in synth.suspicious_accounts(spec)]
     until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
     for holder, tables in data.items():
@@ -189,18 +204,18 @@ def build_showcase(spec: synth.SynthSpec, root: Path) -> Showcase:
         for table in tables:
             scope = {table: {c: uses for c, (uses, _) in _POLICY[table].items()}}
             fraud = table in ("transfers", "fraud_reports")
-            showcase.vouchers.append(
-                issue(
-                    exchange,
-                    grantee=analyst.key_id,
-                    holder=holder,
-                    scope=scope,
-                    purpose=_PURPOSE[table],
-                    not_after=until,
-                    quota=50,
-                    entities=suspicious if fraud else None,
-                ).encode()
-            )
+            grant: dict[str, Any] = {
+                "grantee": analyst.key_id,
+                "holder": holder,
+                "scope": scope,
+                "purpose": _PURPOSE[table],
+                "not_after": until,
+                "quota": 50,
+                "entities": suspicious if fraud else None,
+                "voucher_id": f"v-{holder}-{table}".replace("_", "-"),
+            }
+            showcase.grants.append(grant)
+            showcase.vouchers.append(issue(exchange, **grant).encode())
     applicants = synth.applications(spec, ent)
     showcase.applicants = [str(u) for u in applicants]
     showcase.outcomes = synth.application_outcomes(spec, ent, applicants)

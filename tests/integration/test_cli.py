@@ -13,13 +13,25 @@ from tests.conftest import unseen
 from tests.shards import write_shards
 from unseen.federation import LocalFederation
 
-SCHEMA = [("city", "VARCHAR"), ("month", "VARCHAR"), ("amount", "BIGINT"), ("rate", "DOUBLE")]
+SCHEMA = [
+    ("city", "VARCHAR"),
+    ("month", "VARCHAR"),
+    ("amount", "BIGINT"),
+    ("rate", "DOUBLE"),
+    ("borrower", "VARCHAR"),
+]
 
 
 def _rows(offset: int) -> list[tuple]:
     cities = ["Hangzhou", "Ningbo", "Wenzhou"]
     return [
-        (cities[i % 3], f"2022-{i % 12 + 1:02d}", 1000 * (i + offset), 0.01 * (i % 17))
+        (
+            cities[i % 3],
+            f"2022-{i % 12 + 1:02d}",
+            1000 * (i + offset),
+            0.01 * (i % 17),
+            f"b-{i + offset}",  # an identifier: one loan per borrower
+        )
         for i in range(120)
     ]
 
@@ -172,7 +184,7 @@ def test_servers_log_no_data_values(cli_federation):
 def test_score_command_prints_entities_in_order(cli_federation, tmp_path):
     federation, reference, _ = cli_federation
     model = {
-        "entity": "city",
+        "entity": "borrower",
         "features": [
             {"table": "loans", "column": "amount", "weight": 1e-6, "aggregate": "sum"},
             {"table": "loans", "column": "rate", "weight": 2.0, "aggregate": "count"},
@@ -181,29 +193,26 @@ def test_score_command_prints_entities_in_order(cli_federation, tmp_path):
         "link": "identity",
     }
     (tmp_path / "m.json").write_text(json.dumps(model))
-    (tmp_path / "e.txt").write_text("city\nWenzhou\nHangzhou\nNowhere\n")
-    done = unseen(
-        "score",
-        "--coordinator",
-        federation.address,
-        "--model",
-        str(tmp_path / "m.json"),
-        "--entities",
-        str(tmp_path / "e.txt"),
-        "--format",
-        "json",
-    )
+    (tmp_path / "e.txt").write_text("borrower\nb-1010\nb-7\nNowhere\n")
+    args = ["score", "--coordinator", federation.address, "--model", str(tmp_path / "m.json")]
+    done = unseen(*args, "--entities", str(tmp_path / "e.txt"), "--format", "json")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
-    assert out["columns"] == ["city", "score"]
-    assert [r[0] for r in out["rows"]] == ["Wenzhou", "Hangzhou", "Nowhere"]
+    assert out["columns"] == ["borrower", "score"]
+    assert [r[0] for r in out["rows"]] == ["b-1010", "b-7", "Nowhere"]
     sums = dict(
         reference.sql(
-            "SELECT city, SUM(amount) * 1e-6 + 2 * COUNT(rate) - 1 FROM loans GROUP BY city"
+            "SELECT borrower, SUM(amount) * 1e-6 + 2 * COUNT(rate) - 1 FROM loans GROUP BY borrower"
         ).fetchall()
     )
-    for city, score in out["rows"]:
-        assert score == pytest.approx(sums.get(city, -1.0), abs=1e-6)
+    for borrower, score in out["rows"]:
+        assert score == pytest.approx(sums.get(borrower, -1.0), abs=1e-6)
+    # A dimension does not key entities: the per-city sum is a GROUP BY query.
+    (tmp_path / "city.json").write_text(json.dumps(dict(model, entity="city")))
+    (tmp_path / "c.txt").write_text("Wenzhou\n")
+    city = ["score", "--coordinator", federation.address, "--model", str(tmp_path / "city.json")]
+    refused = unseen(*city, "--entities", str(tmp_path / "c.txt"))
+    assert refused.returncode != 0 and "GROUP BY city" in refused.stderr
     bad = unseen(
         "score",
         "--coordinator",

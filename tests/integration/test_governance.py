@@ -495,73 +495,117 @@ MODEL = {
 }
 
 
+def _approved_client(fed, key, model, prepare_vouchers, model_vouchers):
+    """Prepare under ``prepare_vouchers``; the issuer approves ``model``; the client then
+    carries ``model_vouchers(approval)`` and the issuer's weights."""
+    client = fed.client(key, prepare_vouchers)
+    approval, weights = fed.world.approve(client, model)
+    client.vouchers = model_vouchers(approval)
+    return client, weights
+
+
 def test_scoring_with_vouchers_returns_receipts_for_prepare_and_score(fed, key):
     world = fed.world
     before = _heads(fed)
+    model = parse_model(MODEL)
+    client, weights = _approved_client(
+        fed,
+        key,
+        model,
+        world.vouchers(key.key_id),
+        lambda approval: world.vouchers(key.key_id, model=approval),
+    )
     entities = [*ACCOUNTS, "acct-999", ACCOUNTS[3]]  # one unknown entity, one repeated
-    result = fed.client(key, world.vouchers(key.key_id)).score(parse_model(MODEL), entities)
+    result = client.score(model, entities, weights)
     assert [r[0] for r in result.rows] == entities
-    expected = plaintext_scores(world.reference, parse_model(MODEL), entities)
+    expected = plaintext_scores(world.reference, model, entities)
     assert np.max(np.abs(np.array([r[1] for r in result.rows]) - expected)) < 1e-6
     receipts = receipts_of(result.meta)
-    assert sorted(r.holder for r in receipts) == sorted(["bank-a", "bank-b", "grid"] * 2)
-    assert _check_all(fed, receipts) == ["ok"] * 6
+    assert sorted(r.holder for r in receipts) == ["bank-a", "bank-b", "grid"]
+    assert _check_all(fed, receipts) == ["ok"] * 3
     for name in ("bank-a", "bank-b", "grid"):
         logged = entries(world.ledgers[name], before[name])
         kinds = [(e.kind, e.outcome) for e in logged]
         assert kinds == [("prepare", "answered"), ("score", "answered")]
-        assert {r.index for r in receipts if r.holder == name} == {e.index for e in logged}
+        assert {r.index for r in receipts if r.holder == name} == {logged[1].index}
 
 
 def _model_with_kwh_weight(weight: float) -> dict:
     # A model is registered once per fingerprint (features and weights, not the
-    # intercept): a new weight makes the client prepare it again.
+    # intercept): a new weight makes the client register it again.
     return dict(MODEL, features=[MODEL["features"][0], dict(MODEL["features"][1], weight=weight)])
 
 
 def test_score_outside_the_voucher_entities_is_refused_at_prepare_and_at_score(fed, key):
     world = fed.world
-    spec = _model_with_kwh_weight(-3e-4)
-    model = parse_model(spec)
-    scoped = world.voucher("grid", key.key_id, entities=ACCOUNTS[:3], voucher_id="v-grid-3")
-    vouchers = [world.voucher(h, key.key_id) for h in BANKS] + [scoped]
-    client = fed.client(key, vouchers)
+    model = parse_model(_model_with_kwh_weight(-3e-4))
+
+    def scoped(voucher_id, **kwargs):
+        return world.voucher(
+            "grid", key.key_id, entities=ACCOUNTS[:3], voucher_id=voucher_id, **kwargs
+        )
+
+    banks = [world.voucher(h, key.key_id) for h in BANKS]
     before = _heads(fed)
-    inside = client.score(model, ACCOUNTS[:3])  # prepares and registers the model
+    client, weights = _approved_client(
+        fed,
+        key,
+        model,
+        [*banks, scoped("v-grid-3p")],
+        lambda approval: [
+            *(world.voucher(h, key.key_id, model=approval) for h in BANKS),
+            scoped("v-grid-3", model=approval),
+        ],
+    )
+    inside = client.score(model, ACCOUNTS[:3], weights)
     expected = plaintext_scores(world.reference, model, ACCOUNTS[:3])
     assert np.max(np.abs(np.array([r[1] for r in inside.rows]) - expected)) < 1e-6
     logged = entries(world.ledgers["grid"], before["grid"])
     assert [(e.kind, e.outcome, e.voucher_id) for e in logged] == [
-        ("prepare", "answered", "v-grid-3"),
+        ("prepare", "answered", "v-grid-3p"),
         ("score", "answered", "v-grid-3"),
     ]
     reason = "voucher v-grid-3 does not cover 1 of the 2 requested entities"
     # The model is registered: only the score step runs, and it refuses.
     before = _heads(fed)
-    err = _refused(client.score, model, [ACCOUNTS[0], ACCOUNTS[7]])
+    err = _refused(client.score, model, [ACCOUNTS[0], ACCOUNTS[7]], weights)
     assert _from_holder(err, "grid") and str(err).endswith(reason)
     assert ACCOUNTS[7] not in str(err)
     logged = entries(world.ledgers["grid"], before["grid"])
     assert [(e.kind, e.outcome, e.voucher_id, e.reason) for e in logged] == [
         ("score", "refused", "v-grid-3", reason)
     ]
-    # A new model is prepared first: the prepare step refuses.
+    # Preparing for entities outside the scope is refused too.
     before = _heads(fed)
-    err = _refused(client.score, parse_model(_model_with_kwh_weight(-4e-4)), ACCOUNTS[6:8])
+    err = _refused(client.prepare, client.feature_specs(model, client.catalog()), ACCOUNTS[6:8])
     assert _from_holder(err, "grid")
     assert str(err).endswith("voucher v-grid-3 does not cover 2 of the 2 requested entities")
     logged = entries(world.ledgers["grid"], before["grid"])
     assert [(e.kind, e.outcome) for e in logged] == [("prepare", "refused")]
 
 
-def test_a_quota_of_one_admits_one_score(fed, key):
+def test_prepare_is_charged_like_any_request(fed, key):
     world = fed.world
     model = parse_model(
         {"entity": "account", "features": [{"table": "power", "column": "kwh", "weight": 0.5}]}
     )
-    vouchers = [world.voucher("grid", key.key_id, quota=1, voucher_id="v-score-once")]
-    result = fed.client(key, vouchers).score(model, ACCOUNTS[:4])
-    assert len(result.rows) == 4
+
+    def grid(quota, voucher_id, **kwargs):
+        return [world.voucher("grid", key.key_id, quota=quota, voucher_id=voucher_id, **kwargs)]
+
+    # The issuer re-issues the same voucher id with the model approved: one quota.
+    client, weights = _approved_client(
+        fed, key, model, grid(2, "v-quota-2"), lambda a: grid(2, "v-quota-2", model=a)
+    )
+    assert len(client.score(model, ACCOUNTS[:4], weights).rows) == 4
+    # The prepare step reached the grid's table, so it used one of the two queries.
+    err = _refused(client.score, model, ACCOUNTS[:4], weights)
+    assert str(err).endswith("voucher v-quota-2 has used its quota of 2 queries")
+    client, weights = _approved_client(
+        fed, key, model, grid(1, "v-quota-1"), lambda a: grid(1, "v-quota-1", model=a)
+    )
+    err = _refused(client.score, model, ACCOUNTS[:4], weights)
+    assert str(err).endswith("voucher v-quota-1 has used its quota of 1 query")
 
 
 # -- 6: supervisor over RPC ---------------------------------------------------------------------

@@ -392,3 +392,49 @@ def test_audit_fetch_reads_a_ledger_longer_than_one_range(tmp_path):
         federation.close()
     assert done.returncode == 0, done.stderr
     assert len(json.loads(out.read_text())["range"]["entries"]) == count, done.stdout
+
+
+def test_issuer_approves_a_model_and_the_analyst_scores_with_its_weights(setup, tmp_path):
+    """``voucher issue --model`` encrypts the reviewed weights; ``score --approved`` uses
+    them; the analyst's own weights (no approval) are refused."""
+    from engine.model import parse_model
+    from engine.verify import plaintext_scores
+
+    spec = {
+        "entity": "account",
+        "features": [{"table": "loans", "column": "amount", "weight": 1.5e-5, "aggregate": "sum"}],
+        "intercept": 0.25,
+        "link": "logistic",
+    }
+    model_file = tmp_path / "model.json"
+    model_file.write_text(json.dumps(spec))
+    entities = tmp_path / "entities.txt"
+    ids = ["acct-001", "acct-004", "acct-777"]
+    entities.write_text("\n".join(ids) + "\n")
+    score = [
+        "score", "--coordinator", setup.federation.address, "--key", setup.key_dir,
+        "--model", model_file, "--entities", entities, "--format", "json",
+    ]  # fmt: skip
+    plain = [tmp_path / f"{h}.plain" for h in BANKS]
+    for holder, path in zip(BANKS, plain, strict=True):
+        assert setup.issue(holder, path, "--read", "loans.amount=score").returncode == 0
+    prepared = unseen(*score, "--prepare-only", *[a for p in plain for a in ("--voucher", p)])
+    assert prepared.returncode == 0, prepared.stderr
+    exponents = json.loads(prepared.stdout)["exponents"]
+    refused = unseen(*score, *[a for p in plain for a in ("--voucher", p)])
+    assert refused.returncode == EXIT_REFUSED and "approves no model" in refused.stderr
+    weights = tmp_path / "weights.json"
+    approved = [tmp_path / f"{h}.model" for h in BANKS]
+    for holder, path in zip(BANKS, approved, strict=True):
+        done = setup.issue(
+            holder, path, "--read", "loans.amount=score", "--model", model_file,
+            "--exponents", ",".join(map(str, exponents)),
+            "--coordinator", setup.federation.address, "--weights-out", weights,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    done = unseen(*score, "--approved", weights, *[a for p in approved for a in ("--voucher", p)])
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)["rows"]
+    expected = plaintext_scores(setup.world.reference, parse_model(spec), ids)
+    assert [r[0] for r in rows] == ids
+    assert max(abs(r[1] - e) for r, e in zip(rows, expected, strict=True)) < 1e-6

@@ -1,0 +1,117 @@
+"""A holder's partial-score products through SEAL's evaluator (``tenseal.sealapi``).
+
+TenSEAL's ``CKKSVector.mul`` encodes the plaintext, multiplies and rescales
+every product; a partial score only needs one rescale. Here each feature
+column is encoded once at the weight's level, multiplied without rescaling,
+the products are added, and the sum is rescaled once — then re-randomised
+with a fresh public-key encryption of zero. The plaintext is encoded at the
+scale of the prime that the rescale divides by, so the result's scale is
+exactly the weights' (2^50), as TenSEAL's own path leaves it.
+
+The result is returned in TenSEAL's vector serialisation, so the coordinator
+and the analyst read it as any other ciphertext.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from collections.abc import Sequence
+
+import numpy as np
+import tenseal as ts
+import tenseal.sealapi as sealapi
+
+__all__ = ["PartialScorer"]
+
+
+class PartialScorer:
+    """One model's weights, ready for block after block of products."""
+
+    def __init__(self, ctx: ts.Context, weights: Sequence[ts.CKKSVector]):
+        seal = ctx.seal_context().data
+        self._seal = seal
+        self._encoder = sealapi.CKKSEncoder(seal)
+        self._evaluator = sealapi.Evaluator(seal)
+        self._encryptor = sealapi.Encryptor(seal, ctx.public_key().data)
+        self._weights = [w.ciphertext()[0] for w in weights]
+        level = seal.get_context_data(self._weights[0].parms_id())
+        self._parms = self._weights[0].parms_id()
+        self._next = level.next_context_data().parms_id()
+        # Encoding x at the scale of the prime the rescale removes leaves the
+        # product at exactly the weight's scale.
+        self._prime = float(level.parms().coeff_modulus()[-1].value())
+        self._scale = float(self._weights[0].scale)
+
+    def partial(self, columns: np.ndarray, slots: int) -> bytes:
+        """``sum_j weight_j * columns[:, j]`` (columns zero-padded to ``slots`` rows),
+        rescaled once and re-randomised; serialised as a TenSEAL vector."""
+        total = self.products(columns)
+        # Re-randomise: a fresh encryption of zero, so the answer is unlinkable to
+        # the weights and the (deterministic) products.
+        self._evaluator.add_inplace(total, self._zero(total.parms_id()))
+        return _tenseal_bytes(total, slots, self._scale)
+
+    def unmasked(self, columns: np.ndarray, slots: int) -> bytes:
+        """The products alone, as anyone holding the weight ciphertexts can recompute
+        them for a guess of ``columns``: what re-randomisation hides (tests)."""
+        return _tenseal_bytes(self.products(columns), slots, self._scale)
+
+    def products(self, columns: np.ndarray) -> sealapi.Ciphertext:
+        """The products, summed and rescaled once: the deterministic part (bench floor)."""
+        total = None
+        for weight, column in zip(self._weights, columns.T, strict=True):
+            if not column.any():
+                continue  # SEAL refuses a product with an all-zero plaintext
+            plain = sealapi.Plaintext()
+            self._encoder.encode(column.tolist(), self._parms, self._prime, plain)
+            term = sealapi.Ciphertext(self._seal)
+            self._evaluator.multiply_plain(weight, plain, term)
+            if total is None:
+                total = term
+            else:
+                self._evaluator.add_inplace(total, term)
+        if total is None:
+            # Every feature is zero here: an encryption of zero at the same level.
+            return self._zero(self._next)
+        self._evaluator.rescale_to_next_inplace(total)
+        total.scale = self._scale  # exact up to the float holding 2^50
+        return total
+
+    def _zero(self, parms: object) -> sealapi.Ciphertext:
+        plain = sealapi.Plaintext()
+        self._encoder.encode(0.0, parms, self._scale, plain)
+        cipher = sealapi.Ciphertext(self._seal)
+        self._encryptor.encrypt(plain, cipher)
+        return cipher
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _tenseal_bytes(cipher: sealapi.Ciphertext, size: int, scale: float) -> bytes:
+    """TenSEAL's CKKSVector message: packed size (field 1), the SEAL ciphertext (2),
+    the scale (3) — what ``ts.ckks_vector_from`` reads."""
+    fd, path = tempfile.mkstemp(prefix="unseen-partial-")
+    os.close(fd)
+    try:
+        cipher.save(path)  # the sealapi binding saves to a path only
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    finally:
+        os.unlink(path)
+    shape = _varint(size)
+    return b"".join(
+        (
+            b"\x0a" + _varint(len(shape)) + shape,
+            b"\x12" + _varint(len(raw)) + raw,
+            b"\x19" + struct.pack("<d", scale),
+        )
+    )
