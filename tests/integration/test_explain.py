@@ -13,7 +13,7 @@ from unittest import mock
 
 import pytest
 
-from engine.source import TableSource
+from engine.source import FileSource
 from tests.conftest import start_federation, unseen
 from tests.shards import write_shards
 from tests.tpch import LINEITEM, Q1, lineitem_rows
@@ -38,13 +38,13 @@ def federation(tmp_path_factory: pytest.TempPathFactory):
 def _run(fed, tmp_path, *args):
     env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "cfg"))
     calls = []
-    original = TableSource.run
+    original = FileSource.run
 
     def counting(self, sql, params=()):
         calls.append(sql)
         return original(self, sql, params)
 
-    with mock.patch.object(TableSource, "run", counting):
+    with mock.patch.object(FileSource, "run", counting):
         done = unseen("query", "--coordinator", fed.address, *args, env=env)
     return done, calls
 
