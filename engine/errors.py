@@ -15,6 +15,7 @@ Tree::
     ├── EncodingOverflowError        a value does not fit the agreed slot codec
     ├── SourceError                  a holder's data source failed or is misconfigured
     ├── ConfigError                  bad command-line flags or configuration files
+    ├── CallCancelled                the caller stopped waiting (deadline, hang-up); work stopped
     ├── RemoteError                  a peer answered with a gRPC error status
     │   └── HolderError              ... and that peer was a named holder
     └── VerificationError            an encrypted answer disagrees with its plaintext check
@@ -29,6 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CallCancelled",
     "ConfigError",
     "CryptoError",
     "EncodingOverflowError",
@@ -136,6 +138,13 @@ class ConfigError(UnseenError):
     """Invalid flags or configuration: the message names the offending item."""
 
     grpc_code = "INVALID_ARGUMENT"
+
+
+class CallCancelled(UnseenError):
+    """The call being served ended (its deadline passed or its caller hung up), so the
+    holder stopped the work; nobody is left to read the status."""
+
+    grpc_code = "CANCELLED"
 
 
 class RemoteError(UnseenError):

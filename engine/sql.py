@@ -337,8 +337,9 @@ class _Compiler:
             left, right = self._coerce(left, right, node), self._coerce(right, left, node)
             return Binary(_COMPARE[type(node)], left, right)
         if type(node) in _LOGIC:
-            # Long AND/OR chains become balanced trees: 1000 conditions nest
-            # 10 levels deep, not 1000 (the wire's depth limit is 40).
+            # Long AND/OR chains become balanced trees: 240 conditions nest
+            # 8 levels deep, not 240 (the wire's depth limit is 40; its size
+            # limit, Limits.max_nodes, refuses much longer chains).
             operands = [self.row(part) for part in _chain(node, type(node))]
             return _balanced(_LOGIC[type(node)], operands)
         if type(node) in _ARITH:

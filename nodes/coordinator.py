@@ -107,7 +107,7 @@ class Coordinator:
     _catalogs_at: float = 0.0
     _known: dict[str, Catalog] = field(default_factory=dict)  # last catalog per holder address
     max_models: int = 32
-    max_entities: int = 5_000_000
+    max_entities: int = serde.MAX_ENTITIES
     _models: OrderedDict[tuple[str, str], CoordinatorModel] = field(default_factory=OrderedDict)
 
     @classmethod

@@ -61,7 +61,7 @@ class HolderNode:
     governance: Governance | None = None
     pool: ScoringPool = field(default_factory=ScoringPool)
     max_models: int = 16
-    max_entities: int = 5_000_000
+    max_entities: int = serde.MAX_ENTITIES
     _models: OrderedDict[str, HolderModel] = field(default_factory=OrderedDict)
     _models_lock: threading.Lock = field(default_factory=threading.Lock)
 

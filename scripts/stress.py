@@ -103,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
             f"({sorted(set(outcome.admitted))}), {len(outcome.shed)} shed "
             f"({sorted(set(outcome.shed))})"
         )
-        if len(outcome.admitted) != load.MAX_CONCURRENT or set(outcome.admitted) != {"OK"}:
+        if len(outcome.admitted) != load.PER_CALLER or set(outcome.admitted) != {"OK"}:
             shed_problems.append(f"{target}: admitted {outcome.admitted[:3]}...")
-        if outcome.shed != ["RESOURCE_EXHAUSTED"] * (load.SLOW_CALLS - load.MAX_CONCURRENT):
+        if outcome.shed != ["RESOURCE_EXHAUSTED"] * (load.SLOW_CALLS - load.PER_CALLER):
             shed_problems.append(f"{target}: shed {sorted(set(outcome.shed))}")
 
     peaks = {**report.peak_rss, **{f"load.{n}": p for n, p in load_report.peak_rss.items()}}
