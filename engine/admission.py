@@ -154,13 +154,10 @@ class _Watch:
             reason = f"sent nothing for {self._bounds.idle_seconds:g} s"
         elif now - call.started > self._bounds.max_call_seconds:
             reason = f"ran past {self._bounds.max_call_seconds:g} s"
-        elif not call.context.is_active():
-            reason = "ended"  # deadline passed or the caller hung up
         if reason is None:
             return
-        if reason != "ended":
-            log.warning("cancelled a %s call that %s", call.method, reason)
-        call.scope.cancel()
+        log.warning("cancelled a %s call that %s", call.method, reason)
+        # Cancelling the call runs its callbacks, which cancel its scope.
         call.context.cancel()
         self.remove(call)
 
@@ -194,8 +191,10 @@ class BoundedCalls(grpc.ServerInterceptor):
                 f"too many calls at once from this caller (at most {limit}); retry later",
             )
         call = _Call(caller, method, context)
-        # Whatever ends the call (deadline, hang-up, our own cancel) stops its work.
-        context.add_callback(call.scope.cancel)
+        # Whatever ends the call (deadline, hang-up, our own cancel) stops its work;
+        # a call that ended before it got here has nothing to start.
+        if not context.add_callback(call.scope.cancel):
+            call.scope.cancel()
         self._watch.add(call)
         return call
 

@@ -13,6 +13,7 @@ used directly, tests) there is no scope and both are no-ops.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
@@ -93,7 +94,10 @@ def serving(scope: CallScope) -> Iterator[CallScope]:
     try:
         yield scope
     finally:
-        _CURRENT.reset(token)
+        # A response generator abandoned by gRPC is closed later, by the garbage
+        # collector, in another context: there is nothing of ours to undo there.
+        with contextlib.suppress(ValueError):
+            _CURRENT.reset(token)
 
 
 def checkpoint() -> None:

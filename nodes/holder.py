@@ -18,10 +18,12 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 
 from engine import ckks, serde
+from engine.cancellation import checkpoint
 from engine.catalog import Catalog, TableInfo
 from engine.config import NodeConfig, load_tables
 from engine.errors import PlanError, UnknownKeyError
@@ -49,6 +51,8 @@ from protos.unseen.v1 import (
 __all__ = ["HolderNode", "HolderServicer", "serve_holder"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -266,7 +270,7 @@ class HolderNode:
 
         def stream() -> Iterator[bytes]:
             blocks = feature_blocks(model.features, self.sources, self.tables, ids, slots)
-            return self.pool.partials(model, blocks, slots)
+            return self.pool.partials(model, _until_cancelled(blocks), slots)
 
         if self.gov.ledger is None:
             # Nothing to log: the checks run now, the blocks as they are read.
@@ -377,6 +381,13 @@ class HolderServicer(holder_pb2_grpc.HolderServicer):
         }
         ledger_range, checkpoint = self.node.read_ledger(fields, request.signature)
         return audit_pb2.ReadLedgerReply(range=ledger_range, checkpoint=checkpoint)
+
+
+def _until_cancelled(blocks: Iterator[_T]) -> Iterator[_T]:
+    """The blocks of a score, read only while its caller still waits for them."""
+    for block in blocks:
+        checkpoint()
+        yield block
 
 
 def _subject(context: grpc.ServicerContext) -> str | None:

@@ -132,6 +132,14 @@ def test_a_silent_request_stream_is_cancelled(serve):
     assert service.outcomes.get(timeout=30) == "stream cancelled"
 
 
+def test_a_call_past_the_longest_allowed_is_cancelled(serve):
+    service, channel = serve(CallBounds(max_call_seconds=0.5))
+    with pytest.raises(grpc.RpcError) as info:
+        channel.unary_unary(f"/{SERVICE}/Hold")(b"", timeout=60)
+    assert info.value.code() == grpc.StatusCode.CANCELLED
+    assert service.outcomes.get(timeout=30) == "cancelled"
+
+
 def test_a_stream_that_keeps_sending_is_not_idle(serve):
     service, channel = serve(CallBounds(idle_seconds=0.5))
 
