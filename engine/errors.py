@@ -16,6 +16,7 @@ Tree::
     ├── SourceError                  a holder's data source failed or is misconfigured
     ├── ConfigError                  bad command-line flags or configuration files
     ├── CallCancelled                the caller stopped waiting (deadline, hang-up); work stopped
+    ├── BusyError                    the node holds too much for other calls; retry later
     ├── RemoteError                  a peer answered with a gRPC error status
     │   └── HolderError              ... and that peer was a named holder
     └── VerificationError            an encrypted answer disagrees with its plaintext check
@@ -30,6 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "BusyError",
     "CallCancelled",
     "ConfigError",
     "CryptoError",
@@ -145,6 +147,13 @@ class CallCancelled(UnseenError):
     holder stopped the work; nobody is left to read the status."""
 
     grpc_code = "CANCELLED"
+
+
+class BusyError(UnseenError):
+    """The node is at a shared bound (memory held across calls); the same request may
+    succeed later."""
+
+    grpc_code = "RESOURCE_EXHAUSTED"
 
 
 class RemoteError(UnseenError):

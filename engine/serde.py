@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
+from engine.budget import ENTITY_OVERHEAD
 from engine.catalog import Catalog, ColumnInfo, TableInfo
 from engine.errors import CryptoError, PlanError
 from engine.expr import (
@@ -540,11 +541,13 @@ def prepare_from_parts(
     parts: Iterable[score_pb2.PreparePart],
     max_entities: int,
     check: Callable[[str], None] | None = None,
+    charge: Callable[[int], None] | None = None,
 ) -> tuple[str, tuple[FeatureSpec, ...], list[str], tuple[str, ...]]:
     """Read a PrepareModel stream: (key id, features, entity ids, vouchers).
 
     ``check(key_id)`` runs on the header, before any entity id is read, so a
-    request for an unknown key costs the node nothing.
+    request for an unknown key costs the node nothing. ``charge(bytes)`` is
+    called for each chunk of ids before it is kept (a node-wide budget).
     """
     header, iterator = _split_header(parts, "a model preparation")
     features = _features_from_proto(header.features)
@@ -553,7 +556,7 @@ def prepare_from_parts(
     _check_id(header.key_id, "key")
     if check is not None:
         check(header.key_id)
-    ids = _entity_stream(iterator, header.entities, max_entities, "a model preparation")
+    ids = _entity_stream(iterator, header.entities, max_entities, "a model preparation", charge)
     return header.key_id, features, ids, tuple(header.vouchers)
 
 
@@ -588,7 +591,11 @@ def _split_header(parts: Iterable[Any], what: str) -> tuple[Any, Iterator[Any]]:
 
 
 def _entity_stream(
-    iterator: Iterator[Any], announced: int, max_entities: int, what: str
+    iterator: Iterator[Any],
+    announced: int,
+    max_entities: int,
+    what: str,
+    charge: Callable[[int], None] | None = None,
 ) -> list[str]:
     if announced > max_entities:
         raise PlanError(f"at most {max_entities} entities per request")
@@ -598,12 +605,16 @@ def _entity_stream(
         if part.WhichOneof("part") != "entities":
             raise PlanError(f"{what} has a second header")
         chunk = part.entities.ids
+        chunk_size = 0
         for entity in chunk:
             if len(entity) > MAX_ENTITY_ID:
                 raise PlanError(f"an entity id longer than {MAX_ENTITY_ID} characters")
-            size += len(entity)
+            chunk_size += len(entity)
+        size += chunk_size
         if size > MAX_ENTITY_BYTES:
             raise PlanError(f"entity ids beyond {MAX_ENTITY_BYTES >> 20} MiB in one request")
+        if charge is not None:
+            charge(chunk_size + ENTITY_OVERHEAD * len(chunk))
         ids.extend(chunk)
         if len(ids) > announced:
             raise PlanError(f"{what} sent more entities than announced")
@@ -699,17 +710,19 @@ def score_request_from_parts(
     parts: Iterable[score_pb2.ScorePart],
     max_entities: int,
     check: Callable[[str, str], None] | None = None,
+    charge: Callable[[int], None] | None = None,
 ) -> tuple[str, str, list[str], tuple[str, ...]]:
     """Read a whole Score request stream: (model id, key id, entity ids, vouchers).
 
-    ``check(model_id, key_id)`` runs on the header, before any entity id is read.
+    ``check(model_id, key_id)`` runs on the header, before any entity id is
+    read; ``charge(bytes)`` for each chunk of ids before it is kept.
     """
     header, iterator = _split_header(parts, "a score request")
     _check_id(header.model_id, "model")
     _check_id(header.key_id, "key")
     if check is not None:
         check(header.model_id, header.key_id)
-    ids = _entity_stream(iterator, header.entities, max_entities, "a score request")
+    ids = _entity_stream(iterator, header.entities, max_entities, "a score request", charge)
     return header.model_id, header.key_id, ids, tuple(header.vouchers)
 
 

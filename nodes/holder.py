@@ -23,6 +23,7 @@ from typing import TypeVar
 import grpc
 
 from engine import ckks, serde
+from engine.budget import MemoryBudget
 from engine.cancellation import checkpoint
 from engine.catalog import Catalog, TableInfo
 from engine.config import NodeConfig, load_tables
@@ -66,6 +67,11 @@ class HolderNode:
     pool: ScoringPool = field(default_factory=ScoringPool)
     max_models: int = 16
     max_entities: int = serde.MAX_ENTITIES
+    # Entity ids held at once by all calls together: two million-entity requests
+    # of 18-character codes (~82 MB each as Python strings) fit.
+    entity_budget: MemoryBudget = field(
+        default_factory=lambda: MemoryBudget(192 << 20, "entity ids")
+    )
     _models: OrderedDict[str, HolderModel] = field(default_factory=OrderedDict)
     _models_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -330,12 +336,13 @@ class HolderServicer(holder_pb2_grpc.HolderServicer):
     def PrepareModel(
         self, request_iterator: Iterator[score_pb2.PreparePart], context: grpc.ServicerContext
     ) -> score_pb2.PrepareModelReply:
-        key_id, features, ids, vouchers = serde.prepare_from_parts(
-            request_iterator, self.node.max_entities, self.node.keys.get
-        )
-        exponents, receipts = self.node.prepare_model(
-            key_id, features, ids, vouchers, _subject(context)
-        )
+        with self.node.entity_budget.account() as charge:
+            key_id, features, ids, vouchers = serde.prepare_from_parts(
+                request_iterator, self.node.max_entities, self.node.keys.get, charge
+            )
+            exponents, receipts = self.node.prepare_model(
+                key_id, features, ids, vouchers, _subject(context)
+            )
         return score_pb2.PrepareModelReply(exponents=exponents, receipts=receipts)
 
     @servicer_errors
@@ -358,15 +365,16 @@ class HolderServicer(holder_pb2_grpc.HolderServicer):
     def Score(
         self, request_iterator: Iterator[score_pb2.ScorePart], context: grpc.ServicerContext
     ) -> Iterator[score_pb2.ScoreReply]:
-        model_id, key_id, ids, vouchers = serde.score_request_from_parts(
-            request_iterator, self.node.max_entities, self.node.require_model
-        )
-        slots = ckks.PARAMS.slots
-        count = -(-len(ids) // slots)
-        partials, receipts = self.node.score(key_id, model_id, ids, vouchers, _subject(context))
-        yield serde.score_reply_header(count, slots, [self.node.name], receipts)
-        for index, data in enumerate(partials):
-            yield serde.score_reply_ciphertext(index, data)
+        with self.node.entity_budget.account() as charge:
+            model_id, key_id, ids, vouchers = serde.score_request_from_parts(
+                request_iterator, self.node.max_entities, self.node.require_model, charge
+            )
+            slots = ckks.PARAMS.slots
+            count = -(-len(ids) // slots)
+            partials, receipts = self.node.score(key_id, model_id, ids, vouchers, _subject(context))
+            yield serde.score_reply_header(count, slots, [self.node.name], receipts)
+            for index, data in enumerate(partials):
+                yield serde.score_reply_ciphertext(index, data)
 
     @servicer_errors
     def ReadLedger(

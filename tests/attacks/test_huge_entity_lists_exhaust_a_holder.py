@@ -7,13 +7,16 @@ before any voucher check, and then went on to read features for all of them), or
 announce an allowed million but send ids of 200 characters (200 MB of ids). It must learn
 nothing, and the holder must refuse the stream while reading it: at most a million ids and
 64 MiB of ids per request (``engine.serde.MAX_ENTITIES``, ``MAX_ENTITY_BYTES``), counted as the
-stream arrives, so the holder's memory stays bounded and it keeps answering other callers.
+stream arrives, and at most 192 MiB of ids held by all requests together
+(``HolderNode.entity_budget``; more is RESOURCE_EXHAUSTED, retry later), so the holder's
+memory stays bounded and it keeps answering other callers.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
 
 import pytest
@@ -77,6 +80,37 @@ def test_a_million_long_ids_are_refused_while_streaming(target: Target):
     assert "entity ids beyond 64 MiB" in details
     # 64 MiB of 200-character ids held as Python strings, plus the messages in flight.
     assert growth < 200 << 20, f"h0 grew by {growth >> 20} MiB"
+
+
+def test_concurrent_requests_cannot_add_up_past_the_node_budget(target: Target):
+    # Six requests, each within the per-request limits (300 000 ids of 200 characters, ~79 MB
+    # as Python strings), together past the holder's 192 MiB budget for entity ids.
+    before = target.rss("h0")
+    with (
+        MemoryWatch({"h0": target.pid("h0")}, interval=0.05) as watch,
+        futures.ThreadPoolExecutor(6) as pool,
+    ):
+        calls = [
+            pool.submit(
+                target.call,
+                "h0",
+                "PrepareModel",
+                _prepare(target.key.key_id, 300_000, 300_000, 200),
+                120,
+            )
+            for _ in range(6)
+        ]
+        honest = target.problems()
+        outcomes = [call.result() for call in calls]
+    growth = watch.window_peak()["h0"] - before
+    codes = sorted(code for code, _ in outcomes)
+    print(f"6 x 300000 ids of 200: {codes}, h0 grew by {growth >> 20} MiB")
+    assert honest == []
+    assert "RESOURCE_EXHAUSTED" in codes, outcomes
+    assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}, outcomes
+    # Measured: 763 MiB with all six admitted; 470-540 MiB when three were (their ids and
+    # the preparation's own join over them); two fit the budget now.
+    assert growth < 600 << 20, f"h0 grew by {growth >> 20} MiB"
 
 
 def test_the_holder_still_answers_afterwards(target: Target, tmp_path: Path):

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from engine import serde
-from engine.errors import PlanError
+from engine.budget import ENTITY_OVERHEAD, MemoryBudget
+from engine.errors import BusyError, PlanError
 from engine.expr import Binary, BinaryOp, Column, Expr, InList, Literal
 from engine.model import FeatureSpec
 from engine.plan import AggregatePlan, Encoding, GroupColumn, Limits, Measure, check_plan
@@ -129,3 +130,28 @@ def test_entity_bytes_are_counted_while_streaming():
 
     with pytest.raises(PlanError, match="entity ids beyond 64 MiB in one request"):
         serde.prepare_from_parts(parts(), serde.MAX_ENTITIES)
+
+
+def test_a_node_wide_budget_refuses_what_concurrent_requests_would_hold_together():
+    budget = MemoryBudget(10 << 20, "entity ids")
+    chunk = ["y" * 200] * 4096  # 0.8 MiB of characters, ~1 MiB charged with the overhead
+
+    def parts() -> Iterator:
+        yield from _prepare([FeatureSpec("t", "v", "id")], 4096 * 8, chunk)
+        for _ in range(7):
+            yield score_pb2.PreparePart(entities=score_pb2.EntityChunk(ids=chunk))
+
+    with budget.account() as first:
+        ids = serde.prepare_from_parts(parts(), serde.MAX_ENTITIES, charge=first)[2]
+        assert len(ids) == 4096 * 8
+        held = budget.used
+        assert held == 8 * 4096 * (200 + ENTITY_OVERHEAD)
+        with (
+            budget.account() as second,
+            pytest.raises(BusyError, match="at most 10 MiB at once"),
+        ):
+            serde.prepare_from_parts(parts(), serde.MAX_ENTITIES, charge=second)
+        assert budget.used == held  # the refused request gave back what it had charged
+    assert budget.used == 0
+    with budget.account() as third:
+        assert len(serde.prepare_from_parts(parts(), serde.MAX_ENTITIES, charge=third)[2]) > 0
