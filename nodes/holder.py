@@ -22,9 +22,8 @@ from typing import TypeVar
 
 import grpc
 
-from engine import ckks, serde
+from engine import cancellation, ckks, serde
 from engine.budget import MemoryBudget
-from engine.cancellation import checkpoint
 from engine.catalog import Catalog, TableInfo
 from engine.config import NodeConfig, load_tables
 from engine.errors import PlanError, UnknownKeyError
@@ -394,7 +393,7 @@ class HolderServicer(holder_pb2_grpc.HolderServicer):
 def _until_cancelled(blocks: Iterator[_T]) -> Iterator[_T]:
     """The blocks of a score, read only while its caller still waits for them."""
     for block in blocks:
-        checkpoint()
+        cancellation.checkpoint()
         yield block
 
 
