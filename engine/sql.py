@@ -338,7 +338,7 @@ class _Compiler:
             return Binary(_COMPARE[type(node)], left, right)
         if type(node) in _LOGIC:
             # Long AND/OR chains become balanced trees: 240 conditions nest
-            # 8 levels deep, not 240 (the wire's depth limit is 40; its size
+            # 10 levels deep, not 240 (the wire's depth limit is 40; its size
             # limit, Limits.max_nodes, refuses much longer chains).
             operands = [self.row(part) for part in _chain(node, type(node))]
             return _balanced(_LOGIC[type(node)], operands)
