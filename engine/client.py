@@ -252,7 +252,13 @@ class Client:
         return str(ack.model_id), list(reply.receipts)
 
     def score(self, model: Model, entities: Sequence[str]) -> Result:
-        """Score ``entities`` (in order) with ``model``; rows are ``[entity, score]``."""
+        """Score ``entities`` (in order) with ``model``; rows are ``[entity, score]``.
+
+        Nodes take at most ``serde.MAX_ENTITIES`` entities per request; more are
+        scored in batches of that size, one request each, and joined in order.
+        """
+        if len(entities) > serde.MAX_ENTITIES:
+            return self._score_in_batches(model, entities)
         started = time.perf_counter()
         catalog = self.catalog()
         ids = list(entities)
@@ -285,6 +291,18 @@ class Client:
             "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
         }
         return Result([model.entity, "score"], rows, meta)
+
+    def _score_in_batches(self, model: Model, entities: Sequence[str]) -> Result:
+        started = time.perf_counter()
+        size = serde.MAX_ENTITIES
+        parts = [self.score(model, entities[i : i + size]) for i in range(0, len(entities), size)]
+        meta = dict(parts[0].meta)
+        for name in ("entities", "ciphertexts", "bytes_received"):
+            meta[name] = sum(part.meta[name] for part in parts)
+        meta["receipts"] = [r for part in parts for r in part.meta["receipts"]]
+        meta["batches"] = len(parts)
+        meta["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        return Result(parts[0].columns, [row for part in parts for row in part.rows], meta)
 
     def _score_stream(
         self, model_id: str, entities: list[str]
