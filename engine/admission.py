@@ -157,7 +157,9 @@ class _Watch:
         if reason is None:
             return
         log.warning("cancelled a %s call that %s", call.method, reason)
-        # Cancelling the call runs its callbacks, which cancel its scope.
+        # The scope first: gRPC may end a cancelled request stream as if it were complete,
+        # and the reader must know it was cut (the call's callback cancels it again, later).
+        call.scope.cancel()
         call.context.cancel()
         self.remove(call)
 
@@ -214,6 +216,7 @@ class BoundedCalls(grpc.ServerInterceptor):
             try:
                 message = next(stream)
             except StopIteration:
+                call.scope.check()  # a stream we cut is not a complete request
                 return
             finally:
                 call.waiting_since = None

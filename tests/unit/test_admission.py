@@ -46,7 +46,7 @@ class Service:
     def drain(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         try:
             count = sum(1 for _ in requests)
-        except grpc.RpcError:
+        except (grpc.RpcError, CallCancelled):
             self.outcomes.put("stream cancelled")
             return b""
         self.outcomes.put(f"read {count}")
@@ -110,8 +110,9 @@ def test_a_caller_beyond_its_share_is_shed_while_others_are_not(serve):
 def test_the_work_of_a_call_stops_when_its_deadline_passes(serve):
     service, channel = serve(CallBounds())
     with pytest.raises(grpc.RpcError) as info:
-        channel.unary_unary(f"/{SERVICE}/Hold")(b"", timeout=0.5)
+        channel.unary_unary(f"/{SERVICE}/Hold")(b"", timeout=2)
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert service.entered.get(timeout=30) == "hold"  # the work had started
     assert service.outcomes.get(timeout=30) == "cancelled"
 
 
