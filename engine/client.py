@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 import tenseal as ts
 
-from engine import ckks
+from engine import ckks, serde
 from engine.approval import ApprovedWeights
 from engine.catalog import Catalog
 from engine.errors import PlanError, RemoteError
@@ -257,8 +257,12 @@ class Client:
         """Score ``entities`` (in order) with ``model``; rows are ``[entity, score]``.
 
         Under vouchers, ``approved`` is the issuer's encryption of the model's
-        weights (holders refuse any other weight ciphertext).
+        weights (holders refuse any other weight ciphertext). Nodes take at most
+        ``serde.MAX_ENTITIES`` entities per request; more are scored in batches of
+        that size, one request each, and joined in order.
         """
+        if len(entities) > serde.MAX_ENTITIES:
+            return self._score_in_batches(model, entities, approved)
         started = time.perf_counter()
         catalog = self.catalog()
         ids = list(entities)
@@ -292,6 +296,23 @@ class Client:
             "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
         }
         return Result([model.entity, "score"], rows, meta)
+
+    def _score_in_batches(
+        self, model: Model, entities: Sequence[str], approved: ApprovedWeights | None
+    ) -> Result:
+        started = time.perf_counter()
+        size = serde.MAX_ENTITIES
+        parts = [
+            self.score(model, entities[i : i + size], approved)
+            for i in range(0, len(entities), size)
+        ]
+        meta = dict(parts[0].meta)
+        for name in ("entities", "ciphertexts", "bytes_received"):
+            meta[name] = sum(part.meta[name] for part in parts)
+        meta["receipts"] = [r for part in parts for r in part.meta["receipts"]]
+        meta["batches"] = len(parts)
+        meta["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        return Result(parts[0].columns, [row for part in parts for row in part.rows], meta)
 
 
 def feature_specs(model: Model, catalog: Catalog) -> tuple[FeatureSpec, ...]:

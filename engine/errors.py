@@ -15,6 +15,8 @@ Tree::
     ├── EncodingOverflowError        a value does not fit the agreed slot codec
     ├── SourceError                  a holder's data source failed or is misconfigured
     ├── ConfigError                  bad command-line flags or configuration files
+    ├── CallCancelled                the caller stopped waiting (deadline, hang-up); work stopped
+    ├── BusyError                    the node holds too much for other calls; retry later
     ├── RemoteError                  a peer answered with a gRPC error status
     │   └── HolderError              ... and that peer was a named holder
     └── VerificationError            an encrypted answer disagrees with its plaintext check
@@ -33,6 +35,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "BusyError",
+    "CallCancelled",
     "ConfigError",
     "CryptoError",
     "EncodingOverflowError",
@@ -150,6 +154,20 @@ class ConfigError(UnseenError):
     """Invalid flags or configuration: the message names the offending item."""
 
     grpc_code = "INVALID_ARGUMENT"
+
+
+class CallCancelled(UnseenError):
+    """The call being served ended (its deadline passed or its caller hung up), so the
+    holder stopped the work; nobody is left to read the status."""
+
+    grpc_code = "CANCELLED"
+
+
+class BusyError(UnseenError):
+    """The node is at a shared bound (memory held across calls); the same request may
+    succeed later."""
+
+    grpc_code = "RESOURCE_EXHAUSTED"
 
 
 class RemoteError(UnseenError):

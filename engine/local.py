@@ -19,6 +19,7 @@ import numpy as np
 import tenseal as ts
 
 from engine import ckks
+from engine.cancellation import checkpoint
 from engine.catalog import TableInfo
 from engine.errors import EncodingOverflowError, PlanError, SourceError
 from engine.layout import GroupMoments, MeasureMoments, layout_for, pack
@@ -148,6 +149,7 @@ def answer_aggregate(
     for i in suppressed:
         del moments[i]
     vectors = pack(plan, layout, moments)
+    checkpoint()  # a caller gone during the query gets no encryption either
     ciphertexts = tuple(ckks.encrypt_all(ctx, vectors) if encrypt is None else encrypt(vectors))
     log.info(
         "aggregate on %s: %d groups, %d suppressed, %d ciphertexts",

@@ -56,6 +56,7 @@ __all__ = [
     "Measure",
     "SlotCodec",
     "arithmetic_type",
+    "check_expression_size",
     "check_plan",
     "common_type",
     "derived_group_use",
@@ -133,9 +134,16 @@ class Limits:
     # two (Expr, BinaryExpr) under three of the request's own: 40 stays clear.
     max_depth: int = 40
     # Each value is a bound parameter at the holder: 10 000 cost a SQLite holder
-    # about 6 s of CPU; a hundred thousand would cost ten times more.
+    # about 6 s of CPU; a hundred thousand would cost ten times more. The limit
+    # holds for all IN lists of a plan together, not per list.
     max_in_values: int = 10_000
     max_group_columns: int = 8
+    # Expression nodes in a whole plan (filter and every measure). Holder cost
+    # grows faster than linearly with size (SQL generation, the engine's
+    # binder): 4 000 nodes cost a holder 1.2-2.4 CPU-s and ~100 MB, ~96 000
+    # (once accepted) ~90 CPU-s and 1.9 GB. 1 000 cost ~0.25 s and ~15 MB and
+    # leave room for 64 measures of a dozen operators each (TPC-H Q1 needs ~30).
+    max_nodes: int = 1_000
 
 
 DEFAULT_LIMITS = Limits()
@@ -568,6 +576,24 @@ def _check_codec(codec: SlotCodec) -> None:
         raise PlanError("codec slots must be a power of two")
 
 
+def check_expression_size(roots: list[Expr], limits: Limits | None = None) -> None:
+    """Refuse expressions (a plan's, or a model's feature filters) beyond the size limits:
+    nodes and IN values counted over all of ``roots`` together, and depth per root."""
+    limits = limits or DEFAULT_LIMITS
+    nodes = values = 0
+    for root in roots:
+        if depth(root) > limits.max_depth:
+            raise PlanError(f"expression nested deeper than {limits.max_depth} levels")
+        for sub in walk(root):
+            nodes += 1
+            if isinstance(sub, InList):
+                values += len(sub.values)
+    if nodes > limits.max_nodes:
+        raise PlanError(f"expressions of {nodes} nodes, more than {limits.max_nodes}")
+    if values > limits.max_in_values:
+        raise PlanError(f"IN lists of {values} values in all, more than {limits.max_in_values}")
+
+
 def check_plan(plan: AggregatePlan, table: TableInfo, limits: Limits | None = None) -> None:
     """Refuse a plan that does not fit ``table``'s schema and policy, or the limits."""
     limits = limits or DEFAULT_LIMITS
@@ -579,12 +605,7 @@ def check_plan(plan: AggregatePlan, table: TableInfo, limits: Limits | None = No
     nodes = [plan.filter] if plan.filter is not None else []
     nodes += [m.expr for m in plan.measures]
     nodes += [g.expr for g in plan.groups if g.expr is not None]
-    for node in nodes:
-        if depth(node) > limits.max_depth:
-            raise PlanError(f"expression nested deeper than {limits.max_depth} levels")
-        for sub in walk(node):
-            if isinstance(sub, InList) and len(sub.values) > limits.max_in_values:
-                raise PlanError(f"IN list longer than {limits.max_in_values} values")
+    check_expression_size(nodes, limits)
     if plan.filter is not None:
         kind = expr_type(plan.filter, table, "filter")
         if kind is not None and kind != _BOOLEAN:

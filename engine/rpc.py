@@ -21,6 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from engine.admission import BoundedCalls, CallBounds
 from engine.errors import ConfigError, PlanError, RemoteError, UnseenError
 from engine.tls import TlsFiles, channel_credentials, is_loopback, server_credentials
 
@@ -105,6 +106,7 @@ def create_server(
     tls: TlsFiles | None = None,
     max_concurrent: int = 64,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
+    bounds: CallBounds | None = None,
 ) -> tuple[grpc.Server, int]:
     """Start a server on ``address`` (port 0 picks one); returns (server, port).
 
@@ -113,8 +115,11 @@ def create_server(
     ``service_names``. With ``tls`` the server requires client certificates
     (mTLS); without, it serves plaintext only on a loopback address. Beyond
     ``max_concurrent`` calls in flight, new calls are shed with
-    RESOURCE_EXHAUSTED instead of queueing without bound. ``interceptors`` run
-    after the malformed-request guard (the node's metrics, ``engine.telemetry``).
+    RESOURCE_EXHAUSTED instead of queueing without bound; ``bounds`` (default:
+    from the environment) limits each caller's share of those calls, cancels
+    silent request streams and stops a call's work when it ends
+    (``engine.admission``). ``interceptors`` run after the malformed-request
+    guard (the node's metrics, ``engine.telemetry``).
     """
     if tls is None and not is_loopback(address):
         raise ConfigError(
@@ -127,7 +132,8 @@ def create_server(
         futures.ThreadPoolExecutor(max_workers=max_concurrent + 4, thread_name_prefix="rpc"),
         options=_SERVER_OPTIONS,
         maximum_concurrent_rpcs=max_concurrent,
-        interceptors=[_MalformedRequests(), *interceptors],
+        # Outermost first: a call is admitted (and watched) before its bytes are decoded.
+        interceptors=[BoundedCalls(bounds), _MalformedRequests(), *interceptors],
     )
     for add in register:
         add(server)

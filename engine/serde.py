@@ -14,6 +14,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
+from google.protobuf.message import Message
+
+from engine.budget import ENTITY_OVERHEAD
 from engine.catalog import Catalog, ColumnInfo, TableInfo
 from engine.errors import CryptoError, PlanError
 from engine.expr import (
@@ -45,6 +48,8 @@ from protos.unseen.v1 import audit_pb2, catalog_pb2, crypto_pb2, plan_pb2, query
 
 __all__ = [
     "KEY_CHUNK_BYTES",
+    "MAX_ENTITIES",
+    "MAX_FEATURES",
     "MAX_MODEL_BYTES",
     "aggregate_request",
     "catalog_from_proto",
@@ -379,24 +384,61 @@ def _check_sizes(msg: plan_pb2.AggregatePlan) -> None:
     limits = DEFAULT_LIMITS
     if len(msg.measures) > limits.max_measures or len(msg.groups) > limits.max_group_columns:
         raise PlanError("the plan has too many measures or group columns")
+    groups = 1
     for group in msg.groups:
         if len(group.domain) > limits.max_groups:
             raise PlanError(f"a group domain has more than {limits.max_groups} values")
-    stack = [m.expr for m in msg.measures]
-    stack += [g.expr for g in msg.groups if g.HasField("expr")]
+        groups *= max(len(group.domain), 1)
+    if groups > limits.max_groups:
+        raise PlanError(f"the group domain has more than {limits.max_groups} groups")
+    roots = [m.expr for m in msg.measures]
+    roots += [g.expr for g in msg.groups if g.HasField("expr")]
     if msg.HasField("filter"):
-        stack.append(msg.filter)
-    seen = 0
+        roots.append(msg.filter)
+    _check_expression_messages(roots)
+
+
+_EXPR = plan_pb2.Expr.DESCRIPTOR
+_VALUE = plan_pb2.Value.DESCRIPTOR
+
+
+def _check_expression_messages(roots: Sequence[Message]) -> None:
+    """The node, IN-value and depth limits, counted on the wire messages.
+
+    The walk knows no node kinds: every ``Expr`` message below the roots is
+    a node and every repeated ``Value`` field a list of IN values, so a node
+    kind added to the proto is counted without a change here. It stops as
+    soon as a limit is passed, so a huge expression costs no more than a
+    small one to refuse.
+    """
+    limits = DEFAULT_LIMITS
+    nodes = values = 0
+    stack: list[tuple[Message, int]] = [(root, 1) for root in roots]
     while stack:
-        node = stack.pop()
-        seen += 1
-        if seen > 100_000:
-            raise PlanError("the plan's expressions are too large")
-        if node.WhichOneof("kind") == "in_list" and (
-            len(node.in_list.values) > limits.max_in_values
-        ):
-            raise PlanError(f"IN list longer than {limits.max_in_values} values")
-        stack += _sub_exprs(node)
+        message, level = stack.pop()
+        if message.DESCRIPTOR is _EXPR:
+            nodes += 1
+            if nodes > limits.max_nodes:
+                raise PlanError(f"expressions of more than {limits.max_nodes} nodes")
+            if level > limits.max_depth:
+                raise PlanError(f"expression nested deeper than {limits.max_depth} levels")
+            level += 1
+        for field, value in message.ListFields():
+            if field.message_type is None:
+                continue
+            single = isinstance(value, Message)  # else a repeated field's container
+            if field.message_type is _VALUE:
+                if not single:
+                    values += len(value)
+                    if values > limits.max_in_values:
+                        raise PlanError(
+                            f"IN lists of more than {limits.max_in_values} values in all"
+                        )
+                continue
+            if single:
+                stack.append((value, level))
+            else:
+                stack.extend((item, level) for item in value)
 
 
 def plan_from_proto(msg: plan_pb2.AggregatePlan) -> AggregatePlan:
@@ -603,6 +645,20 @@ def feature_from_proto(msg: score_pb2.FeatureSpec) -> FeatureSpec:
     )
 
 
+# A model's features; its weights (~0.4 MB each) are bounded by MAX_MODEL_BYTES.
+MAX_FEATURES = 512
+
+
+def _features_from_proto(
+    messages: Sequence[score_pb2.FeatureSpec],
+) -> tuple[FeatureSpec, ...]:
+    """A header's features, counted (and their filters sized) before any is decoded."""
+    if len(messages) > MAX_FEATURES:
+        raise PlanError(f"a model has at most {MAX_FEATURES} features")
+    _check_expression_messages([m.filter for m in messages if m.HasField("filter")])
+    return tuple(feature_from_proto(m) for m in messages)
+
+
 def prepare_parts(
     key_id: str,
     features: Sequence[FeatureSpec],
@@ -626,26 +682,34 @@ def prepare_from_parts(
     parts: Iterable[score_pb2.PreparePart],
     max_entities: int,
     check: Callable[[str], None] | None = None,
+    charge: Callable[[int], None] | None = None,
 ) -> tuple[str, tuple[FeatureSpec, ...], list[str], tuple[str, ...]]:
     """Read a PrepareModel stream: (key id, features, entity ids, vouchers).
 
     ``check(key_id)`` runs on the header, before any entity id is read, so a
-    request for an unknown key costs the node nothing.
+    request for an unknown key costs the node nothing. ``charge(bytes)`` is
+    called for each chunk of ids before it is kept (a node-wide budget).
     """
     header, iterator = _split_header(parts, "a model preparation")
-    features = tuple(feature_from_proto(f) for f in header.features)
+    features = _features_from_proto(header.features)
     if not features:
         raise PlanError("a model preparation names no features")
     _check_id(header.key_id, "key")
     if check is not None:
         check(header.key_id)
-    ids = _entity_stream(iterator, header.entities, max_entities, "a model preparation")
+    ids = _entity_stream(iterator, header.entities, max_entities, "a model preparation", charge)
     return header.key_id, features, ids, tuple(header.vouchers)
 
 
-# Entity ids are codes (credit codes, account numbers), not documents.
+# Entity ids are codes (credit codes, account numbers), not documents. One
+# request carries at most a million (the documented use: a million entities
+# per score request; more go in several requests), in at most 64 MiB of ids:
+# held as Python strings that is ~120 MB at the worst, checked while the
+# stream is read, so a lying or oversized request is refused before it is
+# buffered (5M ids once took a holder from 179 MB to 1.2 GB).
+MAX_ENTITIES = 1_000_000
 MAX_ENTITY_ID = 256
-MAX_ENTITY_BYTES = 256 << 20
+MAX_ENTITY_BYTES = 64 << 20
 # Encrypted weights are ~0.4 MB each; 512 features is a generous ceiling.
 MAX_MODEL_BYTES = 512 << 20
 
@@ -668,7 +732,11 @@ def _split_header(parts: Iterable[Any], what: str) -> tuple[Any, Iterator[Any]]:
 
 
 def _entity_stream(
-    iterator: Iterator[Any], announced: int, max_entities: int, what: str
+    iterator: Iterator[Any],
+    announced: int,
+    max_entities: int,
+    what: str,
+    charge: Callable[[int], None] | None = None,
 ) -> list[str]:
     if announced > max_entities:
         raise PlanError(f"at most {max_entities} entities per request")
@@ -678,12 +746,16 @@ def _entity_stream(
         if part.WhichOneof("part") != "entities":
             raise PlanError(f"{what} has a second header")
         chunk = part.entities.ids
+        chunk_size = 0
         for entity in chunk:
             if len(entity) > MAX_ENTITY_ID:
                 raise PlanError(f"an entity id longer than {MAX_ENTITY_ID} characters")
-            size += len(entity)
+            chunk_size += len(entity)
+        size += chunk_size
         if size > MAX_ENTITY_BYTES:
             raise PlanError(f"entity ids beyond {MAX_ENTITY_BYTES >> 20} MiB in one request")
+        if charge is not None:
+            charge(chunk_size + ENTITY_OVERHEAD * len(chunk))
         ids.extend(chunk)
         if len(ids) > announced:
             raise PlanError(f"{what} sent more entities than announced")
@@ -722,7 +794,7 @@ def model_from_parts(
     ``check(key_id)`` runs on the header, before any weight is read.
     """
     header, iterator = _split_header(parts, "a model registration")
-    features = tuple(feature_from_proto(f) for f in header.features)
+    features = _features_from_proto(header.features)
     if not features or len(header.exponents) != len(features):
         raise PlanError("a model needs features, each with an exponent")
     if any(not 0 <= e <= 1000 for e in header.exponents):
@@ -779,17 +851,19 @@ def score_request_from_parts(
     parts: Iterable[score_pb2.ScorePart],
     max_entities: int,
     check: Callable[[str, str], None] | None = None,
+    charge: Callable[[int], None] | None = None,
 ) -> tuple[str, str, list[str], tuple[str, ...]]:
     """Read a whole Score request stream: (key id, model id, entity ids, vouchers).
 
-    ``check(key_id, model_id)`` runs on the header, before any entity id is read.
+    ``check(key_id, model_id)`` runs on the header, before any entity id is
+    read; ``charge(bytes)`` for each chunk of ids before it is kept.
     """
     header, iterator = _split_header(parts, "a score request")
     _check_id(header.model_id, "model")
     _check_id(header.key_id, "key")
     if check is not None:
         check(header.key_id, header.model_id)
-    ids = _entity_stream(iterator, header.entities, max_entities, "a score request")
+    ids = _entity_stream(iterator, header.entities, max_entities, "a score request", charge)
     return header.key_id, header.model_id, ids, tuple(header.vouchers)
 
 

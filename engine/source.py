@@ -31,6 +31,7 @@ from typing import Any
 import duckdb
 from sqlglot import exp
 
+from engine.cancellation import interruptible
 from engine.errors import ConfigError, SourceError
 from engine.pushdown import SQLITE_VAR_POP
 from engine.types import SqlType, from_duckdb, from_sqlite
@@ -160,14 +161,22 @@ class FileSource(TableSource):
 
     # -- running SQL ---------------------------------------------------------
     def run(self, sql: str, params: dict[str, Any] | Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Execute read-only SQL; engine errors become :class:`SourceError`.
+
+        Inside a served call the query is interrupted when the call ends
+        (``engine.cancellation``), which raises CallCancelled instead.
+        """
         try:
             if self._duck is not None:
                 cursor = self._duck.cursor()
                 try:
-                    return cursor.execute(sql, params).fetchall()
+                    with interruptible(cursor.interrupt):
+                        return cursor.execute(sql, params).fetchall()
                 finally:
                     cursor.close()
-            return self._sqlite().execute(sql, params).fetchall()
+            con = self._sqlite()
+            with interruptible(con.interrupt):
+                return con.execute(sql, params).fetchall()
         except (duckdb.Error, sqlite3.Error) as exc:
             raise SourceError(
                 f"table {self.name}: the local engine refused the query: {exc}"
@@ -178,7 +187,8 @@ class FileSource(TableSource):
             if self._duck is not None:
                 cursor = self._duck.cursor()
                 cursor.register("req", req)
-                return _Stream(cursor, cursor.execute(sql, params))
+                with interruptible(cursor.interrupt):
+                    return _Stream(cursor, cursor.execute(sql, params))
             con = self._connect_sqlite()
             names = list(req)
             con.execute(
@@ -196,8 +206,9 @@ class FileSource(TableSource):
                 exp.table_("req", quoted=True),
                 columns=names,
             ).sql("sqlite")
-            con.executemany(insert, zip(*(_plain_list(req[n]) for n in names), strict=True))
-            return _Stream(con, con.execute(sql, params))
+            with interruptible(con.interrupt):
+                con.executemany(insert, zip(*(_plain_list(req[n]) for n in names), strict=True))
+                return _Stream(con, con.execute(sql, params))
         except (duckdb.Error, sqlite3.Error) as exc:
             raise SourceError(
                 f"table {self.name}: the local engine refused the query: {exc}"
@@ -247,7 +258,8 @@ class _Stream(Stream):
 
     def fetch(self, rows: int) -> list[tuple[Any, ...]]:
         try:
-            return list(self._result.fetchmany(rows))
+            with interruptible(self._owner.interrupt):
+                return list(self._result.fetchmany(rows))
         except (duckdb.Error, sqlite3.Error) as exc:
             raise SourceError(f"the local engine failed while reading: {exc}") from exc
 

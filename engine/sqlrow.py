@@ -233,8 +233,9 @@ class RowTranslator:
         if type(node) in ARITH:
             return self._arith(node)
         if type(node) in LOGIC:
-            # Long AND/OR chains become balanced trees: 1000 conditions nest
-            # 10 levels deep, not 1000 (the wire's depth limit is 40).
+            # Long AND/OR chains become balanced trees: 240 conditions nest
+            # 8 levels deep, not 240 (the wire's depth limit is 40; its size
+            # limit, Limits.max_nodes, refuses much longer chains).
             operands = [self.row(part) for part in chain(node, type(node))]
             return _balanced(LOGIC[type(node)], operands)
         if type(node) in _PART_FUNCTIONS:

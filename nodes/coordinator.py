@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine import serde
+from engine.budget import MemoryBudget
 from engine.catalog import Catalog
 from engine.keystore import KeyStore
 from engine.model import FeatureSpec
@@ -42,7 +44,11 @@ class Coordinator:
     keys: KeyStore = field(default_factory=KeyStore)
     limits: Limits = field(default_factory=Limits)
     models: ModelBook = field(default_factory=ModelBook)
-    max_entities: int = 5_000_000
+    max_entities: int = serde.MAX_ENTITIES
+    # Entity ids held at once by all calls together, as at a holder (engine.budget).
+    entity_budget: MemoryBudget = field(
+        default_factory=lambda: MemoryBudget(192 << 20, "entity ids")
+    )
 
     @classmethod
     def connect(

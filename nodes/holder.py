@@ -17,10 +17,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from engine import ckks, serde
+from engine import cancellation, ckks, serde
 from engine.approval import feature_digest
+from engine.budget import MemoryBudget
 from engine.catalog import Catalog, TableInfo
 from engine.config import NodeConfig, load_tables
 from engine.errors import PlanError, UnknownKeyError
@@ -42,6 +43,8 @@ __all__ = ["HolderNode", "serve_holder"]
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 
 @dataclass
 class HolderNode:
@@ -53,8 +56,13 @@ class HolderNode:
     governance: Governance | None = None
     pool: ScoringPool = field(default_factory=ScoringPool)
     max_models: int = 16
-    max_entities: int = 5_000_000
+    max_entities: int = serde.MAX_ENTITIES
     scaling: FeatureScaling = field(default_factory=FeatureScaling)
+    # Entity ids held at once by all calls together: two million-entity requests
+    # of 18-character codes (~82 MB each as Python strings) fit.
+    entity_budget: MemoryBudget = field(
+        default_factory=lambda: MemoryBudget(192 << 20, "entity ids")
+    )
     _models: OrderedDict[str, HolderModel] = field(default_factory=OrderedDict)
     _models_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -278,7 +286,7 @@ class HolderNode:
         def stream() -> Iterator[bytes]:
             check_batch(model.features, self.tables, ids)
             blocks = feature_blocks(model.features, self.sources, self.tables, ids, slots)
-            return self.pool.partials(model, blocks, slots)
+            return self.pool.partials(model, _until_cancelled(blocks), slots)
 
         if self.gov.ledger is None:
             # Nothing to log: the checks run now, the blocks as they are read.
@@ -289,6 +297,13 @@ class HolderNode:
     # -- supervision ---------------------------------------------------------------
     def read_ledger(self, request: dict[str, object], signature: bytes) -> tuple[str, str]:
         return self.gov.read_ledger(request, signature, dt.datetime.now(dt.timezone.utc))
+
+
+def _until_cancelled(blocks: Iterator[_T]) -> Iterator[_T]:
+    """The blocks of a score, read only while its caller still waits for them."""
+    for block in blocks:
+        cancellation.checkpoint()
+        yield block
 
 
 def serve_holder(

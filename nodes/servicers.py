@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import grpc
 
 from engine import ckks, serde
+from engine.budget import MemoryBudget
 from engine.model import FeatureSpec
 from engine.rpc import create_server, servicer_errors
 from engine.telemetry import NodeMetrics
@@ -64,6 +65,7 @@ class _Party(Protocol):
 
     keys: KeyStore
     max_entities: int
+    entity_budget: MemoryBudget
 
     def register_key(self, public: bytes, deadline: float | None = None) -> str: ...
 
@@ -137,12 +139,13 @@ class _SharedMethods:
     def PrepareModel(
         self, request_iterator: Iterator[score_pb2.PreparePart], context: grpc.ServicerContext
     ) -> score_pb2.PrepareModelReply:
-        key_id, features, ids, vouchers = serde.prepare_from_parts(
-            request_iterator, self.party.max_entities, self.party.keys.get
-        )
-        exponents, receipts = self.party.prepare_model(
-            key_id, features, ids, vouchers, self.subject(context)
-        )
+        with self.party.entity_budget.account() as charge:
+            key_id, features, ids, vouchers = serde.prepare_from_parts(
+                request_iterator, self.party.max_entities, self.party.keys.get, charge
+            )
+            exponents, receipts = self.party.prepare_model(
+                key_id, features, ids, vouchers, self.subject(context)
+            )
         return serde.prepare_reply(exponents, receipts)
 
     @servicer_errors
@@ -197,17 +200,18 @@ class HolderServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
     def Score(
         self, request_iterator: Iterator[score_pb2.ScorePart], context: grpc.ServicerContext
     ) -> Iterator[score_pb2.ScoreReply]:
-        key_id, model_id, ids, vouchers = serde.score_request_from_parts(
-            request_iterator, self.node.max_entities, self.node.require_model
-        )
-        slots = ckks.PARAMS.slots
-        count = -(-len(ids) // slots)
-        partials, receipts = self.node.score(
-            key_id, model_id, ids, vouchers, holder_subject(context)
-        )
-        yield serde.score_reply_header(count, slots, [self.node.name], receipts)
-        for index, data in enumerate(partials):
-            yield serde.score_reply_ciphertext(index, data)
+        with self.node.entity_budget.account() as charge:
+            key_id, model_id, ids, vouchers = serde.score_request_from_parts(
+                request_iterator, self.node.max_entities, self.node.require_model, charge
+            )
+            slots = ckks.PARAMS.slots
+            count = -(-len(ids) // slots)
+            partials, receipts = self.node.score(
+                key_id, model_id, ids, vouchers, holder_subject(context)
+            )
+            yield serde.score_reply_header(count, slots, [self.node.name], receipts)
+            for index, data in enumerate(partials):
+                yield serde.score_reply_ciphertext(index, data)
 
     @servicer_errors
     def ReadLedger(

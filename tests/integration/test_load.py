@@ -7,11 +7,14 @@ Load: ``UNSEEN_LOAD_ANALYSTS`` analysts (threads, default 8), each with its own 
 reused). Every answer is checked against DuckDB over the pooled rows, suppression included.
 
 Shedding: servers admit at most 64 calls at once (``engine.rpc.create_server``,
-``max_concurrent``). 200 concurrent slow calls (RegisterKey streams that pause after their first
-chunk) at a holder and at the coordinator: exactly 64 are admitted and finish once released,
-the other 136 are answered RESOURCE_EXHAUSTED at once, and the server answers health checks and
-real queries afterwards. While a holder sheds, a query through the coordinator fails with
-RESOURCE_EXHAUSTED naming that holder (the coordinator does not retry it).
+``max_concurrent``) and at most 16 from one caller (``engine.admission``; without TLS a caller
+is its IP address, so every loopback caller is one). 200 concurrent slow calls (RegisterKey
+streams that pause after their first chunk) at a holder and at the coordinator: exactly 16 are
+admitted and finish once released, the other 184 are answered RESOURCE_EXHAUSTED at once, and
+the server answers health checks and real queries afterwards. While a holder sheds, a query
+through the coordinator fails with RESOURCE_EXHAUSTED naming that holder (the coordinator does
+not retry it). ``tests/attacks/test_idle_streams_lock_out_other_callers.py`` shows that other
+callers (other certificates) are served meanwhile.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from engine import serde
+from engine.admission import CallBounds
 from engine.client import Client
 from engine.errors import RemoteError
 from engine.keys import AnalystKey
@@ -41,7 +45,7 @@ from unseen.federation import LocalFederation
 ANALYSTS = int(os.environ.get("UNSEEN_LOAD_ANALYSTS", "8"))
 QUERIES = int(os.environ.get("UNSEEN_LOAD_QUERIES", "10"))
 SEED = int(os.environ.get("UNSEEN_LOAD_SEED", "21"))
-MAX_CONCURRENT = 64  # engine.rpc.create_server's default, which the servers use
+PER_CALLER = CallBounds().per_caller  # what one loopback caller may hold
 SLOW_CALLS = 200
 
 
@@ -238,9 +242,9 @@ def test_excess_concurrent_calls_are_shed_and_the_server_recovers(load_federatio
     print(
         f"{target}: admitted {len(outcome.admitted)}, shed {len(outcome.shed)}: {outcome.details}"
     )
-    assert len(outcome.admitted) == MAX_CONCURRENT
+    assert len(outcome.admitted) == PER_CALLER
     assert set(outcome.admitted) == {"OK"}, outcome.admitted
-    assert outcome.shed == ["RESOURCE_EXHAUSTED"] * (SLOW_CALLS - MAX_CONCURRENT)
+    assert outcome.shed == ["RESOURCE_EXHAUSTED"] * (SLOW_CALLS - PER_CALLER)
     assert not health(addresses_of(fed))
     with Client(fed.address, key=key, timeout=60) as client:
         sql = "SELECT region, COUNT(*), SUM(qty) FROM t GROUP BY region ORDER BY region"
@@ -271,7 +275,7 @@ def test_a_query_while_a_holder_sheds_names_that_holder(load_federation, key):
     call = channel.stream_unary(
         method_path("h1", "RegisterKey"), request_serializer=None, response_deserializer=None
     )
-    held = [call.future(_held(chunks, release), timeout=90) for _ in range(MAX_CONCURRENT)]
+    held = [call.future(_held(chunks, release), timeout=90) for _ in range(PER_CALLER)]
     try:
         _wait_until_shedding(holder)
         with Client(fed.address, key=key, timeout=30) as client:

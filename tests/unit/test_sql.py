@@ -171,8 +171,13 @@ def test_filter_tree_keeps_sql_structure():
 def test_long_and_chains_compile_to_shallow_trees():
     from engine.expr import depth
 
-    sql = "SELECT COUNT(*) FROM loans WHERE " + " AND ".join(f"amount > {i}" for i in range(1000))
+    # 240 conditions of 3 nodes and 239 ANDs: within Limits.max_nodes (1 000).
+    sql = "SELECT COUNT(*) FROM loans WHERE " + " AND ".join(f"amount > {i}" for i in range(240))
     q = compile_sql(sql, CATALOG)
-    assert depth(q.plan.filter) <= 12  # balanced: log2(1000) + the comparison's own levels
-    sql = "SELECT COUNT(*) FROM loans WHERE " + " OR ".join(f"month = '{i}'" for i in range(300))
-    assert depth(compile_sql(sql, CATALOG).plan.filter) <= 11
+    assert depth(q.plan.filter) <= 10  # balanced: log2(240) + the comparison's own levels
+    sql = "SELECT COUNT(*) FROM loans WHERE " + " OR ".join(f"month = '{i}'" for i in range(240))
+    assert depth(compile_sql(sql, CATALOG).plan.filter) <= 10
+    # 1000 conditions are shallow too, but too large to send (a holder's cost grows with size).
+    sql = "SELECT COUNT(*) FROM loans WHERE " + " AND ".join(f"amount > {i}" for i in range(1000))
+    with pytest.raises(PlanError, match="3999 nodes, more than 1000"):
+        compile_sql(sql, CATALOG)

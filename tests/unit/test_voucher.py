@@ -253,7 +253,10 @@ def test_verify_with_now_checks_the_window(issuer):
 
 
 def test_authorize_accepts_an_in_scope_request(issuer):
-    authorize(make(issuer).voucher, request(), NOW, frozenset(), used_count=4)
+    # The last query of a quota of 5 is allowed; the sixth is not.
+    assert authorize(make(issuer).voucher, request(), NOW, frozenset(), used_count=4) is None
+    with pytest.raises(PolicyError, match="quota"):
+        authorize(make(issuer).voucher, request(), NOW, frozenset(), used_count=5)
 
 
 @pytest.mark.parametrize(
@@ -322,9 +325,14 @@ def test_entity_refusals_never_name_the_entities(issuer):
 
 def test_entity_scopes_accept_what_they_cover(issuer):
     listed = make(issuer, entities=["e1", "e2", "e3"]).voucher
-    authorize(listed, request(entities=frozenset({"e1", "e3"})), NOW)
+    assert authorize(listed, request(entities=frozenset({"e1", "e3"})), NOW) is None
     digest = make(issuer, entity_digest=entity_set_digest(["e2", "e1", "e1"])).voucher
-    authorize(digest, request(entities=entity_ids(["e1", "e2"])), NOW)
+    assert authorize(digest, request(entities=entity_ids(["e1", "e2"])), NOW) is None
+    # One entity more than the scope lists is refused, by list and by digest.
+    with pytest.raises(PolicyError):
+        authorize(listed, request(entities=frozenset({"e1", "e4"})), NOW)
+    with pytest.raises(PolicyError):
+        authorize(digest, request(entities=entity_ids(["e1", "e2", "e3"])), NOW)
 
 
 def test_revoked_voucher_is_refused_with_when_and_why(issuer):
@@ -340,8 +348,10 @@ def test_revoked_voucher_is_refused_with_when_and_why(issuer):
 
 def test_validity_window_is_half_open(issuer):
     voucher = make(issuer).voucher
-    authorize(voucher, request(), T0)
-    authorize(voucher, request(), T_END - dt.timedelta(microseconds=1))
+    assert authorize(voucher, request(), T0) is None
+    assert authorize(voucher, request(), T_END - dt.timedelta(microseconds=1)) is None
+    with pytest.raises(PolicyError, match="expired"):
+        authorize(voucher, request(), T_END)
 
 
 # -- the holder's policy ------------------------------------------------------------------------

@@ -1,0 +1,91 @@
+"""An analyst makes a holder work for answers nobody will wait for.
+
+Attacker: an analyst with a key registered at a holder. It sends: an ``Aggregate`` that is
+within every size limit yet expensive (a measure of ~960 nodes over 20 million rows, many
+CPU-seconds of DuckDB work) with a deadline of one second, as often as it likes. Before the
+fix the holder computed (and encrypted) every such answer to the end, long after the caller
+had been told DEADLINE_EXCEEDED, so cheap requests bought unbounded holder CPU. It must learn
+nothing, and the holder must stop the work when the caller's deadline passes: the call's
+scope is cancelled and the running DuckDB query interrupted (``engine.cancellation``), which
+the holder logs as a refusal with CallCancelled instead of an answered aggregate; then it
+answers the next caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import grpc
+import pytest
+
+from engine import serde
+from engine.keys import AnalystKey
+from engine.plan import AggregatePlan, Encoding, Measure
+from nodes.holder import HolderNode, serve_holder
+from protos.unseen.v1 import query_pb2
+from tests.attacks.test_huge_expressions_burn_a_holder import balanced_sum
+from tests.hostile import method_path
+
+ROWS = 20_000_000
+
+
+@pytest.fixture(scope="module")
+def holder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HolderNode, str]]:
+    path = tmp_path_factory.mktemp("big") / "t.parquet"
+    duckdb.sql(
+        "COPY (SELECT range % 97 AS v, ['a', 'b', 'c'][range % 3 + 1] AS g "
+        f"FROM range({ROWS})) TO '{path}' (FORMAT parquet)"
+    )
+    node = HolderNode.quickstart("h0", {"t": Path(path)})
+    server, port = serve_holder(node, "127.0.0.1:0")
+    try:
+        yield node, f"127.0.0.1:{port}"
+    finally:
+        server.stop(None).wait()
+        node.pool.close()
+
+
+def _aggregate(address: str, request: bytes, deadline: float) -> str:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            list(channel.unary_stream(method_path("h0", "Aggregate"))(request, timeout=deadline))
+        except grpc.RpcError as exc:
+            return exc.code().name
+    return "OK"
+
+
+def _outcome(caplog: pytest.LogCaptureFixture) -> str | None:
+    for record in caplog.records:
+        message = record.getMessage()
+        if message == "Aggregate refused: CallCancelled":
+            return "stopped"
+        if message.startswith("aggregate on t:"):
+            return "answered"
+    return None
+
+
+def test_the_holder_stops_an_aggregate_when_its_deadline_passes(
+    holder: tuple[HolderNode, str], caplog: pytest.LogCaptureFixture
+):
+    node, address = holder
+    key = AnalystKey.generate()
+    key_id = node.keys.register(key.public)
+    plan = AggregatePlan("t", None, (), (Measure(balanced_sum(240), Encoding.INTEGER),))
+    request = query_pb2.AggregateRequest(key_id=key_id, plan=serde.plan_to_proto(plan))
+    caplog.set_level(logging.INFO)
+    assert _aggregate(address, request.SerializeToString(), deadline=1) == "DEADLINE_EXCEEDED"
+    # Wait for the holder to end the call one way or the other (unbounded work, once, took
+    # minutes; the test's own timeout is the only clock here).
+    outcome = None
+    while outcome is None:
+        time.sleep(0.1)
+        outcome = _outcome(caplog)
+    assert outcome == "stopped", outcome
+    # And the next caller is answered.
+    count = AggregatePlan("t", None, (), (Measure(balanced_sum(1), Encoding.INTEGER),))
+    honest = query_pb2.AggregateRequest(key_id=key_id, plan=serde.plan_to_proto(count))
+    assert _aggregate(address, honest.SerializeToString(), deadline=120) == "OK"
