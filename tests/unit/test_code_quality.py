@@ -51,6 +51,7 @@ TRANSPORT = {
     "engine/tls.py",  # credentials and the caller's certificate identity
     "nodes/servicers.py",  # the holder's and the coordinator's servicers
     "engine/telemetry.py",  # a server interceptor that counts calls by RPC and status
+    "engine/admission.py",  # the interceptor that bounds each caller's calls and streams
 }
 
 
