@@ -31,11 +31,12 @@ from engine.expr import (
     UnaryOp,
     literal_kind,
 )
+from engine.masks import Participant
 from engine.model import FeatureSpec
 from engine.plan import DEFAULT_LIMITS, AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
 from engine.signing import is_hex_digest
 from engine.types import SqlType
-from protos.unseen.v1 import catalog_pb2, crypto_pb2, plan_pb2, query_pb2, score_pb2
+from protos.unseen.v1 import catalog_pb2, crypto_pb2, mask_pb2, plan_pb2, query_pb2, score_pb2
 
 __all__ = [
     "KEY_CHUNK_BYTES",
@@ -52,12 +53,18 @@ __all__ = [
     "header_to_proto",
     "join_key_chunks",
     "key_chunks",
+    "mask_key_from_proto",
+    "mask_key_to_proto",
+    "mask_round_from_proto",
+    "mask_round_request",
     "model_from_parts",
     "model_parts",
     "plan_from_proto",
     "plan_to_proto",
     "prepare_from_parts",
     "prepare_parts",
+    "prepare_reply_from_proto",
+    "prepare_reply_to_proto",
     "score_parts",
     "score_reply_ciphertext",
     "score_reply_header",
@@ -349,6 +356,8 @@ def catalog_to_proto(catalog: Catalog) -> catalog_pb2.Catalog:
                 c.domain.extend(value_to_proto(v) for v in col.domain)
     for table_name, reason in catalog.conflicts:
         msg.conflicts.add(table=table_name, reason=reason)
+    if catalog.mask_key is not None:
+        msg.mask_key.CopyFrom(mask_key_to_proto(catalog.mask_key))
     return msg
 
 
@@ -369,6 +378,9 @@ def catalog_from_proto(msg: catalog_pb2.Catalog) -> Catalog:
         tables=tuple(tables),
         vouchers_required=msg.vouchers_required,
         conflicts=tuple((c.table, c.reason) for c in msg.conflicts),
+        mask_key=mask_key_from_proto(msg.holder, msg.mask_key)
+        if msg.HasField("mask_key")
+        else None,
     )
 
 
@@ -399,13 +411,18 @@ def header_from_proto(
 
 
 def aggregate_request(
-    key_id: str, plan: AggregatePlan | plan_pb2.AggregatePlan, vouchers: Sequence[str] = ()
+    key_id: str,
+    plan: AggregatePlan | plan_pb2.AggregatePlan,
+    vouchers: Sequence[str] = (),
+    request_id: str = "",
 ) -> query_pb2.AggregateRequest:
     """An Aggregate request; ``plan`` may be encoded already (by :func:`plan_to_proto`),
     so that a coordinator encodes a plan once for all its holders."""
     if isinstance(plan, AggregatePlan):
         plan = plan_to_proto(plan)
-    return query_pb2.AggregateRequest(key_id=key_id, plan=plan, vouchers=list(vouchers))
+    return query_pb2.AggregateRequest(
+        key_id=key_id, plan=plan, vouchers=list(vouchers), request_id=request_id
+    )
 
 
 def ciphertext_reply(index: int, data: bytes) -> query_pb2.AggregateReply:
@@ -672,3 +689,68 @@ def score_reply_header(
 
 def score_reply_ciphertext(index: int, data: bytes) -> score_pb2.ScoreReply:
     return score_pb2.ScoreReply(ciphertext=crypto_pb2.Ciphertext(index=index, data=data))
+
+
+# -- masked aggregate rounds (engine.masks) -------------------------------------
+
+MAX_MASK_KEY_BYTES = 64
+MAX_MASK_CERTIFICATE_BYTES = 16 << 10
+
+
+def mask_key_to_proto(participant: Participant) -> mask_pb2.MaskKey:
+    return mask_pb2.MaskKey(
+        public_key=participant.public,
+        certificate=participant.certificate,
+        signature=participant.signature,
+    )
+
+
+def mask_key_from_proto(holder: str, msg: mask_pb2.MaskKey) -> Participant:
+    if len(msg.public_key) > MAX_MASK_KEY_BYTES or len(msg.signature) > MAX_MASK_KEY_BYTES * 4:
+        raise CryptoError(f"holder {holder}: its mask key is oversized")
+    if len(msg.certificate) > MAX_MASK_CERTIFICATE_BYTES:
+        raise CryptoError(f"holder {holder}: its mask key certificate is oversized")
+    return Participant(holder, msg.public_key, msg.certificate, msg.signature)
+
+
+def mask_round_request(
+    key_id: str,
+    query_id: str,
+    nonce: bytes,
+    participants: Sequence[Participant],
+    suppressed: Iterable[int],
+) -> query_pb2.AggregateRequest:
+    """Round 2 of a masked aggregate: no plan (the holder kept round 1's), no vouchers."""
+    mask = mask_pb2.MaskRound(nonce=nonce, suppressed_groups=sorted(set(suppressed)))
+    for p in participants:
+        mask.participants.add(holder=p.holder, key=mask_key_to_proto(p))
+    return query_pb2.AggregateRequest(key_id=key_id, request_id=query_id, mask=mask)
+
+
+def mask_round_from_proto(
+    msg: query_pb2.AggregateRequest,
+) -> tuple[bytes, tuple[Participant, ...], frozenset[int]]:
+    """(nonce, participants, suppressed groups) of a round-2 request."""
+    if not msg.HasField("mask"):
+        raise PlanError(
+            "holders answer aggregates only masked: send PrepareAggregate, then Aggregate "
+            "with the participants' mask round"
+        )
+    mask = msg.mask
+    participants = tuple(mask_key_from_proto(p.holder, p.key) for p in mask.participants)
+    return bytes(mask.nonce), participants, frozenset(mask.suppressed_groups)
+
+
+def prepare_reply_to_proto(
+    query_id: str, failing: Iterable[int], receipts: Sequence[str] = ()
+) -> mask_pb2.PrepareAggregateReply:
+    return mask_pb2.PrepareAggregateReply(
+        query_id=query_id, failing_groups=sorted(failing), receipts=list(receipts)
+    )
+
+
+def prepare_reply_from_proto(
+    msg: mask_pb2.PrepareAggregateReply,
+) -> tuple[str, frozenset[int], tuple[str, ...]]:
+    """(query id, failing groups, receipts)."""
+    return msg.query_id, frozenset(msg.failing_groups), tuple(msg.receipts)
