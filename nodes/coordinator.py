@@ -1,16 +1,20 @@
 """The coordinator: merges catalogs, fans plans out, adds ciphertexts. Holds no key.
 
-It receives only public contexts (refused if they carry a secret key), plans
-and ciphertexts. Composition is all-or-nothing: if any holder hosting the
-table fails, the query fails with that holder named — a partial sum is never
-returned. Groups a holder suppressed (0 < rows < k) are zeroed in the sum by
-a plaintext 0/1 mask, so the analyst cannot decrypt a partial group either.
+It receives only public contexts (refused if they carry a secret key), plans,
+masked ciphertexts and the indices of groups failing suppression. An
+aggregate runs in two rounds (see docs/architecture.md): every holder hosting
+the table reports its failing groups, then every holder answers with the
+union zeroed and its pairwise masks added, so that only the sum over all of
+them means anything. Composition is all-or-nothing: if any holder fails, the
+query fails with that holder named — a partial sum is never returned.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -20,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-import numpy as np
 import tenseal as ts
 
 from engine import ckks, serde
@@ -28,6 +31,7 @@ from engine.catalog import Catalog, merge
 from engine.errors import HolderError, PlanError, RemoteError, UnknownKeyError, UnseenError
 from engine.keystore import KeyStore
 from engine.layout import layout_for
+from engine.masks import NONCE_BYTES, Participant
 from engine.model import FeatureSpec
 from engine.plan import AggregatePlan, Limits, check_plan
 from engine.rpc import DEADLINES, create_channel, create_server, remote_error, servicer_errors
@@ -99,6 +103,8 @@ class Coordinator:
     keys: KeyStore = field(default_factory=KeyStore)
     limits: Limits = field(default_factory=Limits)
     catalog_ttl: float = 5.0
+    # Holders answering an aggregate, at least (holders' own policy: engine.participants).
+    min_participants: int = 2
     _pool: futures.ThreadPoolExecutor = field(
         default_factory=lambda: futures.ThreadPoolExecutor(64, thread_name_prefix="fanout")
     )
@@ -236,7 +242,7 @@ class Coordinator:
         vouchers: Sequence[str] = (),
         subject: str | None = None,
     ) -> AggregateAnswer:
-        """Fan ``plan`` out, add the holders' ciphertexts, mask suppressed groups.
+        """Run ``plan`` at every holder hosting its table in two rounds; add the answers.
 
         ``subject`` is the analyst's certificate name (mTLS), forwarded to the
         holders so that a voucher bound to it can be checked there.
@@ -250,34 +256,42 @@ class Coordinator:
             raise PlanError(merged.conflict(plan.table) or f"no holder serves a table {plan.table}")
         check_plan(plan, table, self.limits)
         layout = layout_for(plan, self.limits)
-        links = [link for link, cat in hosted if cat.table(plan.table) is not None]
+        hosts = _participating(hosted, plan.table, self.min_participants)
+        links = [link for link, _ in hosts]
+        participants = _participants(hosts)
         budget = min(deadline or DEADLINES["aggregate"], DEADLINES["aggregate"])
         encoded = serde.plan_to_proto(plan)  # once: a long IN list takes ms to encode
         routed = _route_vouchers(vouchers)
+        # Round 1: each holder reads its data once and names the groups failing its rules.
+        query_id = secrets.token_hex(16)
         requests = {
-            link.address: serde.aggregate_request(key_id, encoded, _vouchers_for(link, routed))
+            link.address: serde.aggregate_request(
+                key_id, encoded, _vouchers_for(link, routed), request_id=query_id
+            )
             for link in links
         }
+        prepared = self._each(
+            links,
+            lambda link: self._prepare_at(link, requests[link.address], budget, metadata),
+            budget,
+        )
+        suppressed = sorted({i for failing, _ in prepared for i in failing})
+        # Round 2: all zero the union, add their pairwise masks (bound to this nonce,
+        # the participants and the union) and encrypt.
+        masked = serde.mask_round_request(
+            key_id, query_id, os.urandom(NONCE_BYTES), participants, suppressed
+        )
         answers = self._each(
             links,
-            lambda link: self._aggregate_at(
-                link,
-                requests[link.address],
-                ctx,
-                layout.ciphertexts,
-                plan.codec.slots,
-                budget,
-                metadata,
+            lambda link: self._collect(
+                link, masked, ctx, layout.ciphertexts, plan.codec.slots, budget, metadata
             ),
             budget,
         )
-        suppressed = sorted({i for answer in answers for i in answer.suppressed})
         sums = [
             ckks.add_all([answer.vectors[i] for answer in answers])
             for i in range(layout.ciphertexts)
         ]
-        if suppressed:
-            sums = _mask(ctx, sums, suppressed, layout.record_width, plan.codec.slots)
         log.info(
             "aggregate on %s over %d holders: %d ciphertexts, %d groups suppressed",
             plan.table,
@@ -289,27 +303,33 @@ class Coordinator:
             [bytes(v.serialize()) for v in sums],
             tuple(suppressed),
             tuple(link.name for link in links),
-            tuple(r for answer in answers for r in answer.receipts),
+            tuple(r for _, receipts in prepared for r in receipts),
         )
 
-    def _aggregate_at(
+    def _prepare_at(
         self,
         link: HolderLink,
         request: query_pb2.AggregateRequest,
-        ctx: ts.Context,
-        expected: int,
-        slots: int,
         deadline: float,
         metadata: tuple[tuple[str, str], ...] = (),
-    ) -> _HolderAnswer:
+    ) -> tuple[frozenset[int], tuple[str, ...]]:
+        """Round 1 at one holder: (failing groups, receipts)."""
+
+        def call() -> tuple[frozenset[int], tuple[str, ...]]:
+            reply = link.stub.PrepareAggregate(request, timeout=deadline, metadata=metadata)
+            query_id, failing, receipts = serde.prepare_reply_from_proto(reply)
+            if query_id != request.request_id:
+                raise RemoteError("INTERNAL", "answered another query")
+            return failing, receipts
+
         try:
-            return self._collect(link, request, ctx, expected, slots, deadline, metadata)
+            return call()
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.NOT_FOUND:
                 raise
         # The holder lost the key (restart or eviction): register it and retry once.
         self._register_at(link, self.keys.public_bytes(request.key_id))
-        return self._collect(link, request, ctx, expected, slots, deadline, metadata)
+        return call()
 
     @staticmethod
     def _collect(
@@ -634,27 +654,6 @@ class _PartialStream:
         return ckks.load_ciphertext(ctx, item.data, slots, depth=1)
 
 
-def _mask(
-    ctx: ts.Context, sums: list[ts.CKKSVector], suppressed: list[int], width: int, slots: int
-) -> list[ts.CKKSVector]:
-    """Zero the records of suppressed groups with a plaintext 0/1 multiplication."""
-    flat = np.ones(len(sums) * slots)
-    for group in suppressed:
-        flat[group * width : (group + 1) * width] = 0.0
-    out = []
-    for i, vector in enumerate(sums):
-        mask = flat[i * slots : (i + 1) * slots]
-        if mask.all():
-            out.append(vector)
-        elif not mask.any():
-            # SEAL refuses a product with an all-zero plaintext (a "transparent"
-            # ciphertext); a fresh encryption of zeros says the same safely.
-            out.append(ckks.encrypt(ctx, np.zeros(slots)))
-        else:
-            out.append(vector * mask.tolist())
-    return out
-
-
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     def __init__(self, coordinator: Coordinator):
         self.coordinator = coordinator
@@ -735,6 +734,30 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         yield serde.score_reply_header(count, ckks.PARAMS.slots, holders, receipts)
         for index, data in enumerate(sums):
             yield serde.score_reply_ciphertext(index, data)
+
+
+def _participating(
+    hosted: Sequence[tuple[HolderLink, Catalog]], table: str, least: int
+) -> list[tuple[HolderLink, Catalog]]:
+    """Every holder hosting ``table`` and, when they are fewer than ``least``, other
+    holders that take part with masks only (in name order), so that even a table
+    one holder hosts is answered masked."""
+    hosts = [(link, cat) for link, cat in hosted if cat.table(table) is not None]
+    helpers = sorted(
+        ((link, cat) for link, cat in hosted if cat.table(table) is None),
+        key=lambda pair: pair[1].holder,
+    )
+    return hosts + helpers[: max(0, least - len(hosts))]
+
+
+def _participants(hosts: Sequence[tuple[HolderLink, Catalog]]) -> list[Participant]:
+    """The holders answering a query with the mask keys their catalogs publish."""
+    out = []
+    for link, catalog in hosts:
+        if catalog.mask_key is None:
+            raise HolderError(link.label, "FAILED_PRECONDITION", "publishes no mask key")
+        out.append(catalog.mask_key)
+    return out
 
 
 def _budget(context: grpc.ServicerContext) -> float | None:

@@ -14,12 +14,14 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import numpy as np
 
 from engine import ckks, serde
 from engine.catalog import Catalog, TableInfo
@@ -28,8 +30,11 @@ from engine.errors import PlanError, UnknownKeyError
 from engine.governance import Governance, aggregate_entities, digest, score_reads
 from engine.hepool import ScoringPool
 from engine.keystore import KeyStore
-from engine.local import LocalAnswer, answer_aggregate
+from engine.local import LocalAnswer, answer_masked, mask_only, prepare_aggregate
+from engine.masks import MaskKey, Participant, pair_masks, query_context
 from engine.model import FeatureSpec
+from engine.participants import DEFAULT_MIN_HOLDERS, certify_mask_key, check_participants
+from engine.pending import PendingAggregate, PendingAggregates
 from engine.plan import AggregatePlan, Limits
 from engine.policy import DEFAULT_K, quickstart_table
 from engine.rpc import create_server, servicer_errors
@@ -42,6 +47,7 @@ from protos.unseen.v1 import (
     catalog_pb2,
     crypto_pb2,
     holder_pb2_grpc,
+    mask_pb2,
     query_pb2,
     score_pb2,
 )
@@ -62,12 +68,33 @@ class HolderNode:
     pool: ScoringPool = field(default_factory=ScoringPool)
     max_models: int = 16
     max_entities: int = 5_000_000
+    # Masked aggregates (engine.masks): this node's mask key, generated at start-up,
+    # and the participant policy it applies before answering round 2.
+    mask_key: MaskKey = field(default_factory=MaskKey.generate)
+    min_holders: int = DEFAULT_MIN_HOLDERS
+    pending: PendingAggregates = field(default_factory=PendingAggregates)
+    _mask_identity: Participant | None = None
+    _trusted_ca: bytes | None = None
     _models: OrderedDict[str, HolderModel] = field(default_factory=OrderedDict)
     _models_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         if self.governance is None:
             self.governance = Governance(self.name)
+        self._mask_identity = Participant(self.name, self.mask_key.public)
+
+    def certify_mask_key(self, tls: TlsFiles) -> None:
+        """Governed mode: sign the mask key with this node's TLS certificate key, and
+        accept round-2 participants only with mask keys certified by the same CA."""
+        cert, key, ca = tls.read()
+        self._mask_identity = certify_mask_key(self.name, self.mask_key.public, cert, key)
+        self._trusted_ca = ca
+
+    @property
+    def mask_identity(self) -> Participant:
+        """The mask key this node publishes in its catalog (signed in governed mode)."""
+        assert self._mask_identity is not None
+        return self._mask_identity
 
     @property
     def gov(self) -> Governance:
@@ -107,7 +134,9 @@ class HolderNode:
         return cls(config.name, sources, infos, governance=governance, pool=ScoringPool(workers))
 
     def catalog(self) -> Catalog:
-        return Catalog(self.name, tuple(self.tables.values()), self.gov.required)
+        return Catalog(
+            self.name, tuple(self.tables.values()), self.gov.required, mask_key=self.mask_identity
+        )
 
     def _table(self, name: str) -> TableInfo:
         table = self.tables.get(name.lower())
@@ -116,40 +145,76 @@ class HolderNode:
         return table
 
     # -- aggregates ----------------------------------------------------------------
-    def aggregate(
+    def prepare_aggregate(
         self,
         key_id: str,
         plan: AggregatePlan,
+        query_id: str,
         vouchers: tuple[str, ...] = (),
         plan_bytes: bytes = b"",
         subject: str | None = None,
-    ) -> tuple[LocalAnswer, list[str]]:
-        table = self._table(plan.table)
+    ) -> tuple[frozenset[int], list[str]]:
+        """Round 1: read the data once (charged and ledgered), keep the moments for
+        round 2, answer the groups failing this holder's suppression rules.
+
+        A holder that does not serve the table takes part with masks only (a
+        table hosted by one holder still needs a peer to mask its answer): it
+        reads nothing, so nothing is charged or logged.
+        """
         ctx = self.keys.get(key_id)  # unknown keys fail before anything is logged
-        request = AccessRequest(
-            analyst=key_id,
-            holder=self.name,
-            kind="aggregate",
-            plan_digest=digest(plan_bytes),
-            reads=plan_reads(plan),
-            entities=aggregate_entities(plan, table),
-            subject=subject,
-        )
-        source = self.sources[plan.table.lower()]
-        return self.gov.run(
-            request,
-            vouchers,
-            lambda: answer_aggregate(
-                plan,
-                source,
-                table,
-                ctx,
-                self.limits,
-                lambda vectors: self.pool.encrypt(
-                    key_id, self.keys.public_bytes(key_id), ctx, vectors
-                ),
-            ),
-            lambda answer: list(answer.ciphertexts),
+        table = self.tables.get(plan.table.lower())
+        receipts: list[str] = []
+        if table is None:
+            prepared = mask_only(plan, ctx, self.limits)
+        else:
+            request = AccessRequest(
+                analyst=key_id,
+                holder=self.name,
+                kind="aggregate",
+                plan_digest=digest(plan_bytes),
+                reads=plan_reads(plan),
+                entities=aggregate_entities(plan, table),
+                subject=subject,
+            )
+            source = self.sources[plan.table.lower()]
+            prepared, receipts = self.gov.run(
+                request,
+                vouchers,
+                lambda: prepare_aggregate(plan, source, table, ctx, self.limits),
+                lambda answer: json.dumps(sorted(answer.failing)).encode(),
+            )
+        entry = PendingAggregate(key_id, plan, digest(plan_bytes), prepared, time.monotonic())
+        self.pending.put(query_id, entry)
+        return prepared.failing, receipts
+
+    def aggregate(
+        self,
+        key_id: str,
+        query_id: str,
+        nonce: bytes,
+        participants: tuple[Participant, ...],
+        suppressed: frozenset[int],
+    ) -> LocalAnswer:
+        """Round 2: check the participants, zero the suppressed groups, mask, encrypt.
+
+        No data is read here: the moments are round 1's, taken once.
+        """
+        ctx = self.keys.get(key_id)
+        check_participants(self.mask_identity, participants, self.min_holders, self._trusted_ca)
+        entry = self.pending.take(query_id, key_id, nonce)
+        context = query_context(entry.plan_digest, query_id, participants, suppressed)
+
+        def masks(length: int) -> np.ndarray:
+            return pair_masks(self.mask_key, self.name, participants, nonce, context, length)
+
+        return answer_masked(
+            entry.plan,
+            entry.prepared,
+            suppressed,
+            masks,
+            ctx,
+            self.limits,
+            lambda vectors: self.pool.encrypt(key_id, self.keys.public_bytes(key_id), ctx, vectors),
         )
 
     # -- scoring -------------------------------------------------------------------
@@ -305,20 +370,29 @@ class HolderServicer(holder_pb2_grpc.HolderServicer):
         return crypto_pb2.HasKeyReply(known=request.key_id in self.node.keys)
 
     @servicer_errors
-    def Aggregate(
+    def PrepareAggregate(
         self, request: query_pb2.AggregateRequest, context: grpc.ServicerContext
-    ) -> Iterator[query_pb2.AggregateReply]:
+    ) -> mask_pb2.PrepareAggregateReply:
         plan = serde.plan_from_proto(request.plan)
-        answer, receipts = self.node.aggregate(
+        failing, receipts = self.node.prepare_aggregate(
             request.key_id,
             plan,
+            request.request_id,
             tuple(request.vouchers),
             request.plan.SerializeToString(),
             _subject(context),
         )
-        yield serde.header_to_proto(
-            len(answer.ciphertexts), answer.suppressed, [self.node.name], receipts
+        return serde.prepare_reply_to_proto(request.request_id, failing, receipts)
+
+    @servicer_errors
+    def Aggregate(
+        self, request: query_pb2.AggregateRequest, context: grpc.ServicerContext
+    ) -> Iterator[query_pb2.AggregateReply]:
+        nonce, participants, suppressed = serde.mask_round_from_proto(request)
+        answer = self.node.aggregate(
+            request.key_id, request.request_id, nonce, participants, suppressed
         )
+        yield serde.header_to_proto(len(answer.ciphertexts), answer.suppressed, [self.node.name])
         for index, data in enumerate(answer.ciphertexts):
             yield serde.ciphertext_reply(index, data)
 
@@ -396,6 +470,8 @@ def serve_holder(
     node: HolderNode, listen: str, tls: TlsFiles | None = None
 ) -> tuple[grpc.Server, int]:
     """Start serving ``node`` on ``listen``; returns (server, port)."""
+    if tls is not None:
+        node.certify_mask_key(tls)
     servicer = HolderServicer(node)
     return create_server(
         listen,
