@@ -102,8 +102,11 @@ def check_participants(
 ) -> None:
     """Refuse to answer unless the participant set satisfies this holder's policy."""
     names = [p.holder for p in participants]
-    if len(set(names)) != len(names) or len({p.public for p in participants}) != len(names):
-        raise PolicyError("the participant list repeats a holder or a mask key")
+    if len(set(names)) != len(names):
+        raise PolicyError("the participant list repeats a holder")
+    if len({p.public for p in participants}) != len(names):
+        # One key under two names would let its owner stand in for a second holder.
+        raise PolicyError("the participant list repeats a mask key")
     listed = {p.holder: p for p in participants}.get(own.holder)
     if listed is None:
         raise PolicyError(f"holder {own.holder} is not among the participants it was sent")
