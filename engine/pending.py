@@ -31,6 +31,8 @@ class PendingAggregate:
     plan_digest: str
     prepared: PreparedAnswer
     created: float
+    # The holders the voucher used in round 1 requires as participants, if it names them.
+    federation: frozenset[str] | None = None
 
 
 class PendingAggregates:

@@ -256,7 +256,7 @@ class Coordinator:
             raise PlanError(merged.conflict(plan.table) or f"no holder serves a table {plan.table}")
         check_plan(plan, table, self.limits)
         layout = layout_for(plan, self.limits)
-        hosts = _participating(hosted, plan.table, self.min_participants)
+        hosts = _participating(hosted, plan.table, self.min_participants, _federation(vouchers))
         links = [link for link, _ in hosts]
         participants = _participants(hosts)
         budget = min(deadline or DEADLINES["aggregate"], DEADLINES["aggregate"])
@@ -737,17 +737,33 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
 
 def _participating(
-    hosted: Sequence[tuple[HolderLink, Catalog]], table: str, least: int
+    hosted: Sequence[tuple[HolderLink, Catalog]],
+    table: str,
+    least: int,
+    federation: frozenset[str] = frozenset(),
 ) -> list[tuple[HolderLink, Catalog]]:
-    """Every holder hosting ``table`` and, when they are fewer than ``least``, other
-    holders that take part with masks only (in name order), so that even a table
-    one holder hosts is answered masked."""
+    """Every holder hosting ``table``, every holder a voucher names as the federation,
+    and, while they are fewer than ``least``, other holders (in name order). The
+    ones without the table take part with masks only, so that even a table one
+    holder hosts is answered masked."""
     hosts = [(link, cat) for link, cat in hosted if cat.table(table) is not None]
-    helpers = sorted(
+    others = sorted(
         ((link, cat) for link, cat in hosted if cat.table(table) is None),
-        key=lambda pair: pair[1].holder,
+        key=lambda pair: (pair[1].holder not in federation, pair[1].holder),
     )
-    return hosts + helpers[: max(0, least - len(hosts))]
+    named = sum(1 for _, cat in others if cat.holder in federation)
+    return hosts + others[: max(named, least - len(hosts))]
+
+
+def _federation(vouchers: Sequence[str]) -> frozenset[str]:
+    """The holders the vouchers name as their federation (they all must take part)."""
+    names: set[str] = set()
+    for text in vouchers:
+        try:
+            names |= SignedVoucher.decode(text).voucher.federation or frozenset()
+        except UnseenError:
+            continue
+    return frozenset(names)
 
 
 def _participants(hosts: Sequence[tuple[HolderLink, Catalog]]) -> list[Participant]:

@@ -26,7 +26,7 @@ import numpy as np
 from engine import ckks, serde
 from engine.catalog import Catalog, TableInfo
 from engine.config import NodeConfig, load_tables
-from engine.errors import PlanError, UnknownKeyError
+from engine.errors import PlanError, PolicyError, UnknownKeyError
 from engine.governance import Governance, aggregate_entities, digest, score_reads
 from engine.hepool import ScoringPool
 from engine.keystore import KeyStore
@@ -164,6 +164,7 @@ class HolderNode:
         ctx = self.keys.get(key_id)  # unknown keys fail before anything is logged
         table = self.tables.get(plan.table.lower())
         receipts: list[str] = []
+        federation = None
         if table is None:
             prepared = mask_only(plan, ctx, self.limits)
         else:
@@ -177,15 +178,32 @@ class HolderNode:
                 subject=subject,
             )
             source = self.sources[plan.table.lower()]
+            federation = self._voucher_federation(request, vouchers)
             prepared, receipts = self.gov.run(
                 request,
                 vouchers,
                 lambda: prepare_aggregate(plan, source, table, ctx, self.limits),
                 lambda answer: json.dumps(sorted(answer.failing)).encode(),
             )
-        entry = PendingAggregate(key_id, plan, digest(plan_bytes), prepared, time.monotonic())
+        entry = PendingAggregate(
+            key_id, plan, digest(plan_bytes), prepared, time.monotonic(), federation
+        )
         self.pending.put(query_id, entry)
         return prepared.failing, receipts
+
+    def _voucher_federation(
+        self, request: AccessRequest, vouchers: tuple[str, ...]
+    ) -> frozenset[str] | None:
+        """The holders the voucher admitting ``request`` names as its federation.
+
+        The same choice :meth:`Governance.run` makes next; a voucher it refuses
+        is refused there, with the reason logged, so errors are left to it.
+        """
+        try:
+            signed = self.gov.choose(request, vouchers)
+        except PolicyError:
+            return None
+        return None if signed is None else signed.voucher.federation
 
     def aggregate(
         self,
