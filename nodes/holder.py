@@ -218,8 +218,14 @@ class HolderNode:
         No data is read here: the moments are round 1's, taken once.
         """
         ctx = self.keys.get(key_id)
-        check_participants(self.mask_identity, participants, self.min_holders, self._trusted_ca)
         entry = self.pending.take(query_id, key_id, nonce)
+        check_participants(
+            self.mask_identity,
+            participants,
+            self.min_holders,
+            self._trusted_ca,
+            entry.federation,
+        )
         context = query_context(entry.plan_digest, query_id, participants, suppressed)
 
         def masks(length: int) -> np.ndarray:

@@ -21,18 +21,20 @@ import os
 import grpc
 import pytest
 
-from engine import serde
+from engine import ckks, serde
 from engine.client import Client
 from engine.errors import RemoteError
 from engine.governance import Governance
 from engine.masks import MaskKey, Participant
+from engine.plan import SlotCodec
 from engine.rpc import create_channel
 from engine.signing import SigningKey
+from engine.sql import compile_sql
 from engine.tls import make_bundle
 from engine.voucher import VoucherPolicy, issue
 from nodes.coordinator import Coordinator, serve_coordinator
 from nodes.holder import HolderNode, serve_holder
-from protos.unseen.v1 import holder_pb2_grpc
+from protos.unseen.v1 import catalog_pb2, holder_pb2_grpc
 from tests.attacks._city import SQL, write_city
 
 
@@ -95,7 +97,7 @@ def governed(tmp_path, key):  # type: ignore[no-untyped-def]
         coordinators.append((coord, server))
         return Client(f"localhost:{port}", key=key, tls=files["alice"], vouchers=vouchers)
 
-    yield coordinator, files, addresses
+    yield coordinator, files, addresses, vouchers
     for coord, server in coordinators:
         server.stop(None).wait()
         coord.close()
@@ -104,7 +106,7 @@ def governed(tmp_path, key):  # type: ignore[no-untyped-def]
 
 
 def test_the_governed_federation_answers_and_a_subset_is_refused(governed):
-    coordinator, _, _ = governed
+    coordinator, *_ = governed
     with coordinator(["h0", "h1", "h2"], "coord") as client:
         rows = {row[0]: row[1:] for row in client.query(SQL).rows}
     assert rows["Alpha"] == [None, None]
@@ -116,30 +118,27 @@ def test_the_governed_federation_answers_and_a_subset_is_refused(governed):
 
 
 def test_a_peer_key_the_caller_made_is_refused(governed, key):
-    _, files, addresses = governed
-    channel = create_channel(addresses["h0"], files["coord"])
+    _, files, addresses, vouchers = governed
+    # The analyst's own certificate and voucher, straight to h0.
+    channel = create_channel(addresses["h0"], files["alice"])
     stub = holder_pb2_grpc.HolderStub(channel)
     stub.RegisterKey(serde.key_chunks(key.public), timeout=30)
-    catalog = serde.catalog_from_proto(
-        stub.GetCatalog(serde.catalog_pb2.GetCatalogRequest(), timeout=10)  # type: ignore[attr-defined]
-    )
-    with Client("unused:1", key=key) as offline:
-        plan = offline.compile(SQL, serde.catalog_from_proto(serde.catalog_to_proto(catalog))).plan
+    catalog = serde.catalog_from_proto(stub.GetCatalog(catalog_pb2.GetCatalogRequest(), timeout=10))
+    plan = compile_sql(SQL, catalog, SlotCodec(slots=ckks.PARAMS.slots)).plan
     query_id = os.urandom(8).hex()
-    # No vouchers: h0 requires one, so round 1 is refused before reading.
-    with pytest.raises(grpc.RpcError) as info:
-        stub.PrepareAggregate(
-            serde.aggregate_request(key.key_id, plan, request_id=query_id), timeout=30
-        )
-    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    fake = Participant("h1", MaskKey.generate().public)
+    request = serde.aggregate_request(key.key_id, plan, vouchers, request_id=query_id)
+    try:
+        stub.PrepareAggregate(request, timeout=30)
+    except grpc.RpcError as exc:
+        # Holders that answer query RPCs only to the coordinator stop it here.
+        assert exc.code() == grpc.StatusCode.PERMISSION_DENIED
+        return
+    fakes = [Participant(name, MaskKey.generate().public) for name in ("h1", "h2")]
     masked = serde.mask_round_request(
-        key.key_id, query_id, os.urandom(32), [catalog.mask_key, fake], []
+        key.key_id, query_id, os.urandom(32), [catalog.mask_key, *fakes], []
     )
     with pytest.raises(grpc.RpcError) as info:
         next(stub.Aggregate(masked, timeout=30))
-    assert info.value.code() in (
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.PERMISSION_DENIED,
-    )
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "trusted CA" in info.value.details()
     channel.close()
