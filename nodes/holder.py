@@ -183,7 +183,10 @@ class HolderNode:
                 request,
                 vouchers,
                 lambda: prepare_aggregate(plan, source, table, ctx, self.limits),
-                lambda answer: json.dumps(sorted(answer.failing)).encode(),
+                # What left the holder in round 1, tied to the query its masks bind to.
+                lambda answer: json.dumps(
+                    {"query": query_id, "failing": sorted(answer.failing)}
+                ).encode(),
             )
         entry = PendingAggregate(
             key_id, plan, digest(plan_bytes), prepared, time.monotonic(), federation
