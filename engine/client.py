@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import grpc
 import numpy as np
 import tenseal as ts
 
-from engine import ckks, serde
+from engine import ckks
 from engine.catalog import Catalog
 from engine.errors import PlanError, RemoteError
 from engine.finish import finish
@@ -30,15 +29,16 @@ from engine.keys import AnalystKey, load_or_create
 from engine.layout import layout_for, unpack
 from engine.masks import reduce_slots
 from engine.model import FeatureSpec, Model, check_feature, model_fingerprint
+from engine.peers import CoordinatorPeer, ModelUpload, ScoreStream, retry_not_found
 from engine.plan import AggregatePlan, SlotCodec
 from engine.query import CompiledQuery
 from engine.result import Result
-from engine.rpc import DEADLINES, create_channel, remote_error
 from engine.sql import compile_condition, compile_sql
 from engine.tls import TlsFiles
-from protos.unseen.v1 import catalog_pb2, coordinator_pb2_grpc, crypto_pb2, score_pb2
 
 __all__ = ["AggregateReply", "Client"]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class AggregateReply:
     suppressed: tuple[int, ...]
     holders: tuple[str, ...]
     receipts: tuple[str, ...]
+    missing: tuple[str, ...] = ()  # holders left out of an allow_partial answer
 
 
 class Client:
@@ -54,7 +55,10 @@ class Client:
 
     Use as a context manager, or call :meth:`close`. ``vouchers`` are signed
     voucher lines; every request carries all of them and each holder uses
-    the ones issued for it.
+    the ones issued for it. ``allow_partial`` accepts an aggregate without the
+    configured holders that are unavailable when it starts; such a result says
+    so (``meta["partial"]`` and ``meta["missing_holders"]``). Without it, any
+    unavailable holder fails the query.
     """
 
     def __init__(
@@ -65,13 +69,13 @@ class Client:
         timeout: float | None = None,
         vouchers: Sequence[str] = (),
         tls: TlsFiles | None = None,
+        allow_partial: bool = False,
     ):
         self.address = coordinator
         self.key = key if key is not None else load_or_create(key_dir)
-        self.timeout = timeout
         self.vouchers = list(vouchers)
-        self._channel = create_channel(coordinator, tls)
-        self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
+        self.allow_partial = allow_partial
+        self._peer = CoordinatorPeer(coordinator, tls, timeout)
         self._registered = False
         self.model_bytes_sent = 0
         # A query compiles against a catalog at most this old (one round trip saved).
@@ -84,29 +88,22 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def timeout(self) -> float | None:
+        return self._peer.timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float | None) -> None:
+        self._peer.timeout = seconds
+
     def close(self) -> None:
-        self._channel.close()
+        self._peer.close()
 
-    def _deadline(self, kind: str) -> float:
-        return self.timeout if self.timeout is not None else DEADLINES[kind]
-
-    def _call(self, method: Any, request: Any, kind: str) -> Any:
-        try:
-            return method(request, timeout=self._deadline(kind))
-        except grpc.RpcError as exc:
-            raise remote_error(exc, f"coordinator {self.address}") from exc
-
-    def _retry_unknown(self, call: Any) -> Any:
+    def _with_key(self, call: Callable[[], _T]) -> _T:
         """Run ``call``; if the coordinator lost the key (restart), register and retry once."""
         if not self._registered:
             self.register_key()
-        try:
-            return call()
-        except RemoteError as exc:
-            if exc.code != "NOT_FOUND":
-                raise
-        self.register_key(force=True)
-        return call()
+        return retry_not_found(call, lambda: self.register_key(force=True))
 
     # -- federation -------------------------------------------------------------
     def catalog(self, refresh: bool = True) -> Catalog:
@@ -115,8 +112,7 @@ class Client:
             fetched_at, catalog = self._catalog
             if time.monotonic() - fetched_at < self.catalog_ttl:
                 return catalog
-        msg = self._call(self._stub.GetCatalog, catalog_pb2.GetCatalogRequest(), "catalog")
-        catalog = serde.catalog_from_proto(msg)
+        catalog = self._peer.catalog()
         self._catalog = (time.monotonic(), catalog)
         return catalog
 
@@ -134,16 +130,14 @@ class Client:
 
     def register_key(self, force: bool = False) -> str:
         """Register the public context with the coordinator (and so every holder)."""
-        if not force:
-            request = crypto_pb2.HasKeyRequest(key_id=self.key.key_id)
-            if self._call(self._stub.HasKey, request, "has_key").known:
-                self._registered = True
-                return self.key.key_id
-        ack = self._call(self._stub.RegisterKey, serde.key_chunks(self.key.public), "register_key")
-        if ack.key_id != self.key.key_id:
+        if not force and self._peer.has_key(self.key.key_id):
+            self._registered = True
+            return self.key.key_id
+        key_id = self._peer.register_key(self.key.public)
+        if key_id != self.key.key_id:
             raise RemoteError("INTERNAL", "the coordinator named the key differently")
         self._registered = True
-        return str(ack.key_id)
+        return key_id
 
     # -- aggregates -------------------------------------------------------------
     def compile(self, sql: str, catalog: Catalog | None = None) -> CompiledQuery:
@@ -152,25 +146,16 @@ class Client:
 
     def aggregate(self, plan: AggregatePlan) -> AggregateReply:
         """Send a plan; returns the combined ciphertexts and what came with them."""
-        request = serde.aggregate_request(self.key.key_id, plan, self.vouchers)
-        return self._retry_unknown(lambda: self._aggregate_stream(request))  # type: ignore[no-any-return]
-
-    def _aggregate_stream(self, request: Any) -> AggregateReply:
-        try:
-            replies = self._stub.Aggregate(request, timeout=self._deadline("aggregate"))
-            header = next(replies)
-            count, suppressed, holders, receipts = serde.header_from_proto(header.header)
-            ciphertexts: list[bytes] = [b""] * count
-            for reply in replies:
-                index = reply.ciphertext.index
-                if index >= count:
-                    raise RemoteError("INTERNAL", "the coordinator sent an unannounced ciphertext")
-                ciphertexts[index] = reply.ciphertext.data
-        except grpc.RpcError as exc:
-            raise remote_error(exc, f"coordinator {self.address}") from exc
-        if any(not c for c in ciphertexts):
-            raise RemoteError("INTERNAL", "the coordinator sent fewer ciphertexts than announced")
-        return AggregateReply(ciphertexts, suppressed, holders, receipts)
+        answer = self._with_key(
+            lambda: self._peer.aggregate(
+                self.key.key_id, plan, self.vouchers, allow_partial=self.allow_partial
+            )
+        )
+        if answer.missing and not self.allow_partial:
+            raise RemoteError("INTERNAL", "the coordinator left holders out unasked")
+        return AggregateReply(
+            answer.ciphertexts, answer.suppressed, answer.holders, answer.receipts, answer.missing
+        )
 
     def query(self, sql: str) -> Result:
         """Answer one SELECT over the federation; see docs/architecture.md."""
@@ -193,7 +178,10 @@ class Client:
             "key_id": self.key.key_id,
             "receipts": [json.loads(r) for r in reply.receipts],
             "elapsed_ms": 0.0,
+            "partial": bool(reply.missing),
         }
+        if reply.missing:
+            meta["missing_holders"] = list(reply.missing)
         result = finish(compiled, moments, set(reply.suppressed), meta)
         result.meta["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
         return result
@@ -235,23 +223,19 @@ class Client:
         catalog = catalog or self.catalog()
         specs = self.feature_specs(model, catalog)
         model_id = model_fingerprint(self.key.salt, self.key.key_id, model)
-        request = score_pb2.HasModelRequest(key_id=self.key.key_id, model_id=model_id)
-        if self._call(self._stub.HasModel, request, "has_key").known:
+        if self._peer.has_model(self.key.key_id, model_id):
             return model_id, []
-        parts = serde.prepare_parts(self.key.key_id, specs, list(entities), self.vouchers)
-        reply = self._call(self._stub.PrepareModel, parts, "prepare_model")
-        exponents = list(reply.exponents)
-        if len(exponents) != len(specs):
-            raise RemoteError("INTERNAL", "the coordinator answered the wrong number of exponents")
+        exponents, receipts = self._peer.prepare_model(
+            self.key.key_id, specs, list(entities), self.vouchers
+        )
         slots = ckks.PARAMS.slots
         weights = [
             bytes(ts.ckks_vector(self.key.secret, [f.weight * 2.0**e] * slots).serialize())
             for f, e in zip(model.features, exponents, strict=True)
         ]
         self.model_bytes_sent = sum(len(w) for w in weights)
-        upload = serde.model_parts(self.key.key_id, model_id, specs, exponents, weights)
-        ack = self._call(self._stub.RegisterModel, upload, "register_key")
-        return str(ack.model_id), list(reply.receipts)
+        upload = ModelUpload(self.key.key_id, model_id, specs, tuple(exponents), tuple(weights))
+        return self._peer.register_model(upload), receipts
 
     def score(self, model: Model, entities: Sequence[str]) -> Result:
         """Score ``entities`` (in order) with ``model``; rows are ``[entity, score]``."""
@@ -259,15 +243,16 @@ class Client:
         catalog = self.catalog()
         ids = list(entities)
 
-        def run() -> tuple[str, list[str], int, tuple[str, ...], list[str], Iterator[bytes]]:
+        def run() -> tuple[str, list[str], ScoreStream]:
             model_id, prepared = self.register_model(model, ids, catalog)
-            return (model_id, prepared, *self._score_stream(model_id, ids))
+            stream = self._peer.score(self.key.key_id, model_id, ids, self.vouchers)
+            return model_id, prepared, stream
 
-        model_id, prepared, count, holders, receipts, blocks = self._retry_unknown(run)
+        model_id, prepared, stream = self._with_key(run)
         slots = ckks.PARAMS.slots
         rows: list[list[Any]] = []
         received = 0
-        for index, data in enumerate(blocks):
+        for index, data in enumerate(stream.blocks()):
             received += len(data)
             chunk = ids[index * slots : (index + 1) * slots]
             linear = (ckks.decrypt(self.key.secret, data)[: len(chunk)] + model.intercept).tolist()
@@ -278,34 +263,12 @@ class Client:
             raise RemoteError("INTERNAL", "the coordinator sent fewer score blocks than needed")
         meta = {
             "model_id": model_id,
-            "holders": list(holders),
+            "holders": list(stream.holders),
             "entities": len(ids),
-            "ciphertexts": count,
+            "ciphertexts": stream.count,
             "bytes_received": received,
             "link": model.link,
-            "receipts": [json.loads(r) for r in [*prepared, *receipts]],
+            "receipts": [json.loads(r) for r in [*prepared, *stream.receipts]],
             "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
         }
         return Result([model.entity, "score"], rows, meta)
-
-    def _score_stream(
-        self, model_id: str, entities: list[str]
-    ) -> tuple[int, tuple[str, ...], list[str], Iterator[bytes]]:
-        parts = serde.score_parts(model_id, self.key.key_id, entities, self.vouchers)
-        try:
-            replies = self._stub.Score(parts, timeout=self._deadline("score"))
-            first = next(replies)
-        except grpc.RpcError as exc:
-            raise remote_error(exc, f"coordinator {self.address}") from exc
-        header = first.header
-
-        def blocks() -> Iterator[bytes]:
-            try:
-                for index, reply in enumerate(replies):
-                    if reply.ciphertext.index != index:
-                        raise RemoteError("INTERNAL", "the coordinator sent blocks out of order")
-                    yield reply.ciphertext.data
-            except grpc.RpcError as exc:
-                raise remote_error(exc, f"coordinator {self.address}") from exc
-
-        return header.ciphertexts, tuple(header.holders), list(header.receipts), blocks()

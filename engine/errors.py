@@ -157,7 +157,9 @@ class HolderError(RemoteError):
     def __init__(self, holder: str, code: str, reason: str):
         self.holder = holder
         self.detail = reason  # without the holder prefix, for re-wrapping
-        super().__init__(code, f"holder {holder}: {reason}")
+        # A reason that names the holder already (a peer's own translation) is not prefixed twice.
+        prefix = f"holder {holder}"
+        super().__init__(code, reason if reason.startswith(prefix) else f"{prefix}: {reason}")
 
 
 class VerificationError(UnseenError):

@@ -90,6 +90,9 @@ class Result:
         suppressed = self.meta.get("suppressed") or []
         if suppressed:
             lines.append(f"({len(suppressed)} group(s) suppressed: fewer than k rows at a holder)")
+        if self.meta.get("partial"):
+            missing = ", ".join(self.meta.get("missing_holders", []))
+            lines.append(f"(PARTIAL answer: holders {missing} were unavailable and are not in it)")
         return "\n".join(lines)
 
     def format(self, kind: str) -> str:

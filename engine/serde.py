@@ -36,35 +36,55 @@ from engine.model import FeatureSpec
 from engine.plan import DEFAULT_LIMITS, AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
 from engine.signing import is_hex_digest
 from engine.types import SqlType
-from protos.unseen.v1 import catalog_pb2, crypto_pb2, mask_pb2, plan_pb2, query_pb2, score_pb2
+from protos.unseen.v1 import (
+    audit_pb2,
+    catalog_pb2,
+    crypto_pb2,
+    mask_pb2,
+    plan_pb2,
+    query_pb2,
+    score_pb2,
+)
 
 __all__ = [
     "KEY_CHUNK_BYTES",
     "MAX_MODEL_BYTES",
     "aggregate_request",
     "catalog_from_proto",
+    "catalog_request",
     "catalog_to_proto",
     "ciphertext_reply",
     "expr_from_proto",
     "expr_to_proto",
+    "failing_groups_from_reply",
+    "failing_groups_reply",
     "feature_from_proto",
     "feature_to_proto",
+    "has_key_reply",
+    "has_key_request",
+    "has_model_reply",
+    "has_model_request",
     "header_from_proto",
     "header_to_proto",
     "join_key_chunks",
+    "key_ack",
     "key_chunks",
+    "ledger_reply",
+    "ledger_request",
+    "ledger_request_fields",
     "mask_key_from_proto",
     "mask_key_to_proto",
     "mask_round_from_proto",
     "mask_round_request",
+    "missing_from_header",
+    "model_ack",
     "model_from_parts",
     "model_parts",
     "plan_from_proto",
     "plan_to_proto",
     "prepare_from_parts",
     "prepare_parts",
-    "prepare_reply_from_proto",
-    "prepare_reply_to_proto",
+    "prepare_reply",
     "score_parts",
     "score_reply_ciphertext",
     "score_reply_header",
@@ -392,6 +412,7 @@ def header_to_proto(
     suppressed: Sequence[int],
     holders: Sequence[str],
     receipts: Sequence[str] = (),
+    missing: Sequence[str] = (),
 ) -> query_pb2.AggregateReply:
     return query_pb2.AggregateReply(
         header=query_pb2.AggregateHeader(
@@ -399,6 +420,7 @@ def header_to_proto(
             suppressed_groups=list(suppressed),
             holders=list(holders),
             receipts=list(receipts),
+            missing_holders=list(missing),
         )
     )
 
@@ -410,10 +432,16 @@ def header_from_proto(
     return msg.ciphertexts, tuple(msg.suppressed_groups), tuple(msg.holders), tuple(msg.receipts)
 
 
+def missing_from_header(msg: query_pb2.AggregateHeader) -> tuple[str, ...]:
+    """The configured holders an ``allow_partial`` answer left out (empty otherwise)."""
+    return tuple(msg.missing_holders)
+
+
 def aggregate_request(
     key_id: str,
     plan: AggregatePlan | plan_pb2.AggregatePlan,
     vouchers: Sequence[str] = (),
+    allow_partial: bool = False,
     request_id: str = "",
 ) -> query_pb2.AggregateRequest:
     """An Aggregate request; ``plan`` may be encoded already (by :func:`plan_to_proto`),
@@ -421,7 +449,11 @@ def aggregate_request(
     if isinstance(plan, AggregatePlan):
         plan = plan_to_proto(plan)
     return query_pb2.AggregateRequest(
-        key_id=key_id, plan=plan, vouchers=list(vouchers), request_id=request_id
+        key_id=key_id,
+        plan=plan,
+        vouchers=list(vouchers),
+        allow_partial=allow_partial,
+        request_id=request_id,
     )
 
 
@@ -639,8 +671,8 @@ def model_from_parts(
 
 
 def score_parts(
-    model_id: str,
     key_id: str,
+    model_id: str,
     ids: Sequence[str],
     vouchers: Sequence[str] = (),
     chunk: int = 4096,
@@ -664,17 +696,17 @@ def score_request_from_parts(
     max_entities: int,
     check: Callable[[str, str], None] | None = None,
 ) -> tuple[str, str, list[str], tuple[str, ...]]:
-    """Read a whole Score request stream: (model id, key id, entity ids, vouchers).
+    """Read a whole Score request stream: (key id, model id, entity ids, vouchers).
 
-    ``check(model_id, key_id)`` runs on the header, before any entity id is read.
+    ``check(key_id, model_id)`` runs on the header, before any entity id is read.
     """
     header, iterator = _split_header(parts, "a score request")
     _check_id(header.model_id, "model")
     _check_id(header.key_id, "key")
     if check is not None:
-        check(header.model_id, header.key_id)
+        check(header.key_id, header.model_id)
     ids = _entity_stream(iterator, header.entities, max_entities, "a score request")
-    return header.model_id, header.key_id, ids, tuple(header.vouchers)
+    return header.key_id, header.model_id, ids, tuple(header.vouchers)
 
 
 def score_reply_header(
@@ -741,7 +773,7 @@ def mask_round_from_proto(
     return bytes(mask.nonce), participants, frozenset(mask.suppressed_groups)
 
 
-def prepare_reply_to_proto(
+def failing_groups_reply(
     query_id: str, failing: Iterable[int], receipts: Sequence[str] = ()
 ) -> mask_pb2.PrepareAggregateReply:
     return mask_pb2.PrepareAggregateReply(
@@ -749,8 +781,69 @@ def prepare_reply_to_proto(
     )
 
 
-def prepare_reply_from_proto(
+def failing_groups_from_reply(
     msg: mask_pb2.PrepareAggregateReply,
 ) -> tuple[str, frozenset[int], tuple[str, ...]]:
     """(query id, failing groups, receipts)."""
     return msg.query_id, frozenset(msg.failing_groups), tuple(msg.receipts)
+
+
+# -- small requests and replies (the transport seam: peers and servicers build none) --
+
+
+def catalog_request() -> catalog_pb2.GetCatalogRequest:
+    return catalog_pb2.GetCatalogRequest()
+
+
+def has_key_request(key_id: str) -> crypto_pb2.HasKeyRequest:
+    return crypto_pb2.HasKeyRequest(key_id=key_id)
+
+
+def key_ack(key_id: str, size: int) -> crypto_pb2.KeyAck:
+    return crypto_pb2.KeyAck(key_id=key_id, size=size)
+
+
+def has_key_reply(known: bool) -> crypto_pb2.HasKeyReply:
+    return crypto_pb2.HasKeyReply(known=known)
+
+
+def has_model_request(key_id: str, model_id: str) -> score_pb2.HasModelRequest:
+    return score_pb2.HasModelRequest(key_id=key_id, model_id=model_id)
+
+
+def has_model_reply(known: bool) -> score_pb2.HasModelReply:
+    return score_pb2.HasModelReply(known=known)
+
+
+def prepare_reply(exponents: Sequence[int], receipts: Sequence[str]) -> score_pb2.PrepareModelReply:
+    return score_pb2.PrepareModelReply(exponents=list(exponents), receipts=list(receipts))
+
+
+def model_ack(model_id: str) -> score_pb2.ModelAck:
+    return score_pb2.ModelAck(model_id=model_id)
+
+
+def ledger_request(
+    supervisor_key_id: str, start: int, end: int, issued_at: str, signature: bytes
+) -> audit_pb2.ReadLedgerRequest:
+    return audit_pb2.ReadLedgerRequest(
+        supervisor_key_id=supervisor_key_id,
+        start=start,
+        end=end,
+        issued_at=issued_at,
+        signature=signature,
+    )
+
+
+def ledger_request_fields(msg: audit_pb2.ReadLedgerRequest) -> dict[str, object]:
+    """The signed fields of a ledger read request (the holder adds its own name)."""
+    return {
+        "start": msg.start,
+        "end": msg.end,
+        "issued_at": msg.issued_at,
+        "supervisor": msg.supervisor_key_id,
+    }
+
+
+def ledger_reply(ledger_range: str, checkpoint: str) -> audit_pb2.ReadLedgerReply:
+    return audit_pb2.ReadLedgerReply(range=ledger_range, checkpoint=checkpoint)

@@ -3,8 +3,8 @@
 It publishes a catalog, registers analysts' public contexts and models, and
 answers aggregate plans and score requests with ciphertexts only. Every use
 of data passes the node's governance (vouchers, ledger, receipts; see
-``engine.governance``). The servicer is thin: decode, call
-:class:`HolderNode`, encode.
+``engine.governance``). The servicer (:mod:`nodes.servicers`) is thin:
+decode, call :class:`HolderNode`, encode.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import grpc
 import numpy as np
 
-from engine import ckks, serde
+from engine import ckks
 from engine.catalog import Catalog, TableInfo
 from engine.config import NodeConfig, load_tables
 from engine.errors import PlanError, PolicyError, UnknownKeyError
@@ -37,22 +37,12 @@ from engine.participants import DEFAULT_MIN_HOLDERS, certify_mask_key, check_par
 from engine.pending import PendingAggregate, PendingAggregates
 from engine.plan import AggregatePlan, Limits
 from engine.policy import DEFAULT_K, quickstart_table
-from engine.rpc import create_server, servicer_errors
 from engine.scoring import HolderModel, check_features, feature_blocks, feature_exponents
 from engine.source import TableSource, open_source
-from engine.tls import ANALYST_SUBJECT_HEADER, TlsFiles, caller_identity
+from engine.tls import TlsFiles
 from engine.voucher import AccessRequest, entity_ids, plan_reads
-from protos.unseen.v1 import (
-    audit_pb2,
-    catalog_pb2,
-    crypto_pb2,
-    holder_pb2_grpc,
-    mask_pb2,
-    query_pb2,
-    score_pb2,
-)
 
-__all__ = ["HolderNode", "HolderServicer", "serve_holder"]
+__all__ = ["HolderNode", "serve_holder"]
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +312,13 @@ class HolderNode:
         log.info("registered a model of %d features", len(features))
         return model_id
 
-    def require_model(self, model_id: str, key_id: str) -> None:
+    def register_key(self, public: bytes, deadline: float | None = None) -> str:
+        """Vet and keep an analyst's public context; returns its key id."""
+        kid = self.keys.register(public)
+        log.info("registered key %s", kid[:16])
+        return kid
+
+    def require_model(self, key_id: str, model_id: str) -> None:
         """Refuse a score for an unknown model before reading its entities (NOT_FOUND
         makes the coordinator register it again)."""
         if not self.has_model(key_id, model_id):
@@ -371,138 +367,12 @@ class HolderNode:
         return self.gov.read_ledger(request, signature, dt.datetime.now(dt.timezone.utc))
 
 
-class HolderServicer(holder_pb2_grpc.HolderServicer):
-    def __init__(self, node: HolderNode):
-        self.node = node
+def serve_holder(node: HolderNode, listen: str, tls: TlsFiles | None = None) -> Any:
+    """Start serving ``node`` on ``listen``; returns (server, port).
 
-    @servicer_errors
-    def GetCatalog(
-        self, request: catalog_pb2.GetCatalogRequest, context: grpc.ServicerContext
-    ) -> catalog_pb2.Catalog:
-        return serde.catalog_to_proto(self.node.catalog())
+    The gRPC servicer lives at the transport edge (:mod:`nodes.servicers`);
+    this name stays here for the callers that start a holder.
+    """
+    from nodes.servicers import serve_holder as serve  # the edge imports us, not we it
 
-    @servicer_errors
-    def RegisterKey(
-        self, request_iterator: Iterator[crypto_pb2.KeyChunk], context: grpc.ServicerContext
-    ) -> crypto_pb2.KeyAck:
-        data = serde.join_key_chunks(request_iterator, ckks.MAX_PUBLIC_CONTEXT_BYTES)
-        kid = self.node.keys.register(data)
-        log.info("registered key %s", kid[:16])
-        return crypto_pb2.KeyAck(key_id=kid, size=len(data))
-
-    @servicer_errors
-    def HasKey(
-        self, request: crypto_pb2.HasKeyRequest, context: grpc.ServicerContext
-    ) -> crypto_pb2.HasKeyReply:
-        return crypto_pb2.HasKeyReply(known=request.key_id in self.node.keys)
-
-    @servicer_errors
-    def PrepareAggregate(
-        self, request: query_pb2.AggregateRequest, context: grpc.ServicerContext
-    ) -> mask_pb2.PrepareAggregateReply:
-        plan = serde.plan_from_proto(request.plan)
-        failing, receipts = self.node.prepare_aggregate(
-            request.key_id,
-            plan,
-            request.request_id,
-            tuple(request.vouchers),
-            request.plan.SerializeToString(),
-            _subject(context),
-        )
-        return serde.prepare_reply_to_proto(request.request_id, failing, receipts)
-
-    @servicer_errors
-    def Aggregate(
-        self, request: query_pb2.AggregateRequest, context: grpc.ServicerContext
-    ) -> Iterator[query_pb2.AggregateReply]:
-        nonce, participants, suppressed = serde.mask_round_from_proto(request)
-        answer = self.node.aggregate(
-            request.key_id, request.request_id, nonce, participants, suppressed
-        )
-        yield serde.header_to_proto(len(answer.ciphertexts), answer.suppressed, [self.node.name])
-        for index, data in enumerate(answer.ciphertexts):
-            yield serde.ciphertext_reply(index, data)
-
-    @servicer_errors
-    def PrepareModel(
-        self, request_iterator: Iterator[score_pb2.PreparePart], context: grpc.ServicerContext
-    ) -> score_pb2.PrepareModelReply:
-        key_id, features, ids, vouchers = serde.prepare_from_parts(
-            request_iterator, self.node.max_entities, self.node.keys.get
-        )
-        exponents, receipts = self.node.prepare_model(
-            key_id, features, ids, vouchers, _subject(context)
-        )
-        return score_pb2.PrepareModelReply(exponents=exponents, receipts=receipts)
-
-    @servicer_errors
-    def RegisterModel(
-        self, request_iterator: Iterator[score_pb2.ModelPart], context: grpc.ServicerContext
-    ) -> score_pb2.ModelAck:
-        key_id, model_id, features, exponents, weights = serde.model_from_parts(
-            request_iterator, serde.MAX_MODEL_BYTES, self.node.keys.get
-        )
-        self.node.register_model(key_id, model_id, features, exponents, weights)
-        return score_pb2.ModelAck(model_id=model_id)
-
-    @servicer_errors
-    def HasModel(
-        self, request: score_pb2.HasModelRequest, context: grpc.ServicerContext
-    ) -> score_pb2.HasModelReply:
-        return score_pb2.HasModelReply(known=self.node.has_model(request.key_id, request.model_id))
-
-    @servicer_errors
-    def Score(
-        self, request_iterator: Iterator[score_pb2.ScorePart], context: grpc.ServicerContext
-    ) -> Iterator[score_pb2.ScoreReply]:
-        model_id, key_id, ids, vouchers = serde.score_request_from_parts(
-            request_iterator, self.node.max_entities, self.node.require_model
-        )
-        slots = ckks.PARAMS.slots
-        count = -(-len(ids) // slots)
-        partials, receipts = self.node.score(key_id, model_id, ids, vouchers, _subject(context))
-        yield serde.score_reply_header(count, slots, [self.node.name], receipts)
-        for index, data in enumerate(partials):
-            yield serde.score_reply_ciphertext(index, data)
-
-    @servicer_errors
-    def ReadLedger(
-        self, request: audit_pb2.ReadLedgerRequest, context: grpc.ServicerContext
-    ) -> audit_pb2.ReadLedgerReply:
-        fields = {
-            "holder": self.node.name,
-            "start": request.start,
-            "end": request.end,
-            "issued_at": request.issued_at,
-            "supervisor": request.supervisor_key_id,
-        }
-        ledger_range, checkpoint = self.node.read_ledger(fields, request.signature)
-        return audit_pb2.ReadLedgerReply(range=ledger_range, checkpoint=checkpoint)
-
-
-def _subject(context: grpc.ServicerContext) -> str | None:
-    """The analyst's certificate name: its own when it calls directly, or the one a
-    coordinator (authenticated as such by its certificate) forwards. Without mTLS
-    there is none, whatever the request's metadata claims."""
-    name, role = caller_identity(context)
-    if role == "analyst":
-        return name
-    if role == "coordinator":
-        forwarded = dict(context.invocation_metadata()).get(ANALYST_SUBJECT_HEADER)
-        return str(forwarded) if forwarded else None
-    return None
-
-
-def serve_holder(
-    node: HolderNode, listen: str, tls: TlsFiles | None = None
-) -> tuple[grpc.Server, int]:
-    """Start serving ``node`` on ``listen``; returns (server, port)."""
-    if tls is not None:
-        node.certify_mask_key(tls)
-    servicer = HolderServicer(node)
-    return create_server(
-        listen,
-        [lambda s: holder_pb2_grpc.add_HolderServicer_to_server(servicer, s)],
-        ["unseen.v1.Holder"],
-        tls=tls,
-    )
+    return serve(node, listen, tls)

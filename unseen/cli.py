@@ -45,6 +45,7 @@ from unseen.logs import LEVELS, configure, default_json, default_level
 
 if TYPE_CHECKING:  # imported where used, so only the commands that talk to a coordinator load it
     from engine.client import Client
+    from nodes.coordinator import Coordinator
 
 __all__ = ["main"]
 
@@ -152,10 +153,26 @@ def _cmd_coordinator_serve(args: argparse.Namespace) -> int:
     tls = _tls(args, server=True)
     coordinator = Coordinator.connect(args.holder, tls=tls)
     server, port = serve_coordinator(coordinator, args.listen, tls)
+    # Ask every configured holder for its catalog now, so that one that is down or
+    # misconfigured shows in the log at start-up, not first in an analyst's error.
+    threading.Thread(target=_first_catalogs, args=(coordinator,), daemon=True).start()
     try:
         return _serve_forever(server, "coordinator", args.listen, port)
     finally:
         coordinator.close()
+
+
+def _first_catalogs(coordinator: Coordinator) -> None:
+    try:
+        tables = coordinator.catalog().tables
+    except UnseenError as exc:
+        log.error("the federation's catalogs do not merge: %s", exc)
+        return
+    log.info(
+        "federation catalog: %d tables from %d configured holders",
+        len(tables),
+        len(coordinator.holders.peers),
+    )
 
 
 def _cmd_keys_new(args: argparse.Namespace) -> int:
@@ -174,7 +191,12 @@ def _client(args: argparse.Namespace) -> Client:
 
     vouchers = read_vouchers(getattr(args, "voucher", []))  # catalog takes no vouchers
     return Client(
-        args.coordinator, key_dir=args.key, timeout=args.timeout, vouchers=vouchers, tls=_tls(args)
+        args.coordinator,
+        key_dir=args.key,
+        timeout=args.timeout,
+        vouchers=vouchers,
+        tls=_tls(args),
+        allow_partial=getattr(args, "allow_partial", False),
     )
 
 
@@ -182,6 +204,10 @@ def _print_answer(args: argparse.Namespace, result: Result) -> int:
     """Keep the holders' receipts (``--receipts``) and print the answer in ``--format``."""
     write_receipts(args.receipts, result.meta.get("receipts", []))
     print(result.format(args.format))
+    if result.meta.get("partial") and args.format == "csv":
+        # CSV has no room for it; the table and JSON formats carry the label themselves.
+        missing = ", ".join(result.meta.get("missing_holders", []))
+        print(f"warning: partial answer without holders {missing}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -224,6 +250,10 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
         {"conflicts": [list(c) for c in catalog.conflicts]},
     )
     print(result.format(args.format))
+    if result.meta.get("partial") and args.format == "csv":
+        # CSV has no room for it; the table and JSON formats carry the label themselves.
+        missing = ", ".join(result.meta.get("missing_holders", []))
+        print(f"warning: partial answer without holders {missing}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -349,6 +379,11 @@ def _parser() -> argparse.ArgumentParser:
                 "--receipts", type=Path, default=None, help="append the holders' receipts here"
             )
         if name == "query":
+            sub.add_argument(
+                "--allow-partial",
+                action="store_true",
+                help="answer without configured holders that are unavailable, and say so",
+            )
             sub.add_argument("sql")
         if name == "score":
             sub.add_argument("--model", type=Path, required=True, help="model JSON file")

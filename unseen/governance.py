@@ -14,20 +14,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from engine.audit import check_receipts, verify_ledger
 from engine.errors import ConfigError, VerificationError
 from engine.governance import sign_ledger_request
 from engine.keys import META_FILE
 from engine.ledger import Checkpoint, LedgerRange, Receipt, read_ledger
+from engine.peers import HolderPeer
 from engine.result import Result
 from engine.revocation import revoke
-from engine.rpc import DEADLINES, create_channel, remote_error
 from engine.signing import PublicKey, SigningKey, utc_text
 from engine.tls import TlsFiles
 from engine.voucher import SignedVoucher, issue, verify
-from protos.unseen.v1 import audit_pb2, catalog_pb2, holder_pb2_grpc
 
 __all__ = ["add_commands", "add_tls_flags", "read_vouchers", "tls_files", "write_receipts"]
 
@@ -212,42 +209,29 @@ def fetch_ledger(
     Returns the holder's name, the range as one document (pages merged) and the
     holder's signed checkpoint. ``holder`` saves asking the holder its name.
     """
-    channel = create_channel(address, tls)
+    peer = HolderPeer(address, tls)
     pages: list[dict[str, Any]] = []
     try:
-        stub = holder_pb2_grpc.HolderStub(channel)
-        try:
-            if holder is None:
-                holder = stub.GetCatalog(
-                    catalog_pb2.GetCatalogRequest(), timeout=DEADLINES["catalog"]
-                ).holder
-            while True:
-                request, signature = sign_ledger_request(key, holder, start, end)
-                reply = stub.ReadLedger(
-                    audit_pb2.ReadLedgerRequest(
-                        supervisor_key_id=key.key_id,
-                        start=start,
-                        end=end,
-                        issued_at=str(request["issued_at"]),
-                        signature=signature,
-                    ),
-                    timeout=DEADLINES["catalog"],
-                )
-                page = json.loads(reply.range)
-                pages.append(page)
-                # A holder answers at most one page; ask again from where it stopped.
-                wanted_end = end or page["head"] + 1
-                if page["end"] >= wanted_end or page["end"] <= start:
-                    break
-                start = page["end"]
-        except grpc.RpcError as exc:
-            raise remote_error(exc, f"holder {address}") from exc
+        if holder is None:
+            holder = peer.catalog().holder
+        while True:
+            request, signature = sign_ledger_request(key, holder, start, end)
+            text, checkpoint = peer.read_ledger(
+                key.key_id, start, end, str(request["issued_at"]), signature
+            )
+            page = json.loads(text)
+            pages.append(page)
+            # A holder answers at most one page; ask again from where it stopped.
+            wanted_end = end or page["head"] + 1
+            if page["end"] >= wanted_end or page["end"] <= start:
+                break
+            start = page["end"]
     finally:
-        channel.close()
+        peer.close()
     merged = dict(pages[-1])
     merged["start"] = pages[0]["start"]
     merged["entries"] = [entry for page in pages for entry in page["entries"]]
-    return holder, merged, reply.checkpoint
+    return holder, merged, checkpoint
 
 
 def cmd_audit_fetch(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import pytest
 from engine import ckks
 from engine.errors import UnseenError
 from engine.layout import layout_for
-from nodes.holder import HolderServicer
+from nodes.servicers import HolderServicer
 from tests.attacks._city import SQL, alpha_truth, decrypt_moments, write_city
 
 

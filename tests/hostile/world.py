@@ -311,7 +311,7 @@ def make_material(fed: LocalFederation, world: World, key: AnalystKey) -> Materi
             ]
         ],
         "Score": [
-            [m.SerializeToString() for m in serde.score_parts(model_id, key.key_id, ENTITIES[:12])]
+            [m.SerializeToString() for m in serde.score_parts(key.key_id, model_id, ENTITIES[:12])]
         ],
         "ReadLedger": [[ledger.SerializeToString()]],
     }

@@ -224,7 +224,7 @@ def test_a_score_with_an_out_of_range_feature_is_refused_not_internal(env: Env):
     ]
     registered = env.fire("coordinator", "RegisterModel", parts)
     assert not_internal(registered), registered.details
-    score = [m.SerializeToString() for m in serde.score_parts("huge", key.key_id, ["nobody"])]
+    score = [m.SerializeToString() for m in serde.score_parts(key.key_id, "huge", ["nobody"])]
     outcome = env.fire("coordinator", "Score", score)
     assert not_internal(outcome), (outcome.code, outcome.details)
 

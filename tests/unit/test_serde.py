@@ -136,3 +136,14 @@ def test_malformed_expressions_are_plan_errors(message):
 def test_huge_integers_travel_as_decimals():
     value = 2**70
     assert serde.value_from_proto(serde.value_to_proto(value)) == Decimal(value)
+
+
+def test_ledger_request_round_trip():
+    msg = serde.ledger_request("s" * 64, 3, 9, "2026-01-01T00:00:00Z", b"sig")
+    assert serde.ledger_request_fields(msg) == {
+        "start": 3,
+        "end": 9,
+        "issued_at": "2026-01-01T00:00:00Z",
+        "supervisor": "s" * 64,
+    }
+    assert msg.signature == b"sig"
