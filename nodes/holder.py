@@ -121,7 +121,14 @@ class HolderNode:
         )
         if not gov.require_vouchers:
             log.warning("holder %s does not require vouchers (config)", config.name)
-        return cls(config.name, sources, infos, governance=governance, pool=ScoringPool(workers))
+        return cls(
+            config.name,
+            sources,
+            infos,
+            governance=governance,
+            pool=ScoringPool(workers),
+            min_holders=config.min_holders,
+        )
 
     def catalog(self) -> Catalog:
         return Catalog(
