@@ -116,6 +116,7 @@ def as_holder_error(peer: Peer, exc: UnseenError) -> HolderError:
         return exc
     code = exc.code if isinstance(exc, RemoteError) else exc.grpc_code
     reason = exc.reason if isinstance(exc, RemoteError) else str(exc)
+    reason = reason.removeprefix(f"holder {display(peer)} ")  # a peer's own label, once is enough
     if code == "RESOURCE_EXHAUSTED":
         code, reason = "UNAVAILABLE", f"is overloaded ({reason})"
     return HolderError(display(peer), code, reason)
@@ -237,7 +238,7 @@ class HolderSet:
                 "holder %s did not answer its catalog request (%s)", error.holder, error.code
             )
             unknown[address] = HolderError(
-                error.holder, error.code, f"did not give its catalog ({error.detail})"
+                error.holder, error.code, f"{error.detail}; its catalog is unknown"
             )
         fresh = [
             (p, outcome.results[p.address]) for p in self.peers if p.address in outcome.results

@@ -286,7 +286,8 @@ def test_a_query_while_a_holder_sheds_names_that_holder(load_federation, key):
             f.exception()
         channel.close()
     print(f"observed while h1 sheds: {info.value.code}: {info.value}")
-    assert info.value.code == "RESOURCE_EXHAUSTED"
+    # A shedding holder is unavailable to the federation (issue 12.7): named, never left out.
+    assert info.value.code == "UNAVAILABLE" and "overloaded" in str(info.value)
     assert "holder h1" in str(info.value)
     with Client(fed.address, key=key, timeout=60) as client:
         assert check_query(client, world, "SELECT COUNT(*), SUM(qty) FROM t") == []
