@@ -59,12 +59,18 @@ def test_one_relayed_answer_reveals_nothing(tmp_path, federation_factory, key, m
     plan = client.compile(SQL).plan
     client.query(SQL)
     alpha = plan.groups[0].domain.index("Alpha")
-    for holder in ("h0", "h1"):
+    beta = plan.groups[0].domain.index("Beta")
+    for holder in ("h0", "h1", "h2"):
+        number = int(holder[1])
         moments = decrypt_moments_or_none(key, plan, seen[holder])
-        rows, total = alpha_truth(int(holder[1]))
-        assert moments is None or (
-            moments[alpha].rows != rows and moments[alpha].measures[-1].total != total
-        )
+        if moments is None:
+            continue
+        # Alpha (suppressed) and Beta (published: 10 rows at each holder) both read as noise.
+        rows, total = alpha_truth(number)
+        assert (moments[alpha].rows, moments[alpha].measures[-1].total) != (rows, total)
+        beta_total = sum(50 + number * 10 + i for i in range(10))
+        assert (moments[beta].rows, moments[beta].measures[-1].total) != (10, beta_total)
+        assert moments[alpha].rows != 0  # not zeroed either: masked
 
 
 def decrypt_moments_or_none(key, plan, ciphertexts):  # type: ignore[no-untyped-def]
