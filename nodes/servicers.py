@@ -185,7 +185,8 @@ class HolderServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
             plan,
             request.request_id,
             tuple(request.vouchers),
-            request.plan.SerializeToString(),
+            # Deterministic: every participant digests the plan into its masks the same way.
+            request.plan.SerializeToString(deterministic=True),
             holder_subject(context),
         )
         return serde.failing_groups_reply(request.request_id, failing, receipts)
