@@ -73,12 +73,12 @@ class Grid:
 
 
 GRIDS = {
-    "tiny": Grid("tiny", (5_000,), ((600, 6),), (1, 3), 5_000, (600, 6), (1, 2), 2, 1, 2, 1),
+    "tiny": Grid("tiny", (5_000,), ((600, 6),), (2, 3), 5_000, (600, 6), (1, 2), 2, 1, 2, 1),
     "quick": Grid(
         "quick",
         (100_000,),
         ((10_000, 10), (100_000, 30)),
-        (1, 3),
+        (2, 3),
         100_000,
         (10_000, 30),
         (1, 4),
@@ -91,7 +91,7 @@ GRIDS = {
         "full",
         (100_000, 1_000_000, 10_000_000),
         tuple((e, f) for e in (10_000, 100_000, 1_000_000) for f in (10, 30, 100)),
-        (1, 3, 8, 21),
+        (2, 3, 8, 21),
         1_000_000,
         (100_000, 30),
         (1, 4, 8),
@@ -419,7 +419,8 @@ def _standing_notes(grid: Grid) -> list[str]:
         "Wire bytes are TCP payload bytes per connection from ss (tcp_info), gRPC framing "
         "included; score bytes per entity include the zero-padded last block.",
         "Peak RSS is each process's VmHWM, reset at the start of every cell.",
-        "Holder scaling splits the same pooled rows and the same features over 1..N holders.",
+        "Holder scaling splits the same pooled rows and the same features over 2..N holders "
+        "(an aggregate needs two holders at least: each answer is masked by its peers').",
         "Feature tables are wide Parquet files pivoted from the synthetic departments' tables "
         f"({', '.join(DEPARTMENTS)}); with 3 holders each department is one holder.",
     ]

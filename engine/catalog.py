@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from engine.errors import PlanError
 from engine.expr import LiteralValue
+from engine.masks import Participant
 from engine.types import SqlType, widen
 
 __all__ = [
@@ -77,6 +78,8 @@ class Catalog:
     vouchers_required: bool = False
     # Tables whose hosts disagree, with the reason; queries on them are refused.
     conflicts: tuple[tuple[str, str], ...] = ()
+    # The holder's mask key (engine.masks); None in a merged catalog.
+    mask_key: Participant | None = None
 
     def table(self, name: str) -> TableInfo | None:
         for table in self.tables:

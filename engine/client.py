@@ -29,6 +29,7 @@ from engine.errors import PlanError, RemoteError
 from engine.finish import finish
 from engine.keys import AnalystKey, load_or_create
 from engine.layout import layout_for, unpack
+from engine.masks import reduce_slots
 from engine.model import FeatureSpec, Model, check_feature, model_fingerprint
 from engine.peers import CoordinatorPeer, ModelUpload, ScoreStream, retry_not_found
 from engine.plan import AggregatePlan, SlotCodec
@@ -169,7 +170,8 @@ class Client:
         if len(reply.ciphertexts) != layout.ciphertexts:
             raise PlanError("the coordinator answered with the wrong number of ciphertexts")
         slots = np.concatenate([ckks.decrypt(self.key.secret, c) for c in reply.ciphertexts])
-        moments = unpack(plan, layout, slots)
+        # Holders' pairwise masks cancel modulo 2^MASK_BITS in the sum of all answers.
+        moments = unpack(plan, layout, reduce_slots(slots))
         meta = {
             "holders": list(reply.holders),
             "k": table.min_group_size if table is not None else None,

@@ -13,6 +13,7 @@ Format (relative paths are relative to the config file's directory)::
     [node]                          # optional; --name / --listen override
     name = "tax"
     listen = "0.0.0.0:7101"
+    min_holders = 3                 # default 2: holders in a masked aggregate, at least
 
     [governance]
     require_vouchers = true         # default true
@@ -96,7 +97,7 @@ DistinctValues = Callable[[str, int], Sequence[Any] | None] | Mapping[str, Seque
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _KEYS = {
     "": {"node", "governance", "tls", "tables"},
-    "node": {"name", "listen"},
+    "node": {"name", "listen", "min_holders"},
     "governance": {
         "require_vouchers",
         "trusted_issuers",
@@ -264,6 +265,8 @@ class NodeConfig:
     tables: Mapping[str, TableConfig]
     governance: GovernanceConfig
     tls: TlsConfig
+    # Holders taking part in a masked aggregate, at least (engine.participants); never below 2.
+    min_holders: int = 2
 
     def override(self, name: str | None = None, listen: str | None = None) -> NodeConfig:
         """The config with command-line ``--name`` / ``--listen`` taking precedence."""
@@ -300,6 +303,9 @@ def parse_config(
     node = _table(top.get("node", {}), "node", _KEYS["node"])
     name = _text(node["name"], "node.name") if "name" in node else None
     listen = _text(node["listen"], "node.listen") if "listen" in node else None
+    min_holders = _positive(node.get("min_holders", 2), "node.min_holders")
+    if min_holders < 2:
+        raise _error("node.min_holders", "is at least 2: one holder's answer alone is not masked")
     tables_raw = _section(top.get("tables", {}), "tables")
     tables: dict[str, TableConfig] = {}
     for tname, traw in tables_raw.items():
@@ -314,6 +320,7 @@ def parse_config(
         tables=MappingProxyType(tables),
         governance=_parse_governance(top.get("governance", {}), base),
         tls=_parse_tls(top.get("tls", {}), base),
+        min_holders=min_holders,
     )
 
 

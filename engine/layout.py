@@ -127,7 +127,7 @@ def combine_limbs(slots: Sequence[float] | np.ndarray, bits: int) -> int:
     """Round decrypted limb sums and recombine them into one exact integer."""
     total = 0
     for i, raw in enumerate(slots):
-        nearest = round(float(raw))
+        nearest = round(float(raw)) if math.isfinite(raw) else 0
         if not math.isfinite(raw) or abs(raw - nearest) > _MAX_RESIDUAL:
             raise CryptoError(
                 "decrypted slot is not near an integer: the ciphertext is corrupted "

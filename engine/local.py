@@ -1,9 +1,12 @@
-"""A holder's answer to an aggregate plan: local SQL, suppression, packing, encryption.
+"""A holder's answer to an aggregate plan: local SQL, suppression, masks, encryption.
 
 This is everything a holder does with its data for the aggregate operator,
 kept apart from the gRPC servicer so that it can be tested and benchmarked
-without a server. Only ciphertexts and the indices of suppressed groups
-leave this function.
+without a server. It runs in two rounds (see docs/architecture.md):
+:func:`prepare_aggregate` reads the data once and names the groups failing
+this holder's suppression rules; :func:`answer_masked` zeroes the union of
+every participant's failing groups, adds this holder's pairwise masks and
+encrypts. Only the failing group indices and masked ciphertexts leave.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import tenseal as ts
 from engine import ckks
 from engine.cancellation import checkpoint
 from engine.catalog import TableInfo
-from engine.errors import EncodingOverflowError, PlanError, SourceError
+from engine.errors import EncodingOverflowError, PlanError, PolicyError, SourceError
 from engine.layout import GroupMoments, MeasureMoments, layout_for, pack
+from engine.masks import apply_masks
 from engine.plan import (
     DEFAULT_LIMITS,
     AggregatePlan,
@@ -33,9 +37,10 @@ from engine.plan import (
 )
 from engine.pushdown import build_aggregate_query
 from engine.source import TableSource
+from engine.suppression import failing_groups
 from engine.types import normalize_value
 
-__all__ = ["LocalAnswer", "answer_aggregate"]
+__all__ = ["LocalAnswer", "PreparedAnswer", "answer_masked", "mask_only", "prepare_aggregate"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,14 @@ log = logging.getLogger(__name__)
 class LocalAnswer:
     ciphertexts: tuple[bytes, ...]
     suppressed: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PreparedAnswer:
+    """Round 1's result, kept at the holder until round 2: never sent as is."""
+
+    moments: dict[int, GroupMoments]
+    failing: frozenset[int]
 
 
 def _group_index(plan: AggregatePlan) -> list[dict[Any, int]]:
@@ -125,37 +138,66 @@ def compute_moments(
     return out
 
 
-def answer_aggregate(
+def prepare_aggregate(
     plan: AggregatePlan,
     source: TableSource,
     table: TableInfo,
     ctx: ts.Context,
     limits: Limits = DEFAULT_LIMITS,
-    encrypt: Callable[[list[np.ndarray]], list[bytes]] | None = None,
-) -> LocalAnswer:
-    """Validate, compute, suppress small groups, pack and encrypt.
-
-    ``encrypt`` turns slot vectors into serialised ciphertexts; the holder
-    passes its worker pool's, so concurrent queries encrypt in parallel
-    (TenSEAL holds the GIL). By default it encrypts in this thread.
-    """
+) -> PreparedAnswer:
+    """Round 1: validate, read the data once, and find the groups failing suppression."""
     check_plan(plan, table, limits)
     if plan.codec.slots != ckks.slot_count(ctx):
         raise PlanError("the plan's slot count does not match the registered key")
-    layout = layout_for(plan, limits)
+    layout_for(plan, limits)  # refuse an oversized answer before reading
     moments = compute_moments(plan, source, table)
-    k = table.min_group_size
-    suppressed = sorted(i for i, m in moments.items() if 0 < m.rows < k)
-    for i in suppressed:
-        del moments[i]
-    vectors = pack(plan, layout, moments)
+    return PreparedAnswer(moments, failing_groups(moments, table))
+
+
+def mask_only(
+    plan: AggregatePlan, ctx: ts.Context, limits: Limits = DEFAULT_LIMITS
+) -> PreparedAnswer:
+    """Round 1 at a holder that does not serve the table: no data, masks only."""
+    if plan.codec.slots != ckks.slot_count(ctx):
+        raise PlanError("the plan's slot count does not match the registered key")
+    layout_for(plan, limits)  # the answer it will mask is bounded like any other
+    return PreparedAnswer({}, frozenset())
+
+
+def answer_masked(
+    plan: AggregatePlan,
+    prepared: PreparedAnswer,
+    suppressed: frozenset[int],
+    masks: Callable[[int], np.ndarray],
+    ctx: ts.Context,
+    limits: Limits = DEFAULT_LIMITS,
+    encrypt: Callable[[list[np.ndarray]], list[bytes]] | None = None,
+) -> LocalAnswer:
+    """Round 2: zero every suppressed group, add the pairwise masks, encrypt.
+
+    ``suppressed`` is the union of all participants' failing groups; it must
+    cover this holder's own. ``masks(length)`` is this holder's share of the
+    zero-sum masks for ``length`` slots. ``encrypt`` turns slot vectors into
+    serialised ciphertexts; the holder passes its worker pool's, so
+    concurrent queries encrypt in parallel (TenSEAL holds the GIL).
+    """
+    missing = prepared.failing - suppressed
+    if missing:
+        raise PolicyError(
+            f"{len(missing)} group(s) failing this holder's suppression rules are not "
+            "in the suppressed set it was sent"
+        )
+    layout = layout_for(plan, limits)
+    published = {i: m for i, m in prepared.moments.items() if i not in suppressed}
+    vectors = pack(plan, layout, published)
+    masked = apply_masks(vectors, masks(layout.ciphertexts * plan.codec.slots))
     checkpoint()  # a caller gone during the query gets no encryption either
-    ciphertexts = tuple(ckks.encrypt_all(ctx, vectors) if encrypt is None else encrypt(vectors))
+    ciphertexts = tuple(ckks.encrypt_all(ctx, masked) if encrypt is None else encrypt(masked))
     log.info(
         "aggregate on %s: %d groups, %d suppressed, %d ciphertexts",
-        table.name,
+        plan.table,
         layout.groups,
         len(suppressed),
         len(ciphertexts),
     )
-    return LocalAnswer(ciphertexts, tuple(suppressed))
+    return LocalAnswer(ciphertexts, tuple(sorted(suppressed)))

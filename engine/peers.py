@@ -27,6 +27,7 @@ import grpc
 from engine import serde
 from engine.catalog import Catalog
 from engine.errors import RemoteError
+from engine.masks import Participant
 from engine.model import FeatureSpec
 from engine.plan import AggregatePlan
 from engine.rpc import DEADLINES, create_channel, remote_error
@@ -214,29 +215,7 @@ class _Peer:
             replies = self._stub.Aggregate(
                 request, timeout=self._deadline("aggregate", budget), metadata=_forward(subject)
             )
-            first = next(replies, None)
-            if first is None or first.WhichOneof("part") != "header":
-                raise RemoteError("INTERNAL", f"{self.label} answered without a header")
-            count, suppressed, holders, receipts = serde.header_from_proto(first.header)
-            ciphertexts: list[bytes | None] = [None] * count
-            for reply in replies:
-                if reply.WhichOneof("part") != "ciphertext":
-                    raise RemoteError("INTERNAL", f"{self.label} sent a second header")
-                index = reply.ciphertext.index
-                if index >= count or ciphertexts[index] is not None:
-                    raise RemoteError(
-                        "INTERNAL", f"{self.label} sent ciphertext {index} out of place"
-                    )
-                ciphertexts[index] = reply.ciphertext.data
-        if any(c is None for c in ciphertexts):
-            raise RemoteError("INTERNAL", f"{self.label} sent fewer ciphertexts than announced")
-        return AggregateAnswer(
-            [c for c in ciphertexts if c is not None],
-            suppressed,
-            holders,
-            receipts,
-            serde.missing_from_header(first.header),
-        )
+            return _aggregate_reply(replies, self.label)
 
     def prepare_model(
         self,
@@ -293,6 +272,31 @@ class _Peer:
         return _ScoreCall(call, first, self.label)
 
 
+def _aggregate_reply(replies: Iterator[Any], label: str) -> AggregateAnswer:
+    """Read an Aggregate reply stream: the header, then the ciphertexts in place."""
+    first = next(replies, None)
+    if first is None or first.WhichOneof("part") != "header":
+        raise RemoteError("INTERNAL", f"{label} answered without a header")
+    count, suppressed, holders, receipts = serde.header_from_proto(first.header)
+    ciphertexts: list[bytes | None] = [None] * count
+    for reply in replies:
+        if reply.WhichOneof("part") != "ciphertext":
+            raise RemoteError("INTERNAL", f"{label} sent a second header")
+        index = reply.ciphertext.index
+        if index >= count or ciphertexts[index] is not None:
+            raise RemoteError("INTERNAL", f"{label} sent ciphertext {index} out of place")
+        ciphertexts[index] = reply.ciphertext.data
+    if any(c is None for c in ciphertexts):
+        raise RemoteError("INTERNAL", f"{label} sent fewer ciphertexts than announced")
+    return AggregateAnswer(
+        [c for c in ciphertexts if c is not None],
+        suppressed,
+        holders,
+        receipts,
+        serde.missing_from_header(first.header),
+    )
+
+
 class HolderPeer(_Peer):
     """A holder as the coordinator and a supervisor see it.
 
@@ -313,6 +317,47 @@ class HolderPeer(_Peer):
         catalog = super().catalog(budget)
         self.name = catalog.holder or self.address
         return catalog
+
+    def prepare_aggregate(
+        self,
+        key_id: str,
+        plan: AggregatePlan | EncodedPlan,
+        query_id: str,
+        vouchers: Sequence[str] = (),
+        *,
+        budget: float | None = None,
+        subject: str | None = None,
+    ) -> tuple[frozenset[int], tuple[str, ...]]:
+        """Round 1 of a masked aggregate: (the holder's failing groups, its receipts)."""
+        encoded = plan.message if isinstance(plan, EncodedPlan) else plan
+        request = serde.aggregate_request(key_id, encoded, vouchers, request_id=query_id)
+        with translated(self.label):
+            reply = self._stub.PrepareAggregate(
+                request, timeout=self._deadline("aggregate", budget), metadata=_forward(subject)
+            )
+        answered, failing, receipts = serde.failing_groups_from_reply(reply)
+        if answered != query_id:
+            raise RemoteError("INTERNAL", f"{self.label} answered another query")
+        return failing, receipts
+
+    def masked_aggregate(
+        self,
+        key_id: str,
+        query_id: str,
+        nonce: bytes,
+        participants: Sequence[Participant],
+        suppressed: Sequence[int],
+        *,
+        budget: float | None = None,
+        subject: str | None = None,
+    ) -> AggregateAnswer:
+        """Round 2: the holder's masked ciphertexts for round 1's plan."""
+        request = serde.mask_round_request(key_id, query_id, nonce, participants, suppressed)
+        with translated(self.label):
+            replies = self._stub.Aggregate(
+                request, timeout=self._deadline("aggregate", budget), metadata=_forward(subject)
+            )
+            return _aggregate_reply(replies, self.label)
 
     def read_ledger(
         self, supervisor_key_id: str, start: int, end: int, issued_at: str, signature: bytes

@@ -40,11 +40,20 @@ from engine.expr import (
     Visitor,
     literal_kind,
 )
+from engine.masks import Participant
 from engine.model import FeatureSpec
 from engine.plan import DEFAULT_LIMITS, AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
 from engine.signing import is_hex_digest
 from engine.types import SqlType
-from protos.unseen.v1 import audit_pb2, catalog_pb2, crypto_pb2, plan_pb2, query_pb2, score_pb2
+from protos.unseen.v1 import (
+    audit_pb2,
+    catalog_pb2,
+    crypto_pb2,
+    mask_pb2,
+    plan_pb2,
+    query_pb2,
+    score_pb2,
+)
 
 __all__ = [
     "KEY_CHUNK_BYTES",
@@ -58,6 +67,8 @@ __all__ = [
     "ciphertext_reply",
     "expr_from_proto",
     "expr_to_proto",
+    "failing_groups_from_reply",
+    "failing_groups_reply",
     "feature_from_proto",
     "feature_to_proto",
     "has_key_reply",
@@ -72,6 +83,10 @@ __all__ = [
     "ledger_reply",
     "ledger_request",
     "ledger_request_fields",
+    "mask_key_from_proto",
+    "mask_key_to_proto",
+    "mask_round_from_proto",
+    "mask_round_request",
     "missing_from_header",
     "model_ack",
     "model_from_parts",
@@ -504,6 +519,8 @@ def catalog_to_proto(catalog: Catalog) -> catalog_pb2.Catalog:
                 c.bound_high.CopyFrom(value_to_proto(col.bounds[1]))
     for table_name, reason in catalog.conflicts:
         msg.conflicts.add(table=table_name, reason=reason)
+    if catalog.mask_key is not None:
+        msg.mask_key.CopyFrom(mask_key_to_proto(catalog.mask_key))
     return msg
 
 
@@ -527,6 +544,9 @@ def catalog_from_proto(msg: catalog_pb2.Catalog) -> Catalog:
         tables=tuple(tables),
         vouchers_required=msg.vouchers_required,
         conflicts=tuple((c.table, c.reason) for c in msg.conflicts),
+        mask_key=mask_key_from_proto(msg.holder, msg.mask_key)
+        if msg.HasField("mask_key")
+        else None,
     )
 
 
@@ -568,13 +588,18 @@ def aggregate_request(
     plan: AggregatePlan | plan_pb2.AggregatePlan,
     vouchers: Sequence[str] = (),
     allow_partial: bool = False,
+    request_id: str = "",
 ) -> query_pb2.AggregateRequest:
     """An Aggregate request; ``plan`` may be encoded already (by :func:`plan_to_proto`),
     so that a coordinator encodes a plan once for all its holders."""
     if isinstance(plan, AggregatePlan):
         plan = plan_to_proto(plan)
     return query_pb2.AggregateRequest(
-        key_id=key_id, plan=plan, vouchers=list(vouchers), allow_partial=allow_partial
+        key_id=key_id,
+        plan=plan,
+        vouchers=list(vouchers),
+        allow_partial=allow_partial,
+        request_id=request_id,
     )
 
 
@@ -879,6 +904,71 @@ def score_reply_header(
 
 def score_reply_ciphertext(index: int, data: bytes) -> score_pb2.ScoreReply:
     return score_pb2.ScoreReply(ciphertext=crypto_pb2.Ciphertext(index=index, data=data))
+
+
+# -- masked aggregate rounds (engine.masks) -------------------------------------
+
+MAX_MASK_KEY_BYTES = 64
+MAX_MASK_CERTIFICATE_BYTES = 16 << 10
+
+
+def mask_key_to_proto(participant: Participant) -> mask_pb2.MaskKey:
+    return mask_pb2.MaskKey(
+        public_key=participant.public,
+        certificate=participant.certificate,
+        signature=participant.signature,
+    )
+
+
+def mask_key_from_proto(holder: str, msg: mask_pb2.MaskKey) -> Participant:
+    if len(msg.public_key) > MAX_MASK_KEY_BYTES or len(msg.signature) > MAX_MASK_KEY_BYTES * 4:
+        raise CryptoError(f"holder {holder}: its mask key is oversized")
+    if len(msg.certificate) > MAX_MASK_CERTIFICATE_BYTES:
+        raise CryptoError(f"holder {holder}: its mask key certificate is oversized")
+    return Participant(holder, msg.public_key, msg.certificate, msg.signature)
+
+
+def mask_round_request(
+    key_id: str,
+    query_id: str,
+    nonce: bytes,
+    participants: Sequence[Participant],
+    suppressed: Iterable[int],
+) -> query_pb2.AggregateRequest:
+    """Round 2 of a masked aggregate: no plan (the holder kept round 1's), no vouchers."""
+    mask = mask_pb2.MaskRound(nonce=nonce, suppressed_groups=sorted(set(suppressed)))
+    for p in participants:
+        mask.participants.add(holder=p.holder, key=mask_key_to_proto(p))
+    return query_pb2.AggregateRequest(key_id=key_id, request_id=query_id, mask=mask)
+
+
+def mask_round_from_proto(
+    msg: query_pb2.AggregateRequest,
+) -> tuple[bytes, tuple[Participant, ...], frozenset[int]]:
+    """(nonce, participants, suppressed groups) of a round-2 request."""
+    if not msg.HasField("mask"):
+        raise PlanError(
+            "holders answer aggregates only masked: send PrepareAggregate, then Aggregate "
+            "with the participants' mask round"
+        )
+    mask = msg.mask
+    participants = tuple(mask_key_from_proto(p.holder, p.key) for p in mask.participants)
+    return bytes(mask.nonce), participants, frozenset(mask.suppressed_groups)
+
+
+def failing_groups_reply(
+    query_id: str, failing: Iterable[int], receipts: Sequence[str] = ()
+) -> mask_pb2.PrepareAggregateReply:
+    return mask_pb2.PrepareAggregateReply(
+        query_id=query_id, failing_groups=sorted(failing), receipts=list(receipts)
+    )
+
+
+def failing_groups_from_reply(
+    msg: mask_pb2.PrepareAggregateReply,
+) -> tuple[str, frozenset[int], tuple[str, ...]]:
+    """(query id, failing groups, receipts)."""
+    return msg.query_id, frozenset(msg.failing_groups), tuple(msg.receipts)
 
 
 # -- small requests and replies (the transport seam: peers and servicers build none) --

@@ -34,6 +34,11 @@ of a scoring model (:class:`engine.approval.ModelApproval`): a score under this
 voucher may use only weight ciphertexts whose feature digests it names, and a
 score under a voucher without it is refused.
 
+plus, only when the issuer names them, ``"federation": ["bank-a", "bank-b", …]``:
+the holders that must take part, exactly, in every masked aggregate this
+voucher admits (see :mod:`engine.participants`). Vouchers without it keep
+their payload, so older vouchers stay valid.
+
 ``KEY_ID`` is a hex SHA-256 (an analyst's CKKS public context, or an issuer's
 raw Ed25519 key); ``TIME`` is :func:`engine.signing.utc_text`. Table and column
 names are lower-cased (SQL identifiers match case-insensitively); lists are
@@ -212,6 +217,8 @@ class Voucher:
     entity_ids: frozenset[str] | None = None
     entity_digest: str | None = None
     model: ModelApproval | None = None
+    # The holders that must all take part in a masked aggregate (engine.participants).
+    federation: frozenset[str] | None = None
     version: int = VERSION
 
     def __post_init__(self) -> None:
@@ -249,6 +256,13 @@ class Voucher:
             for entity in ids:
                 one_line(entity, "entity id", 1024)
             object.__setattr__(self, "entity_ids", ids)
+        if self.federation is not None:
+            names = frozenset(self.federation)
+            if len(names) < 2:
+                raise ConfigError("a voucher's federation names at least two holders")
+            for name in names:
+                one_line(name, "federation holder", 256)
+            object.__setattr__(self, "federation", names)
         if self.entity_digest is not None and not (is_hex_digest(self.entity_digest)):
             raise ConfigError("voucher entity digest must be 64 lowercase hex digits")
 
@@ -260,27 +274,28 @@ class Voucher:
             entities = {"sha256": self.entity_digest}
         else:
             entities = None
-        fields: dict[str, Any] = {} if self.model is None else {"model": self.model.to_dict()}
-        return canonical_json(
-            {
-                **fields,
-                "type": _TYPE,
-                "version": self.version,
-                "id": self.voucher_id,
-                "issuer": self.issuer,
-                "grantee": {"key_id": self.grantee, "subject": self.grantee_subject},
-                "holder": self.holder,
-                "purpose": self.purpose,
-                "scope": {
-                    t: {c: sorted(ops) for c, ops in cols.items()} for t, cols in self.scope.items()
-                },
-                "entities": entities,
-                "not_before": utc_text(self.not_before),
-                "not_after": utc_text(self.not_after),
-                "issued_at": utc_text(self.issued_at),
-                "quota": self.quota,
-            }
-        )
+        body: dict[str, Any] = {
+            "type": _TYPE,
+            "version": self.version,
+            "id": self.voucher_id,
+            "issuer": self.issuer,
+            "grantee": {"key_id": self.grantee, "subject": self.grantee_subject},
+            "holder": self.holder,
+            "purpose": self.purpose,
+            "scope": {
+                t: {c: sorted(ops) for c, ops in cols.items()} for t, cols in self.scope.items()
+            },
+            "entities": entities,
+            "not_before": utc_text(self.not_before),
+            "not_after": utc_text(self.not_after),
+            "issued_at": utc_text(self.issued_at),
+            "quota": self.quota,
+        }
+        if self.model is not None:
+            body["model"] = self.model.to_dict()
+        if self.federation is not None:
+            body["federation"] = sorted(self.federation)
+        return canonical_json(body)
 
     @classmethod
     def from_payload(cls, payload: bytes) -> Voucher:
@@ -302,7 +317,7 @@ class Voucher:
             raise ValueError(f"payload type is not {_TYPE}")
         if data.get("version") != VERSION:
             raise ValueError(f"unsupported voucher version {data.get('version')!r}")
-        keys = set(data) - {"model"}
+        keys = set(data) - {"model", "federation"}
         if keys != _PAYLOAD_KEYS:
             extra, missing = sorted(keys - _PAYLOAD_KEYS), sorted(_PAYLOAD_KEYS - keys)
             raise ValueError(
@@ -332,6 +347,11 @@ class Voucher:
             for ops in cols.values():
                 if not isinstance(ops, list) or not all(isinstance(o, str) for o in ops):
                     raise ValueError("operations must be a list of strings")
+        federation = data.get("federation")
+        if federation is not None and (
+            not isinstance(federation, list) or not all(isinstance(h, str) for h in federation)
+        ):
+            raise ValueError("federation must be a list of holder names")
         return cls(
             voucher_id=data["id"],
             issuer=data["issuer"],
@@ -347,6 +367,7 @@ class Voucher:
             issued_at=parse_utc(data["issued_at"]),
             quota=data["quota"],
             model=ModelApproval.from_dict(data["model"]) if "model" in data else None,
+            federation=frozenset(federation) if federation is not None else None,
         )
 
 
@@ -431,6 +452,7 @@ def issue(
     voucher_id: str | None = None,
     issued_at: dt.datetime | None = None,
     model: ModelApproval | None = None,
+    federation: Iterable[str] | None = None,
 ) -> SignedVoucher:
     """Sign a new voucher with the issuer's key.
 
@@ -455,6 +477,7 @@ def issue(
         issued_at=issued,
         quota=quota,
         model=model,
+        federation=frozenset(federation) if federation is not None else None,
     )
     payload = voucher.payload()
     return SignedVoucher(payload, key.sign(_SIGNING_TAG + payload))

@@ -14,22 +14,28 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+import numpy as np
 
 from engine import cancellation, ckks, serde
 from engine.approval import feature_digest
 from engine.budget import MemoryBudget
 from engine.catalog import Catalog, TableInfo
 from engine.config import NodeConfig, load_tables
-from engine.errors import PlanError, UnknownKeyError
+from engine.errors import PlanError, PolicyError, UnknownKeyError
 from engine.governance import Governance, aggregate_entities, digest, score_reads
 from engine.hepool import ScoringPool
 from engine.keystore import KeyStore
-from engine.local import LocalAnswer, answer_aggregate
+from engine.local import LocalAnswer, answer_masked, mask_only, prepare_aggregate
+from engine.masks import MaskKey, Participant, pair_masks, query_context
 from engine.model import FeatureSpec
+from engine.participants import DEFAULT_MIN_HOLDERS, certify_mask_key, check_participants
+from engine.pending import PendingAggregate, PendingAggregates
 from engine.plan import AggregatePlan, Limits
 from engine.policy import DEFAULT_K, quickstart_table
 from engine.scaling import FeatureScaling
@@ -63,12 +69,33 @@ class HolderNode:
     entity_budget: MemoryBudget = field(
         default_factory=lambda: MemoryBudget(192 << 20, "entity ids")
     )
+    # Masked aggregates (engine.masks): this node's mask key, generated at start-up,
+    # and the participant policy it applies before answering round 2.
+    mask_key: MaskKey = field(default_factory=MaskKey.generate)
+    min_holders: int = DEFAULT_MIN_HOLDERS
+    pending: PendingAggregates = field(default_factory=PendingAggregates)
+    _mask_identity: Participant | None = None
+    _trusted_ca: bytes | None = None
     _models: OrderedDict[str, HolderModel] = field(default_factory=OrderedDict)
     _models_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         if self.governance is None:
             self.governance = Governance(self.name)
+        self._mask_identity = Participant(self.name, self.mask_key.public)
+
+    def certify_mask_key(self, tls: TlsFiles) -> None:
+        """Governed mode: sign the mask key with this node's TLS certificate key, and
+        accept round-2 participants only with mask keys certified by the same CA."""
+        cert, key, ca = tls.read()
+        self._mask_identity = certify_mask_key(self.name, self.mask_key.public, cert, key)
+        self._trusted_ca = ca
+
+    @property
+    def mask_identity(self) -> Participant:
+        """The mask key this node publishes in its catalog (signed in governed mode)."""
+        assert self._mask_identity is not None
+        return self._mask_identity
 
     @property
     def gov(self) -> Governance:
@@ -105,10 +132,19 @@ class HolderNode:
         )
         if not gov.require_vouchers:
             log.warning("holder %s does not require vouchers (config)", config.name)
-        return cls(config.name, sources, infos, governance=governance, pool=ScoringPool(workers))
+        return cls(
+            config.name,
+            sources,
+            infos,
+            governance=governance,
+            pool=ScoringPool(workers),
+            min_holders=config.min_holders,
+        )
 
     def catalog(self) -> Catalog:
-        return Catalog(self.name, tuple(self.tables.values()), self.gov.required)
+        return Catalog(
+            self.name, tuple(self.tables.values()), self.gov.required, mask_key=self.mask_identity
+        )
 
     def _table(self, name: str) -> TableInfo:
         table = self.tables.get(name.lower())
@@ -117,40 +153,103 @@ class HolderNode:
         return table
 
     # -- aggregates ----------------------------------------------------------------
-    def aggregate(
+    def prepare_aggregate(
         self,
         key_id: str,
         plan: AggregatePlan,
+        query_id: str,
         vouchers: tuple[str, ...] = (),
         plan_bytes: bytes = b"",
         subject: str | None = None,
-    ) -> tuple[LocalAnswer, list[str]]:
-        table = self._table(plan.table)
+    ) -> tuple[frozenset[int], list[str]]:
+        """Round 1: read the data once (charged and ledgered), keep the moments for
+        round 2, answer the groups failing this holder's suppression rules.
+
+        A holder that does not serve the table takes part with masks only (a
+        table hosted by one holder still needs a peer to mask its answer): it
+        reads nothing, so nothing is charged or logged.
+        """
         ctx = self.keys.get(key_id)  # unknown keys fail before anything is logged
-        request = AccessRequest(
-            analyst=key_id,
-            holder=self.name,
-            kind="aggregate",
-            plan_digest=digest(plan_bytes),
-            reads=plan_reads(plan),
-            entities=aggregate_entities(plan, table),
-            subject=subject,
+        table = self.tables.get(plan.table.lower())
+        receipts: list[str] = []
+        federation = None
+        if table is None:
+            prepared = mask_only(plan, ctx, self.limits)
+        else:
+            request = AccessRequest(
+                analyst=key_id,
+                holder=self.name,
+                kind="aggregate",
+                plan_digest=digest(plan_bytes),
+                reads=plan_reads(plan),
+                entities=aggregate_entities(plan, table),
+                subject=subject,
+            )
+            source = self.sources[plan.table.lower()]
+            federation = self._voucher_federation(request, vouchers)
+            prepared, receipts = self.gov.run(
+                request,
+                vouchers,
+                lambda: prepare_aggregate(plan, source, table, ctx, self.limits),
+                # What left the holder in round 1, tied to the query its masks bind to.
+                lambda answer: json.dumps(
+                    {"query": query_id, "failing": sorted(answer.failing)}
+                ).encode(),
+            )
+        entry = PendingAggregate(
+            key_id, plan, digest(plan_bytes), prepared, time.monotonic(), federation
         )
-        source = self.sources[plan.table.lower()]
-        return self.gov.run(
-            request,
-            vouchers,
-            lambda: answer_aggregate(
-                plan,
-                source,
-                table,
-                ctx,
-                self.limits,
-                lambda vectors: self.pool.encrypt(
-                    key_id, self.keys.public_bytes(key_id), ctx, vectors
-                ),
-            ),
-            lambda answer: list(answer.ciphertexts),
+        self.pending.put(query_id, entry)
+        return prepared.failing, receipts
+
+    def _voucher_federation(
+        self, request: AccessRequest, vouchers: tuple[str, ...]
+    ) -> frozenset[str] | None:
+        """The holders the voucher admitting ``request`` names as its federation.
+
+        The same choice :meth:`Governance.run` makes next; a voucher it refuses
+        is refused there, with the reason logged, so errors are left to it.
+        """
+        try:
+            signed = self.gov.choose(request, vouchers)
+        except PolicyError:
+            return None
+        return None if signed is None else signed.voucher.federation
+
+    def aggregate(
+        self,
+        key_id: str,
+        query_id: str,
+        nonce: bytes,
+        participants: tuple[Participant, ...],
+        suppressed: frozenset[int],
+    ) -> LocalAnswer:
+        """Round 2: check the participants, zero the suppressed groups, mask, encrypt.
+
+        No data is read here: the moments are round 1's, taken once.
+        """
+        ctx = self.keys.get(key_id)
+        entry = self.pending.take(query_id, key_id, nonce)
+        check_participants(
+            self.mask_identity,
+            participants,
+            self.min_holders,
+            self._trusted_ca,
+            entry.federation,
+        )
+        context = query_context(entry.plan_digest, query_id, participants, suppressed)
+
+        def masks(length: int) -> np.ndarray:
+            return pair_masks(self.mask_key, self.name, participants, nonce, context, length)
+
+        return answer_masked(
+            entry.plan,
+            entry.prepared,
+            suppressed,
+            masks,
+            ctx,
+            self.limits,
+            lambda vectors: self.pool.encrypt(key_id, self.keys.public_bytes(key_id), ctx, vectors),
         )
 
     # -- scoring -------------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Generic, Protocol, TypeVar
 
 from engine.catalog import Catalog, TableInfo, merge
 from engine.errors import HolderError, PlanError, RemoteError, UnseenError
+from engine.masks import Participant
 from engine.model import FeatureSpec
 from engine.peers import AggregateAnswer, EncodedPlan, ModelUpload, ScoreStream
 from engine.plan import AggregatePlan
@@ -56,15 +57,27 @@ class Peer(Protocol):
 
     def register_key(self, public: bytes, budget: float | None = None) -> str: ...
 
-    def aggregate(
+    def prepare_aggregate(
         self,
         key_id: str,
         plan: AggregatePlan | EncodedPlan,
+        query_id: str,
         vouchers: Sequence[str] = (),
         *,
         budget: float | None = None,
         subject: str | None = None,
-        allow_partial: bool = False,
+    ) -> tuple[frozenset[int], tuple[str, ...]]: ...
+
+    def masked_aggregate(
+        self,
+        key_id: str,
+        query_id: str,
+        nonce: bytes,
+        participants: Sequence[Participant],
+        suppressed: Sequence[int],
+        *,
+        budget: float | None = None,
+        subject: str | None = None,
     ) -> AggregateAnswer: ...
 
     def prepare_model(
@@ -140,6 +153,8 @@ class Hosts:
     peers: tuple[Peer, ...]
     table: TableInfo
     missing: tuple[str, ...] = ()  # configured holders left out (allow_partial only)
+    # Every holder that answered its catalog now, hosting the table or not (masks).
+    fresh: tuple[tuple[Peer, Catalog], ...] = ()
 
 
 @dataclass
@@ -296,4 +311,4 @@ class HolderSet:
         if info is None:
             raise PlanError(merged.conflict(table) or f"no holder serves a table {table}")
         hosting = tuple(p for p, c in current.fresh if c.table(table) is not None)
-        return Hosts(hosting, info, tuple(sorted(e.holder for e in silent)))
+        return Hosts(hosting, info, tuple(sorted(e.holder for e in silent)), tuple(current.fresh))

@@ -33,6 +33,7 @@ from protos.unseen.v1 import (
     crypto_pb2,
     holder_pb2,
     holder_pb2_grpc,
+    mask_pb2,
     query_pb2,
     score_pb2,
 )
@@ -179,20 +180,30 @@ class HolderServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
         return serde.catalog_to_proto(self.node.catalog())
 
     @servicer_errors
+    def PrepareAggregate(
+        self, request: query_pb2.AggregateRequest, context: grpc.ServicerContext
+    ) -> mask_pb2.PrepareAggregateReply:
+        plan = serde.plan_from_proto(request.plan)
+        failing, receipts = self.node.prepare_aggregate(
+            request.key_id,
+            plan,
+            request.request_id,
+            tuple(request.vouchers),
+            # Deterministic: every participant digests the plan into its masks the same way.
+            request.plan.SerializeToString(deterministic=True),
+            holder_subject(context),
+        )
+        return serde.failing_groups_reply(request.request_id, failing, receipts)
+
+    @servicer_errors
     def Aggregate(
         self, request: query_pb2.AggregateRequest, context: grpc.ServicerContext
     ) -> Iterator[query_pb2.AggregateReply]:
-        plan = serde.plan_from_proto(request.plan)
-        answer, receipts = self.node.aggregate(
-            request.key_id,
-            plan,
-            tuple(request.vouchers),
-            request.plan.SerializeToString(),
-            holder_subject(context),
+        nonce, participants, suppressed = serde.mask_round_from_proto(request)
+        answer = self.node.aggregate(
+            request.key_id, request.request_id, nonce, participants, suppressed
         )
-        yield serde.header_to_proto(
-            len(answer.ciphertexts), answer.suppressed, [self.node.name], receipts
-        )
+        yield serde.header_to_proto(len(answer.ciphertexts), answer.suppressed, [self.node.name])
         for index, data in enumerate(answer.ciphertexts):
             yield serde.ciphertext_reply(index, data)
 
@@ -286,8 +297,11 @@ def serve_holder(
 
     Beyond ``max_concurrent`` calls in flight the node sheds new ones with
     RESOURCE_EXHAUSTED (see :func:`engine.rpc.create_server`). With ``metrics``
-    every call is recorded and the node's caches are gauged.
+    every call is recorded and the node's caches are gauged. With TLS files
+    the node signs its mask key with its certificate's key (governed mode).
     """
+    if tls is not None:
+        node.certify_mask_key(tls)
     servicer = HolderServicer(node)
     interceptors = []
     if metrics is not None:

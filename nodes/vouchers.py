@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from engine.errors import UnseenError
 from engine.voucher import SignedVoucher
 
-__all__ = ["Routed", "route_vouchers", "vouchers_for"]
+__all__ = ["Routed", "federation_of", "route_vouchers", "vouchers_for"]
 
 Routed = tuple[tuple[str | None, str], ...]
 
@@ -36,3 +36,15 @@ def route_vouchers(vouchers: Sequence[str]) -> Routed:
 def vouchers_for(holder: str, routed: Routed) -> tuple[str, ...]:
     """The vouchers ``holder`` (its catalog name) may see."""
     return tuple(text for issued_for, text in routed if issued_for is None or issued_for == holder)
+
+
+def federation_of(vouchers: Sequence[str]) -> frozenset[str]:
+    """The holders the vouchers name as their federation: all must take part in a
+    masked aggregate, or the holders refuse it (engine.participants)."""
+    names: set[str] = set()
+    for text in vouchers:
+        try:
+            names |= SignedVoucher.decode(text).voucher.federation or frozenset()
+        except UnseenError:
+            continue
+    return frozenset(names)

@@ -111,7 +111,7 @@ def test_tiny_bench_writes_complete_sane_json(tmp_path):
             assert process["peak_rss_bytes"] > 0, name
 
     sweep = results["scaling"]["holders"]
-    assert sorted(c["holders"] for c in sweep) == [1, 3]
+    assert sorted(c["holders"] for c in sweep) == [2, 3]
     for cell in sweep:
         assert cell["key_registration"]["max_bytes_per_holder"] > 0
         _positive_stat(cell["aggregate"]["federated_s"])
@@ -120,7 +120,7 @@ def test_tiny_bench_writes_complete_sane_json(tmp_path):
     assert sorted({c["analysts"] for c in analysts}) == [1, 2]
     assert all(c["throughput_per_s"] > 0 for c in analysts)
 
-    assert set(results["wire"]["key_registration"]) == {"1", "3"}
+    assert set(results["wire"]["key_registration"]) == {"2", "3"}
     assert all(row["holder_peak_rss_bytes_max"] > 0 for row in results["memory"])
     names = {t["name"] for t in results["targets"]}
     assert len(names) == 8

@@ -75,7 +75,9 @@ def test_the_cli_gives_a_partial_answer_only_with_allow_partial(running, shards,
     up = running.holder("h0", {"t": shards[0]})
     down = running.holder("h1", {"t": shards[1]})
     running.servers[-1].stop(grace=None).wait()
-    address = running.coordinator([up, down])
+    # A holder of another table: it masks h0's answer when h1 is left out.
+    helper = running.holder("h2", {"u": shards[2]})
+    address = running.coordinator([up, down, helper])
     env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "cfg"))
     refused = unseen("query", "--coordinator", address, "--format", "json", SQL, env=env)
     assert refused.returncode == 3 and refused.stdout == ""  # EXIT_UNAVAILABLE

@@ -376,13 +376,13 @@ def test_a_holder_is_shown_only_the_vouchers_issued_for_it(fed, key, monkeypatch
     world = fed.world
     node = fed.holders["bank-b"]
     seen: list[tuple[str, ...]] = []
-    real = node.aggregate
+    real = node.prepare_aggregate
 
-    def spy(key_id, plan, vouchers=(), *args, **kwargs):
+    def spy(key_id, plan, query_id, vouchers=(), *args, **kwargs):
         seen.append(tuple(vouchers))
-        return real(key_id, plan, vouchers, *args, **kwargs)
+        return real(key_id, plan, query_id, vouchers, *args, **kwargs)
 
-    monkeypatch.setattr(node, "aggregate", spy)
+    monkeypatch.setattr(node, "prepare_aggregate", spy)
     mine = world.voucher("bank-b", key.key_id)
     theirs = world.voucher("bank-a", key.key_id, entities=["acct-000", "acct-005"])
     result = fed.client(key, [theirs, mine]).query(ENTITY_SQL)
@@ -666,8 +666,11 @@ def test_supervisor_reads_a_holders_ledger_over_rpc(fed, key):
 
 
 def test_a_holder_killed_mid_load_keeps_every_receipt_it_gave(tmp_path, key):
-    world = build_world(tmp_path / "world", holder_names=("bank-a",))
-    federation = LocalFederation({"bank-a": world.configs["bank-a"]}, tmp_path / "logs")
+    # The grid serves no loans: it takes part with masks only (no holder answers alone).
+    world = build_world(tmp_path / "world", holder_names=("bank-a", "grid"))
+    federation = LocalFederation(
+        {name: world.configs[name] for name in ("bank-a", "grid")}, tmp_path / "logs"
+    )
     federation.start()
     process = node(federation, "bank-a").process
     voucher = world.voucher("bank-a", key.key_id)
@@ -715,8 +718,11 @@ def test_a_holder_killed_mid_load_keeps_every_receipt_it_gave(tmp_path, key):
 
 
 def test_a_request_in_flight_when_its_holder_dies_fails_promptly(tmp_path, key):
-    world = build_world(tmp_path / "world", holder_names=("bank-a",))
-    federation = LocalFederation({"bank-a": world.configs["bank-a"]}, tmp_path / "logs")
+    # The grid serves no loans: it takes part with masks only (no holder answers alone).
+    world = build_world(tmp_path / "world", holder_names=("bank-a", "grid"))
+    federation = LocalFederation(
+        {name: world.configs[name] for name in ("bank-a", "grid")}, tmp_path / "logs"
+    )
     federation.start()
     process = node(federation, "bank-a").process
     client = Client(federation.address, key=key, vouchers=[world.voucher("bank-a", key.key_id)])

@@ -36,6 +36,7 @@ EXPECTED_METHODS = {
         "GetCatalog",
         "RegisterKey",
         "HasKey",
+        "PrepareAggregate",
         "Aggregate",
         "PrepareModel",
         "RegisterModel",

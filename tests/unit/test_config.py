@@ -134,6 +134,12 @@ def test_a_minimal_config_without_vouchers():
     assert not config.governance.voucher_policy().required
 
 
+def test_min_holders_defaults_to_two_and_may_be_raised():
+    assert parse_config({"governance": {"require_vouchers": False}}).min_holders == 2
+    raised = parse_config({"governance": {"require_vouchers": False}, "node": {"min_holders": 3}})
+    assert raised.min_holders == 3
+
+
 def test_table_defaults_and_default_uses():
     table = TableConfig(
         "t",
@@ -313,6 +319,7 @@ NO_VOUCHERS = "[governance]\nrequire_vouchers = false\n"
         (NO_VOUCHERS + '[tls]\nca = "x"', "config tls.ca: unknown key"),
         (NO_VOUCHERS + '[node]\nname = ""', "config node.name: expected a non-empty string"),
         (NO_VOUCHERS + "[node]\nport = 1", "config node.port: unknown key"),
+        (NO_VOUCHERS + "[node]\nmin_holders = 1", "config node.min_holders: is at least 2"),
     ],
 )
 def test_invalid_configs_name_the_key(tmp_path, text, message):

@@ -22,9 +22,10 @@ import tenseal as ts
 
 from engine import ckks
 from engine.catalog import Catalog, ColumnInfo, TableInfo
-from engine.errors import HolderError, PlanError, RemoteError, UnseenError
+from engine.errors import HolderError, PlanError, PolicyError, RemoteError, UnseenError
 from engine.keys import AnalystKey
 from engine.layout import layout_for
+from engine.masks import MaskKey, Participant
 from engine.model import FeatureSpec
 from engine.peers import AggregateAnswer, EncodedPlan, ModelUpload, ScoreStream
 from engine.plan import AggregatePlan, SlotCodec
@@ -62,13 +63,19 @@ class FakeHolder:
     name: str = ""
     registered: list[bytes] = field(default_factory=list)
     aggregates: int = 0
+    rounds: list[tuple[str, Any]] = field(default_factory=list)
+    mask: MaskKey = field(default_factory=MaskKey.generate)
     release: threading.Event = field(default_factory=threading.Event)
 
     def catalog(self, budget: float | None = None) -> Catalog:
         if self.catalog_error is not None:
             raise self.catalog_error
         self.name = f"h-{self.address}"
-        return Catalog(self.name, tuple(_table(t) for t in self.tables))
+        return Catalog(
+            self.name,
+            tuple(_table(t) for t in self.tables),
+            mask_key=Participant(self.name, self.mask.public),
+        )
 
     def close(self) -> None:
         self.release.set()
@@ -79,16 +86,16 @@ class FakeHolder:
             self.mode = "ok"
         return "k"
 
-    def aggregate(
+    def prepare_aggregate(
         self,
         key_id: str,
         plan: AggregatePlan | EncodedPlan,
+        query_id: str,
         vouchers: Sequence[str] = (),
         *,
         budget: float | None = None,
         subject: str | None = None,
-        allow_partial: bool = False,
-    ) -> AggregateAnswer:
+    ) -> tuple[frozenset[int], tuple[str, ...]]:
         self.aggregates += 1
         if self.mode == "refuse":
             raise RemoteError("PERMISSION_DENIED", f"holder {self.name}: no voucher for t")
@@ -98,13 +105,30 @@ class FakeHolder:
             self.release.wait(30)
             raise RemoteError("CANCELLED", "released")
         assert isinstance(plan, EncodedPlan)
+        self.rounds.append(("prepare", query_id))
+        return frozenset(self.suppressed), (f'{{"h": "{self.name}"}}',)
+
+    def masked_aggregate(
+        self,
+        key_id: str,
+        query_id: str,
+        nonce: bytes,
+        participants: Sequence[Participant],
+        suppressed: Sequence[int],
+        *,
+        budget: float | None = None,
+        subject: str | None = None,
+    ) -> AggregateAnswer:
+        self.rounds.append(("masked", (query_id, nonce, tuple(participants), tuple(suppressed))))
         count = self.count
         if self.mode == "garbage":
             return AggregateAnswer([b"\x00garbage" * 40] * count, (), (self.name,))
         if self.mode == "short":
             count -= 1
-        data = ckks.encrypt_all(self.ctx, [np.full(SLOTS, self.value)] * count)
-        return AggregateAnswer(data, self.suppressed, (self.name,), (f'{{"h": "{self.name}"}}',))
+        # A holder without the table sends masks only; the fakes send no masks.
+        value = self.value if "t" in self.tables or "u" in self.tables else 0.0
+        data = ckks.encrypt_all(self.ctx, [np.full(SLOTS, value)] * count)
+        return AggregateAnswer(data, tuple(suppressed), (self.name,))
 
     def prepare_model(
         self,
@@ -161,25 +185,62 @@ def _decrypt(analyst: AnalystKey, ciphertexts: list[bytes]) -> np.ndarray:
     return np.concatenate([ckks.decrypt(analyst.secret, c) for c in ciphertexts])
 
 
-def test_the_sum_of_every_holder_is_returned_with_suppressed_groups_zeroed(analyst):
-    holders = [FakeHolder("a", 1.0), FakeHolder("b", 2.0, suppressed=(1,)), FakeHolder("c", 4.0)]
+def test_the_sum_of_every_holder_is_returned_and_everyone_zeroes_the_union(analyst):
+    holders = [
+        FakeHolder("a", 1.0),
+        FakeHolder("b", 2.0, suppressed=(1,)),
+        FakeHolder("c", 4.0, suppressed=(0,)),
+    ]
     coordinator = _coordinator(analyst, *holders)
     answer = coordinator.aggregate(analyst.key_id, _PLAN)
     layout = layout_for(_PLAN)
+    # The coordinator only adds: suppression happened at the holders, before encryption.
     expected = np.full(layout.ciphertexts * SLOTS, 7.0)
-    expected[1 * layout.record_width : 2 * layout.record_width] = 0.0  # group 1 suppressed
     assert np.allclose(_decrypt(analyst, answer.ciphertexts), expected, atol=1e-3)
-    assert answer.suppressed == (1,)
+    assert answer.suppressed == (0, 1)
     assert sorted(answer.holders) == ["h-a", "h-b", "h-c"] and answer.missing == ()
     assert len(answer.receipts) == 3
+    # Round 2 told every holder the same story: query, nonce, participants, union.
+    stories = {h.rounds[1][1] for h in holders}
+    assert len(stories) == 1
+    query_id, nonce, participants, union = stories.pop()
+    assert {h.rounds[0] for h in holders} == {("prepare", query_id)}
+    assert len(nonce) == 32 and union == (0, 1)
+    assert sorted(p.holder for p in participants) == ["h-a", "h-b", "h-c"]
+    assert {p.public for p in participants} == {h.mask.public for h in holders}
+
+
+def test_nonces_and_query_ids_are_fresh_per_query(analyst):
+    holders = [FakeHolder("a"), FakeHolder("b")]
+    coordinator = _coordinator(analyst, *holders)
+    coordinator.aggregate(analyst.key_id, _PLAN)
+    coordinator.aggregate(analyst.key_id, _PLAN)
+    stories = [r[1] for r in holders[0].rounds if r[0] == "masked"]
+    assert stories[0][0] != stories[1][0] and stories[0][1] != stories[1][1]
 
 
 def test_only_hosts_of_the_table_are_asked(analyst):
     other = FakeHolder("o", 100.0, tables=("elsewhere",))
-    coordinator = _coordinator(analyst, FakeHolder("a", 1.0), other)
+    coordinator = _coordinator(analyst, FakeHolder("a", 1.0), FakeHolder("b", 2.0), other)
+    answer = coordinator.aggregate(analyst.key_id, _PLAN)
+    assert np.allclose(_decrypt(analyst, answer.ciphertexts)[:8], 3.0, atol=1e-3)
+    assert other.aggregates == 0 and sorted(answer.holders) == ["h-a", "h-b"]
+
+
+def test_a_table_one_holder_hosts_gets_a_mask_only_peer(analyst):
+    helper = FakeHolder("o", 100.0, tables=("elsewhere",))
+    spare = FakeHolder("p", 100.0, tables=("elsewhere",))
+    coordinator = _coordinator(analyst, FakeHolder("a", 1.0), helper, spare)
     answer = coordinator.aggregate(analyst.key_id, _PLAN)
     assert np.allclose(_decrypt(analyst, answer.ciphertexts)[:8], 1.0, atol=1e-3)
-    assert other.aggregates == 0 and answer.holders == ("h-a",)
+    assert answer.holders == ("h-a",)  # the helper hosts nothing: it added masks only
+    assert (helper.aggregates, spare.aggregates) == (1, 0)
+
+
+def test_no_aggregate_with_fewer_than_two_holders(analyst):
+    coordinator = _coordinator(analyst, FakeHolder("a", 1.0))
+    with pytest.raises(PolicyError, match="at least 2"):
+        coordinator.aggregate(analyst.key_id, _PLAN)
 
 
 @pytest.mark.parametrize(
@@ -279,7 +340,8 @@ def test_a_cached_catalog_does_not_hide_a_holder_that_came_back_hosting_the_tabl
 
 def test_a_holder_silent_now_fails_queries_on_tables_it_last_published(analyst):
     flaky = FakeHolder("b", 2.0, tables=("t",))
-    coordinator = _coordinator(analyst, FakeHolder("a", 1.0, tables=("t", "u")), flaky)
+    helper = FakeHolder("c", 0.0, tables=("elsewhere",))
+    coordinator = _coordinator(analyst, FakeHolder("a", 1.0, tables=("t", "u")), flaky, helper)
     coordinator.catalog()
     flaky.catalog_error = RemoteError("DEADLINE_EXCEEDED", "did not answer before the deadline")
     with pytest.raises(HolderError) as info:

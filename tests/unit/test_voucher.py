@@ -512,3 +512,32 @@ def test_revocation_file_survives_concurrent_writers(tmp_path):
 
 def test_b64_helpers_used_by_tokens_are_inverse():
     assert b64decode(b64encode(b"\x00\xff")) == b"\x00\xff"
+
+
+# -- federation (the holders that must take part in a masked aggregate) --------------------------
+
+
+def test_a_voucher_may_name_its_federation_and_old_payloads_stay_unchanged(issuer):
+    plain = make(issuer)
+    assert b"federation" not in plain.payload  # vouchers without it keep their bytes
+    assert plain.voucher.federation is None
+    named = make(issuer, federation=["bank-b", "bank-a", "bank-a"])
+    decoded = SignedVoucher.decode(named.encode()).voucher
+    assert decoded.federation == frozenset({"bank-a", "bank-b"})
+    assert json.loads(named.payload)["federation"] == ["bank-a", "bank-b"]
+
+
+@pytest.mark.parametrize(
+    ("federation", "message"),
+    [(["only-one"], "at least two holders"), (["a", "b\nc"], "federation holder")],
+)
+def test_a_federation_names_two_holders_on_one_line_each(issuer, federation, message):
+    with pytest.raises(ConfigError, match=message):
+        make(issuer, federation=federation)
+
+
+def test_a_malformed_federation_in_a_payload_is_refused(issuer):
+    data = json.loads(make(issuer).payload)
+    data["federation"] = "bank-a"
+    with pytest.raises(PolicyError, match="federation"):
+        Voucher.from_payload(json.dumps(data, sort_keys=True, separators=(",", ":")).encode())

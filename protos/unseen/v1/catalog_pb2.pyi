@@ -1,3 +1,4 @@
+from protos.unseen.v1 import mask_pb2 as _mask_pb2
 from protos.unseen.v1 import plan_pb2 as _plan_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -46,16 +47,18 @@ class TableConflict(_message.Message):
     def __init__(self, table: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Catalog(_message.Message):
-    __slots__ = ("holder", "tables", "vouchers_required", "conflicts")
+    __slots__ = ("holder", "tables", "vouchers_required", "conflicts", "mask_key")
     HOLDER_FIELD_NUMBER: _ClassVar[int]
     TABLES_FIELD_NUMBER: _ClassVar[int]
     VOUCHERS_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    MASK_KEY_FIELD_NUMBER: _ClassVar[int]
     holder: str
     tables: _containers.RepeatedCompositeFieldContainer[TableInfo]
     vouchers_required: bool
     conflicts: _containers.RepeatedCompositeFieldContainer[TableConflict]
-    def __init__(self, holder: _Optional[str] = ..., tables: _Optional[_Iterable[_Union[TableInfo, _Mapping]]] = ..., vouchers_required: _Optional[bool] = ..., conflicts: _Optional[_Iterable[_Union[TableConflict, _Mapping]]] = ...) -> None: ...
+    mask_key: _mask_pb2.MaskKey
+    def __init__(self, holder: _Optional[str] = ..., tables: _Optional[_Iterable[_Union[TableInfo, _Mapping]]] = ..., vouchers_required: _Optional[bool] = ..., conflicts: _Optional[_Iterable[_Union[TableConflict, _Mapping]]] = ..., mask_key: _Optional[_Union[_mask_pb2.MaskKey, _Mapping]] = ...) -> None: ...
 
 class GetCatalogRequest(_message.Message):
     __slots__ = ()

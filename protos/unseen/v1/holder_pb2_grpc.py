@@ -6,6 +6,7 @@ import warnings
 from protos.unseen.v1 import audit_pb2 as protos_dot_unseen_dot_v1_dot_audit__pb2
 from protos.unseen.v1 import catalog_pb2 as protos_dot_unseen_dot_v1_dot_catalog__pb2
 from protos.unseen.v1 import crypto_pb2 as protos_dot_unseen_dot_v1_dot_crypto__pb2
+from protos.unseen.v1 import mask_pb2 as protos_dot_unseen_dot_v1_dot_mask__pb2
 from protos.unseen.v1 import query_pb2 as protos_dot_unseen_dot_v1_dot_query__pb2
 from protos.unseen.v1 import score_pb2 as protos_dot_unseen_dot_v1_dot_score__pb2
 
@@ -52,6 +53,11 @@ class HolderStub:
                 '/unseen.v1.Holder/HasKey',
                 request_serializer=protos_dot_unseen_dot_v1_dot_crypto__pb2.HasKeyRequest.SerializeToString,
                 response_deserializer=protos_dot_unseen_dot_v1_dot_crypto__pb2.HasKeyReply.FromString,
+                _registered_method=True)
+        self.PrepareAggregate = channel.unary_unary(
+                '/unseen.v1.Holder/PrepareAggregate',
+                request_serializer=protos_dot_unseen_dot_v1_dot_query__pb2.AggregateRequest.SerializeToString,
+                response_deserializer=protos_dot_unseen_dot_v1_dot_mask__pb2.PrepareAggregateReply.FromString,
                 _registered_method=True)
         self.Aggregate = channel.unary_stream(
                 '/unseen.v1.Holder/Aggregate',
@@ -108,8 +114,18 @@ class HolderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PrepareAggregate(self, request, context):
+        """-- maskproto: two-round masked aggregate --
+        Round 1: runs the plan locally once (charged, ledgered), keeps the moments
+        briefly under request_id and answers the groups failing its rules.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Aggregate(self, request, context):
-        """Runs a plan locally and answers encrypted, packed moments.
+        """Round 2: zeroes the union of failing groups, adds its pairwise masks,
+        encrypts and answers packed moments. Refused without a MaskRound.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -164,6 +180,11 @@ def add_HolderServicer_to_server(servicer, server):
                     servicer.HasKey,
                     request_deserializer=protos_dot_unseen_dot_v1_dot_crypto__pb2.HasKeyRequest.FromString,
                     response_serializer=protos_dot_unseen_dot_v1_dot_crypto__pb2.HasKeyReply.SerializeToString,
+            ),
+            'PrepareAggregate': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepareAggregate,
+                    request_deserializer=protos_dot_unseen_dot_v1_dot_query__pb2.AggregateRequest.FromString,
+                    response_serializer=protos_dot_unseen_dot_v1_dot_mask__pb2.PrepareAggregateReply.SerializeToString,
             ),
             'Aggregate': grpc.unary_stream_rpc_method_handler(
                     servicer.Aggregate,
@@ -277,6 +298,33 @@ class Holder:
             '/unseen.v1.Holder/HasKey',
             protos_dot_unseen_dot_v1_dot_crypto__pb2.HasKeyRequest.SerializeToString,
             protos_dot_unseen_dot_v1_dot_crypto__pb2.HasKeyReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrepareAggregate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unseen.v1.Holder/PrepareAggregate',
+            protos_dot_unseen_dot_v1_dot_query__pb2.AggregateRequest.SerializeToString,
+            protos_dot_unseen_dot_v1_dot_mask__pb2.PrepareAggregateReply.FromString,
             options,
             channel_credentials,
             insecure,

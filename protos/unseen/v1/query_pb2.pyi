@@ -1,4 +1,5 @@
 from protos.unseen.v1 import crypto_pb2 as _crypto_pb2
+from protos.unseen.v1 import mask_pb2 as _mask_pb2
 from protos.unseen.v1 import plan_pb2 as _plan_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -9,18 +10,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AggregateRequest(_message.Message):
-    __slots__ = ("key_id", "plan", "request_id", "vouchers", "allow_partial")
+    __slots__ = ("key_id", "plan", "request_id", "vouchers", "allow_partial", "mask")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     VOUCHERS_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     plan: _plan_pb2.AggregatePlan
     request_id: str
     vouchers: _containers.RepeatedScalarFieldContainer[str]
     allow_partial: bool
-    def __init__(self, key_id: _Optional[str] = ..., plan: _Optional[_Union[_plan_pb2.AggregatePlan, _Mapping]] = ..., request_id: _Optional[str] = ..., vouchers: _Optional[_Iterable[str]] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
+    mask: _mask_pb2.MaskRound
+    def __init__(self, key_id: _Optional[str] = ..., plan: _Optional[_Union[_plan_pb2.AggregatePlan, _Mapping]] = ..., request_id: _Optional[str] = ..., vouchers: _Optional[_Iterable[str]] = ..., allow_partial: _Optional[bool] = ..., mask: _Optional[_Union[_mask_pb2.MaskRound, _Mapping]] = ...) -> None: ...
 
 class AggregateHeader(_message.Message):
     __slots__ = ("ciphertexts", "suppressed_groups", "holders", "receipts", "missing_holders")
