@@ -107,7 +107,7 @@ def test_holder_itself_refuses_before_touching_data(federation, key, name):
     key_id = client.register_key()
     for node in federation.holders.values():
         with pytest.raises(PolicyError, match=r"salary.*filter"):
-            node.aggregate(key_id, ATTACKS[name])
+            node.prepare_aggregate(key_id, ATTACKS[name], "q-attack")  # round 1 reads the data
 
 
 def test_the_same_sql_is_refused_before_it_leaves(federation, key):

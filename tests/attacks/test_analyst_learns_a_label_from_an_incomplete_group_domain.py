@@ -39,7 +39,8 @@ def federation(tmp_path_factory: pytest.TempPathFactory):
     rows = [(1000 * i, dt.date(2020, 1, 1) + dt.timedelta(days=i)) for i in range(1, 40)]
     rows.append((250000, dt.date(2023, 6, 1)))  # the one rich person, hired in 2023
     holders, _ = write_shards(SCHEMA, {"h0": (root / "h0.parquet", rows)})
-    fed = start_federation(holders, k=3)
+    # A second holder without the table masks h0's answer (no holder answers alone).
+    fed = start_federation({**holders, "peer": {}}, k=3)
     yield fed
     fed.close()
 
@@ -57,7 +58,7 @@ def test_an_incomplete_derived_domain_is_refused_whatever_the_data(federation, k
     key_id = client.register_key()
     plan = AggregatePlan("t", None, (group,), ())
     with pytest.raises(PlanError, match="leaves out values the key can take"):
-        federation.holders["h0"].aggregate(key_id, plan)
+        federation.holders["h0"].prepare_aggregate(key_id, plan, "q-attack")
 
 
 def test_the_complete_domain_is_answered_with_k(federation, key):

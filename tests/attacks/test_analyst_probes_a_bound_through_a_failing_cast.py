@@ -48,7 +48,7 @@ def test_a_cast_that_could_overflow_is_refused_before_any_sql_runs(federation, k
     key_id = client.register_key()
     node = federation.holders["h0"]
     with pytest.raises(PlanError, match="could overflow") as info:
-        node.aggregate(key_id, _plan("DECIMAL(5,0)"))
+        node.prepare_aggregate(key_id, _plan("DECIMAL(5,0)"), "q-attack")
     assert "123457" not in str(info.value)
     with pytest.raises(UnseenError) as remote:  # and through the coordinator
         client.aggregate(_plan("DECIMAL(5,0)"))
