@@ -115,6 +115,8 @@ _PAYLOAD_KEYS = frozenset(
         "quota",
     }
 )
+# consent (issue 16): present only when set, so vouchers without them keep their payload.
+_OPTIONAL_KEYS = frozenset({"assets", "consents"})
 
 Scope = Mapping[str, Mapping[str, frozenset[str]]]
 """Tables → columns → operations; names lower-case; read-only once normalised."""
@@ -204,6 +206,10 @@ class Voucher:
     grantee_subject: str | None = None
     entity_ids: frozenset[str] | None = None
     entity_digest: str | None = None
+    # Issue 16: the asset registrations the grant is for (valid only for the
+    # tables they register) and the digests of the subjects' consents it relies on.
+    assets: frozenset[str] | None = None
+    consents: frozenset[str] | None = None
     version: int = VERSION
 
     def __post_init__(self) -> None:
@@ -243,6 +249,18 @@ class Voucher:
             object.__setattr__(self, "entity_ids", ids)
         if self.entity_digest is not None and not (is_hex_digest(self.entity_digest)):
             raise ConfigError("voucher entity digest must be 64 lowercase hex digits")
+        for name in ("assets", "consents"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, str) or not value:
+                raise ConfigError(f"voucher {name} must be a non-empty list or absent")
+            value = frozenset(value)
+            for item in value:
+                one_line(item, f"voucher {name} entry", 128)
+                if name == "consents" and not is_hex_digest(item):
+                    raise ConfigError("a voucher's consents are 64-hex-digit digests")
+            object.__setattr__(self, name, value)
 
     def payload(self) -> bytes:
         """The canonical bytes the issuer signs (see the module docstring)."""
@@ -252,8 +270,14 @@ class Voucher:
             entities = {"sha256": self.entity_digest}
         else:
             entities = None
+        optional: dict[str, Any] = {
+            name: sorted(value)
+            for name in sorted(_OPTIONAL_KEYS)
+            if (value := getattr(self, name)) is not None
+        }
         return canonical_json(
             {
+                **optional,
                 "type": _TYPE,
                 "version": self.version,
                 "id": self.voucher_id,
@@ -292,7 +316,7 @@ class Voucher:
             raise ValueError(f"payload type is not {_TYPE}")
         if data.get("version") != VERSION:
             raise ValueError(f"unsupported voucher version {data.get('version')!r}")
-        keys = set(data)
+        keys = set(data) - _OPTIONAL_KEYS
         if keys != _PAYLOAD_KEYS:
             extra, missing = sorted(keys - _PAYLOAD_KEYS), sorted(_PAYLOAD_KEYS - keys)
             raise ValueError(
@@ -336,7 +360,18 @@ class Voucher:
             not_after=parse_utc(data["not_after"]),
             issued_at=parse_utc(data["issued_at"]),
             quota=data["quota"],
+            assets=_optional_list(data, "assets"),
+            consents=_optional_list(data, "consents"),
         )
+
+
+def _optional_list(data: Mapping[str, Any], name: str) -> frozenset[str] | None:
+    if name not in data:
+        return None
+    value = data[name]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{name} must be a list of strings")
+    return frozenset(value)
 
 
 @dataclass(frozen=True)
@@ -419,6 +454,8 @@ def issue(
     grantee_subject: str | None = None,
     voucher_id: str | None = None,
     issued_at: dt.datetime | None = None,
+    assets: Iterable[str] | None = None,
+    consents: Iterable[str] | None = None,
 ) -> SignedVoucher:
     """Sign a new voucher with the issuer's key.
 
@@ -442,6 +479,8 @@ def issue(
         not_after=not_after,
         issued_at=issued,
         quota=quota,
+        assets=frozenset(assets) if assets is not None else None,
+        consents=frozenset(consents) if consents is not None else None,
     )
     payload = voucher.payload()
     return SignedVoucher(payload, key.sign(_SIGNING_TAG + payload))

@@ -24,7 +24,7 @@ import grpc
 from engine import ckks, serde
 from engine.catalog import Catalog, TableInfo
 from engine.config import NodeConfig, load_tables
-from engine.errors import PlanError, UnknownKeyError
+from engine.errors import PlanError, PolicyError, UnknownKeyError
 from engine.governance import Governance, aggregate_entities, digest, score_reads
 from engine.hepool import ScoringPool
 from engine.keystore import KeyStore
@@ -35,6 +35,7 @@ from engine.policy import DEFAULT_K, quickstart_table
 from engine.rpc import create_server, servicer_errors
 from engine.scoring import HolderModel, check_features, feature_blocks, feature_exponents
 from engine.source import TableSource, open_source
+from engine.stewardship import Stewardship
 from engine.tls import ANALYST_SUBJECT_HEADER, TlsFiles, caller_identity
 from engine.voucher import AccessRequest, entity_ids, plan_reads
 from protos.unseen.v1 import (
@@ -62,6 +63,7 @@ class HolderNode:
     pool: ScoringPool = field(default_factory=ScoringPool)
     max_models: int = 16
     max_entities: int = 5_000_000
+    steward: Stewardship | None = None
     _models: OrderedDict[str, HolderModel] = field(default_factory=OrderedDict)
     _models_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -98,16 +100,38 @@ class HolderNode:
         if not config.name:
             raise PlanError("the node has no name: set [node] name or --name")
         sources, infos = load_tables(config, tables)
+        steward, infos = Stewardship.from_config(
+            config, infos, {k: list(s.schema()) for k, s in sources.items()}
+        )
         gov = config.governance
         governance = Governance(
-            config.name, gov.voucher_policy(), gov.open_ledger(config.name), gov.supervisors
+            config.name,
+            gov.voucher_policy(),
+            gov.open_ledger(config.name),
+            gov.supervisors,
+            steward=steward.check,
         )
+        steward.log_registrations(governance.ledger)
         if not gov.require_vouchers:
             log.warning("holder %s does not require vouchers (config)", config.name)
-        return cls(config.name, sources, infos, governance=governance, pool=ScoringPool(workers))
+        return cls(
+            config.name,
+            sources,
+            infos,
+            governance=governance,
+            pool=ScoringPool(workers),
+            steward=steward,
+        )
 
     def catalog(self) -> Catalog:
         return Catalog(self.name, tuple(self.tables.values()), self.gov.required)
+
+    def _refuse_unserved(self, tables: list[str], request: AccessRequest) -> None:
+        """A table held back for its registration: refused with the reason, and ledgered."""
+        for name in tables:
+            reason = self.steward.unserved.get(name.lower()) if self.steward else None
+            if reason is not None:
+                raise self.gov.refuse(request, PolicyError(reason))
 
     def _table(self, name: str) -> TableInfo:
         table = self.tables.get(name.lower())
@@ -124,8 +148,20 @@ class HolderNode:
         plan_bytes: bytes = b"",
         subject: str | None = None,
     ) -> tuple[LocalAnswer, list[str]]:
+        self.keys.get(key_id)  # unknown keys fail before anything is logged
+        self._refuse_unserved(
+            [plan.table],
+            AccessRequest(
+                analyst=key_id,
+                holder=self.name,
+                kind="aggregate",
+                plan_digest=digest(plan_bytes),
+                reads=plan_reads(plan),
+                subject=subject,
+            ),
+        )
         table = self._table(plan.table)
-        ctx = self.keys.get(key_id)  # unknown keys fail before anything is logged
+        ctx = self.keys.get(key_id)
         request = AccessRequest(
             analyst=key_id,
             holder=self.name,
@@ -191,9 +227,10 @@ class HolderNode:
         subject: str | None = None,
     ) -> tuple[list[int], list[str]]:
         """Power-of-two bounds of the features over the requested entities."""
+        request = self._score_request("prepare", key_id, features, ids, "", subject)
+        self._refuse_unserved([f.table for f in features], request)
         for feature in features:
             self._table(feature.table)
-        request = self._score_request("prepare", key_id, features, ids, "", subject)
 
         def answer() -> list[int]:
             check_features(features, self.tables)
