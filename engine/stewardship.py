@@ -33,7 +33,11 @@ from engine.ledger import Ledger
 from engine.types import SqlType
 from engine.voucher import AccessRequest, Voucher
 
-__all__ = ["Stewardship", "graded_table"]
+__all__ = ["NOTE_LIST_LIMIT", "PURPOSE_LIMIT", "Stewardship", "graded_table", "ledger_note"]
+
+# The ledger bounds a reason to 1000 characters: the note stays well inside.
+NOTE_LIST_LIMIT = 600
+PURPOSE_LIMIT = 200
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +194,26 @@ class Stewardship:
                 assets=assets,
                 now=now,
             )
-        parts = []
-        if assets:
-            parts.append("assets=" + ",".join(sorted(assets)))
-        if used:
-            parts.append(f"consent_set={consent_set_digest(used)} consents={len(set(used))}")
-        return " ".join(parts)
+        return ledger_note(assets, used, voucher.purpose if voucher is not None else "")
+
+
+def ledger_note(assets: frozenset[str], consents: list[str], purpose: str) -> str:
+    """What the ledger keeps with an answer, for the supervisor's flow audit (engine.flows).
+
+    ``assets=ID,ID consent_set=HEX consents=P,P purpose=TEXT``: the consents by
+    16-digit digest prefix (or only their count when too many to list within
+    the ledger's reason limit), the purpose last, as it may hold spaces. Never
+    an entity id.
+    """
+    parts = []
+    if assets:
+        parts.append("assets=" + ",".join(sorted(assets)))
+    if consents:
+        unique = sorted(set(consents))
+        listed = ",".join(d[:16] for d in unique)
+        if len(listed) > NOTE_LIST_LIMIT:
+            listed = str(len(unique))
+        parts.append(f"consent_set={consent_set_digest(unique)} consents={listed}")
+    if purpose:
+        parts.append(f"purpose={purpose[:PURPOSE_LIMIT]}")
+    return " ".join(parts)

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 
 from engine.audit import check_receipts, verify_ledger
+from engine.consent import CONSENT_PREFIX
 from engine.errors import ConfigError, VerificationError
 from engine.governance import sign_ledger_request
 from engine.keys import META_FILE
@@ -26,8 +27,10 @@ from engine.revocation import revoke
 from engine.rpc import DEADLINES, create_channel, remote_error
 from engine.signing import PublicKey, SigningKey, utc_text
 from engine.tls import TlsFiles
+from engine.tokens import Token
 from engine.voucher import SignedVoucher, issue, verify
 from protos.unseen.v1 import audit_pb2, catalog_pb2, holder_pb2_grpc
+from unseen.stewardship import add_audit_flows
 
 __all__ = ["add_commands", "add_tls_flags", "read_vouchers", "tls_files", "write_receipts"]
 
@@ -123,6 +126,8 @@ def cmd_voucher_issue(args: argparse.Namespace) -> int:
         entities=entities,
         grantee_subject=args.subject,
         voucher_id=args.id,
+        assets=args.asset or None,
+        consents=_consent_digests(args.consent) or None,
     )
     if args.out is not None:
         signed.save(args.out)
@@ -130,6 +135,11 @@ def cmd_voucher_issue(args: argparse.Namespace) -> int:
     else:
         print(signed.encode())
     return 0
+
+
+def _consent_digests(specs: list[str]) -> list[str]:
+    """``--consent`` values: digests, or consent files (each names its own digest)."""
+    return [Token.load(s, CONSENT_PREFIX).digest if Path(s).is_file() else s for s in specs]
 
 
 def cmd_voucher_show(args: argparse.Namespace) -> int:
@@ -317,6 +327,10 @@ def add_commands(commands: Any, parser_class: type) -> None:
     new.add_argument("--entities", type=Path, default=None, help="file of entity ids, one a line")
     new.add_argument("--id", default=None)
     new.add_argument("--out", type=Path, default=None)
+    new.add_argument("--asset", action="append", default=[], help="asset id the grant is for")
+    new.add_argument(
+        "--consent", action="append", default=[], help="a consent (file or digest) relied on"
+    )
     new.set_defaults(func=cmd_voucher_issue)
     show = voucher.add_parser("show", help="print a voucher's fields")
     show.add_argument("file", type=Path)
@@ -368,6 +382,7 @@ def add_commands(commands: Any, parser_class: type) -> None:
     )
     chk.add_argument("--holder-key", action="append", required=True, metavar="NAME=KEY")
     chk.set_defaults(func=cmd_audit_check)
+    add_audit_flows(audit)
 
 
 def add_tls_flags(parser: argparse.ArgumentParser) -> None:

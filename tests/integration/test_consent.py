@@ -104,7 +104,8 @@ def test_an_aggregate_on_registered_assets_matches_duckdb_and_notes_the_assets(f
     for bank in ("bank-a", "bank-b"):
         (entry,) = entries(cw.world.ledgers[bank], before[bank])
         assert entry.outcome == "answered"
-        assert entry.reason == f"assets={cw.registrations[bank].asset_id}"
+        asset = cw.registrations[bank].asset_id
+        assert entry.reason == f"assets={asset} purpose=integration test"
 
 
 def test_a_voucher_naming_another_tables_asset_is_refused_and_ledgered(fed, cw, key):
@@ -168,7 +169,9 @@ def test_consented_scores_match_plaintext_and_the_ledger_names_the_consent_set(f
     for holder in HOLDERS:
         logged = entries(cw.world.ledgers[holder], before[holder])
         assert [e.outcome for e in logged] == ["answered", "answered"]  # prepare, score
-        assert all("consent_set=" in e.reason and "consents=3" in e.reason for e in logged)
+        listed = ",".join(sorted(c.digest[:16] for c in consents))
+        assert all(f"consents={listed} purpose=integration test" in e.reason for e in logged)
+        assert not any(a in e.reason for a in ids for e in logged)
 
 
 def test_a_missing_consent_is_refused_by_count_and_ledgered(fed, cw, key):
