@@ -163,6 +163,9 @@ class ConsentRegister:
 
     consents: dict[str, Token] = field(default_factory=dict)
     withdrawals: list[Token] = field(default_factory=list)
+    # Consent sets vouchers reference, by :func:`consent_set_digest` (content-addressed,
+    # so nobody can publish a wrong one): how a supervisor resolves a ledger note.
+    sets: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         data = {
@@ -170,6 +173,7 @@ class ConsentRegister:
             "version": 1,
             "consents": sorted(t.encode() for t in self.consents.values()),
             "withdrawals": sorted(t.encode() for t in self.withdrawals),
+            "sets": sorted(self.sets.values()),
         }
         return json.dumps(data, indent=2) + "\n"
 
@@ -197,31 +201,42 @@ class ConsentRegister:
                 register.withdrawals.append(Token.decode(str(text), WITHDRAWAL_PREFIX))
             except PolicyError:
                 continue
+        for members in data.get("sets", []):
+            if isinstance(members, list) and all(isinstance(m, str) for m in members):
+                register.sets[consent_set_digest(members)] = sorted(set(members))
         return register
 
     def save(self, path: Path | str) -> None:
         write_atomic(Path(path), self.to_json().encode("utf-8"), 0o644)
 
 
-def publish(path: Path | str, token: Token) -> None:
-    """Add a consent or a withdrawal to the register at ``path`` (created if missing).
+def publish(path: Path | str, *tokens: Token, sets: Iterable[Iterable[str]] = ()) -> None:
+    """Add consents and withdrawals to the register at ``path`` (created if missing).
 
-    Serialised between processes by a lock file, like :func:`engine.revocation.revoke`.
+    Serialised between processes by a lock file, like :func:`engine.revocation.revoke`;
+    several tokens are published in one rewrite (a batch of applicants consenting).
+    ``sets`` are the consent sets of vouchers (lists of consent digests).
     """
     path = Path(path)
     with open(path.with_name(path.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             register = ConsentRegister.load(path)
-            if token.prefix == CONSENT_PREFIX:
-                register.consents[token.digest] = token
-            elif token.prefix == WITHDRAWAL_PREFIX:
-                if all(w.digest != token.digest for w in register.withdrawals):
-                    register.withdrawals.append(token)
-            else:
-                raise ConfigError(
-                    f"a consent register holds consents and withdrawals, not {token.prefix}"
-                )
+            known = {w.digest for w in register.withdrawals}
+            for token in tokens:
+                if token.prefix == CONSENT_PREFIX:
+                    register.consents[token.digest] = token
+                elif token.prefix == WITHDRAWAL_PREFIX:
+                    if token.digest not in known:
+                        register.withdrawals.append(token)
+                        known.add(token.digest)
+                else:
+                    raise ConfigError(
+                        f"a consent register holds consents and withdrawals, not {token.prefix}"
+                    )
+            for members in sets:
+                unique = sorted(set(members))
+                register.sets[consent_set_digest(unique)] = unique
             register.save(path)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

@@ -96,7 +96,8 @@ class FlowReport:
 
     @property
     def lacking(self) -> list[Flow]:
-        """Flows that needed consents and lack (some of) them."""
+        """Flows that needed consents and lack (some of) them, or whose consents the
+        register cannot show."""
         return [f for f in self.flows if f.consent in ("MISSING", "unresolved")]
 
     def to_dict(self) -> dict[str, object]:
@@ -109,13 +110,19 @@ class FlowReport:
 def _consent_of(
     entry: LedgerEntry, note: dict[str, object], register: ConsentRegister
 ) -> tuple[str, tuple[str, ...]]:
+    """``(status, subjects)``: the subjects of the consents the answer relied on, or of
+    the voucher's consent set when the note only counts them."""
     prefixes = note["consents"]
     assert isinstance(prefixes, tuple)
     if not note["consent_set"]:
         return ("MISSING" if entry.kind in ENTITY_KINDS else "not entity-scoped"), ()
-    by_prefix = {d[:16]: t for d, t in register.consents.items()}
-    found = [by_prefix.get(p) for p in prefixes]
-    if not prefixes or any(t is None for t in found):
+    if prefixes:
+        by_prefix = {d[:16]: t for d, t in register.consents.items()}
+        found = [by_prefix.get(p) for p in prefixes]
+    else:
+        members = register.sets.get(str(note["consent_set"]))
+        found = [register.consents.get(d) for d in members] if members else [None]
+    if any(t is None for t in found):
         return "unresolved", ()
     subjects = tuple(sorted({str(t.data.get("subject")) for t in found if t is not None}))
     return "subjects", subjects

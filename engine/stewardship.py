@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from engine.asset import Registration, verify_registration
@@ -194,16 +194,25 @@ class Stewardship:
                 assets=assets,
                 now=now,
             )
-        return ledger_note(assets, used, voucher.purpose if voucher is not None else "")
+        if voucher is None:
+            return ledger_note(assets, used, "")
+        return ledger_note(assets, used, voucher.purpose, voucher.consents or ())
 
 
-def ledger_note(assets: frozenset[str], consents: list[str], purpose: str) -> str:
+def ledger_note(
+    assets: frozenset[str],
+    consents: list[str],
+    purpose: str,
+    referenced: Iterable[str] = (),
+) -> str:
     """What the ledger keeps with an answer, for the supervisor's flow audit (engine.flows).
 
-    ``assets=ID,ID consent_set=HEX consents=P,P purpose=TEXT``: the consents by
-    16-digit digest prefix (or only their count when too many to list within
-    the ledger's reason limit), the purpose last, as it may hold spaces. Never
-    an entity id.
+    ``assets=ID,ID consent_set=HEX consents=P,P purpose=TEXT``. ``consent_set``
+    names the voucher's referenced consents (:func:`consent_set_digest`; the
+    exchange publishes the set in the consent register), ``consents`` the ones
+    this answer relied on, by 16-digit digest prefix — or only their count when
+    too many to list within the ledger's reason limit. The purpose comes last,
+    as it may hold spaces. Never an entity id.
     """
     parts = []
     if assets:
@@ -213,7 +222,8 @@ def ledger_note(assets: frozenset[str], consents: list[str], purpose: str) -> st
         listed = ",".join(d[:16] for d in unique)
         if len(listed) > NOTE_LIST_LIMIT:
             listed = str(len(unique))
-        parts.append(f"consent_set={consent_set_digest(unique)} consents={listed}")
+        named = consent_set_digest(set(referenced) or unique)
+        parts.append(f"consent_set={named} consents={listed}")
     if purpose:
         parts.append(f"purpose={purpose[:PURPOSE_LIMIT]}")
     return " ".join(parts)

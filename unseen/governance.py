@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from engine.audit import check_receipts, verify_ledger
-from engine.consent import CONSENT_PREFIX
+from engine.consent import CONSENT_PREFIX, publish
 from engine.errors import ConfigError, VerificationError
 from engine.governance import sign_ledger_request
 from engine.keys import META_FILE
@@ -129,6 +129,8 @@ def cmd_voucher_issue(args: argparse.Namespace) -> int:
         assets=args.asset or None,
         consents=_consent_digests(args.consent) or None,
     )
+    if args.register is not None and signed.voucher.consents:
+        publish(args.register, sets=[sorted(signed.voucher.consents)])
     if args.out is not None:
         signed.save(args.out)
         print(f"voucher {signed.voucher_id} written to {args.out}")
@@ -330,6 +332,9 @@ def add_commands(commands: Any, parser_class: type) -> None:
     new.add_argument("--asset", action="append", default=[], help="asset id the grant is for")
     new.add_argument(
         "--consent", action="append", default=[], help="a consent (file or digest) relied on"
+    )
+    new.add_argument(
+        "--register", type=Path, default=None, help="publish its consent set in this register"
     )
     new.set_defaults(func=cmd_voucher_issue)
     show = voucher.add_parser("show", help="print a voucher's fields")
