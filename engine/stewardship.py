@@ -194,8 +194,10 @@ class Stewardship:
                 assets=assets,
                 now=now,
             )
-        if voucher is None:
-            return ledger_note(assets, used, "")
+        if voucher is None or not (self.registrations or self.require_consents):
+            # A holder with no registered asset and no consent rule keeps its
+            # answered entries as before: no note.
+            return ledger_note(assets, used, "") if voucher is None else ""
         return ledger_note(assets, used, voucher.purpose, voucher.consents or ())
 
 
