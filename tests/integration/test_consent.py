@@ -291,3 +291,58 @@ def test_an_unregistered_or_mismatched_table_is_not_served(
     assert [(e.kind, e.outcome) for e in entries(cw.world.ledgers[holder], before[holder])] == [
         ("aggregate", "refused")
     ]
+
+
+# -- per-entity aggregates need consents too ------------------------------------------------------
+
+
+def test_a_per_entity_aggregate_needs_every_entitys_consent(fed, cw, key):
+    ids = ACCOUNTS[:2]
+    sql = (
+        "SELECT account, COUNT(*), SUM(amount) FROM loans "
+        f"WHERE account IN ('{ids[0]}', '{ids[1]}') GROUP BY account ORDER BY account"
+    )
+    consents = [cw.consent(a, key.key_id) for a in ids]
+    banks = ("bank-a", "bank-b")
+    before = _heads(cw)
+    only_one = cw.vouchers(key.key_id, consents[:1], ids, holders=banks)
+    reason = _refusal(fed.client(key, only_one).query, sql)
+    assert "1 of the 2 requested entities have no valid consent (1 missing)" in reason
+    assert _refused_somewhere(cw, before)
+    result = fed.client(key, cw.vouchers(key.key_id, consents, ids, holders=banks)).query(sql)
+    assert result.rows == [list(r) for r in cw.world.reference.sql(sql).fetchall()]
+
+
+# -- renewal and retirement -----------------------------------------------------------------------
+
+
+def test_renewal_and_retirement_are_ledgered_and_retirement_stops_serving(tmp_path):
+    from engine.config import load_config
+    from nodes.holder import HolderNode
+    from tests.consent_fixtures import registration_for
+
+    cw = build_consent_world(tmp_path)
+    config, path = cw.world.configs["grid"], tmp_path / "assets" / "grid.asset"
+
+    def start() -> HolderNode:
+        node = HolderNode.from_config(load_config(config))
+        assert node.gov.ledger is not None
+        node.gov.ledger.close()
+        return node
+
+    first = start()
+    assert first.catalog().table("power") is not None
+    start()  # the same registration again: not ledgered twice
+    renewal = registration_for(cw.world, "grid", serial=2)
+    renewal.save(path)
+    assert start().catalog().table("power") is not None
+    registration_for(cw.world, "grid", serial=3, status="retired").save(path)
+    retired = start()
+    assert retired.catalog().table("power") is None
+    logged = [(e.outcome, e.reason) for e in entries(cw.world.ledgers["grid"]) if e.kind == "asset"]
+    asset = cw.registrations["grid"].asset_id
+    assert logged == [
+        ("answered", f"asset {asset} serial 1 active serves table power"),
+        ("answered", f"asset {asset} serial 2 active serves table power"),
+        ("refused", f"table power is not served: asset {asset} is retired"),
+    ]
