@@ -350,7 +350,13 @@ def _parse_table(name: str, raw: Any, path: str, base: Path) -> TableConfig:
     if "registration" in table:
         registration = _path(table["registration"], _key(path, "registration"), base)
     return TableConfig(
-        name, source, k, default_uses, max_auto, MappingProxyType(columns), registration
+        name,
+        source,
+        k,
+        default_uses,
+        max_auto,
+        MappingProxyType(columns),
+        registration=registration,
     )
 
 

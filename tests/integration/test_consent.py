@@ -85,6 +85,7 @@ def test_the_catalog_shows_asset_ids_and_grades(fed, cw, key):
     assert loans.column("rate").uses == frozenset()
     assert loans.column("officer").uses == frozenset()
     assert loans.column("amount").uses == frozenset({"aggregate", "score", "filter"})
+    assert loans.min_group_size == 5  # the config says 3; internal columns raise it
 
 
 def test_registrations_are_ledgered_once(cw, fed):
