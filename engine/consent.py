@@ -47,6 +47,7 @@ __all__ = [
     "ConsentFile",
     "ConsentRegister",
     "SubjectRegistry",
+    "SubjectRegistryFile",
     "check_consents",
     "consent_set_digest",
     "grant",
@@ -87,6 +88,11 @@ class SubjectRegistry:
     keys: Mapping[str, PublicKey]
 
     @classmethod
+    def watch(cls, path: Path | str, trusted: Mapping[str, PublicKey]) -> SubjectRegistryFile:
+        """A live view of the registry file (new subjects without a restart)."""
+        return SubjectRegistryFile(Path(path), trusted)
+
+    @classmethod
     def load(cls, path: Path | str, trusted: Mapping[str, PublicKey]) -> SubjectRegistry:
         """Read and verify a registry file; raises :class:`ConfigError` naming the problem."""
         token = Token.load(path, REGISTRY_PREFIX)
@@ -98,6 +104,33 @@ class SubjectRegistry:
         if data.get("type") != "unseen.subjects" or not isinstance(subjects, dict):
             raise ConfigError(f"{path}: not a subject registry")
         return cls({s: PublicKey.from_text(k, f"subject {s}'s key") for s, k in subjects.items()})
+
+
+class SubjectRegistryFile:
+    """A registry file re-read (and re-verified) whenever it changes; thread-safe.
+
+    A replacement that does not verify is refused loudly at the next request
+    (:class:`ConfigError`), never silently ignored.
+    """
+
+    def __init__(self, path: Path, trusted: Mapping[str, PublicKey]):
+        self.path, self.trusted = path, trusted
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None
+        self._registry = SubjectRegistry({})
+        self.current()
+
+    def current(self) -> SubjectRegistry:
+        try:
+            st = self.path.stat()
+        except OSError as exc:
+            raise ConfigError(f"cannot read subject registry {self.path}: {exc.strerror}") from exc
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if stamp != self._stamp:
+                self._registry = SubjectRegistry.load(self.path, self.trusted)
+                self._stamp = stamp
+            return self._registry
 
 
 # -- consents and withdrawals ---------------------------------------------------------------------

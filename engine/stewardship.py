@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 from engine.asset import Registration, verify_registration
 from engine.catalog import TableInfo
 from engine.config import NodeConfig
-from engine.consent import ConsentFile, SubjectRegistry, check_consents, consent_set_digest
+from engine.consent import (
+    ConsentFile,
+    SubjectRegistry,
+    SubjectRegistryFile,
+    check_consents,
+    consent_set_digest,
+)
 from engine.errors import ConfigError, PolicyError
 from engine.grades import check_grades, clamp_k, clamp_uses
 from engine.ledger import Ledger
@@ -70,7 +76,7 @@ class Stewardship:
     registrations: dict[str, Registration] = field(default_factory=dict)
     unserved: dict[str, str] = field(default_factory=dict)
     require_consents: bool = False
-    registry: SubjectRegistry | None = None
+    registry: SubjectRegistryFile | None = None
     consents: ConsentFile | None = None
 
     @property
@@ -89,7 +95,7 @@ class Stewardship:
         holder = config.name or ""
         steward = cls(holder, require_consents=gov.require_consents)
         if gov.subject_registry is not None:
-            steward.registry = SubjectRegistry.load(gov.subject_registry, gov.trusted_issuers)
+            steward.registry = SubjectRegistry.watch(gov.subject_registry, gov.trusted_issuers)
         if gov.consents is not None:
             steward.consents = ConsentFile(gov.consents)
         served: dict[str, TableInfo] = {}
@@ -187,7 +193,7 @@ class Stewardship:
                 request.entities,
                 referenced=voucher.consents or (),
                 register=register,
-                registry=self.registry,
+                registry=self.registry.current(),
                 grantee=request.analyst,
                 purpose=voucher.purpose,
                 holder=self.holder,

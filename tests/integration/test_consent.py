@@ -347,3 +347,28 @@ def test_renewal_and_retirement_are_ledgered_and_retirement_stops_serving(tmp_pa
         ("answered", f"asset {asset} serial 2 active serves table power"),
         ("refused", f"table power is not served: asset {asset} is retired"),
     ]
+
+
+def test_the_subject_registry_is_reread_when_the_exchange_re_signs_it(fed, cw, key):
+    """A subject's key rotation takes effect without a restart: consents signed
+    with the old key stop counting, consents with the new key count."""
+    import os
+
+    from engine.consent import sign_registry
+    from engine.signing import SigningKey
+
+    subject = ACCOUNTS[9]
+    old = cw.consent(subject, key.key_id)
+    original = cw.registry.read_text()
+    rotated = dict(cw.subjects, **{subject: SigningKey.generate()})
+    try:
+        cw.registry.write_text(
+            sign_registry(cw.exchange, {s: k.public_key for s, k in rotated.items()}).encode()
+        )
+        os.utime(cw.registry, ns=(1, 1))  # a stamp the first read cannot have had
+        reason = _refusal(_score, fed, key, cw.vouchers(key.key_id, [old], [subject]), [subject])
+        assert reason.endswith("(1 not signed by the subject (forged))")
+        new = cw.consent(subject, key.key_id, key=rotated[subject])
+        assert len(_score(fed, key, cw.vouchers(key.key_id, [new], [subject]), [subject]).rows)
+    finally:
+        cw.registry.write_text(original)
