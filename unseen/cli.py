@@ -225,10 +225,12 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
                     ",".join(sorted(col.uses)),
                     domain,
                     ",".join(table.holders),
+                    col.grade or "",  # issue 16: from the table's asset registration
+                    ",".join(table.assets),
                 ]
             )
     result = Result(
-        ["table", "column", "type", "uses", "domain", "holders"],
+        ["table", "column", "type", "uses", "domain", "holders", "grade", "assets"],
         rows,
         {"conflicts": [list(c) for c in catalog.conflicts]},
     )

@@ -159,3 +159,21 @@ def test_audit_flows_reports_who_got_what_under_whose_consent(setup, capsys):
         "--strict",
     )  # fmt: skip
     assert code == 1 and "1 flow(s) lacking consent" in out
+
+
+def test_the_catalog_command_shows_grades_and_asset_ids(tmp_path, capsys):
+    from tests.consent_fixtures import build_consent_world
+    from tests.governance_fixtures import start_in_process
+
+    cw = build_consent_world(tmp_path)
+    federation = start_in_process(cw.world)
+    try:
+        code, out = run(capsys, "catalog", "--coordinator", federation.address, "--format", "json")
+    finally:
+        federation.close()
+    assert code == 0, out
+    document = json.loads(out)
+    assert document["columns"][-2:] == ["grade", "assets"]
+    rows = {(r[0], r[1]): r for r in document["rows"]}
+    assert rows[("power", "kwh")][-2:] == ["internal", cw.registrations["grid"].asset_id]
+    assert rows[("loans", "officer")][-2] == "core"
