@@ -23,7 +23,7 @@ from engine.consent import ConsentRegister
 from engine.ledger import LedgerEntry, LedgerRange
 from engine.signing import utc_text
 
-__all__ = ["Flow", "FlowReport", "audit_flows", "parse_note"]
+__all__ = ["Flow", "FlowReport", "Note", "audit_flows", "parse_note"]
 
 # Kinds that name entities: each answer needs the entities' consents.
 ENTITY_KINDS = frozenset({"prepare", "score"})
@@ -35,25 +35,35 @@ _NOTE = re.compile(
 )
 
 
-def parse_note(reason: str) -> dict[str, object]:
-    """The fields of an answered entry's note (empty ones when it has none)."""
+@dataclass(frozen=True)
+class Note:
+    """An answered entry's note (see :func:`engine.stewardship.ledger_note`).
+
+    ``consents`` are digest prefixes when the note lists them; ``consent_count``
+    is their number either way.
+    """
+
+    assets: tuple[str, ...] = ()
+    consent_set: str = ""
+    consents: tuple[str, ...] = ()
+    consent_count: int = 0
+    purpose: str = ""
+
+
+def parse_note(reason: str) -> Note:
+    """Read a note; an entry without one (or a refusal's reason) gives an empty note."""
     match = _NOTE.match(reason or "")
     if match is None:
-        return {"assets": (), "consent_set": "", "consents": (), "purpose": ""}
-    consents = match.group("consents") or ""
-    return {
-        "assets": tuple(sorted((match.group("assets") or "").split(",")))
-        if match.group("assets")
-        else (),
-        "consent_set": match.group("set") or "",
-        "consents": tuple(consents.split(",")) if consents and not consents.isdigit() else (),
-        "consent_count": int(consents)
-        if consents.isdigit()
-        else len(consents.split(","))
-        if consents
-        else 0,
-        "purpose": match.group("purpose") or "",
-    }
+        return Note()
+    listed = match.group("consents") or ""
+    prefixes = () if not listed or listed.isdigit() else tuple(listed.split(","))
+    return Note(
+        assets=tuple(sorted(match.group("assets").split(","))) if match.group("assets") else (),
+        consent_set=match.group("set") or "",
+        consents=prefixes,
+        consent_count=int(listed) if listed.isdigit() else len(prefixes),
+        purpose=match.group("purpose") or "",
+    )
 
 
 @dataclass
@@ -108,19 +118,18 @@ class FlowReport:
 
 
 def _consent_of(
-    entry: LedgerEntry, note: dict[str, object], register: ConsentRegister
+    entry: LedgerEntry, note: Note, register: ConsentRegister
 ) -> tuple[str, tuple[str, ...]]:
     """``(status, subjects)``: the subjects of the consents the answer relied on, or of
     the voucher's consent set when the note only counts them."""
-    prefixes = note["consents"]
-    assert isinstance(prefixes, tuple)
-    if not note["consent_set"]:
+    prefixes = note.consents
+    if not note.consent_set:
         return ("MISSING" if entry.kind in ENTITY_KINDS else "not entity-scoped"), ()
     if prefixes:
         by_prefix = {d[:16]: t for d, t in register.consents.items()}
         found = [by_prefix.get(p) for p in prefixes]
     else:
-        members = register.sets.get(str(note["consent_set"]))
+        members = register.sets.get(note.consent_set)
         found = [register.consents.get(d) for d in members] if members else [None]
     if any(t is None for t in found):
         return "unresolved", ()
@@ -141,10 +150,9 @@ def audit_flows(
             if entry.outcome != "answered" or entry.kind not in DATA_KINDS:
                 continue
             note = parse_note(entry.reason)
-            ids = note["assets"]
-            assert isinstance(ids, tuple)
+            ids = note.assets
             consent, subjects = _consent_of(entry, note, register)
-            key = (entry.holder, ids, entry.analyst, note["purpose"], entry.kind, consent, subjects)
+            key = (entry.holder, ids, entry.analyst, note.purpose, entry.kind, consent, subjects)
             flow = flows.get(key)
             if flow is None:
                 regs = [assets[a] for a in ids if a in assets]
@@ -154,7 +162,7 @@ def audit_flows(
                     tables=tuple(sorted({r.table for r in regs})),
                     owners=tuple(sorted({str(r.data["owner"]) for r in regs})),
                     analyst=entry.analyst,
-                    purpose=str(note["purpose"]),
+                    purpose=note.purpose,
                     kind=entry.kind,
                     consent=consent,
                     subjects=subjects,

@@ -268,9 +268,10 @@ def test_the_ledger_note_round_trips_through_the_flow_parser():
     digests = ["a" * 64, "b" * 64]
     note = ledger_note(frozenset({"asset-2", "asset-1"}), digests, "loan scoring, 2026")
     parsed = parse_note(note)
-    assert parsed["assets"] == ("asset-1", "asset-2")
-    assert parsed["consents"] == ("a" * 16, "b" * 16)
-    assert parsed["purpose"] == "loan scoring, 2026"
+    assert parsed.assets == ("asset-1", "asset-2")
+    assert parsed.consents == ("a" * 16, "b" * 16) and parsed.consent_count == 2
+    assert parsed.purpose == "loan scoring, 2026"
     many = ledger_note(frozenset(), [f"{i:064x}" for i in range(100)], "p")
-    assert len(many) < 1000 and parse_note(many)["consent_count"] == 100
-    assert parse_note("")["assets"] == ()
+    assert len(many) < 1000 and parse_note(many).consent_count == 100
+    assert parse_note(many).consents == ()
+    assert parse_note("") == parse_note("refused: anything at all")
