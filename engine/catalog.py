@@ -29,6 +29,7 @@ __all__ = [
     "merge",
     "merge_bounds",
     "sort_domain",
+    "strictest_grade",
 ]
 
 USES = ("filter", "group", "aggregate", "score", "entity")
@@ -47,6 +48,8 @@ class ColumnInfo:
     # A date column's published range (coarse: whole years), from which the
     # domains of EXTRACT(year ...) and date_trunc(...) group keys are derived.
     bounds: tuple[LiteralValue, LiteralValue] | None = None
+    # The column's classification grade from the table's asset registration.
+    grade: str | None = None
 
     def allows(self, use: str) -> bool:
         return use in self.uses
@@ -60,6 +63,8 @@ class TableInfo:
     holders: tuple[str, ...] = ()
     # Holder-local policy, not published: distinct entities a score must name.
     min_score_batch: int = 1
+    # Ids of the asset registrations behind this table (one per registered host).
+    assets: tuple[str, ...] = ()
     _index: dict[str, ColumnInfo] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -165,7 +170,16 @@ def _merge_table(name: str, hosted: Sequence[tuple[str, TableInfo]]) -> TableInf
         domain = None
         if all(d is not None for d in domains):
             domain = sort_domain(v for d in domains if d is not None for v in d)
-        merged.append(ColumnInfo(col.name, kind, frozenset(uses), domain, merge_bounds(bounds)))
+        merged.append(
+            ColumnInfo(
+                col.name,
+                kind,
+                frozenset(uses),
+                domain,
+                merge_bounds(bounds),
+                strictest_grade(t.column(col.name) for _, t in hosted),
+            )
+        )
     for holder, table in hosted[1:]:
         extra = [c.name for c in table.columns if c.name.lower() not in {n.lower() for n in names}]
         if extra:
@@ -178,7 +192,17 @@ def _merge_table(name: str, hosted: Sequence[tuple[str, TableInfo]]) -> TableInf
         columns=tuple(merged),
         min_group_size=max(t.min_group_size for _, t in hosted),
         holders=tuple(h for h, _ in hosted),
+        assets=tuple(sorted({a for _, t in hosted for a in t.assets})),
     )
+
+
+_GRADE_ORDER = ("public", "internal", "sensitive", "core")
+
+
+def strictest_grade(columns: Iterable[ColumnInfo | None]) -> str | None:
+    """The strictest grade the hosts give a column (None when no host grades it)."""
+    grades = [c.grade for c in columns if c is not None and c.grade in _GRADE_ORDER]
+    return max(grades, key=_GRADE_ORDER.index) if grades else None
 
 
 def merge(catalogs: Sequence[Catalog]) -> Catalog:

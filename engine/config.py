@@ -105,9 +105,22 @@ _KEYS = {
         "ledger",
         "signing_key",
         "revocations",
+        # consent (issue 16): registrations, subject keys, consents
+        "require_registration",
+        "require_consents",
+        "subject_registry",
+        "consents",
     },
     "tls": {"cert", "key", "client_ca"},
-    "table": {"source", "k", "default_uses", "max_auto_domain", "columns", "min_score_batch"},
+    "table": {
+        "source",
+        "k",
+        "default_uses",
+        "max_auto_domain",
+        "columns",
+        "min_score_batch",
+        "registration",
+    },
     "column": {"uses", "domain", "publish_domain"},
 }
 
@@ -214,6 +227,8 @@ class TableConfig:
     max_auto_domain: int = DEFAULT_MAX_DOMAIN
     columns: Mapping[str, ColumnPolicy] = field(default_factory=lambda: MappingProxyType({}))
     min_score_batch: int = DEFAULT_MIN_SCORE_BATCH
+    # The exchange-signed asset registration of this table (engine.asset).
+    registration: Path | None = None
 
     def policy(self, column: str) -> ColumnPolicy:
         """The column's policy: its own entry, else the table's default uses."""
@@ -233,6 +248,12 @@ class GovernanceConfig:
     revocations: Path | None = None
     # Supervisor keys allowed to fetch ledger ranges over RPC.
     supervisors: Mapping[str, PublicKey] = field(default_factory=lambda: MappingProxyType({}))
+    # Issue 16: a table is served only with a valid registration; entity-scoped
+    # requests need the subjects' consents (keys from the exchange-signed registry).
+    require_registration: bool = False
+    require_consents: bool = False
+    subject_registry: Path | None = None
+    consents: Path | None = None
 
     def voucher_policy(self) -> VoucherPolicy:
         """The rules a holder checks each request with; revocations re-read as they change."""
@@ -348,8 +369,18 @@ def _parse_table(name: str, raw: Any, path: str, base: Path) -> TableConfig:
     batch = _positive(
         table.get("min_score_batch", DEFAULT_MIN_SCORE_BATCH), _key(path, "min_score_batch")
     )
+    registration = None
+    if "registration" in table:
+        registration = _path(table["registration"], _key(path, "registration"), base)
     return TableConfig(
-        name, source, k, default_uses, max_auto, MappingProxyType(columns), min_score_batch=batch
+        name,
+        source,
+        k,
+        default_uses,
+        max_auto,
+        MappingProxyType(columns),
+        min_score_batch=batch,
+        registration=registration,
     )
 
 
@@ -423,6 +454,20 @@ def _parse_governance(raw: Any, base: Path) -> GovernanceConfig:
     revocations = None
     if "revocations" in gov:
         revocations = _path(gov["revocations"], "governance.revocations", base)
+    optional = {
+        name: _path(gov[name], f"governance.{name}", base)
+        for name in ("subject_registry", "consents")
+        if name in gov
+    }
+    require_registration = _bool(
+        gov.get("require_registration", False), "governance.require_registration"
+    )
+    require_consents = _bool(gov.get("require_consents", False), "governance.require_consents")
+    if require_consents and "subject_registry" not in optional:
+        raise _error(
+            "governance.subject_registry",
+            "consents are required, so the exchange-signed subject key registry is needed",
+        )
     if (ledger is None) != (signing is None):
         missing = "signing_key" if signing is None else "ledger"
         raise _error(f"governance.{missing}", "a ledger needs both ledger and signing_key")
@@ -445,6 +490,10 @@ def _parse_governance(raw: Any, base: Path) -> GovernanceConfig:
         signing_key=signing,
         revocations=revocations,
         supervisors=MappingProxyType(supervisors),
+        require_registration=require_registration,
+        require_consents=require_consents,
+        subject_registry=optional.get("subject_registry"),
+        consents=optional.get("consents"),
     )
 
 

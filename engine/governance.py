@@ -31,6 +31,7 @@ from engine.voucher import (
     AccessRequest,
     Scope,
     SignedVoucher,
+    Voucher,
     VoucherPolicy,
     entity_ids,
 )
@@ -100,6 +101,9 @@ class Governance:
     )
     ledger: Ledger | None = None
     supervisors: Mapping[str, PublicKey] = field(default_factory=dict)
+    # Issue 16: registration, grade and consent checks (engine.stewardship), run
+    # after the voucher check and before the answer; returns the ledger note.
+    steward: Callable[[AccessRequest, Voucher | None], str] | None = None
 
     @property
     def required(self) -> bool:
@@ -155,15 +159,33 @@ class Governance:
             raise self.ledger.log_refusal(request, refusal) from refusal
         if self.ledger is None:
             self.policy.check(request, signed)
+            if self.steward is not None:
+                self.steward(request, signed.voucher if signed is not None else None)
             return answer(), []
+        note = [""]
+
+        def stewarded() -> T:
+            # Runs after the voucher's signature and scope passed, before any row
+            # is read; a PolicyError here is ledgered as a refusal.
+            if self.steward is not None:
+                note[0] = self.steward(request, signed.voucher if signed is not None else None)
+            return answer()
+
         result, receipt = self.ledger.authorize_and_append(
             request,
             signed,
             self.policy,
-            answer,
+            stewarded,
             digest=lambda value: result_digest(result_bytes(value)),
+            note=lambda: note[0],
         )
         return result, [receipt.encode()]
+
+    def refuse(self, request: AccessRequest, refusal: PolicyError) -> PolicyError:
+        """Ledger ``refusal`` of ``request`` (when there is a ledger); returns what to raise."""
+        if self.ledger is None:
+            return refusal
+        return self.ledger.log_refusal(request, refusal)
 
     def read_ledger(
         self, request: Mapping[str, Any], signature: bytes, now: dt.datetime | None = None

@@ -668,6 +668,7 @@ class Ledger:
         *,
         digest: Callable[[T], str] | None = None,
         now: dt.datetime | None = None,
+        note: Callable[[], str] | None = None,
     ) -> tuple[T, Receipt]:
         """Check the request, compute the answer, and log the outcome; quota-safe.
 
@@ -696,6 +697,8 @@ class Ledger:
             digest: result → hex digest; default :func:`result_digest`
                 (``answer`` returning ``bytes`` or a sequence of ``bytes``).
             now: the time to check and log (default: the clock, per step).
+            note: read after ``answer()``; kept as the answered entry's reason
+                (issue 16: the assets read and the consent set relied on).
 
         Returns:
             ``(result, receipt)`` of the ``answered`` entry.
@@ -725,7 +728,7 @@ class Ledger:
             entry = self._insert(
                 con,
                 outcome="refused" if refusal else "answered",
-                reason=str(refusal) if refusal else "",
+                reason=str(refusal) if refusal else (note() if note is not None else ""),
                 result_digest="" if refusal else summary,
                 now=now,
                 **self._request_fields(request, vid),

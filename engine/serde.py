@@ -503,7 +503,10 @@ def catalog_to_proto(catalog: Catalog) -> catalog_pb2.Catalog:
     msg = catalog_pb2.Catalog(holder=catalog.holder, vouchers_required=catalog.vouchers_required)
     for table in catalog.tables:
         t = msg.tables.add(
-            name=table.name, min_group_size=table.min_group_size, holders=list(table.holders)
+            name=table.name,
+            min_group_size=table.min_group_size,
+            holders=list(table.holders),
+            assets=list(table.assets),
         )
         for col in table.columns:
             c = t.columns.add(
@@ -511,6 +514,7 @@ def catalog_to_proto(catalog: Catalog) -> catalog_pb2.Catalog:
                 type=str(col.type),
                 uses=sorted(col.uses),
                 domain_published=col.domain is not None,
+                grade=col.grade or "",
             )
             if col.domain is not None:
                 c.domain.extend(value_to_proto(v) for v in col.domain)
@@ -537,8 +541,18 @@ def catalog_from_proto(msg: catalog_pb2.Catalog) -> Catalog:
             bounds = None
             if c.HasField("bound_low") and c.HasField("bound_high"):
                 bounds = (value_from_proto(c.bound_low), value_from_proto(c.bound_high))
-            columns.append(ColumnInfo(c.name, sql_type, frozenset(c.uses), domain, bounds))
-        tables.append(TableInfo(t.name, tuple(columns), t.min_group_size or 1, tuple(t.holders)))
+            columns.append(
+                ColumnInfo(c.name, sql_type, frozenset(c.uses), domain, bounds, c.grade or None)
+            )
+        tables.append(
+            TableInfo(
+                t.name,
+                tuple(columns),
+                t.min_group_size or 1,
+                tuple(t.holders),
+                assets=tuple(t.assets),
+            )
+        )
     return Catalog(
         holder=msg.holder,
         tables=tuple(tables),

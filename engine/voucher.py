@@ -127,6 +127,9 @@ _PAYLOAD_KEYS = frozenset(
         "quota",
     }
 )
+# consent (issue 16): present only when set, so vouchers without them keep their payload.
+# Optional lists of names, absent from the payload when unset (``model`` is a record).
+_OPTIONAL_KEYS = frozenset({"assets", "consents", "federation"})
 
 Scope = Mapping[str, Mapping[str, frozenset[str]]]
 """Tables → columns → operations; names lower-case; read-only once normalised."""
@@ -219,6 +222,10 @@ class Voucher:
     model: ModelApproval | None = None
     # The holders that must all take part in a masked aggregate (engine.participants).
     federation: frozenset[str] | None = None
+    # Issue 16: the asset registrations the grant is for (valid only for the
+    # tables they register) and the digests of the subjects' consents it relies on.
+    assets: frozenset[str] | None = None
+    consents: frozenset[str] | None = None
     version: int = VERSION
 
     def __post_init__(self) -> None:
@@ -265,6 +272,18 @@ class Voucher:
             object.__setattr__(self, "federation", names)
         if self.entity_digest is not None and not (is_hex_digest(self.entity_digest)):
             raise ConfigError("voucher entity digest must be 64 lowercase hex digits")
+        for name in ("assets", "consents"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, str) or not value:
+                raise ConfigError(f"voucher {name} must be a non-empty list or absent")
+            value = frozenset(value)
+            for item in value:
+                one_line(item, f"voucher {name} entry", 128)
+                if name == "consents" and not is_hex_digest(item):
+                    raise ConfigError("a voucher's consents are 64-hex-digit digests")
+            object.__setattr__(self, name, value)
 
     def payload(self) -> bytes:
         """The canonical bytes the issuer signs (see the module docstring)."""
@@ -274,27 +293,33 @@ class Voucher:
             entities = {"sha256": self.entity_digest}
         else:
             entities = None
+        # Optional keys are written only when set, so older vouchers keep their bytes.
         body: dict[str, Any] = {
-            "type": _TYPE,
-            "version": self.version,
-            "id": self.voucher_id,
-            "issuer": self.issuer,
-            "grantee": {"key_id": self.grantee, "subject": self.grantee_subject},
-            "holder": self.holder,
-            "purpose": self.purpose,
-            "scope": {
-                t: {c: sorted(ops) for c, ops in cols.items()} for t, cols in self.scope.items()
-            },
-            "entities": entities,
-            "not_before": utc_text(self.not_before),
-            "not_after": utc_text(self.not_after),
-            "issued_at": utc_text(self.issued_at),
-            "quota": self.quota,
+            name: sorted(value)
+            for name in sorted(_OPTIONAL_KEYS)
+            if (value := getattr(self, name)) is not None
         }
+        body.update(
+            {
+                "type": _TYPE,
+                "version": self.version,
+                "id": self.voucher_id,
+                "issuer": self.issuer,
+                "grantee": {"key_id": self.grantee, "subject": self.grantee_subject},
+                "holder": self.holder,
+                "purpose": self.purpose,
+                "scope": {
+                    t: {c: sorted(ops) for c, ops in cols.items()} for t, cols in self.scope.items()
+                },
+                "entities": entities,
+                "not_before": utc_text(self.not_before),
+                "not_after": utc_text(self.not_after),
+                "issued_at": utc_text(self.issued_at),
+                "quota": self.quota,
+            }
+        )
         if self.model is not None:
             body["model"] = self.model.to_dict()
-        if self.federation is not None:
-            body["federation"] = sorted(self.federation)
         return canonical_json(body)
 
     @classmethod
@@ -317,7 +342,7 @@ class Voucher:
             raise ValueError(f"payload type is not {_TYPE}")
         if data.get("version") != VERSION:
             raise ValueError(f"unsupported voucher version {data.get('version')!r}")
-        keys = set(data) - {"model", "federation"}
+        keys = set(data) - _OPTIONAL_KEYS - {"model"}
         if keys != _PAYLOAD_KEYS:
             extra, missing = sorted(keys - _PAYLOAD_KEYS), sorted(_PAYLOAD_KEYS - keys)
             raise ValueError(
@@ -368,7 +393,18 @@ class Voucher:
             quota=data["quota"],
             model=ModelApproval.from_dict(data["model"]) if "model" in data else None,
             federation=frozenset(federation) if federation is not None else None,
+            assets=_optional_list(data, "assets"),
+            consents=_optional_list(data, "consents"),
         )
+
+
+def _optional_list(data: Mapping[str, Any], name: str) -> frozenset[str] | None:
+    if name not in data:
+        return None
+    value = data[name]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{name} must be a list of strings")
+    return frozenset(value)
 
 
 @dataclass(frozen=True)
@@ -453,6 +489,8 @@ def issue(
     issued_at: dt.datetime | None = None,
     model: ModelApproval | None = None,
     federation: Iterable[str] | None = None,
+    assets: Iterable[str] | None = None,
+    consents: Iterable[str] | None = None,
 ) -> SignedVoucher:
     """Sign a new voucher with the issuer's key.
 
@@ -478,6 +516,8 @@ def issue(
         quota=quota,
         model=model,
         federation=frozenset(federation) if federation is not None else None,
+        assets=frozenset(assets) if assets is not None else None,
+        consents=frozenset(consents) if consents is not None else None,
     )
     payload = voucher.payload()
     return SignedVoucher(payload, key.sign(_SIGNING_TAG + payload))

@@ -41,6 +41,7 @@ from engine.policy import DEFAULT_K, quickstart_table
 from engine.scaling import FeatureScaling
 from engine.scoring import HolderModel, check_batch, check_features, feature_blocks
 from engine.source import TableSource, open_source
+from engine.stewardship import Stewardship
 from engine.tls import TlsFiles
 from engine.voucher import AccessRequest, entity_ids, plan_reads
 from engine.warehouses.location import Location
@@ -76,6 +77,7 @@ class HolderNode:
     pending: PendingAggregates = field(default_factory=PendingAggregates)
     _mask_identity: Participant | None = None
     _trusted_ca: bytes | None = None
+    steward: Stewardship | None = None
     _models: OrderedDict[str, HolderModel] = field(default_factory=OrderedDict)
     _models_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -126,10 +128,18 @@ class HolderNode:
         if not config.name:
             raise PlanError("the node has no name: set [node] name or --name")
         sources, infos = load_tables(config, tables)
+        steward, infos = Stewardship.from_config(
+            config, infos, {k: list(s.schema()) for k, s in sources.items()}
+        )
         gov = config.governance
         governance = Governance(
-            config.name, gov.voucher_policy(), gov.open_ledger(config.name), gov.supervisors
+            config.name,
+            gov.voucher_policy(),
+            gov.open_ledger(config.name),
+            gov.supervisors,
+            steward=steward.check,
         )
+        steward.log_registrations(governance.ledger)
         if not gov.require_vouchers:
             log.warning("holder %s does not require vouchers (config)", config.name)
         return cls(
@@ -139,12 +149,20 @@ class HolderNode:
             governance=governance,
             pool=ScoringPool(workers),
             min_holders=config.min_holders,
+            steward=steward,
         )
 
     def catalog(self) -> Catalog:
         return Catalog(
             self.name, tuple(self.tables.values()), self.gov.required, mask_key=self.mask_identity
         )
+
+    def _refuse_unserved(self, tables: list[str], request: AccessRequest) -> None:
+        """A table held back for its registration: refused with the reason, and ledgered."""
+        for name in tables:
+            reason = self.steward.unserved.get(name.lower()) if self.steward else None
+            if reason is not None:
+                raise self.gov.refuse(request, PolicyError(reason))
 
     def _table(self, name: str) -> TableInfo:
         table = self.tables.get(name.lower())
@@ -170,6 +188,19 @@ class HolderNode:
         reads nothing, so nothing is charged or logged.
         """
         ctx = self.keys.get(key_id)  # unknown keys fail before anything is logged
+        # A table held back for its registration is refused (and ledgered), not
+        # mistaken for one this holder does not serve.
+        self._refuse_unserved(
+            [plan.table],
+            AccessRequest(
+                analyst=key_id,
+                holder=self.name,
+                kind="aggregate",
+                plan_digest=digest(plan_bytes),
+                reads=plan_reads(plan),
+                subject=subject,
+            ),
+        )
         table = self.tables.get(plan.table.lower())
         receipts: list[str] = []
         federation = None
@@ -297,9 +328,10 @@ class HolderNode:
         The ids are checked against the vouchers (entity scope) and the step is
         charged like any request, but the answer does not depend on them.
         """
+        request = self._score_request("prepare", key_id, features, ids, "", subject)
+        self._refuse_unserved([f.table for f in features], request)
         for feature in features:
             self._table(feature.table)
-        request = self._score_request("prepare", key_id, features, ids, "", subject)
 
         def answer() -> list[int]:
             check_features(features, self.tables)

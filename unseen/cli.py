@@ -44,6 +44,7 @@ from unseen.governance import (
 )
 from unseen.governance import tls_files as _tls
 from unseen.logs import LEVELS, configure, default_json, default_level
+from unseen.stewardship import add_commands as add_stewardship_commands
 
 if TYPE_CHECKING:  # imported where used, so only the commands that talk to a coordinator load it
     from engine.client import Client
@@ -297,10 +298,12 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
                     ",".join(sorted(col.uses)),
                     domain,
                     ",".join(table.holders),
+                    col.grade or "",  # issue 16: from the table's asset registration
+                    ",".join(table.assets),
                 ]
             )
     result = Result(
-        ["table", "column", "type", "uses", "domain", "holders"],
+        ["table", "column", "type", "uses", "domain", "holders", "grade", "assets"],
         rows,
         {"conflicts": [list(c) for c in catalog.conflicts]},
     )
@@ -373,6 +376,7 @@ def _parser() -> argparse.ArgumentParser:
     signing.add_argument("--out", type=Path, required=True, help="private key file (0600)")
     signing.set_defaults(func=cmd_keys_signing)
     add_commands(commands, _Parser)
+    add_stewardship_commands(commands, _Parser)
 
     node = commands.add_parser("node", help="data holder node").add_subparsers(
         dest="node_command", required=True, parser_class=_Parser

@@ -4,18 +4,25 @@
    companies (aggregate operator).
 2. Credit scoring: loan applicants scored with the model bank-a trained on its
    history, from grid, tax, social-insurance and registry features (scoring
-   operator); AUC of the encrypted scores against the plaintext model's.
+   operator); AUC of the encrypted scores against the plaintext model's. The
+   applicants consent first (each signs with its own key); one withdraws and
+   its next score is refused while the others are answered.
 3. Fraud: per-account transfers across three banks for a suspicious batch
    (aggregate with ``WHERE payee IN (...)``) and a bank + telecom fraud model
    (scoring); precision and recall on the planted mules.
 
-Every holder requires vouchers and logs to its ledger; the demo ends with a
-supervisor fetching the ledgers over RPC and checking every receipt. Exits 0
+4. Park investment (园区招商): which industries a park should attract, from
+   electricity statistics by industry and city on registered assets.
+
+Every holder serves only registered assets, requires vouchers and logs to its
+ledger; the demo ends with a supervisor fetching the ledgers over RPC,
+checking every receipt and printing the cross-domain flow table. Exits 0
 only when every answer agrees with plaintext and the supervisor check passes.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import tempfile
@@ -30,15 +37,18 @@ from engine import serde, synth
 from engine.approval import approve_model
 from engine.audit import check_receipts, verify_ledger
 from engine.client import Client
+from engine.consent import ConsentRegister, grant, publish, withdraw
 from engine.errors import RemoteError
+from engine.flows import audit_flows
 from engine.ledger import LedgerRange, Receipt
 from engine.metrics import auc, precision_recall
 from engine.model import load_model
+from engine.result import Result
 from engine.signing import PublicKey
 from engine.verify import check_answer, plaintext_scores
 from unseen.federation import LocalFederation
 from unseen.governance import fetch_ledger
-from unseen.showcase import Showcase, build_showcase
+from unseen.showcase import CREDIT_PURPOSE, Showcase, build_showcase
 
 __all__ = ["MODELS", "run_demo"]
 
@@ -99,7 +109,7 @@ class _Demo:
             f"{elapsed:.2f} s"
         )
 
-    def aggregate(self, title: str, sql: str) -> None:
+    def aggregate(self, title: str, sql: str) -> Result:
         self.out(f"  {title}")
         self.out(f"  {sql if len(sql) < 300 else sql[:300] + ' …'}")
         compiled = self.client.compile(sql, self.catalog)
@@ -119,16 +129,13 @@ class _Demo:
             elapsed,
         )
         self._verdict(verdict.ok, "; ".join(verdict.problems[:3]))
+        return result
 
-    def score(self, title: str, model_file: Path, entities: list[str]) -> np.ndarray:
+    def approved_score(self, model_file: Path, entities: list[str]) -> tuple[Result, list[str]]:
+        """Score with the exchange's approval: the exchange reviews the model and encrypts
+        its real weights; the holders compute only with the ciphertexts its vouchers name.
+        Returns the result and the prepare step's receipts."""
         model = load_model(model_file)
-        self.out(
-            f"  {title}: {len(model.features)} features from "
-            f"{sorted({f.table for f in model.features})}, {len(entities)} entities"
-        )
-        started = time.perf_counter()
-        # The exchange reviews the model and encrypts its real weights; the
-        # holders compute only with the ciphertexts its vouchers name.
         specs = self.client.feature_specs(model, self.catalog)
         exponents, prepared = self.client.prepare(specs, entities)
         approval, weights = approve_model(
@@ -144,12 +151,22 @@ class _Demo:
             *vouchers,
         ]
         try:
-            result = self.client.score(model, entities, weights)
+            return self.client.score(model, entities, weights), prepared
         finally:
             self.client.vouchers = vouchers
+
+    def score(self, title: str, model_file: Path, entities: list[str]) -> np.ndarray:
+        model = load_model(model_file)
+        self.out(
+            f"  {title}: {len(model.features)} features from "
+            f"{sorted({f.table for f in model.features})}, {len(entities)} entities"
+        )
+        started = time.perf_counter()
+        result, prepared = self.approved_score(model_file, entities)
         elapsed = time.perf_counter() - started
         self.out(
-            f"  the exchange approved the model: it encrypted {len(specs)} real weights under "
+            f"  the exchange approved the model: it encrypted {len(model.features)} real weights "
+            "under "
             "the analyst's key (it sees weights, never data)"
         )
         self.receipts += (Receipt.from_dict(json.loads(r)) for r in prepared)
@@ -186,14 +203,44 @@ def _refusal(showcase: Showcase, address: str, out: Out) -> bool:
 def _supervise(
     showcase: Showcase, federation: LocalFederation, receipts: list[Receipt], out: Out
 ) -> bool:
+    ok, ranges = _check_ledgers(showcase, federation, receipts, out)
+    report = audit_flows(ranges, showcase.registrations, ConsentRegister.load(showcase.consents))
+    rows = [
+        [
+            f.holder,
+            ",".join(f.tables),
+            f.analyst[:12],
+            f.purpose[:40],
+            f.kind,
+            f.count,
+            f"{len(f.subjects)} subjects" if f.consent == "subjects" else f.consent,
+        ]
+        for f in report.flows
+    ]
+    out("  cross-domain flows (from ledgers, registrations and consents alone):")
+    columns = ["holder", "asset", "analyst", "purpose", "kind", "answers", "consent"]
+    out("\n".join("  " + line for line in Result(columns, rows, {}).to_table().splitlines()))
+    credit = [f for f in report.lacking if f.purpose == CREDIT_PURPOSE]
+    out(
+        f"  flows lacking consent: {len(report.lacking)} ({len(credit)} in the credit job; "
+        "the fraud investigation's entity-scoped use rests on its vouchers, not on consent)"
+    )
+    return ok and not credit and bool(report.flows)
+
+
+def _check_ledgers(
+    showcase: Showcase, federation: LocalFederation, receipts: list[Receipt], out: Out
+) -> tuple[bool, list[LedgerRange]]:
     """The supervisor fetches every ledger over RPC and checks every receipt."""
-    ranges, keys, ok = [], {}, True
+    ranges: list[LedgerRange] = []
+    keys: dict[str, PublicKey] = {}
+    ok = True
     for node in federation.nodes:
         try:
             _, document, _ = fetch_ledger(node.address, showcase.supervisor, holder=node.name)
         except RemoteError as exc:
             out(f"  {node.name}: ledger fetch refused: {exc}")
-            return False
+            return False, ranges
         ledger_range = LedgerRange.from_dict(document)
         key = PublicKey.load(showcase.holder_keys[node.name])
         keys[node.name] = key
@@ -213,7 +260,7 @@ def _supervise(
         f"  {len(receipts)} receipts the analyst kept: "
         f"{'every one matches its holder' + chr(39) + 's ledger' if findings.ok else 'PROBLEMS'}"
     )
-    return ok
+    return ok, ranges
 
 
 def run_demo(
@@ -225,6 +272,10 @@ def run_demo(
         spec = synth.SynthSpec(seed=seed, enterprises=enterprises)
         out(f"unseen demo: a synthetic province of {enterprises} enterprises (seed {seed})")
         showcase = build_showcase(spec, root)
+        out(
+            f"the exchange registered {len(showcase.registrations)} data assets with graded "
+            f"columns and the public keys of {len(showcase.subjects)} loan applicants"
+        )
         out(
             f"starting {len(showcase.configs)} holders (vouchers required, ledgers on) and a "
             "coordinator, each its own process ..."
@@ -243,6 +294,7 @@ def run_demo(
                 _statistics(demo)
                 _credit(demo)
                 _fraud(demo)
+                _park(demo)
                 out("[supervision]")
                 ok &= _supervise(showcase, federation, demo.receipts, out)
             ok &= demo.ok
@@ -251,7 +303,7 @@ def run_demo(
 
 
 def _statistics(demo: _Demo) -> None:
-    demo.out("[1/3] statistics by city and industry (three regional grid companies)")
+    demo.out("[1/4] statistics by city and industry (three regional grid companies)")
     demo.aggregate(
         "electricity in 2023 by city",
         "SELECT city, COUNT(*) AS reports, SUM(kwh) AS total_kwh, AVG(kwh) AS mean_kwh, "
@@ -267,22 +319,84 @@ def _statistics(demo: _Demo) -> None:
 
 
 def _credit(demo: _Demo) -> None:
-    demo.out("[2/3] credit scoring of loan applicants (grid, tax, social insurance, registry)")
-    applicants = demo.showcase.applicants
+    demo.out("[2/4] credit scoring of loan applicants (grid, tax, social insurance, registry)")
+    showcase = demo.showcase
+    applicants = showcase.applicants
+    until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+    # The demo plays the enterprises: each signs a consent with its own key.
+    consents = [
+        grant(
+            showcase.subjects[a],
+            subject=a,
+            grantee=showcase.analyst.key_id,
+            purpose=CREDIT_PURPOSE,
+            holders=sorted(showcase.credit_holders),
+            not_after=until,
+        )
+        for a in applicants
+    ]
+    publish(showcase.consents, *consents)
+    vouchers = showcase.credit_vouchers(consents, until)
+    demo.client.vouchers += vouchers
+    demo.out(
+        f"  {len(consents)} applicants signed consents for bank-a's key, purpose "
+        f"'{CREDIT_PURPOSE}', at {len(showcase.credit_holders)} holders; the exchange issued "
+        f"{len(vouchers)} entity-scoped vouchers referencing them by digest"
+    )
     scores = demo.score(
         "bank-a's default model (unseen/models/credit.json)", MODELS / "credit.json", applicants
     )
-    outcomes = demo.showcase.outcomes
+    outcomes = showcase.outcomes
     ours, plain = auc(scores[:, 0], outcomes), auc(scores[:, 1], outcomes)
     demo.out(
         f"  AUC against the applicants' true outcomes: encrypted {ours:.4f}, "
         f"plaintext {plain:.4f} ({int(outcomes.sum())} defaults among {len(outcomes)})"
     )
     demo.ok &= ours == plain
+    # One applicant withdraws: every holder refuses its next score, the others go on.
+    leaving, others = applicants[0], applicants[1:21]
+    publish(showcase.consents, withdraw(showcase.subjects[leaving], consents[0]))
+    demo.out("  one applicant withdraws its consent (signed withdrawal in the register)")
+    try:
+        demo.approved_score(MODELS / "credit.json", [leaving, *others])
+    except RemoteError as exc:
+        demo.out(f"  its next score is refused ({exc.code}): {exc.reason}")
+        demo.ok &= (
+            exc.code == "PERMISSION_DENIED"
+            and "withdrawn" in exc.reason
+            and leaving not in str(exc)
+        )
+    else:
+        demo.out("  its next score was ANSWERED — the withdrawal is not enforced")
+        demo.ok = False
+    demo.score("the other applicants, scored again", MODELS / "credit.json", others)
+
+
+def _park(demo: _Demo) -> None:
+    demo.out("[4/4] park investment (园区招商): which industries should Shenzhen's park attract?")
+    growth: dict[str, list[float]] = {}
+    for where, title in (("city = 'Shenzhen' AND ", "in Shenzhen"), ("", "province-wide")):
+        # The analyst's own SQL text, from constants (parsed by unseen, never executed as text).
+        sql = (
+            "SELECT industry, SUM(kwh) FILTER (WHERE month >= '2023-07') AS h2_kwh, "  # noqa: S608
+            "SUM(kwh) FILTER (WHERE month < '2023-07') AS h1_kwh FROM electricity "
+            f"WHERE {where}month BETWEEN '2023-01' AND '2023-12' GROUP BY industry "
+            "ORDER BY industry"
+        )
+        result = demo.aggregate(f"electricity by industry, 2023 H2 against H1, {title}", sql)
+        for industry, h2, h1 in result.rows:
+            if h1 and h2 is not None:
+                growth.setdefault(str(industry), []).append(float(h2) / float(h1) - 1)
+    ranked = sorted(((g[1], g[0], i) for i, g in growth.items() if len(g) == 2), reverse=True)[:3]
+    demo.out(
+        "  fastest-growing demand province-wide (growth in Shenzhen): "
+        + ", ".join(f"{i} {p:+.1%} ({s:+.1%})" for p, s, i in ranked)
+        + "\n"
+    )
 
 
 def _fraud(demo: _Demo) -> None:
-    demo.out("[3/3] money-mule detection (three banks and the telecom operator)")
+    demo.out("[3/4] money-mule detection (three banks and the telecom operator)")
     batch = demo.showcase.suspicious
     accounts = ", ".join(f"'{a}'" for a in batch)
     demo.aggregate(

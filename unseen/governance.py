@@ -17,6 +17,7 @@ from typing import Any
 from engine.approval import ModelApproval
 from engine.audit import check_receipts, verify_ledger
 from engine.catalog import Catalog
+from engine.consent import CONSENT_PREFIX, publish
 from engine.errors import ConfigError, VerificationError
 from engine.governance import sign_ledger_request
 from engine.keys import META_FILE
@@ -26,7 +27,9 @@ from engine.result import Result
 from engine.revocation import revoke
 from engine.signing import PublicKey, SigningKey, utc_text
 from engine.tls import TlsFiles
+from engine.tokens import Token
 from engine.voucher import SignedVoucher, issue, verify
+from unseen.stewardship import add_audit_flows
 
 __all__ = ["add_commands", "add_tls_flags", "read_vouchers", "tls_files", "write_receipts"]
 
@@ -124,7 +127,11 @@ def cmd_voucher_issue(args: argparse.Namespace) -> int:
         grantee_subject=args.subject,
         voucher_id=args.id,
         model=approval,
+        assets=args.asset or None,
+        consents=_consent_digests(args.consent) or None,
     )
+    if args.register is not None and signed.voucher.consents:
+        publish(args.register, sets=[sorted(signed.voucher.consents)])
     if args.out is not None:
         signed.save(args.out)
         print(f"voucher {signed.voucher_id} written to {args.out}")
@@ -185,6 +192,11 @@ def _catalog(args: argparse.Namespace) -> Catalog:
         return peer.catalog()
     finally:
         peer.close()
+
+
+def _consent_digests(specs: list[str]) -> list[str]:
+    """``--consent`` values: digests, or consent files (each names its own digest)."""
+    return [Token.load(s, CONSENT_PREFIX).digest if Path(s).is_file() else s for s in specs]
 
 
 def cmd_voucher_show(args: argparse.Namespace) -> int:
@@ -364,6 +376,13 @@ def add_commands(commands: Any, parser_class: type) -> None:
     new.add_argument("--coordinator", default=None, help="catalog for --model (HOST:PORT)")
     new.add_argument("--weights-out", type=Path, default=None, help="encrypted weights file")
     add_tls_flags(new)
+    new.add_argument("--asset", action="append", default=[], help="asset id the grant is for")
+    new.add_argument(
+        "--consent", action="append", default=[], help="a consent (file or digest) relied on"
+    )
+    new.add_argument(
+        "--register", type=Path, default=None, help="publish its consent set in this register"
+    )
     new.set_defaults(func=cmd_voucher_issue)
     show = voucher.add_parser("show", help="print a voucher's fields")
     show.add_argument("file", type=Path)
@@ -415,6 +434,7 @@ def add_commands(commands: Any, parser_class: type) -> None:
     )
     chk.add_argument("--holder-key", action="append", required=True, metavar="NAME=KEY")
     chk.set_defaults(func=cmd_audit_check)
+    add_audit_flows(audit)
 
 
 def add_tls_flags(parser: argparse.ArgumentParser) -> None:

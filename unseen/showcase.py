@@ -5,6 +5,13 @@ a different source format, an Ed25519 key per holder, a node config with
 explicit column policies and vouchers required, the exchange's issuer key,
 a supervisor key, an analyst key and one voucher per holder for that analyst
 — everything a governed federation needs, in one folder.
+
+Issue 16: the exchange registers every table as a data asset with graded
+columns (each holder serves only registered tables), signs the registry of
+the loan applicants' own keys, and keeps the consent register; the credit
+holders require the applicants' consents for entity-scoped requests. The
+applicants' consents and the credit vouchers that reference them are made by
+the demo (:meth:`Showcase.credit_vouchers`), which plays the enterprises.
 """
 
 from __future__ import annotations
@@ -19,11 +26,15 @@ import numpy as np
 
 from engine import synth
 from engine.approval import ModelApproval
+from engine.asset import Registration, register
+from engine.consent import publish, sign_registry
 from engine.keys import AnalystKey
 from engine.signing import SigningKey
+from engine.source import open_source
+from engine.tokens import Token
 from engine.voucher import issue
 
-__all__ = ["REGIONS", "Showcase", "build_showcase"]
+__all__ = ["CREDIT_PURPOSE", "REGIONS", "Showcase", "build_showcase"]
 
 # Three regional grid companies share the electricity table horizontally.
 REGIONS = {
@@ -80,14 +91,33 @@ _POLICY: dict[str, dict[str, tuple[list[str], bool]]] = {
         "sim_swap_recent": (["score"], False),
     },
 }
+# Classification grades per table (columns not listed: internal). The credit
+# and fraud features are internal; public dimensions are public.
+_GRADES: dict[str, dict[str, str]] = {
+    "electricity": {"city": "public", "industry": "public", "month": "public"},
+    "registry": {"founded": "public"},
+    "tax_filings": {"quarter": "public"},
+    "headcount": {"month": "public"},
+}
+_OWNERS = {
+    "electricity": "regional grid company",
+    "registry": "market regulation administration (SAMR)",
+    "tax_filings": "provincial tax bureau",
+    "headcount": "human resources and social security bureau",
+    "transfers": "commercial bank",
+    "fraud_reports": "telecom operator",
+}
+# Holders of the credit job's features: entity-scoped use needs the subject's consent.
+CONSENTING_TABLES = frozenset({"electricity", "registry", "tax_filings", "headcount"})
+CREDIT_PURPOSE = "SME credit scoring"
 # k per table: the fraud investigation looks at single accounts under an
 # entity-scoped voucher, so a per-account aggregate of one transfer is allowed.
 _K = {"transfers": 1}
 _PURPOSE = {
     "electricity": "provincial electricity statistics and SME credit scoring",
-    "registry": "SME credit scoring",
-    "tax_filings": "SME credit scoring",
-    "headcount": "SME credit scoring",
+    "registry": CREDIT_PURPOSE,
+    "tax_filings": CREDIT_PURPOSE,
+    "headcount": CREDIT_PURPOSE,
     "transfers": "telecom fraud investigation of a suspicious account batch",
     "fraud_reports": "telecom fraud investigation of a suspicious account batch",
 }
@@ -107,19 +137,45 @@ class Showcase:
     outcomes: np.ndarray = field(default_factory=lambda: np.zeros(0))
     suspicious: list[str] = field(default_factory=list)
     mules: set[str] = field(default_factory=set)
-    # The exchange's signing key and each voucher's fields, so that it can re-issue a
-    # voucher (same id, same quota) with a model it approved (engine.approval).
-    exchange: SigningKey | None = None
+    # Issue 16: the exchange, the registrations, the applicants' keys, the consent register.
+    exchange: SigningKey = field(default_factory=SigningKey.generate)
+    registrations: list[Registration] = field(default_factory=list)
+    subjects: dict[str, SigningKey] = field(default_factory=dict)
+    consents: Path = Path()
+    credit_holders: dict[str, list[str]] = field(default_factory=dict)  # holder -> tables
+    # Each voucher's fields, so that the exchange can re-issue a voucher (same id,
+    # same quota, same consents) with a model it approved (engine.approval).
     grants: list[dict[str, Any]] = field(default_factory=list)
 
     def approve(self, tables: set[str], approval: ModelApproval) -> list[str]:
         """The vouchers for ``tables`` again, now approving one scoring model."""
-        assert self.exchange is not None
         return [
             issue(self.exchange, **grant, model=approval).encode()
             for grant in self.grants
             if set(grant["scope"]) & tables
         ]
+
+    def credit_vouchers(self, consents: list[Token], until: dt.datetime) -> list[str]:
+        """The exchange's entity-scoped credit vouchers, referencing the applicants' consents."""
+        digests = [c.digest for c in consents]
+        publish(self.consents, sets=[digests])  # so a supervisor can resolve ledger notes
+        applicants = sorted({str(c.data["subject"]) for c in consents})
+        grants: list[dict[str, Any]] = [
+            {
+                "grantee": self.analyst.key_id,
+                "holder": holder,
+                "scope": {t: {c: uses for c, (uses, _) in _POLICY[t].items()} for t in tables},
+                "purpose": CREDIT_PURPOSE,
+                "not_after": until,
+                "quota": 50,
+                "entities": applicants,
+                "consents": digests,
+                "voucher_id": f"v-credit-{holder}".replace("_", "-"),
+            }
+            for holder, tables in sorted(self.credit_holders.items())
+        ]
+        self.grants += grants  # an approved model re-issues them with its approval
+        return [issue(self.exchange, **grant).encode() for grant in grants]
 
     def reference(self) -> duckdb.DuckDBPyConnection:
         """DuckDB over the pooled rows of every table, plus one view per shard."""
@@ -138,6 +194,7 @@ def _toml_list(items: list[str]) -> str:
 
 
 def _config(holder: str, tables: dict[str, Path], issuer: str, supervisor: str) -> str:
+    consenting = any(t in CONSENTING_TABLES for t in tables)
     lines = [
         "[node]",
         f'name = "{holder}"',
@@ -149,21 +206,41 @@ def _config(holder: str, tables: dict[str, Path], issuer: str, supervisor: str) 
         'ledger = "ledger.sqlite"',
         'signing_key = "holder.key"',
         'revocations = "revoked.json"',
+        "require_registration = true",
+        f"require_consents = {'true' if consenting else 'false'}",
+        'subject_registry = "../exchange/subjects.token"',
+        'consents = "../exchange/consents.json"',
         "",
     ]
     for table, path in tables.items():
         lines += [
             f"[tables.{table}]",
             f'source = "{path.name}"',
+            f'registration = "{table}.asset"',
             f"k = {_K.get(table, 5)}",
             "",
             f"[tables.{table}.columns]",
         ]
-        for column, (uses, publish) in _POLICY[table].items():
-            domain = ', domain = "auto"' if publish else ""
+        for column, (uses, published) in _POLICY[table].items():
+            domain = ', domain = "auto"' if published else ""
             lines.append(f"{column} = {{ uses = {_toml_list(uses)}{domain} }}")
         lines.append("")
     return "\n".join(lines)
+
+
+def _register(exchange: SigningKey, holder: str, table: str, path: Path) -> Registration:
+    """The exchange registers one served table, grading its columns."""
+    return register(
+        exchange,
+        holder=holder,
+        table=table,
+        schema=list(open_source(table, path).schema()),
+        grades=_GRADES.get(table, {}),
+        default_grade="internal",
+        owner=f"{_OWNERS[table]} ({holder})",
+        description=f"{table} served by {holder}",
+        update_frequency="monthly",
+    )
 
 
 def build_showcase(spec: synth.SynthSpec, root: Path) -> Showcase:
@@ -184,6 +261,8 @@ def build_showcase(spec: synth.SynthSpec, root: Path) -> Showcase:
     exchange, supervisor = SigningKey.generate(), SigningKey.generate()
     analyst = AnalystKey.generate()
     showcase = Showcase(root, spec, {}, {}, analyst, [], supervisor, {}, exchange=exchange)
+    (root / "exchange").mkdir(parents=True, exist_ok=True)
+    showcase.consents = root / "exchange" / "consents.json"
     suspicious = [str(a) for a in synth.suspicious_accounts(spec)]
     until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
     for holder, tables in data.items():
@@ -193,6 +272,11 @@ def build_showcase(spec: synth.SynthSpec, root: Path) -> Showcase:
         for table, (columns, suffix) in tables.items():
             paths[table] = synth.write_table(columns, folder / f"{table}{suffix}", table)
             showcase.tables.setdefault(table, []).append((holder, columns))
+            registration = _register(exchange, holder, table, paths[table])
+            registration.save(folder / f"{table}.asset")
+            showcase.registrations.append(registration)
+            if table in CONSENTING_TABLES:
+                showcase.credit_holders.setdefault(holder, []).append(table)
         key = SigningKey.generate()
         key.save(folder / "holder.key")
         showcase.holder_keys[holder] = folder / "holder.key.pub"
@@ -203,6 +287,12 @@ def build_showcase(spec: synth.SynthSpec, root: Path) -> Showcase:
         showcase.configs[holder] = folder / "node.toml"
         for table in tables:
             scope = {table: {c: uses for c, (uses, _) in _POLICY[table].items()}}
+            if table in CONSENTING_TABLES:
+                # Statistics only: entity-scoped (credit) use comes under the
+                # consent-backed vouchers the demo obtains (credit_vouchers).
+                scope = {table: {c: u for c, u in scope[table].items() if "entity" not in u}}
+                if not any("aggregate" in u for u in scope[table].values()):
+                    continue
             fraud = table in ("transfers", "fraud_reports")
             grant: dict[str, Any] = {
                 "grantee": analyst.key_id,
@@ -218,6 +308,9 @@ def build_showcase(spec: synth.SynthSpec, root: Path) -> Showcase:
             showcase.vouchers.append(issue(exchange, **grant).encode())
     applicants = synth.applications(spec, ent)
     showcase.applicants = [str(u) for u in applicants]
+    showcase.subjects = {a: SigningKey.generate() for a in showcase.applicants}
+    registry = sign_registry(exchange, {a: k.public_key for a, k in showcase.subjects.items()})
+    (root / "exchange" / "subjects.token").write_text(registry.encode() + "\n")
     showcase.outcomes = synth.application_outcomes(spec, ent, applicants)
     showcase.suspicious = suspicious
     showcase.mules = {str(m) for m in synth.mule_truth(spec)}

@@ -161,11 +161,16 @@ def test_demo_runs_verified(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "demo finished: all answers agree with plaintext" in out
-    assert out.count("  verified\n") == 5  # three aggregates, two scoring runs
+    # five aggregates (two of them the park job), three scoring runs (one after a withdrawal)
+    assert out.count("  verified\n") == 8
     assert "✗" not in out and "MISMATCH" not in out
     assert "without a voucher: refused (PERMISSION_DENIED)" in out
     assert "every one matches its holder's ledger" in out
     assert "AUC against the applicants' true outcomes: encrypted" in out
+    # Issue 16: consents, a withdrawal refused at the next score, the flow audit.
+    assert "no valid consent (1 withdrawn)" in out
+    assert "cross-domain flows (from ledgers, registrations and consents alone)" in out
+    assert "flows lacking consent: " in out and "(0 in the credit job;" in out
 
 
 def test_servers_log_no_data_values(cli_federation):

@@ -26,7 +26,7 @@ from protos.unseen.v1 import mask_pb2 as protos_dot_unseen_dot_v1_dot_mask__pb2
 from protos.unseen.v1 import plan_pb2 as protos_dot_unseen_dot_v1_dot_plan__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/unseen/v1/catalog.proto\x12\tunseen.v1\x1a\x1bprotos/unseen/v1/mask.proto\x1a\x1bprotos/unseen/v1/plan.proto\"\xbd\x01\n\nColumnInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04uses\x18\x03 \x03(\t\x12\x18\n\x10\x64omain_published\x18\x04 \x01(\x08\x12 \n\x06\x64omain\x18\x05 \x03(\x0b\x32\x10.unseen.v1.Value\x12#\n\tbound_low\x18\x06 \x01(\x0b\x32\x10.unseen.v1.Value\x12$\n\nbound_high\x18\x07 \x01(\x0b\x32\x10.unseen.v1.Value\"j\n\tTableInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x15.unseen.v1.ColumnInfo\x12\x16\n\x0emin_group_size\x18\x03 \x01(\r\x12\x0f\n\x07holders\x18\x04 \x03(\t\".\n\rTableConflict\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xad\x01\n\x07\x43\x61talog\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12$\n\x06tables\x18\x02 \x03(\x0b\x32\x14.unseen.v1.TableInfo\x12\x19\n\x11vouchers_required\x18\x03 \x01(\x08\x12+\n\tconflicts\x18\x04 \x03(\x0b\x32\x18.unseen.v1.TableConflict\x12$\n\x08mask_key\x18\x05 \x01(\x0b\x32\x12.unseen.v1.MaskKey\"\x13\n\x11GetCatalogRequestb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/unseen/v1/catalog.proto\x12\tunseen.v1\x1a\x1bprotos/unseen/v1/mask.proto\x1a\x1bprotos/unseen/v1/plan.proto\"\xcc\x01\n\nColumnInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04uses\x18\x03 \x03(\t\x12\x18\n\x10\x64omain_published\x18\x04 \x01(\x08\x12 \n\x06\x64omain\x18\x05 \x03(\x0b\x32\x10.unseen.v1.Value\x12#\n\tbound_low\x18\x06 \x01(\x0b\x32\x10.unseen.v1.Value\x12$\n\nbound_high\x18\x07 \x01(\x0b\x32\x10.unseen.v1.Value\x12\r\n\x05grade\x18\x08 \x01(\t\"z\n\tTableInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x15.unseen.v1.ColumnInfo\x12\x16\n\x0emin_group_size\x18\x03 \x01(\r\x12\x0f\n\x07holders\x18\x04 \x03(\t\x12\x0e\n\x06\x61ssets\x18\x05 \x03(\t\".\n\rTableConflict\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xad\x01\n\x07\x43\x61talog\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12$\n\x06tables\x18\x02 \x03(\x0b\x32\x14.unseen.v1.TableInfo\x12\x19\n\x11vouchers_required\x18\x03 \x01(\x08\x12+\n\tconflicts\x18\x04 \x03(\x0b\x32\x18.unseen.v1.TableConflict\x12$\n\x08mask_key\x18\x05 \x01(\x0b\x32\x12.unseen.v1.MaskKey\"\x13\n\x11GetCatalogRequestb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,13 +34,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.unseen.v1.catalog_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_COLUMNINFO']._serialized_start=104
-  _globals['_COLUMNINFO']._serialized_end=293
-  _globals['_TABLEINFO']._serialized_start=295
-  _globals['_TABLEINFO']._serialized_end=401
-  _globals['_TABLECONFLICT']._serialized_start=403
-  _globals['_TABLECONFLICT']._serialized_end=449
-  _globals['_CATALOG']._serialized_start=452
-  _globals['_CATALOG']._serialized_end=625
-  _globals['_GETCATALOGREQUEST']._serialized_start=627
-  _globals['_GETCATALOGREQUEST']._serialized_end=646
+  _globals['_COLUMNINFO']._serialized_end=308
+  _globals['_TABLEINFO']._serialized_start=310
+  _globals['_TABLEINFO']._serialized_end=432
+  _globals['_TABLECONFLICT']._serialized_start=434
+  _globals['_TABLECONFLICT']._serialized_end=480
+  _globals['_CATALOG']._serialized_start=483
+  _globals['_CATALOG']._serialized_end=656
+  _globals['_GETCATALOGREQUEST']._serialized_start=658
+  _globals['_GETCATALOGREQUEST']._serialized_end=677
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ColumnInfo(_message.Message):
-    __slots__ = ("name", "type", "uses", "domain_published", "domain", "bound_low", "bound_high")
+    __slots__ = ("name", "type", "uses", "domain_published", "domain", "bound_low", "bound_high", "grade")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     USES_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class ColumnInfo(_message.Message):
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     BOUND_LOW_FIELD_NUMBER: _ClassVar[int]
     BOUND_HIGH_FIELD_NUMBER: _ClassVar[int]
+    GRADE_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
     uses: _containers.RepeatedScalarFieldContainer[str]
@@ -24,19 +25,22 @@ class ColumnInfo(_message.Message):
     domain: _containers.RepeatedCompositeFieldContainer[_plan_pb2.Value]
     bound_low: _plan_pb2.Value
     bound_high: _plan_pb2.Value
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., uses: _Optional[_Iterable[str]] = ..., domain_published: _Optional[bool] = ..., domain: _Optional[_Iterable[_Union[_plan_pb2.Value, _Mapping]]] = ..., bound_low: _Optional[_Union[_plan_pb2.Value, _Mapping]] = ..., bound_high: _Optional[_Union[_plan_pb2.Value, _Mapping]] = ...) -> None: ...
+    grade: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., uses: _Optional[_Iterable[str]] = ..., domain_published: _Optional[bool] = ..., domain: _Optional[_Iterable[_Union[_plan_pb2.Value, _Mapping]]] = ..., bound_low: _Optional[_Union[_plan_pb2.Value, _Mapping]] = ..., bound_high: _Optional[_Union[_plan_pb2.Value, _Mapping]] = ..., grade: _Optional[str] = ...) -> None: ...
 
 class TableInfo(_message.Message):
-    __slots__ = ("name", "columns", "min_group_size", "holders")
+    __slots__ = ("name", "columns", "min_group_size", "holders", "assets")
     NAME_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     HOLDERS_FIELD_NUMBER: _ClassVar[int]
+    ASSETS_FIELD_NUMBER: _ClassVar[int]
     name: str
     columns: _containers.RepeatedCompositeFieldContainer[ColumnInfo]
     min_group_size: int
     holders: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., min_group_size: _Optional[int] = ..., holders: _Optional[_Iterable[str]] = ...) -> None: ...
+    assets: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., min_group_size: _Optional[int] = ..., holders: _Optional[_Iterable[str]] = ..., assets: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TableConflict(_message.Message):
     __slots__ = ("table", "reason")
