@@ -22,6 +22,7 @@ import numpy as np
 import tenseal as ts
 
 from engine import ckks
+from engine.align import Alignment, align_entities
 from engine.catalog import Catalog
 from engine.errors import PlanError, RemoteError
 from engine.finish import finish
@@ -97,6 +98,13 @@ class Client:
 
     def close(self) -> None:
         self._peer.close()
+
+    # -- entity alignment (issue 15) --------------------------------------------------
+    def align(self, holder: str, table: str, column: str, ids: Sequence[str]) -> Alignment:
+        """Which of ``ids`` the holder has in ``table.column`` (PSI; see engine.align)."""
+        return align_entities(
+            self._peer, self.key.key_id, holder, table, column, ids, self.vouchers
+        )
 
     def _with_key(self, call: Callable[[], _T]) -> _T:
         """Run ``call``; if the coordinator lost the key (restart), register and retry once."""

@@ -39,14 +39,27 @@ from engine.expr import (
 )
 from engine.model import FeatureSpec
 from engine.plan import DEFAULT_LIMITS, AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
+from engine.psi import AlignAsk, PsiAnswer
 from engine.signing import is_hex_digest
 from engine.types import SqlType
-from protos.unseen.v1 import audit_pb2, catalog_pb2, crypto_pb2, plan_pb2, query_pb2, score_pb2
+from protos.unseen.v1 import (
+    align_pb2,
+    audit_pb2,
+    catalog_pb2,
+    crypto_pb2,
+    plan_pb2,
+    query_pb2,
+    score_pb2,
+)
 
 __all__ = [
     "KEY_CHUNK_BYTES",
     "MAX_MODEL_BYTES",
     "aggregate_request",
+    "align_from_proto",
+    "align_reply",
+    "align_reply_from_proto",
+    "align_to_proto",
     "catalog_from_proto",
     "catalog_request",
     "catalog_to_proto",
@@ -861,3 +874,37 @@ def ledger_request_fields(msg: audit_pb2.ReadLedgerRequest) -> dict[str, object]
 
 def ledger_reply(ledger_range: str, checkpoint: str) -> audit_pb2.ReadLedgerReply:
     return audit_pb2.ReadLedgerReply(range=ledger_range, checkpoint=checkpoint)
+
+
+# -- entity alignment (issue 15) ----------------------------------------------------------
+def align_to_proto(ask: AlignAsk) -> align_pb2.AlignRequest:
+    return align_pb2.AlignRequest(
+        holder=ask.holder,
+        table=ask.table,
+        column=ask.column,
+        key_id=ask.key_id,
+        request=ask.request,
+        vouchers=list(ask.vouchers),
+    )
+
+
+def align_from_proto(msg: align_pb2.AlignRequest) -> AlignAsk:
+    return AlignAsk(
+        msg.holder, msg.table, msg.column, msg.key_id, bytes(msg.request), tuple(msg.vouchers)
+    )
+
+
+def align_reply(holder: str, answer: PsiAnswer, receipts: Sequence[str]) -> align_pb2.AlignReply:
+    return align_pb2.AlignReply(
+        holder=holder,
+        setup=answer.setup,
+        response=answer.response,
+        holder_size=answer.holder_size,
+        receipts=list(receipts),
+    )
+
+
+def align_reply_from_proto(msg: align_pb2.AlignReply) -> tuple[str, PsiAnswer, list[str]]:
+    """(holder name, its PSI answer, its ledger receipts)."""
+    answer = PsiAnswer(bytes(msg.setup), bytes(msg.response), int(msg.holder_size))
+    return str(msg.holder), answer, list(msg.receipts)

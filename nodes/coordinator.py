@@ -18,15 +18,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.catalog import Catalog
+from engine.errors import PlanError, UnseenError
 from engine.keystore import KeyStore
 from engine.model import FeatureSpec
 from engine.peers import HolderPeer
 from engine.plan import AggregatePlan, Limits
+from engine.psi import AlignAsk, PsiAnswer
 from engine.rpc import DEADLINES
 from engine.tls import TlsFiles
 from nodes import aggregate as aggregating
 from nodes.aggregate import CombinedAnswer
-from nodes.holders import HolderSet, Peer
+from nodes.holders import HolderSet, Peer, as_holder_error
 from nodes.scoring import ModelBook, ScoreAnswer
 
 __all__ = ["Coordinator", "serve_coordinator"]
@@ -153,6 +155,25 @@ class Coordinator:
         return self.models.score(
             self.holders, self.keys, key_id, model_id, ids, deadline, vouchers, subject
         )
+
+    # -- entity alignment (issue 15) --------------------------------------------------
+    def align(
+        self, ask: AlignAsk, deadline: float | None = None, subject: str | None = None
+    ) -> tuple[str, PsiAnswer, list[str]]:
+        """Relay one PSI round to the holder named in ``ask``.
+
+        The coordinator sees only points blinded under keys it never holds (and
+        the message sizes); it relays so that the analyst needs no route to holders.
+        """
+        self.holders.names(deadline)
+        peer = next((p for p in self.holders.peers if p.name == ask.holder), None)
+        if peer is None:
+            raise PlanError(f"no configured holder is named {ask.holder!r}")
+        budget = min(deadline or DEADLINES["align"], DEADLINES["align"])
+        try:
+            return peer.align(ask, budget=budget, subject=subject)
+        except UnseenError as exc:
+            raise as_holder_error(peer, exc) from exc
 
 
 def serve_coordinator(coordinator: Coordinator, listen: str, tls: TlsFiles | None = None) -> Any:

@@ -31,10 +31,12 @@ from engine.local import LocalAnswer, answer_aggregate
 from engine.model import FeatureSpec
 from engine.plan import AggregatePlan, Limits
 from engine.policy import DEFAULT_K, quickstart_table
+from engine.psi import AlignAsk, PsiAnswer
 from engine.scoring import HolderModel, check_features, feature_blocks, feature_exponents
 from engine.source import TableSource, open_source
 from engine.tls import TlsFiles
 from engine.voucher import AccessRequest, entity_ids, plan_reads
+from nodes.alignment import answer_alignment
 
 __all__ = ["HolderNode", "serve_holder"]
 
@@ -141,6 +143,13 @@ class HolderNode:
             ),
             lambda answer: list(answer.ciphertexts),
         )
+
+    # -- entity alignment (issue 15) --------------------------------------------------
+    def align(self, ask: AlignAsk, subject: str | None = None) -> tuple[PsiAnswer, list[str]]:
+        """Answer a PSI request over the entity column ``ask.table.ask.column``."""
+        table = self._table(ask.table)
+        source = self.sources[ask.table.lower()]
+        return answer_alignment(self.gov, source, table, ask, subject)
 
     # -- scoring -------------------------------------------------------------------
     def _score_request(

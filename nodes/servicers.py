@@ -24,6 +24,7 @@ from engine.model import FeatureSpec
 from engine.rpc import create_server, servicer_errors
 from engine.tls import ANALYST_SUBJECT_HEADER, TlsFiles, caller_identity
 from protos.unseen.v1 import (
+    align_pb2,
     audit_pb2,
     catalog_pb2,
     coordinator_pb2,
@@ -208,6 +209,14 @@ class HolderServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
         for index, data in enumerate(partials):
             yield serde.score_reply_ciphertext(index, data)
 
+    # -- entity alignment (issue 15) --------------------------------------------------
+    @servicer_errors
+    def Align(
+        self, request: align_pb2.AlignRequest, context: grpc.ServicerContext
+    ) -> align_pb2.AlignReply:
+        answer, receipts = self.node.align(serde.align_from_proto(request), holder_subject(context))
+        return serde.align_reply(self.node.name, answer, receipts)
+
     @servicer_errors
     def ReadLedger(
         self, request: audit_pb2.ReadLedgerRequest, context: grpc.ServicerContext
@@ -268,6 +277,16 @@ class CoordinatorServicer(_SharedMethods, coordinator_pb2_grpc.CoordinatorServic
         )
         for index, data in enumerate(answer.blocks):
             yield serde.score_reply_ciphertext(index, data)
+
+    # -- entity alignment (issue 15) --------------------------------------------------
+    @servicer_errors
+    def Align(
+        self, request: align_pb2.AlignRequest, context: grpc.ServicerContext
+    ) -> align_pb2.AlignReply:
+        holder, answer, receipts = self.coordinator.align(
+            serde.align_from_proto(request), budget(context), analyst_subject(context)
+        )
+        return serde.align_reply(holder, answer, receipts)
 
 
 def serve_holder(

@@ -235,6 +235,16 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return _print_answer(args, result)
 
 
+def _cmd_psi(args: argparse.Namespace) -> int:
+    from unseen.joint import run_psi
+
+    with _client(args) as client:
+        result, receipts = run_psi(client, args)
+    write_receipts(args.receipts, receipts)
+    print(result.format(args.format))
+    return EXIT_OK
+
+
 def _cmd_catalog(args: argparse.Namespace) -> int:
     with _client(args) as client:
         catalog = client.catalog()
@@ -387,6 +397,7 @@ def _parser() -> argparse.ArgumentParser:
         ("query", _cmd_query, "run an aggregate SQL query"),
         ("score", _cmd_score, "score entities with an encrypted linear model"),
         ("catalog", _cmd_catalog, "show the federation's catalog"),
+        ("psi", _cmd_psi, "align entity ids with holders by private set intersection"),
     ):
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("--coordinator", required=True, type=_address)
@@ -418,6 +429,21 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--entities", type=Path, required=True, help="ids, one per line, or a CSV"
             )
+        if name == "psi":
+            from unseen.joint import parse_with
+
+            sub.add_argument("--ids", type=Path, required=True, help="the bank's ids or a CSV")
+            sub.add_argument("--id-column", default="id", help="the ids' CSV column (id)")
+            sub.add_argument(
+                "--with",
+                dest="with_",
+                action="append",
+                type=parse_with,
+                default=[],
+                metavar="HOLDER=TABLE.COLUMN",
+                help="a holder and its entity column to align with (repeatable)",
+            )
+            sub.add_argument("--out", type=Path, default=None, help="write the common ids here")
         sub.set_defaults(func=func)
     return parser
 

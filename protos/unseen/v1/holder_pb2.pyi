@@ -1,4 +1,5 @@
 from protos.unseen.v1 import audit_pb2 as _audit_pb2
+from protos.unseen.v1 import align_pb2 as _align_pb2
 from protos.unseen.v1 import catalog_pb2 as _catalog_pb2
 from protos.unseen.v1 import crypto_pb2 as _crypto_pb2
 from protos.unseen.v1 import query_pb2 as _query_pb2
