@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine.errors import HolderError, RemoteError
-from engine.joint_training import run_training
+from engine.joint_training import LocalRelay, run_training
 from engine.keys import AnalystKey
 from engine.metrics import auc
 from engine.vertical_lr import (
@@ -60,13 +60,13 @@ def key():
 def test_weights_equal_plaintext_training_of_the_same_objective(key, spec):
     blocks, labels = _world(1, 2000)
     bank, holders = _parties(key, blocks, labels, spec)
-    run = run_training(bank, holders, key.public, spec)
+    run = run_training(bank, LocalRelay(holders, key.public), spec)
     weights, intercept = plaintext_training(blocks, labels, spec, spec.iterations)
     for holder, expected in zip(holders, weights, strict=True):
         assert np.abs(holder.weights - expected).max() < 1e-6
     assert abs(run.intercept - intercept) < 1e-6
     assert np.abs(weights[0]).max() > 0.05  # it did learn something
-    assert run.iterations == spec.iterations and len(run.bytes_per_iteration) == spec.iterations
+    assert run.iterations == spec.iterations and len(run.seconds_per_iteration) == spec.iterations
     assert set(run.holders) == {"h0", "h1", "h2"}
 
 
@@ -75,7 +75,7 @@ def test_auc_matches_plaintext_logistic_regression(key):
     test_blocks, test_labels = _world(2, 6000)
     spec = TrainSpec(iterations=40, learning_rate=1.0)
     bank, holders = _parties(key, blocks, labels, spec)
-    run = run_training(bank, holders, key.public, spec)
+    run = run_training(bank, LocalRelay(holders, key.public), spec)
     # Each holder scores fresh entities with its own statistics and weights.
     stats = [(b.mean(axis=0), b.std(axis=0)) for b in blocks]
     joint = run.intercept + sum(
@@ -97,7 +97,7 @@ def test_early_stopping_keeps_the_best_validation_iteration(key):
     blocks, labels = _world(3, 1500)
     spec = TrainSpec(iterations=12, learning_rate=5.0, patience=2)  # a rate that overshoots
     bank, holders = _parties(key, blocks, labels, spec, validation=400)
-    run = run_training(bank, holders, key.public, spec)
+    run = run_training(bank, LocalRelay(holders, key.public), spec)
     best = int(np.argmin(run.losses))
     assert run.iterations == best + 1
     assert len(run.losses) < spec.iterations  # it stopped early
@@ -128,7 +128,7 @@ def test_a_holder_leaving_mid_training_fails_the_job_and_keeps_nothing(key):
     bank, holders = _parties(key, blocks, labels, spec)
     holders[2] = _Leaves("h2", key.public, blocks[2], blocks[2][:0], spec)
     with pytest.raises(HolderError) as failed:
-        run_training(bank, holders, key.public, spec)
+        run_training(bank, LocalRelay(holders, key.public), spec)
     assert failed.value.holder == "h2" and failed.value.code == "UNAVAILABLE"
     assert "iteration 3" in str(failed.value)
     for holder in holders:  # every holder dropped the job's weights
