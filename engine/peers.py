@@ -32,6 +32,7 @@ from engine.plan import AggregatePlan
 from engine.psi import AlignAsk, PsiAnswer
 from engine.rpc import DEADLINES, create_channel, remote_error
 from engine.tls import ANALYST_SUBJECT_HEADER, TlsFiles
+from engine.train_job import TrainAnswer, TrainCall
 from protos.unseen.v1 import coordinator_pb2_grpc, holder_pb2_grpc
 
 __all__ = [
@@ -305,6 +306,19 @@ class _Peer:
                 metadata=_forward(subject),
             )
         return serde.align_reply_from_proto(reply)
+
+    # -- joint training (issue 15) -----------------------------------------------------
+    def train(
+        self, call: TrainCall, *, budget: float | None = None, subject: str | None = None
+    ) -> TrainAnswer:
+        """One step of a training job."""
+        with translated(self.label):
+            reply = self._stub.Train(
+                serde.train_call_to_proto(call),
+                timeout=self._deadline("train", budget),
+                metadata=_forward(subject),
+            )
+        return serde.train_answer_from_proto(reply)
 
 
 class HolderPeer(_Peer):

@@ -41,6 +41,7 @@ from engine.model import FeatureSpec
 from engine.plan import DEFAULT_LIMITS, AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
 from engine.psi import AlignAsk, PsiAnswer
 from engine.signing import is_hex_digest
+from engine.train_job import TrainAnswer, TrainCall, TrainFeatures
 from engine.types import SqlType
 from protos.unseen.v1 import (
     align_pb2,
@@ -50,6 +51,7 @@ from protos.unseen.v1 import (
     plan_pb2,
     query_pb2,
     score_pb2,
+    train_pb2,
 )
 
 __all__ = [
@@ -93,6 +95,10 @@ __all__ = [
     "score_reply_ciphertext",
     "score_reply_header",
     "score_request_from_parts",
+    "train_answer_from_proto",
+    "train_answer_to_proto",
+    "train_call_from_proto",
+    "train_call_to_proto",
     "value_from_proto",
     "value_to_proto",
 ]
@@ -908,3 +914,73 @@ def align_reply_from_proto(msg: align_pb2.AlignReply) -> tuple[str, PsiAnswer, l
     """(holder name, its PSI answer, its ledger receipts)."""
     answer = PsiAnswer(bytes(msg.setup), bytes(msg.response), int(msg.holder_size))
     return str(msg.holder), answer, list(msg.receipts)
+
+
+# -- joint training (issue 15) ---------------------------------------------------------------
+def train_call_to_proto(call: TrainCall) -> train_pb2.TrainRequest:
+    return train_pb2.TrainRequest(
+        job_id=call.job_id,
+        step=call.step,
+        iteration=call.iteration,
+        key_id=call.key_id,
+        spec=call.spec,
+        features=[
+            train_pb2.TrainFeatures(
+                holder=f.holder,
+                table=f.table,
+                key=f.key,
+                columns=list(f.columns),
+                intercept=f.intercept,
+            )
+            for f in call.features
+        ],
+        ids=list(call.ids),
+        validation_ids=list(call.validation_ids),
+        vouchers=list(call.vouchers),
+        ciphertexts=list(call.ciphertexts),
+        gradients=[
+            train_pb2.TrainGradient(holder=h, values=list(v)) for h, v in call.gradients.items()
+        ],
+        best=call.best,
+    )
+
+
+def train_call_from_proto(msg: train_pb2.TrainRequest) -> TrainCall:
+    return TrainCall(
+        job_id=msg.job_id,
+        step=msg.step,
+        iteration=msg.iteration,
+        key_id=msg.key_id,
+        spec=msg.spec,
+        features=tuple(
+            TrainFeatures(f.holder, f.table, f.key, tuple(f.columns), f.intercept)
+            for f in msg.features
+        ),
+        ids=tuple(msg.ids),
+        validation_ids=tuple(msg.validation_ids),
+        vouchers=tuple(msg.vouchers),
+        ciphertexts=tuple(bytes(c) for c in msg.ciphertexts),
+        gradients={g.holder: list(g.values) for g in msg.gradients},
+        best=msg.best,
+    )
+
+
+def train_answer_to_proto(answer: TrainAnswer) -> train_pb2.TrainReply:
+    return train_pb2.TrainReply(
+        products=[
+            train_pb2.TrainProducts(holder=h, ciphertexts=list(c))
+            for h, c in answer.products.items()
+        ],
+        ciphertexts=list(answer.ciphertexts),
+        digests=[train_pb2.TrainDigest(holder=h, digest=d) for h, d in answer.digests.items()],
+        receipts=list(answer.receipts),
+    )
+
+
+def train_answer_from_proto(msg: train_pb2.TrainReply) -> TrainAnswer:
+    return TrainAnswer(
+        {p.holder: [bytes(c) for c in p.ciphertexts] for p in msg.products},
+        [bytes(c) for c in msg.ciphertexts],
+        {d.holder: d.digest for d in msg.digests},
+        list(msg.receipts),
+    )

@@ -26,10 +26,12 @@ from engine.plan import AggregatePlan, Limits
 from engine.psi import AlignAsk, PsiAnswer
 from engine.rpc import DEADLINES
 from engine.tls import TlsFiles
+from engine.train_job import TrainAnswer, TrainCall
 from nodes import aggregate as aggregating
 from nodes.aggregate import CombinedAnswer
 from nodes.holders import HolderSet, Peer, as_holder_error
 from nodes.scoring import ModelBook, ScoreAnswer
+from nodes.training import CoordinatorJobs
 
 __all__ = ["Coordinator", "serve_coordinator"]
 
@@ -45,6 +47,7 @@ class Coordinator:
     limits: Limits = field(default_factory=Limits)
     models: ModelBook = field(default_factory=ModelBook)
     max_entities: int = 5_000_000
+    training: CoordinatorJobs = field(default_factory=CoordinatorJobs)  # issue 15
 
     @classmethod
     def connect(
@@ -174,6 +177,13 @@ class Coordinator:
             return peer.align(ask, budget=budget, subject=subject)
         except UnseenError as exc:
             raise as_holder_error(peer, exc) from exc
+
+    def train(
+        self, call: TrainCall, deadline: float | None = None, subject: str | None = None
+    ) -> TrainAnswer:
+        """One step of a training job: relay and add, holding no key (nodes.training)."""
+        public = self.keys.public_bytes(call.key_id) if call.key_id in self.keys else None
+        return self.training.handle(self.holders, public, call, subject)
 
 
 def serve_coordinator(coordinator: Coordinator, listen: str, tls: TlsFiles | None = None) -> Any:

@@ -35,8 +35,10 @@ from engine.psi import AlignAsk, PsiAnswer
 from engine.scoring import HolderModel, check_features, feature_blocks, feature_exponents
 from engine.source import TableSource, open_source
 from engine.tls import TlsFiles
+from engine.train_job import TrainAnswer, TrainCall
 from engine.voucher import AccessRequest, entity_ids, plan_reads
 from nodes.alignment import answer_alignment
+from nodes.training import HolderJobs
 
 __all__ = ["HolderNode", "serve_holder"]
 
@@ -56,6 +58,7 @@ class HolderNode:
     max_entities: int = 5_000_000
     _models: OrderedDict[str, HolderModel] = field(default_factory=OrderedDict)
     _models_lock: threading.Lock = field(default_factory=threading.Lock)
+    training: HolderJobs = field(default_factory=HolderJobs)  # joint training (issue 15)
 
     def __post_init__(self) -> None:
         if self.governance is None:
@@ -150,6 +153,10 @@ class HolderNode:
         table = self._table(ask.table)
         source = self.sources[ask.table.lower()]
         return answer_alignment(self.gov, source, table, ask, subject)
+
+    def train(self, call: TrainCall, subject: str | None = None) -> TrainAnswer:
+        """One step of a vertical logistic regression job (see nodes.training)."""
+        return self.training.handle(self, call, subject)
 
     # -- scoring -------------------------------------------------------------------
     def _score_request(

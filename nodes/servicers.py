@@ -34,6 +34,7 @@ from protos.unseen.v1 import (
     holder_pb2_grpc,
     query_pb2,
     score_pb2,
+    train_pb2,
 )
 
 if TYPE_CHECKING:
@@ -218,6 +219,13 @@ class HolderServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
         return serde.align_reply(self.node.name, answer, receipts)
 
     @servicer_errors
+    def Train(
+        self, request: train_pb2.TrainRequest, context: grpc.ServicerContext
+    ) -> train_pb2.TrainReply:
+        call = serde.train_call_from_proto(request)
+        return serde.train_answer_to_proto(self.node.train(call, holder_subject(context)))
+
+    @servicer_errors
     def ReadLedger(
         self, request: audit_pb2.ReadLedgerRequest, context: grpc.ServicerContext
     ) -> audit_pb2.ReadLedgerReply:
@@ -287,6 +295,14 @@ class CoordinatorServicer(_SharedMethods, coordinator_pb2_grpc.CoordinatorServic
             serde.align_from_proto(request), budget(context), analyst_subject(context)
         )
         return serde.align_reply(holder, answer, receipts)
+
+    @servicer_errors
+    def Train(
+        self, request: train_pb2.TrainRequest, context: grpc.ServicerContext
+    ) -> train_pb2.TrainReply:
+        call = serde.train_call_from_proto(request)
+        answer = self.coordinator.train(call, budget(context), analyst_subject(context))
+        return serde.train_answer_to_proto(answer)
 
 
 def serve_holder(

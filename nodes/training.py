@@ -1,0 +1,296 @@
+"""Training jobs at the nodes: a holder's side (:class:`HolderJobs`) and the
+coordinator's relay (:class:`CoordinatorJobs`) of vertical logistic regression.
+
+A holder answers the steps of a job the coordinator forwards: ``start`` reads
+its feature columns for the aligned entities (governed: voucher-checked and
+ledgered, the columns used as ``score`` and the key as ``entity``), then every
+iteration is one more governed use (ledgered with counts only, charged to the
+voucher's quota: the job's iteration budget). Its weights never leave it;
+``finish`` keeps them for joint prediction and reports their SHA-256.
+
+The coordinator keeps, per job, a :class:`~engine.joint_training.LocalRelay`
+over remote-holder proxies and the bank's public key: it adds ciphertexts and
+relays, and holds no key.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from engine.errors import PlanError
+from engine.governance import digest
+from engine.joint_training import LocalRelay
+from engine.peers import HolderPeer
+from engine.train_job import (
+    COORDINATOR_STEPS,
+    HOLDER_STEPS,
+    TrainAnswer,
+    TrainCall,
+    TrainFeatures,
+    spec_from_json,
+)
+from engine.vertical_lr import HolderTrainer
+from engine.voucher import AccessRequest, entity_ids
+from nodes.alignment import IDENTIFIER_KINDS
+
+if TYPE_CHECKING:
+    from nodes.holder import HolderNode
+    from nodes.holders import HolderSet
+
+__all__ = ["CoordinatorJobs", "HolderJobs", "RemoteHolder"]
+
+log = logging.getLogger(__name__)
+
+# Jobs a node keeps at once (each holds its features for the aligned entities).
+MAX_JOBS = 8
+
+
+@dataclass
+class _Job:
+    trainer: HolderTrainer
+    features: TrainFeatures
+    key_id: str
+    vouchers: tuple[str, ...]
+    done: set[int] = field(default_factory=set)  # iterations already charged
+
+
+@dataclass
+class HolderJobs:
+    """The training jobs one holder takes part in, and the models they left."""
+
+    jobs: dict[str, _Job] = field(default_factory=dict)
+    models: dict[str, HolderTrainer] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def handle(self, node: HolderNode, call: TrainCall, subject: str | None) -> TrainAnswer:
+        if call.step not in HOLDER_STEPS:
+            raise PlanError(f"unknown training step {call.step!r}")
+        if call.step == "start":
+            return self._start(node, call, subject)
+        with self._lock:
+            job = self.jobs.get(call.job_id)
+        if job is None:
+            raise PlanError(f"holder {node.name} has no training job {call.job_id[:16]}")
+        trainer = job.trainer
+        if call.step == "abort":
+            trainer.abort()
+            with self._lock:
+                self.jobs.pop(call.job_id, None)
+            return TrainAnswer()
+        if call.step == "partial":
+            self._charge(node, job, call, subject)
+            return TrainAnswer(ciphertexts=trainer.partial(call.iteration))
+        if call.step == "products":
+            return TrainAnswer(
+                ciphertexts=trainer.masked_products(call.iteration, call.ciphertexts)
+            )
+        if call.step == "update":
+            trainer.update(np.asarray(call.gradients.get(node.name, []), dtype=np.float64))
+            return TrainAnswer()
+        if call.step == "validate":
+            return TrainAnswer(ciphertexts=trainer.validation_partial())
+        # finish
+        if call.best >= 0:
+            trainer.keep(call.best)
+        with self._lock:
+            self.jobs.pop(call.job_id, None)
+            self.models[call.job_id] = trainer
+        log.info("training job %s finished: %d weights kept", call.job_id[:16], trainer.features)
+        return TrainAnswer(digests={node.name: trainer.weight_digest()})
+
+    def _request(
+        self, node: HolderNode, call: TrainCall, mine: TrainFeatures, subject: str | None
+    ) -> AccessRequest:
+        reads = {mine.table: {mine.key: frozenset({"entity"})}}
+        for column in mine.columns:
+            reads[mine.table][column] = frozenset({"score"})
+        return AccessRequest(
+            analyst=call.key_id,
+            holder=node.name,
+            kind="train",
+            plan_digest=digest(f"{call.job_id}\n{call.iteration}\n{call.spec}".encode()),
+            reads=reads,
+            entities=entity_ids([*call.ids, *call.validation_ids]),
+            subject=subject,
+        )
+
+    def _charge(self, node: HolderNode, job: _Job, call: TrainCall, subject: str | None) -> None:
+        """Ledger one iteration (counts, never values) and charge the voucher's quota."""
+        if call.iteration >= job.trainer.spec.iterations:
+            raise PlanError(f"the job's budget is {job.trainer.spec.iterations} iterations")
+        if call.iteration in job.done:
+            raise PlanError(f"iteration {call.iteration + 1} of this job was already run")
+        request = self._request(
+            node,
+            TrainCall(call.job_id, "partial", call.iteration, job.key_id),
+            job.features,
+            subject,
+        )
+        node.gov.run(request, job.vouchers, lambda: None, lambda _: b"")
+        job.done.add(call.iteration)
+
+    def _start(self, node: HolderNode, call: TrainCall, subject: str | None) -> TrainAnswer:
+        mine = [f for f in call.features if f.holder == node.name]
+        if len(mine) != 1:
+            raise PlanError(f"the job names holder {node.name} {len(mine)} times, not once")
+        spec = spec_from_json(call.spec)
+        public = node.keys.public_bytes(call.key_id)
+        table = node.tables.get(mine[0].table.lower())
+        if table is None:
+            raise PlanError(f"holder {node.name} serves no table {mine[0].table}")
+        key = table.column(mine[0].key)
+        if key is None or not key.allows("entity") or key.type.kind not in IDENTIFIER_KINDS:
+            raise PlanError(f"{table.name}.{mine[0].key} is not an entity identifier")
+        for name in mine[0].columns:
+            info = table.column(name)
+            if info is None or not info.allows("score") or not info.type.numeric:
+                raise PlanError(f"{table.name}.{name} may not feed a model")
+        source = node.sources[mine[0].table.lower()]
+
+        def load() -> HolderTrainer:
+            values = _feature_rows(source, mine[0])
+            width = len(mine[0].columns)
+            train = np.array([values.get(i, [0.0] * width) for i in call.ids], dtype=np.float64)
+            valid = np.array(
+                [values.get(i, [0.0] * width) for i in call.validation_ids], dtype=np.float64
+            ).reshape(-1, width)
+            return HolderTrainer(node.name, public, train, valid, spec, mine[0].intercept)
+
+        trainer, receipts = node.gov.run(
+            self._request(node, call, mine[0], subject), call.vouchers, load, lambda _: b""
+        )
+        with self._lock:
+            if len(self.jobs) >= MAX_JOBS:
+                raise PlanError(f"holder {node.name} runs {MAX_JOBS} training jobs already")
+            self.jobs[call.job_id] = _Job(trainer, mine[0], call.key_id, call.vouchers)
+        log.info("training job %s started over %d entities", call.job_id[:16], len(call.ids))
+        return TrainAnswer(receipts=receipts)
+
+    def model(self, job_id: str) -> HolderTrainer:
+        trainer = self.models.get(job_id)
+        if trainer is None:
+            raise PlanError(f"no trained model {job_id[:16]} here")
+        return trainer
+
+
+def _feature_rows(source: object, features: TrainFeatures) -> dict[str, list[float]]:
+    """Per entity id (as text), the mean of each feature column over its rows."""
+    run = source.run  # type: ignore[attr-defined]
+    name = '"' + source.sql_name.replace('"', '""') + '"'  # type: ignore[attr-defined]
+    key = '"' + features.key.replace('"', '""') + '"'
+    cols = ", ".join(
+        'AVG(CAST("' + c.replace('"', '""') + '" AS DOUBLE))' for c in features.columns
+    )
+    rows = run(
+        f"SELECT CAST({key} AS TEXT), {cols} FROM {name} "  # noqa: S608 - names from the catalog
+        f"WHERE {key} IS NOT NULL GROUP BY 1"
+    )
+    return {str(r[0]): [0.0 if v is None else float(v) for v in r[1:]] for r in rows}
+
+
+@dataclass
+class RemoteHolder:
+    """A holder's side of a job as the coordinator's relay calls it (over gRPC)."""
+
+    peer: HolderPeer
+    job_id: str
+    name: str
+    carries_intercept: bool
+    count: int
+    subject: str | None = None
+
+    @property
+    def features(self) -> int:
+        return self.count
+
+    def _call(self, step: str, **kwargs: object) -> TrainAnswer:
+        return self.peer.train(TrainCall(self.job_id, step, **kwargs), subject=self.subject)  # type: ignore[arg-type]
+
+    def partial(self, iteration: int) -> list[bytes]:
+        return self._call("partial", iteration=iteration).ciphertexts
+
+    def masked_products(self, iteration: int, residual: Sequence[bytes]) -> list[bytes]:
+        return self._call("products", iteration=iteration, ciphertexts=tuple(residual)).ciphertexts
+
+    def update(self, masked_gradient: np.ndarray) -> None:
+        self._call("update", gradients={self.name: [float(v) for v in masked_gradient]})
+
+    def validation_partial(self) -> list[bytes]:
+        return self._call("validate").ciphertexts
+
+    def keep(self, iteration: int) -> None:
+        self._best = iteration
+
+    def weight_digest(self) -> str:
+        answer = self._call("finish", best=getattr(self, "_best", -1))
+        return answer.digests.get(self.name, "")
+
+    def abort(self) -> None:
+        self._call("abort")
+
+
+@dataclass
+class CoordinatorJobs:
+    """The coordinator's relays, one per running job (bounded)."""
+
+    relays: dict[str, LocalRelay] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def handle(
+        self, holders: HolderSet, public: bytes | None, call: TrainCall, subject: str | None
+    ) -> TrainAnswer:
+        if call.step not in COORDINATOR_STEPS:
+            raise PlanError(f"unknown training step {call.step!r}")
+        if call.step == "start":
+            if public is None:
+                raise PlanError("register the key before training")
+            return self._start(holders, public, call, subject)
+        with self._lock:
+            relay = self.relays.get(call.job_id)
+        if relay is None:
+            raise PlanError(f"no training job {call.job_id[:16]} at this coordinator")
+        if call.step == "round":
+            return TrainAnswer(products=relay.round(call.iteration, call.ciphertexts))
+        if call.step == "update":
+            relay.update(call.iteration, {h: np.asarray(v) for h, v in call.gradients.items()})
+            return TrainAnswer()
+        if call.step == "validate":
+            return TrainAnswer(ciphertexts=relay.validate())
+        with self._lock:
+            self.relays.pop(call.job_id, None)
+        if call.step == "abort":
+            relay.abort()
+            return TrainAnswer()
+        return TrainAnswer(digests=relay.finish(call.best))
+
+    def _start(
+        self, holders: HolderSet, public: bytes, call: TrainCall, subject: str | None
+    ) -> TrainAnswer:
+        holders.names(None)
+        parties, receipts = [], []
+        for features in call.features:
+            peer = next((p for p in holders.peers if p.name == features.holder), None)
+            if peer is None:
+                raise PlanError(f"no configured holder is named {features.holder!r}")
+            assert isinstance(peer, HolderPeer)
+            answer = peer.train(call, subject=subject)
+            receipts += answer.receipts
+            parties.append(
+                RemoteHolder(
+                    peer, call.job_id, features.holder, features.intercept,
+                    len(features.columns), subject,
+                )
+            )  # fmt: skip
+        relay = LocalRelay(parties, public)
+        with self._lock:
+            if len(self.relays) >= MAX_JOBS:
+                relay.abort()
+                raise PlanError(f"the coordinator runs {MAX_JOBS} training jobs already")
+            self.relays[call.job_id] = relay
+        return TrainAnswer(receipts=receipts)
