@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +35,9 @@ from engine.query import CompiledQuery
 from engine.result import Result
 from engine.sql import compile_condition, compile_sql
 from engine.tls import TlsFiles
+from engine.train_job import TrainFeatures
+from engine.training_client import JointModel, train_jointly
+from engine.vertical_lr import TrainSpec
 
 __all__ = ["AggregateReply", "Client"]
 
@@ -105,6 +108,17 @@ class Client:
         return align_entities(
             self._peer, self.key.key_id, holder, table, column, ids, self.vouchers
         )
+
+    def train(
+        self,
+        labels: Mapping[str, float],
+        holders: Sequence[TrainFeatures],
+        spec: TrainSpec,
+        validation: float = 0.2,
+    ) -> JointModel:
+        """Train a logistic model on holders' features and these labels (engine.training_client)."""
+        self.register_key()
+        return train_jointly(self._peer, self.key, labels, holders, spec, validation, self.vouchers)
 
     def _with_key(self, call: Callable[[], _T]) -> _T:
         """Run ``call``; if the coordinator lost the key (restart), register and retry once."""

@@ -168,14 +168,15 @@ def run_training(bank: BankTrainer, relay: Relay, spec: TrainSpec) -> TrainingRu
         best = bank.best_iteration()
         digests = relay.finish(best)
     except HolderError as exc:
-        relay.abort()
-        raise HolderError(
-            exc.holder,
-            exc.code,
-            f"left the training job at iteration {iteration + 1}: {exc.detail}",
-        ) from exc
+        _abort(relay)
+        reason = f"left the training job at iteration {iteration + 1}: {exc.detail}"
+        raise HolderError(exc.holder, exc.code, reason) from exc
+    except RemoteError as exc:  # over the wire: the reason names the holder
+        _abort(relay)
+        reason = f"the training job failed at iteration {iteration + 1}: {exc.reason}"
+        raise RemoteError(exc.code, reason) from exc
     except UnseenError:
-        relay.abort()
+        _abort(relay)
         raise
     if best >= 0:
         bank.intercept = bank.history[best]
@@ -186,3 +187,11 @@ def run_training(bank: BankTrainer, relay: Relay, spec: TrainSpec) -> TrainingRu
         list(bank.losses),
         seconds,
     )
+
+
+def _abort(relay: Relay) -> None:
+    """Tell the relay to drop the job; if even that fails, the job is gone with its peer."""
+    try:
+        relay.abort()
+    except UnseenError:
+        log.warning("the training job could not be aborted everywhere")

@@ -245,6 +245,16 @@ def _cmd_psi(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from unseen.joint import run_train
+
+    with _client(args) as client:
+        result, receipts = run_train(client, args)
+    write_receipts(args.receipts, receipts)
+    print(result.format(args.format))
+    return EXIT_OK
+
+
 def _cmd_catalog(args: argparse.Namespace) -> int:
     with _client(args) as client:
         catalog = client.catalog()
@@ -398,6 +408,7 @@ def _parser() -> argparse.ArgumentParser:
         ("score", _cmd_score, "score entities with an encrypted linear model"),
         ("catalog", _cmd_catalog, "show the federation's catalog"),
         ("psi", _cmd_psi, "align entity ids with holders by private set intersection"),
+        ("train", _cmd_train, "train a logistic model on holders' features and your labels"),
     ):
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("--coordinator", required=True, type=_address)
@@ -444,6 +455,12 @@ def _parser() -> argparse.ArgumentParser:
                 help="a holder and its entity column to align with (repeatable)",
             )
             sub.add_argument("--out", type=Path, default=None, help="write the common ids here")
+        if name == "train":
+            sub.add_argument("--labels", type=Path, required=True, help="CSV: id and label")
+            sub.add_argument("--spec", type=Path, required=True, help="model spec JSON")
+            sub.add_argument("--out", type=Path, default=Path("model.json"), help="model file")
+            sub.add_argument("--id-column", default="id", help="the labels' id column (id)")
+            sub.add_argument("--label-column", default="label", help="the 0/1 column (label)")
         sub.set_defaults(func=func)
     return parser
 

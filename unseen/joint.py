@@ -20,8 +20,10 @@ from engine.client import Client
 from engine.errors import ConfigError
 from engine.model import read_entities
 from engine.result import Result
+from engine.train_job import TrainFeatures
+from engine.vertical_lr import TrainSpec
 
-__all__ = ["common_ids", "parse_with", "run_psi"]
+__all__ = ["common_ids", "load_train_spec", "parse_with", "read_labels", "run_psi", "run_train"]
 
 
 def parse_with(text: str) -> tuple[str, str, str]:
@@ -66,3 +68,73 @@ def write_ids(path: Path, ids: Sequence[str]) -> None:
         Path(path).write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def read_labels(path: Path, id_column: str, label_column: str) -> dict[str, float]:
+    """The bank's labels: a CSV with an id column and a 0/1 label column."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as exc:
+        raise ConfigError(f"cannot read labels file {path}: {exc.strerror}") from exc
+    if not rows or id_column not in rows[0] or label_column not in rows[0]:
+        raise ConfigError(f"labels file {path} needs columns {id_column!r} and {label_column!r}")
+    labels: dict[str, float] = {}
+    for row in rows:
+        value = row[label_column].strip()
+        if value not in ("0", "1"):
+            raise ConfigError(f"labels file {path}: a label is 0 or 1")
+        labels[row[id_column].strip()] = float(value)
+    return labels
+
+
+def load_train_spec(path: Path) -> tuple[list[TrainFeatures], TrainSpec, float]:
+    """The model spec: the holders' feature columns and the public training settings.
+
+    ``{"holders": [{"holder", "table", "key", "columns": [...]}], "iterations",
+    "learning_rate", "l2", "batch_size", "patience", "seed", "validation"}``
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        holders = [
+            TrainFeatures(h["holder"], h["table"], h["key"], tuple(h["columns"]), i == 0)
+            for i, h in enumerate(data["holders"])
+        ]
+        settings = {k: data[k] for k in TrainSpec.__dataclass_fields__ if k in data}
+        spec = TrainSpec(**settings)
+        validation = float(data.get("validation", 0.2))
+    except OSError as exc:
+        raise ConfigError(f"cannot read model spec {path}: {exc.strerror}") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"model spec {path} is not valid: {exc}") from exc
+    if not holders:
+        raise ConfigError(f"model spec {path} names no holder")
+    return holders, spec, validation
+
+
+def run_train(client: Client, args: argparse.Namespace) -> tuple[Result, list[dict[str, Any]]]:
+    """Align, train, and write the model file (only once the job has finished)."""
+    holders, spec, validation = load_train_spec(args.spec)
+    labels = read_labels(args.labels, args.id_column, args.label_column)
+    model = client.train(labels, holders, spec, validation)
+    text = json.dumps(model.to_dict(), indent=2)
+    temporary = Path(f"{args.out}.partial")
+    try:
+        temporary.write_text(text + "\n", encoding="utf-8")
+        temporary.replace(args.out)  # atomic: a failed run leaves no model file
+    except OSError as exc:
+        raise ConfigError(f"cannot write {args.out}: {exc.strerror}") from exc
+    rows: list[list[object]] = [
+        [f.holder, f"{f.table}({', '.join(f.columns)})", model.digests.get(f.holder, "")[:16]]
+        for f in holders
+    ]
+    meta = {
+        "iterations": model.run.iterations,
+        "intercept": model.intercept,
+        "validation_losses": model.run.losses,
+        "seconds_per_iteration": model.run.seconds_per_iteration,
+    }
+    result = Result(["holder", "features", "weights_sha256"], rows, meta)
+    return result, [json.loads(r) for r in model.receipts]
