@@ -154,9 +154,11 @@ class HolderNode:
         source = self.sources[ask.table.lower()]
         return answer_alignment(self.gov, source, table, ask, subject)
 
-    def train(self, call: TrainCall, subject: str | None = None) -> TrainAnswer:
+    def train(
+        self, call: TrainCall, subject: str | None = None, role: str | None = None
+    ) -> TrainAnswer:
         """One step of a vertical logistic regression job (see nodes.training)."""
-        return self.training.handle(self, call, subject)
+        return self.training.handle(self, call, subject, role)
 
     # -- scoring -------------------------------------------------------------------
     def _score_request(

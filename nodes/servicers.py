@@ -223,7 +223,9 @@ class HolderServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
         self, request: train_pb2.TrainRequest, context: grpc.ServicerContext
     ) -> train_pb2.TrainReply:
         call = serde.train_call_from_proto(request)
-        return serde.train_answer_to_proto(self.node.train(call, holder_subject(context)))
+        _, role = caller_identity(context)
+        answer = self.node.train(call, holder_subject(context), role)
+        return serde.train_answer_to_proto(answer)
 
     @servicer_errors
     def ReadLedger(

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.errors import PlanError
+from engine.errors import PlanError, PolicyError
 from engine.governance import digest
 from engine.joint_training import LocalRelay
 from engine.peers import HolderPeer
@@ -51,6 +51,32 @@ log = logging.getLogger(__name__)
 MAX_JOBS = 8
 
 
+# The one order of a round at a holder: which stages each step may follow. A
+# step out of order (a second ``products`` for one iteration, an ``update``
+# with no open round, ``validate`` twice) is refused: each would let whoever
+# sends it learn a mask or shift the weights by an amount it knows.
+_ORDER = {
+    "partial": ("idle", "updated", "validated"),
+    "products": ("partial",),
+    "update": ("products",),
+    "validate": ("updated",),
+    "finish": ("idle", "updated", "validated"),
+}
+
+
+def require_coordinator(role: str | None) -> None:
+    """Training steps reach a holder only from the coordinator.
+
+    An analyst calling a holder directly could send its own "residual" (an
+    encryption of zero) and read the masks back, then steer the weights by
+    amounts it knows and read features off the validation scores. On mTLS the
+    caller's certificate role decides; without TLS (quick-start on loopback)
+    there is no role to check (docs/threat-model.md).
+    """
+    if role is not None and role != "coordinator":
+        raise PolicyError(f"training steps reach a holder only through the coordinator, not {role}")
+
+
 @dataclass
 class _Job:
     trainer: HolderTrainer
@@ -58,6 +84,7 @@ class _Job:
     key_id: str
     vouchers: tuple[str, ...]
     done: set[int] = field(default_factory=set)  # iterations already charged
+    stage: str = "idle"  # where the job is in its round (see _ORDER)
 
 
 @dataclass
@@ -68,7 +95,10 @@ class HolderJobs:
     models: dict[str, HolderTrainer] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def handle(self, node: HolderNode, call: TrainCall, subject: str | None) -> TrainAnswer:
+    def handle(
+        self, node: HolderNode, call: TrainCall, subject: str | None, role: str | None = None
+    ) -> TrainAnswer:
+        require_coordinator(role)
         if call.step not in HOLDER_STEPS:
             raise PlanError(f"unknown training step {call.step!r}")
         if call.step == "start":
@@ -78,6 +108,12 @@ class HolderJobs:
         if job is None:
             raise PlanError(f"holder {node.name} has no training job {call.job_id[:16]}")
         trainer = job.trainer
+        if call.step in _ORDER:
+            if job.stage not in _ORDER[call.step]:
+                raise PlanError(f"training step {call.step} cannot follow {job.stage}")
+            if call.step == "products" and call.iteration != max(job.done, default=-1):
+                raise PlanError("products answer only the iteration just started")
+            job.stage = {"update": "updated", "validate": "validated"}.get(call.step, call.step)
         if call.step == "abort":
             trainer.abort()
             with self._lock:
