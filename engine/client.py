@@ -36,7 +36,7 @@ from engine.result import Result
 from engine.sql import compile_condition, compile_sql
 from engine.tls import TlsFiles
 from engine.train_job import TrainFeatures
-from engine.training_client import JointModel, train_jointly
+from engine.training_client import JointModel, predict_jointly, train_jointly
 from engine.vertical_lr import TrainSpec
 
 __all__ = ["AggregateReply", "Client"]
@@ -119,6 +119,17 @@ class Client:
         """Train a logistic model on holders' features and these labels (engine.training_client)."""
         self.register_key()
         return train_jointly(self._peer, self.key, labels, holders, spec, validation, self.vouchers)
+
+    def predict(self, model: Mapping[str, Any], entities: Sequence[str]) -> Result:
+        """Score entities with a jointly trained model (kind ``joint-logistic``)."""
+        self.register_key()
+        ids = [str(e) for e in entities]
+        scores, receipts = predict_jointly(self._peer, self.key, model, ids, self.vouchers)
+        return Result(
+            ["entity", "score"],
+            [[i, float(s)] for i, s in zip(ids, scores, strict=True)],
+            {"kind": "joint-logistic", "receipts": [json.loads(r) for r in receipts]},
+        )
 
     def _with_key(self, call: Callable[[], _T]) -> _T:
         """Run ``call``; if the coordinator lost the key (restart), register and retry once."""

@@ -1,9 +1,10 @@
 """A training job's calls as they travel: one step per call, plain dataclasses.
 
 Steps the coordinator answers (the bank calls): ``start``, ``round``,
-``update``, ``validate``, ``finish``, ``abort``. Steps a holder answers (the
-coordinator calls): ``start``, ``partial``, ``products``, ``update``,
-``validate``, ``finish``, ``abort``. :mod:`engine.serde` converts them.
+``update``, ``validate``, ``finish``, ``abort``, and ``predict`` (joint
+prediction with a finished job's model: ``ids`` to score). Steps a holder
+answers (the coordinator calls): ``start``, ``partial``, ``products``,
+``update``, ``validate``, ``finish``, ``abort``, ``predict``. :mod:`engine.serde` converts them.
 """
 
 from __future__ import annotations
@@ -24,8 +25,12 @@ __all__ = [
     "spec_to_json",
 ]
 
-COORDINATOR_STEPS = frozenset({"start", "round", "update", "validate", "finish", "abort"})
-HOLDER_STEPS = frozenset({"start", "partial", "products", "update", "validate", "finish", "abort"})
+COORDINATOR_STEPS = frozenset(
+    {"start", "round", "update", "validate", "finish", "abort", "predict"}
+)
+HOLDER_STEPS = frozenset(
+    {"start", "partial", "products", "update", "validate", "finish", "abort", "predict"}
+)
 
 
 @dataclass(frozen=True)

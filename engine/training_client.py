@@ -25,7 +25,15 @@ from engine.keys import AnalystKey
 from engine.train_job import TrainAnswer, TrainCall, TrainFeatures, spec_to_json
 from engine.vertical_lr import BankTrainer, TrainSpec
 
-__all__ = ["CoordinatorRelay", "JointModel", "TrainPeer", "train_jointly"]
+__all__ = [
+    "MODEL_KIND",
+    "CoordinatorRelay",
+    "JointModel",
+    "TrainPeer",
+    "model_holders",
+    "predict_jointly",
+    "train_jointly",
+]
 
 MODEL_KIND = "joint-logistic"
 
@@ -176,3 +184,49 @@ def train_jointly(
         tuple(alignments),
         tuple(started.receipts) + tuple(r for a in alignments for r in a.receipts),
     )
+
+
+def model_holders(model: Mapping[str, Any]) -> tuple[TrainFeatures, ...]:
+    """The holders' parts named in a joint model file."""
+    if model.get("kind") != MODEL_KIND:
+        raise PlanError(f"not a {MODEL_KIND} model file")
+    try:
+        return tuple(
+            TrainFeatures(h["holder"], h["table"], h["key"], tuple(h["columns"]), i == 0)
+            for i, h in enumerate(model["holders"])
+        )
+    except (KeyError, TypeError) as exc:
+        raise PlanError(f"the model file's holders are not valid: {exc}") from exc
+
+
+def predict_jointly(
+    peer: TrainPeer,
+    key: AnalystKey,
+    model: Mapping[str, Any],
+    ids: Sequence[str],
+    vouchers: Sequence[str] = (),
+) -> tuple[np.ndarray, list[str]]:
+    """Scores of ``ids`` under a jointly trained model: (probabilities, receipts).
+
+    Each holder computes its part with its own weights and encrypts it; the
+    coordinator adds the parts; only the sum is decrypted here.
+    """
+    from engine import ckks
+
+    call = TrainCall(
+        str(model.get("job", "")),
+        "predict",
+        key_id=key.key_id,
+        features=model_holders(model),
+        ids=tuple(ids),
+        vouchers=tuple(vouchers),
+    )
+    answer = peer.train(call)
+    if not ids:
+        return np.zeros(0), answer.receipts
+    values = np.concatenate([ckks.decrypt(key.secret, c) for c in answer.ciphertexts])
+    if len(values) < len(ids):
+        raise PlanError("the coordinator returned fewer scores than entities")
+    linear = values[: len(ids)] + float(model["intercept"])
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-linear)), answer.receipts

@@ -187,6 +187,9 @@ class HolderTrainer:
     def __post_init__(self) -> None:
         if self.train.ndim != 2 or self.validation.shape[1:] != self.train.shape[1:]:
             raise PlanError(f"holder {self.name}: training and validation features differ")
+        self.mean = self.train.mean(axis=0)
+        self.std = self.train.std(axis=0)
+        self.std[self.std == 0] = 1.0
         self.train, self.validation = standardise(self.train, self.validation)
         self.weights = np.zeros(self.train.shape[1])
         self._ctx = ckks.load_public_context(self.public)
@@ -267,6 +270,18 @@ class HolderTrainer:
         """Adopt the weights after ``iteration`` (0-based), the bank's early-stopping pick."""
         self.weights = self.history[iteration].copy()
         del self.history[iteration + 1 :]
+
+    def predict(self, rows: np.ndarray) -> list[bytes]:
+        """``Enc(x_i·w)`` for new entities, standardised with the training statistics
+        (joint prediction: the coordinator adds the holders' pieces, the bank decrypts)."""
+        if rows.ndim != 2 or rows.shape[1] != self.features:
+            raise PlanError(f"holder {self.name}: expected {self.features} features per entity")
+        pieces = ((rows - self.mean) / self.std) @ self.weights
+        layout = Layout(self.slots, 1, self.slots)
+        return [
+            bytes(ckks.encrypt(self._ctx, layout.spread(pieces[b])).serialize())
+            for b in layout.blocks(len(pieces))
+        ]
 
     def abort(self) -> None:
         """Drop the job: the weights and their history are forgotten."""

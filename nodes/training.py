@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.errors import PlanError, PolicyError
+from engine.errors import PlanError, PolicyError, UnseenError
 from engine.governance import digest
 from engine.joint_training import LocalRelay
 from engine.peers import HolderPeer
@@ -35,9 +35,10 @@ from engine.train_job import (
     TrainFeatures,
     spec_from_json,
 )
-from engine.vertical_lr import HolderTrainer
+from engine.vertical_lr import HolderTrainer, sum_ciphertexts
 from engine.voucher import AccessRequest, entity_ids
 from nodes.alignment import IDENTIFIER_KINDS
+from nodes.holders import as_holder_error
 
 if TYPE_CHECKING:
     from nodes.holder import HolderNode
@@ -92,7 +93,7 @@ class HolderJobs:
     """The training jobs one holder takes part in, and the models they left."""
 
     jobs: dict[str, _Job] = field(default_factory=dict)
-    models: dict[str, HolderTrainer] = field(default_factory=dict)
+    models: dict[str, _Job] = field(default_factory=dict)  # finished jobs (their weights)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handle(
@@ -103,6 +104,8 @@ class HolderJobs:
             raise PlanError(f"unknown training step {call.step!r}")
         if call.step == "start":
             return self._start(node, call, subject)
+        if call.step == "predict":
+            return self._predict(node, call, subject)
         with self._lock:
             job = self.jobs.get(call.job_id)
         if job is None:
@@ -136,12 +139,17 @@ class HolderJobs:
             trainer.keep(call.best)
         with self._lock:
             self.jobs.pop(call.job_id, None)
-            self.models[call.job_id] = trainer
+            self.models[call.job_id] = job
         log.info("training job %s finished: %d weights kept", call.job_id[:16], trainer.features)
         return TrainAnswer(digests={node.name: trainer.weight_digest()})
 
     def _request(
-        self, node: HolderNode, call: TrainCall, mine: TrainFeatures, subject: str | None
+        self,
+        node: HolderNode,
+        call: TrainCall,
+        mine: TrainFeatures,
+        subject: str | None,
+        kind: str = "train",
     ) -> AccessRequest:
         reads = {mine.table: {mine.key: frozenset({"entity"})}}
         for column in mine.columns:
@@ -149,7 +157,7 @@ class HolderJobs:
         return AccessRequest(
             analyst=call.key_id,
             holder=node.name,
-            kind="train",
+            kind=kind,
             plan_digest=digest(f"{call.job_id}\n{call.iteration}\n{call.spec}".encode()),
             reads=reads,
             entities=entity_ids([*call.ids, *call.validation_ids]),
@@ -209,10 +217,34 @@ class HolderJobs:
         return TrainAnswer(receipts=receipts)
 
     def model(self, job_id: str) -> HolderTrainer:
-        trainer = self.models.get(job_id)
-        if trainer is None:
+        job = self.models.get(job_id)
+        if job is None:
             raise PlanError(f"no trained model {job_id[:16]} here")
-        return trainer
+        return job.trainer
+
+    def _predict(self, node: HolderNode, call: TrainCall, subject: str | None) -> TrainAnswer:
+        """This holder's encrypted partial scores ``x_i·w`` under the model's own key."""
+        with self._lock:
+            job = self.models.get(call.job_id)
+        if job is None:
+            raise PlanError(f"holder {node.name} has no trained model {call.job_id[:16]}")
+        if call.key_id != job.key_id:
+            # The model answers only the bank that trained it (its key): anyone else
+            # scoring with it would use weights the bank's labels paid for.
+            raise PolicyError("this model answers only the key that trained it")
+        trainer = job.trainer
+        source = node.sources[job.features.table.lower()]
+        step = TrainCall(call.job_id, "predict", 0, call.key_id, ids=call.ids)
+        request = self._request(node, step, job.features, subject, kind="predict")
+
+        def answer() -> list[bytes]:
+            values = _feature_rows(source, job.features)
+            mean = [float(v) for v in trainer.mean]
+            rows = np.array([values.get(i, mean) for i in call.ids], dtype=np.float64)
+            return trainer.predict(rows.reshape(len(call.ids), trainer.features))
+
+        partials, receipts = node.gov.run(request, call.vouchers, answer, lambda c: c)
+        return TrainAnswer(ciphertexts=partials, receipts=receipts)
 
 
 def _feature_rows(source: object, features: TrainFeatures) -> dict[str, list[float]]:
@@ -283,10 +315,14 @@ class CoordinatorJobs:
     ) -> TrainAnswer:
         if call.step not in COORDINATOR_STEPS:
             raise PlanError(f"unknown training step {call.step!r}")
+        if call.step in ("start", "predict") and public is None:
+            raise PlanError("register the key before training or predicting")
         if call.step == "start":
-            if public is None:
-                raise PlanError("register the key before training")
+            assert public is not None
             return self._start(holders, public, call, subject)
+        if call.step == "predict":
+            assert public is not None
+            return _predict(holders, public, call, subject)
         with self._lock:
             relay = self.relays.get(call.job_id)
         if relay is None:
@@ -330,3 +366,25 @@ class CoordinatorJobs:
                 raise PlanError(f"the coordinator runs {MAX_JOBS} training jobs already")
             self.relays[call.job_id] = relay
         return TrainAnswer(receipts=receipts)
+
+
+def _predict(
+    holders: HolderSet, public: bytes, call: TrainCall, subject: str | None
+) -> TrainAnswer:
+    """Joint prediction: every holder of the model scores its part; the sum goes to the bank."""
+    holders.names(None)
+    parts, receipts = [], []
+    for features in call.features:
+        peer = next((p for p in holders.peers if p.name == features.holder), None)
+        if peer is None:
+            raise PlanError(f"no configured holder is named {features.holder!r}")
+        assert isinstance(peer, HolderPeer)
+        try:
+            answer = peer.train(call, subject=subject)
+        except UnseenError as exc:
+            raise as_holder_error(peer, exc) from exc
+        parts.append(answer.ciphertexts)
+        receipts += answer.receipts
+    if not parts:
+        raise PlanError("the model names no holder")
+    return TrainAnswer(ciphertexts=sum_ciphertexts(public, parts), receipts=receipts)

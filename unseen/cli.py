@@ -227,6 +227,13 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     from engine.model import load_model, read_entities
+    from unseen.joint import joint_model
+
+    joint = joint_model(args.model)  # a model trained jointly (issue 15) is served apart
+    if joint is not None:
+        with _client(args) as client:
+            result = client.predict(joint, read_entities(args.entities, joint["key"]))
+        return _print_answer(args, result)
 
     model = load_model(args.model)
     entities = read_entities(args.entities, model.entity)

@@ -21,9 +21,18 @@ from engine.errors import ConfigError
 from engine.model import read_entities
 from engine.result import Result
 from engine.train_job import TrainFeatures
+from engine.training_client import MODEL_KIND
 from engine.vertical_lr import TrainSpec
 
-__all__ = ["common_ids", "load_train_spec", "parse_with", "read_labels", "run_psi", "run_train"]
+__all__ = [
+    "common_ids",
+    "joint_model",
+    "load_train_spec",
+    "parse_with",
+    "read_labels",
+    "run_psi",
+    "run_train",
+]
 
 
 def parse_with(text: str) -> tuple[str, str, str]:
@@ -138,3 +147,16 @@ def run_train(client: Client, args: argparse.Namespace) -> tuple[Result, list[di
     }
     result = Result(["holder", "features", "weights_sha256"], rows, meta)
     return result, [json.loads(r) for r in model.receipts]
+
+
+def joint_model(path: Path) -> dict[str, Any] | None:
+    """The model file if its ``kind`` is a jointly trained model, else None (a scorecard)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # load_model reports the problem in its own words
+    if not isinstance(data, dict) or data.get("kind") != MODEL_KIND:
+        return None
+    holders = data.get("holders") or [{}]
+    data["key"] = holders[0].get("key", "id")
+    return data

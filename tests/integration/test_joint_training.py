@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from engine.errors import RemoteError
+from engine.keys import AnalystKey
 from engine.train_job import TrainFeatures
 from engine.training_client import CoordinatorRelay
 from engine.vertical_lr import TrainSpec, plaintext_training
@@ -111,6 +112,15 @@ def test_train_command_writes_the_model_file_only_when_done(world, tmp_path):
     printed = json.loads(done.stdout)
     assert printed["meta"]["iterations"] == model["lineage"]["iterations"]
 
+    entities = tmp_path / "entities.txt"
+    entities.write_text("".join(f"{i}\n" for i in list(bank)[:20]))
+    scored = unseen("score", "--coordinator", fed.address, "--model", out, "--entities",
+                    entities, "--format", "json")  # fmt: skip
+    assert scored.returncode == 0, scored.stderr
+    rows = json.loads(scored.stdout)["rows"]
+    assert [r[0] for r in rows] == list(bank)[:20]
+    assert all(0 < r[1] < 1 for r in rows)
+
     spec.write_text(json.dumps({"holders": [{"holder": "nobody", "table": "t", "key": "k",
                                               "columns": ["c"]}]}))  # fmt: skip
     out.unlink()
@@ -178,3 +188,22 @@ def test_governed_training_is_charged_per_iteration_within_the_voucher_quota(tmp
         assert b"acct-003" not in text
     finally:
         fed.close()
+
+
+def test_joint_prediction_equals_the_plaintext_score_of_the_trained_weights(world, key):
+    fed, bank, grid, tax, _ = world
+    client = fed.client(key)
+    model = client.train(bank, HOLDERS, TrainSpec(iterations=4), validation=0.0).to_dict()
+    entities = [*list(grid)[::7], "9199000000"]  # one entity no holder has
+    result = client.predict(model, entities)
+    linear = np.full(len(entities), model["intercept"])
+    for name, rows in (("grid", grid), ("tax", tax)):
+        trainer = fed.holders[name].training.model(model["job"])
+        x = np.array([rows.get(e, trainer.mean) for e in entities], dtype=float)
+        linear += ((x - trainer.mean) / trainer.std) @ trainer.weights
+    expected = 1 / (1 + np.exp(-linear))
+    assert [r[0] for r in result.rows] == entities
+    assert np.abs(np.array([r[1] for r in result.rows]) - expected).max() < 1e-6
+    other = fed.client(AnalystKey.generate())
+    with pytest.raises(RemoteError, match="only the key that trained it"):
+        other.predict(model, entities)
