@@ -972,7 +972,10 @@ def train_answer_to_proto(answer: TrainAnswer) -> train_pb2.TrainReply:
             for h, c in answer.products.items()
         ],
         ciphertexts=list(answer.ciphertexts),
-        digests=[train_pb2.TrainDigest(holder=h, digest=d) for h, d in answer.digests.items()],
+        digests=[
+            train_pb2.TrainDigest(holder=h, digest=d, statement=answer.statements.get(h, ""))
+            for h, d in answer.digests.items()
+        ],
         receipts=list(answer.receipts),
     )
 
@@ -983,4 +986,5 @@ def train_answer_from_proto(msg: train_pb2.TrainReply) -> TrainAnswer:
         [bytes(c) for c in msg.ciphertexts],
         {d.holder: d.digest for d in msg.digests},
         list(msg.receipts),
+        {d.holder: d.statement for d in msg.digests if d.statement},
     )

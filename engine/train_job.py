@@ -66,6 +66,7 @@ class TrainAnswer:
     ciphertexts: list[bytes] = field(default_factory=list)
     digests: dict[str, str] = field(default_factory=dict)
     receipts: list[str] = field(default_factory=list)
+    statements: dict[str, str] = field(default_factory=dict)  # holder -> signed lineage
 
 
 def spec_to_json(spec: TrainSpec) -> str:

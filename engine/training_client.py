@@ -11,6 +11,7 @@ intercept, the holders' weight digests and the lineage).
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -76,7 +77,9 @@ class CoordinatorRelay:
         return self._call("validate").ciphertexts
 
     def finish(self, best: int) -> dict[str, str]:
-        return self._call("finish", best=best).digests
+        answer = self._call("finish", best=best)
+        self.statements = answer.statements
+        return answer.digests
 
     def abort(self) -> None:
         self._call("abort")
@@ -93,6 +96,7 @@ class JointModel:
     run: TrainingRun
     alignments: tuple[Alignment, ...]
     receipts: tuple[str, ...]
+    statements: tuple[dict[str, Any], ...] = ()  # holders' signed lineage statements
 
     def to_dict(self) -> dict[str, Any]:
         """The model file (``kind`` tells ``unseen score`` how to serve it)."""
@@ -115,6 +119,7 @@ class JointModel:
                 "iterations": self.run.iterations,
                 "validation_losses": self.run.losses,
                 "alignment": [a.to_dict() for a in self.alignments],
+                "statements": list(self.statements),
             },
         }
 
@@ -183,6 +188,7 @@ def train_jointly(
         run,
         tuple(alignments),
         tuple(started.receipts) + tuple(r for a in alignments for r in a.receipts),
+        tuple(json.loads(t) for t in getattr(relay, "statements", {}).values()),
     )
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from engine.errors import PlanError, PolicyError, UnseenError
 from engine.governance import digest
 from engine.joint_training import LocalRelay
+from engine.lineage import sign_statement
 from engine.peers import HolderPeer
 from engine.train_job import (
     COORDINATOR_STEPS,
@@ -36,7 +37,7 @@ from engine.train_job import (
     spec_from_json,
 )
 from engine.vertical_lr import HolderTrainer, sum_ciphertexts
-from engine.voucher import AccessRequest, entity_ids
+from engine.voucher import AccessRequest, SignedVoucher, entity_ids
 from nodes.alignment import IDENTIFIER_KINDS
 from nodes.holders import as_holder_error
 
@@ -141,7 +142,20 @@ class HolderJobs:
             self.jobs.pop(call.job_id, None)
             self.models[call.job_id] = job
         log.info("training job %s finished: %d weights kept", call.job_id[:16], trainer.features)
-        return TrainAnswer(digests={node.name: trainer.weight_digest()})
+        weights = trainer.weight_digest()
+        statements = {}
+        if node.gov.ledger is not None:  # a governed holder signs what it keeps
+            mine = [v for v in job.vouchers if _voucher_holder(v) == node.name]
+            statements[node.name] = sign_statement(
+                node.gov.ledger.key,
+                call.job_id,
+                node.name,
+                weights,
+                len(trainer.history),
+                len(trainer.train),
+                [_voucher_id(v) for v in mine],
+            )
+        return TrainAnswer(digests={node.name: weights}, statements=statements)
 
     def _request(
         self,
@@ -247,6 +261,14 @@ class HolderJobs:
         return TrainAnswer(ciphertexts=partials, receipts=receipts)
 
 
+def _voucher_holder(text: str) -> str:
+    return SignedVoucher.decode(text).voucher.holder
+
+
+def _voucher_id(text: str) -> str:
+    return SignedVoucher.decode(text).voucher_id
+
+
 def _feature_rows(source: object, features: TrainFeatures) -> dict[str, list[float]]:
     """Per entity id (as text), the mean of each feature column over its rows."""
     run = source.run  # type: ignore[attr-defined]
@@ -272,6 +294,7 @@ class RemoteHolder:
     carries_intercept: bool
     count: int
     subject: str | None = None
+    statement: str = ""  # the holder's signed lineage statement, once finished
 
     @property
     def features(self) -> int:
@@ -297,6 +320,7 @@ class RemoteHolder:
 
     def weight_digest(self) -> str:
         answer = self._call("finish", best=getattr(self, "_best", -1))
+        self.statement = answer.statements.get(self.name, "")
         return answer.digests.get(self.name, "")
 
     def abort(self) -> None:
@@ -339,7 +363,10 @@ class CoordinatorJobs:
         if call.step == "abort":
             relay.abort()
             return TrainAnswer()
-        return TrainAnswer(digests=relay.finish(call.best))
+        digests = relay.finish(call.best)
+        signed = {h.name: str(getattr(h, "statement", "")) for h in relay.holders}
+        statements = {name: text for name, text in signed.items() if text}
+        return TrainAnswer(digests=digests, statements=statements)
 
     def _start(
         self, holders: HolderSet, public: bytes, call: TrainCall, subject: str | None

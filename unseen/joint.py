@@ -25,6 +25,7 @@ from engine.training_client import MODEL_KIND
 from engine.vertical_lr import TrainSpec
 
 __all__ = [
+    "cmd_audit_lineage",
     "common_ids",
     "joint_model",
     "load_train_spec",
@@ -160,3 +161,31 @@ def joint_model(path: Path) -> dict[str, Any] | None:
     holders = data.get("holders") or [{}]
     data["key"] = holders[0].get("key", "id")
     return data
+
+
+def cmd_audit_lineage(args: argparse.Namespace) -> int:
+    """``unseen audit lineage``: check a joint model's signed holder statements."""
+    from engine.errors import VerificationError
+    from engine.lineage import verify_lineage
+    from engine.signing import PublicKey
+
+    try:
+        model = json.loads(Path(args.model).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read model file {args.model}: {exc}") from exc
+    keys = {}
+    for spec in args.holder_key:
+        name, sep, key = spec.partition("=")
+        if not sep:
+            raise ConfigError(f"--holder-key {spec!r}: expected NAME=PUBLIC_KEY")
+        keys[name] = (
+            PublicKey.from_text(key) if key.startswith("ed25519:") else PublicKey.load(Path(key))
+        )
+    problems = verify_lineage(model, keys)
+    for problem in problems:
+        print(problem)
+    holders = len(model.get("holders", []))
+    if problems:
+        raise VerificationError("the model's lineage does not verify")
+    print(f"lineage of job {str(model.get('job'))[:16]}: {holders} holder statement(s) verify")
+    return 0

@@ -14,6 +14,7 @@ from engine.keys import AnalystKey
 from engine.train_job import TrainFeatures
 from engine.training_client import CoordinatorRelay
 from engine.vertical_lr import TrainSpec, plaintext_training
+from engine.voucher import SignedVoucher
 from tests.conftest import start_federation, unseen
 from tests.governance_fixtures import ACCOUNTS, build_world, entries, start_in_process
 from tests.shards import write_shard
@@ -186,6 +187,21 @@ def test_governed_training_is_charged_per_iteration_within_the_voucher_quota(tmp
         )
         text = world.ledgers["grid"].read_bytes()
         assert b"acct-003" not in text
+
+        # The lineage: grid's signed statement over its weights, checked by a supervisor.
+        path = tmp_path / "model.json"
+        path.write_text(json.dumps(model.to_dict()))
+        public = world.holder_keys["grid"].public_key.to_text()
+        audit = unseen("audit", "lineage", "--model", path, "--holder-key", f"grid={public}")
+        assert audit.returncode == 0, audit.stderr
+        statement = model.to_dict()["lineage"]["statements"][0]
+        assert statement["iterations"] == 3 and statement["entities"] == 10
+        assert statement["vouchers"] == [SignedVoucher.decode(enough).voucher_id]
+        forged = model.to_dict()
+        forged["holders"][0]["weights_sha256"] = "0" * 64
+        path.write_text(json.dumps(forged))
+        audit = unseen("audit", "lineage", "--model", path, "--holder-key", f"grid={public}")
+        assert audit.returncode == 4 and "weight digest differs" in audit.stdout
     finally:
         fed.close()
 

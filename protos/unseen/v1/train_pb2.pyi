@@ -67,12 +67,14 @@ class TrainProducts(_message.Message):
     def __init__(self, holder: _Optional[str] = ..., ciphertexts: _Optional[_Iterable[bytes]] = ..., features: _Optional[int] = ...) -> None: ...
 
 class TrainDigest(_message.Message):
-    __slots__ = ("holder", "digest")
+    __slots__ = ("holder", "digest", "statement")
     HOLDER_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    STATEMENT_FIELD_NUMBER: _ClassVar[int]
     holder: str
     digest: str
-    def __init__(self, holder: _Optional[str] = ..., digest: _Optional[str] = ...) -> None: ...
+    statement: str
+    def __init__(self, holder: _Optional[str] = ..., digest: _Optional[str] = ..., statement: _Optional[str] = ...) -> None: ...
 
 class TrainReply(_message.Message):
     __slots__ = ("products", "ciphertexts", "digests", "receipts")
