@@ -111,13 +111,20 @@ class HolderJobs:
             job = self.jobs.get(call.job_id)
         if job is None:
             raise PlanError(f"holder {node.name} has no training job {call.job_id[:16]}")
-        trainer = job.trainer
         if call.step in _ORDER:
             if job.stage not in _ORDER[call.step]:
                 raise PlanError(f"training step {call.step} cannot follow {job.stage}")
             if call.step == "products" and call.iteration != max(job.done, default=-1):
                 raise PlanError("products answer only the iteration just started")
-            job.stage = {"update": "updated", "validate": "validated"}.get(call.step, call.step)
+        answer = self._step(node, job, call, subject)
+        # The stage moves only once the step succeeded (a refused one changes nothing).
+        job.stage = {"update": "updated", "validate": "validated"}.get(call.step, call.step)
+        return answer
+
+    def _step(
+        self, node: HolderNode, job: _Job, call: TrainCall, subject: str | None
+    ) -> TrainAnswer:
+        trainer = job.trainer
         if call.step == "abort":
             trainer.abort()
             with self._lock:
