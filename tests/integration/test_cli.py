@@ -149,7 +149,9 @@ def test_demo_runs_verified(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "demo finished: all answers agree with plaintext" in out
-    assert out.count("  verified\n") == 5  # three aggregates, two scoring runs
+    # three aggregates, two scoring runs, the jointly trained model's scores
+    assert out.count("  verified\n") == 6
+    assert "AUC on the same applicants: jointly trained" in out
     assert "✗" not in out and "MISMATCH" not in out
     assert "without a voucher: refused (PERMISSION_DENIED)" in out
     assert "every one matches its holder's ledger" in out

@@ -42,6 +42,9 @@ EXPECTED_METHODS = {
         "HasModel",
         "Score",
         "ReadLedger",
+        # joint modelling (issue 15)
+        "Align",
+        "Train",
     },
     "unseen.v1.Coordinator": {
         "GetCatalog",
@@ -52,6 +55,9 @@ EXPECTED_METHODS = {
         "RegisterModel",
         "HasModel",
         "Score",
+        # joint modelling (issue 15)
+        "Align",
+        "Train",
     },
 }
 
