@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -385,7 +385,8 @@ class CoordinatorJobs:
             if peer is None:
                 raise PlanError(f"no configured holder is named {features.holder!r}")
             assert isinstance(peer, HolderPeer)
-            answer = peer.train(call, subject=subject)
+            # Each holder is told its own columns only, never another holder's.
+            answer = peer.train(replace(call, features=(features,)), subject=subject)
             receipts += answer.receipts
             parties.append(
                 RemoteHolder(
@@ -414,7 +415,8 @@ def _predict(
             raise PlanError(f"no configured holder is named {features.holder!r}")
         assert isinstance(peer, HolderPeer)
         try:
-            answer = peer.train(call, subject=subject)
+            # Each holder is told its own columns only, never another holder's.
+            answer = peer.train(replace(call, features=(features,)), subject=subject)
         except UnseenError as exc:
             raise as_holder_error(peer, exc) from exc
         parts.append(answer.ciphertexts)

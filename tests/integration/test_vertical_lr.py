@@ -146,3 +146,12 @@ def test_layout_packs_features_by_replica_and_batches_cover_the_epoch():
     spec = TrainSpec(batch_size=300, seed=5)
     seen = np.concatenate([batch_indices(1000, spec, t) for t in range(4)])
     assert sorted(seen.tolist()) == list(range(1000))
+
+
+def test_training_bench_smoke_size_reports_its_figures():
+    from benchmarks.training import measure
+
+    figures = measure(entities=300, features=4, holders=2, iterations=1)
+    assert figures["bytes_per_iteration"] > 0 and figures["seconds_per_iteration"] > 0
+    assert figures["public_context_bytes"] < 1 << 20  # the public key alone, no Galois keys
+    assert figures["fate_seconds_per_epoch"] == 136.0
