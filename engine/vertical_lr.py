@@ -44,6 +44,7 @@ from engine import ckks
 from engine.errors import PlanError
 
 __all__ = [
+    "MIN_BATCH",
     "BankTrainer",
     "HolderTrainer",
     "Layout",
@@ -59,6 +60,9 @@ __all__ = [
 # (|x| ≲ 10 after standardisation, |d| ≲ 2), small enough that CKKS at scale
 # 2^50 keeps the decrypted slot sums exact to ~1e-10.
 MASK_BITS = 16
+
+# The fewest entities a batch (and a training set) may hold; see TrainSpec.
+MIN_BATCH = 10
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,10 @@ class TrainSpec:
             raise PlanError("training needs iterations ≥ 1, a positive rate and l2 ≥ 0")
         if self.batch_size < 0 or self.patience < 0:
             raise PlanError("batch size and patience are ≥ 0")
+        if 0 < self.batch_size < MIN_BATCH:
+            # A holder learns X_hᵀd of every batch: over a handful of entities that
+            # would be close to their residuals, i.e. to the bank's labels.
+            raise PlanError(f"a batch holds at least {MIN_BATCH} entities")
 
 
 def batch_indices(n: int, spec: TrainSpec, iteration: int) -> np.ndarray:
@@ -187,6 +195,8 @@ class HolderTrainer:
     def __post_init__(self) -> None:
         if self.train.ndim != 2 or self.validation.shape[1:] != self.train.shape[1:]:
             raise PlanError(f"holder {self.name}: training and validation features differ")
+        if len(self.train) < MIN_BATCH:
+            raise PlanError(f"a training set holds at least {MIN_BATCH} entities")
         self.mean = self.train.mean(axis=0)
         self.std = self.train.std(axis=0)
         self.std[self.std == 0] = 1.0

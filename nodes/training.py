@@ -379,22 +379,35 @@ class CoordinatorJobs:
         self, holders: HolderSet, public: bytes, call: TrainCall, subject: str | None
     ) -> TrainAnswer:
         holders.names(None)
-        parties, receipts = [], []
-        for features in call.features:
-            peer = next((p for p in holders.peers if p.name == features.holder), None)
-            if peer is None:
-                raise PlanError(f"no configured holder is named {features.holder!r}")
-            assert isinstance(peer, HolderPeer)
-            # Each holder is told its own columns only, never another holder's.
-            answer = peer.train(replace(call, features=(features,)), subject=subject)
-            receipts += answer.receipts
-            parties.append(
-                RemoteHolder(
-                    peer, call.job_id, features.holder, features.intercept,
-                    len(features.columns), subject,
-                )
-            )  # fmt: skip
-        relay = LocalRelay(parties, public)
+        parties: list[RemoteHolder] = []
+        receipts: list[str] = []
+        try:
+            for features in call.features:
+                peer = next((p for p in holders.peers if p.name == features.holder), None)
+                if peer is None:
+                    raise PlanError(f"no configured holder is named {features.holder!r}")
+                assert isinstance(peer, HolderPeer)
+                # Each holder is told its own columns only, never another holder's.
+                try:
+                    answer = peer.train(replace(call, features=(features,)), subject=subject)
+                except UnseenError as exc:
+                    raise as_holder_error(peer, exc) from exc
+                receipts += answer.receipts
+                parties.append(
+                    RemoteHolder(
+                        peer, call.job_id, features.holder, features.intercept,
+                        len(features.columns), subject,
+                    )
+                )  # fmt: skip
+            relay = LocalRelay(parties, public)
+        except UnseenError:
+            # All or nothing: the holders that did start drop the job again.
+            for party in parties:
+                try:
+                    party.abort()
+                except UnseenError:
+                    log.warning("holder %s could not be told to drop a failed job", party.name)
+            raise
         with self._lock:
             if len(self.relays) >= MAX_JOBS:
                 relay.abort()

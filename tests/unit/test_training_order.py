@@ -70,3 +70,19 @@ def test_an_analyst_certificate_is_refused(started):
     node, _ = started
     with pytest.raises(PolicyError, match="only through the coordinator"):
         node.train(TrainCall("j", "partial", 0), role="analyst")
+
+
+def test_a_batch_too_small_to_hide_labels_is_refused(tmp_path):
+    # A holder learns X_hᵀd per batch: over one entity that is the bank's label.
+    with pytest.raises(PlanError, match="at least 10 entities"):
+        TrainSpec(batch_size=1)
+    rows = [(f"E{i}", float(i)) for i in range(30)]
+    path = write_shard(tmp_path / "p.csv", [("uscc", "VARCHAR"), ("a", "DOUBLE")], rows)
+    node = HolderNode.quickstart("h0", {"power": path})
+    key = AnalystKey.generate()
+    node.keys.register(key.public)
+    features = (TrainFeatures("h0", "power", "uscc", ("a",), True),)
+    start = TrainCall("j", "start", key_id=key.key_id, spec=spec_to_json(TrainSpec()),
+                      features=features, ids=("E1", "E2", "E3"))  # fmt: skip
+    with pytest.raises(PlanError, match="at least 10 entities"):
+        node.train(start)
