@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +23,7 @@ import numpy as np
 import tenseal as ts
 
 from engine import ckks, serde
+from engine.align import Alignment, align_entities
 from engine.approval import ApprovedWeights
 from engine.catalog import Catalog
 from engine.errors import PlanError, RemoteError
@@ -37,6 +38,9 @@ from engine.query import CompiledQuery
 from engine.result import Result
 from engine.sql import compile_condition, compile_sql
 from engine.tls import TlsFiles
+from engine.train_job import TrainFeatures
+from engine.training_client import JointModel, predict_jointly, train_jointly
+from engine.vertical_lr import TrainSpec
 
 __all__ = ["AggregateReply", "Client", "feature_specs"]
 
@@ -100,6 +104,35 @@ class Client:
 
     def close(self) -> None:
         self._peer.close()
+
+    # -- entity alignment (issue 15) --------------------------------------------------
+    def align(self, holder: str, table: str, column: str, ids: Sequence[str]) -> Alignment:
+        """Which of ``ids`` the holder has in ``table.column`` (PSI; see engine.align)."""
+        return align_entities(
+            self._peer, self.key.key_id, holder, table, column, ids, self.vouchers
+        )
+
+    def train(
+        self,
+        labels: Mapping[str, float],
+        holders: Sequence[TrainFeatures],
+        spec: TrainSpec,
+        validation: float = 0.2,
+    ) -> JointModel:
+        """Train a logistic model on holders' features and these labels (engine.training_client)."""
+        self.register_key()
+        return train_jointly(self._peer, self.key, labels, holders, spec, validation, self.vouchers)
+
+    def predict(self, model: Mapping[str, Any], entities: Sequence[str]) -> Result:
+        """Score entities with a jointly trained model (kind ``joint-logistic``)."""
+        self.register_key()
+        ids = [str(e) for e in entities]
+        scores, receipts = predict_jointly(self._peer, self.key, model, ids, self.vouchers)
+        return Result(
+            ["entity", "score"],
+            [[i, float(s)] for i, s in zip(ids, scores, strict=True)],
+            {"kind": "joint-logistic", "receipts": [json.loads(r) for r in receipts]},
+        )
 
     def _with_key(self, call: Callable[[], _T]) -> _T:
         """Run ``call``; if the coordinator lost the key (restart), register and retry once."""

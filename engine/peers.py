@@ -30,8 +30,10 @@ from engine.errors import RemoteError
 from engine.masks import Participant
 from engine.model import FeatureSpec
 from engine.plan import AggregatePlan
+from engine.psi import AlignAsk, PsiAnswer
 from engine.rpc import DEADLINES, create_channel, remote_error
 from engine.tls import ANALYST_SUBJECT_HEADER, TlsFiles
+from engine.train_job import TrainAnswer, TrainCall
 from protos.unseen.v1 import coordinator_pb2_grpc, holder_pb2_grpc
 
 __all__ = [
@@ -270,6 +272,32 @@ class _Peer:
             except StopIteration:
                 raise RemoteError("INTERNAL", f"{self.label} ended a score at once") from None
         return _ScoreCall(call, first, self.label)
+
+    # -- entity alignment (issue 15) ---------------------------------------------------
+    def align(
+        self, ask: AlignAsk, *, budget: float | None = None, subject: str | None = None
+    ) -> tuple[str, PsiAnswer, list[str]]:
+        """One PSI round with the holder ``ask.holder``: (its name, its answer, receipts)."""
+        with translated(self.label):
+            reply = self._stub.Align(
+                serde.align_to_proto(ask),
+                timeout=self._deadline("align", budget),
+                metadata=_forward(subject),
+            )
+        return serde.align_reply_from_proto(reply)
+
+    # -- joint training (issue 15) -----------------------------------------------------
+    def train(
+        self, call: TrainCall, *, budget: float | None = None, subject: str | None = None
+    ) -> TrainAnswer:
+        """One step of a training job."""
+        with translated(self.label):
+            reply = self._stub.Train(
+                serde.train_call_to_proto(call),
+                timeout=self._deadline("train", budget),
+                metadata=_forward(subject),
+            )
+        return serde.train_answer_from_proto(reply)
 
 
 def _aggregate_reply(replies: Iterator[Any], label: str) -> AggregateAnswer:

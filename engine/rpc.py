@@ -52,6 +52,8 @@ DEADLINES = {
     "prepare_model": 120.0,
     "score": 600.0,
     "health": 5.0,
+    "align": 300.0,  # PSI: ~3 ms per id on one core at the holder (openmined-psi, P-256)
+    "train": 300.0,  # one step of a training job (a round over 100k entities takes seconds)
 }
 
 _RETRY_SERVICE_CONFIG = json.dumps(

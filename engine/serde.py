@@ -43,9 +43,12 @@ from engine.expr import (
 from engine.masks import Participant
 from engine.model import FeatureSpec
 from engine.plan import DEFAULT_LIMITS, AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
+from engine.psi import AlignAsk, PsiAnswer
 from engine.signing import is_hex_digest
+from engine.train_job import TrainAnswer, TrainCall, TrainFeatures
 from engine.types import SqlType
 from protos.unseen.v1 import (
+    align_pb2,
     audit_pb2,
     catalog_pb2,
     crypto_pb2,
@@ -53,6 +56,7 @@ from protos.unseen.v1 import (
     plan_pb2,
     query_pb2,
     score_pb2,
+    train_pb2,
 )
 
 __all__ = [
@@ -61,6 +65,10 @@ __all__ = [
     "MAX_FEATURES",
     "MAX_MODEL_BYTES",
     "aggregate_request",
+    "align_from_proto",
+    "align_reply",
+    "align_reply_from_proto",
+    "align_to_proto",
     "catalog_from_proto",
     "catalog_request",
     "catalog_to_proto",
@@ -100,6 +108,10 @@ __all__ = [
     "score_reply_ciphertext",
     "score_reply_header",
     "score_request_from_parts",
+    "train_answer_from_proto",
+    "train_answer_to_proto",
+    "train_call_from_proto",
+    "train_call_to_proto",
     "value_from_proto",
     "value_to_proto",
 ]
@@ -1044,3 +1056,111 @@ def ledger_request_fields(msg: audit_pb2.ReadLedgerRequest) -> dict[str, object]
 
 def ledger_reply(ledger_range: str, checkpoint: str) -> audit_pb2.ReadLedgerReply:
     return audit_pb2.ReadLedgerReply(range=ledger_range, checkpoint=checkpoint)
+
+
+# -- entity alignment (issue 15) ----------------------------------------------------------
+def align_to_proto(ask: AlignAsk) -> align_pb2.AlignRequest:
+    return align_pb2.AlignRequest(
+        holder=ask.holder,
+        table=ask.table,
+        column=ask.column,
+        key_id=ask.key_id,
+        request=ask.request,
+        vouchers=list(ask.vouchers),
+    )
+
+
+def align_from_proto(msg: align_pb2.AlignRequest) -> AlignAsk:
+    return AlignAsk(
+        msg.holder, msg.table, msg.column, msg.key_id, bytes(msg.request), tuple(msg.vouchers)
+    )
+
+
+def align_reply(holder: str, answer: PsiAnswer, receipts: Sequence[str]) -> align_pb2.AlignReply:
+    return align_pb2.AlignReply(
+        holder=holder,
+        setup=answer.setup,
+        response=answer.response,
+        holder_size=answer.holder_size,
+        receipts=list(receipts),
+    )
+
+
+def align_reply_from_proto(msg: align_pb2.AlignReply) -> tuple[str, PsiAnswer, list[str]]:
+    """(holder name, its PSI answer, its ledger receipts)."""
+    answer = PsiAnswer(bytes(msg.setup), bytes(msg.response), int(msg.holder_size))
+    return str(msg.holder), answer, list(msg.receipts)
+
+
+# -- joint training (issue 15) ---------------------------------------------------------------
+def train_call_to_proto(call: TrainCall) -> train_pb2.TrainRequest:
+    return train_pb2.TrainRequest(
+        job_id=call.job_id,
+        step=call.step,
+        iteration=call.iteration,
+        key_id=call.key_id,
+        spec=call.spec,
+        features=[
+            train_pb2.TrainFeatures(
+                holder=f.holder,
+                table=f.table,
+                key=f.key,
+                columns=list(f.columns),
+                intercept=f.intercept,
+            )
+            for f in call.features
+        ],
+        ids=list(call.ids),
+        validation_ids=list(call.validation_ids),
+        vouchers=list(call.vouchers),
+        ciphertexts=list(call.ciphertexts),
+        gradients=[
+            train_pb2.TrainGradient(holder=h, values=list(v)) for h, v in call.gradients.items()
+        ],
+        best=call.best,
+    )
+
+
+def train_call_from_proto(msg: train_pb2.TrainRequest) -> TrainCall:
+    return TrainCall(
+        job_id=msg.job_id,
+        step=msg.step,
+        iteration=msg.iteration,
+        key_id=msg.key_id,
+        spec=msg.spec,
+        features=tuple(
+            TrainFeatures(f.holder, f.table, f.key, tuple(f.columns), f.intercept)
+            for f in msg.features
+        ),
+        ids=tuple(msg.ids),
+        validation_ids=tuple(msg.validation_ids),
+        vouchers=tuple(msg.vouchers),
+        ciphertexts=tuple(bytes(c) for c in msg.ciphertexts),
+        gradients={g.holder: list(g.values) for g in msg.gradients},
+        best=msg.best,
+    )
+
+
+def train_answer_to_proto(answer: TrainAnswer) -> train_pb2.TrainReply:
+    return train_pb2.TrainReply(
+        products=[
+            train_pb2.TrainProducts(holder=h, ciphertexts=list(c))
+            for h, c in answer.products.items()
+        ],
+        ciphertexts=list(answer.ciphertexts),
+        digests=[
+            train_pb2.TrainDigest(holder=h, digest=d, statement=answer.statements.get(h, ""))
+            for h, d in answer.digests.items()
+        ],
+        receipts=list(answer.receipts),
+    )
+
+
+def train_answer_from_proto(msg: train_pb2.TrainReply) -> TrainAnswer:
+    return TrainAnswer(
+        {p.holder: [bytes(c) for c in p.ciphertexts] for p in msg.products},
+        [bytes(c) for c in msg.ciphertexts],
+        {d.holder: d.digest for d in msg.digests},
+        list(msg.receipts),
+        {d.holder: d.statement for d in msg.digests if d.statement},
+    )

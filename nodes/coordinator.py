@@ -20,16 +20,20 @@ from typing import Any
 from engine import serde
 from engine.budget import MemoryBudget
 from engine.catalog import Catalog
+from engine.errors import PlanError, UnseenError
 from engine.keystore import KeyStore
 from engine.model import FeatureSpec
 from engine.peers import HolderPeer
 from engine.plan import AggregatePlan, Limits
+from engine.psi import AlignAsk, PsiAnswer
 from engine.rpc import DEADLINES
 from engine.tls import TlsFiles
+from engine.train_job import TrainAnswer, TrainCall
 from nodes import aggregate as aggregating
 from nodes.aggregate import CombinedAnswer
-from nodes.holders import HolderSet, Peer
+from nodes.holders import HolderSet, Peer, as_holder_error
 from nodes.scoring import ModelBook, ScoreAnswer
+from nodes.training import CoordinatorJobs
 
 __all__ = ["Coordinator", "serve_coordinator"]
 
@@ -49,6 +53,7 @@ class Coordinator:
     entity_budget: MemoryBudget = field(
         default_factory=lambda: MemoryBudget(192 << 20, "entity ids")
     )
+    training: CoordinatorJobs = field(default_factory=CoordinatorJobs)  # issue 15
 
     @classmethod
     def connect(
@@ -159,6 +164,32 @@ class Coordinator:
         return self.models.score(
             self.holders, self.keys, key_id, model_id, ids, deadline, vouchers, subject
         )
+
+    # -- entity alignment (issue 15) --------------------------------------------------
+    def align(
+        self, ask: AlignAsk, deadline: float | None = None, subject: str | None = None
+    ) -> tuple[str, PsiAnswer, list[str]]:
+        """Relay one PSI round to the holder named in ``ask``.
+
+        The coordinator sees only points blinded under keys it never holds (and
+        the message sizes); it relays so that the analyst needs no route to holders.
+        """
+        self.holders.names(deadline)
+        peer = next((p for p in self.holders.peers if p.name == ask.holder), None)
+        if peer is None:
+            raise PlanError(f"no configured holder is named {ask.holder!r}")
+        budget = min(deadline or DEADLINES["align"], DEADLINES["align"])
+        try:
+            return peer.align(ask, budget=budget, subject=subject)
+        except UnseenError as exc:
+            raise as_holder_error(peer, exc) from exc
+
+    def train(
+        self, call: TrainCall, deadline: float | None = None, subject: str | None = None
+    ) -> TrainAnswer:
+        """One step of a training job: relay and add, holding no key (nodes.training)."""
+        public = self.keys.public_bytes(call.key_id) if call.key_id in self.keys else None
+        return self.training.handle(self.holders, public, call, subject)
 
 
 def serve_coordinator(

@@ -38,13 +38,17 @@ from engine.participants import DEFAULT_MIN_HOLDERS, certify_mask_key, check_par
 from engine.pending import PendingAggregate, PendingAggregates
 from engine.plan import AggregatePlan, Limits
 from engine.policy import DEFAULT_K, quickstart_table
+from engine.psi import AlignAsk, PsiAnswer
 from engine.scaling import FeatureScaling
 from engine.scoring import HolderModel, check_batch, check_features, feature_blocks
 from engine.source import TableSource, open_source
 from engine.stewardship import Stewardship
 from engine.tls import TlsFiles
+from engine.train_job import TrainAnswer, TrainCall
 from engine.voucher import AccessRequest, entity_ids, plan_reads
 from engine.warehouses.location import Location
+from nodes.alignment import answer_alignment
+from nodes.training import HolderJobs
 
 __all__ = ["HolderNode", "serve_holder"]
 
@@ -80,6 +84,7 @@ class HolderNode:
     steward: Stewardship | None = None
     _models: OrderedDict[str, HolderModel] = field(default_factory=OrderedDict)
     _models_lock: threading.Lock = field(default_factory=threading.Lock)
+    training: HolderJobs = field(default_factory=HolderJobs)  # joint training (issue 15)
 
     def __post_init__(self) -> None:
         if self.governance is None:
@@ -282,6 +287,19 @@ class HolderNode:
             self.limits,
             lambda vectors: self.pool.encrypt(key_id, self.keys.public_bytes(key_id), ctx, vectors),
         )
+
+    # -- entity alignment (issue 15) --------------------------------------------------
+    def align(self, ask: AlignAsk, subject: str | None = None) -> tuple[PsiAnswer, list[str]]:
+        """Answer a PSI request over the entity column ``ask.table.ask.column``."""
+        table = self._table(ask.table)
+        source = self.sources[ask.table.lower()]
+        return answer_alignment(self.gov, source, table, ask, subject)
+
+    def train(
+        self, call: TrainCall, subject: str | None = None, role: str | None = None
+    ) -> TrainAnswer:
+        """One step of a vertical logistic regression job (see nodes.training)."""
+        return self.training.handle(self, call, subject, role)
 
     # -- scoring -------------------------------------------------------------------
     def _score_request(

@@ -27,6 +27,7 @@ from engine.masks import Participant
 from engine.model import FeatureSpec
 from engine.peers import AggregateAnswer, EncodedPlan, ModelUpload, ScoreStream
 from engine.plan import AggregatePlan
+from engine.psi import AlignAsk, PsiAnswer
 from engine.rpc import DEADLINES
 
 __all__ = ["FanOut", "HolderSet", "Hosts", "Peer", "combine"]
@@ -92,6 +93,10 @@ class Peer(Protocol):
     ) -> tuple[list[int], list[str]]: ...
 
     def register_model(self, model: ModelUpload, budget: float | None = None) -> str: ...
+
+    def align(
+        self, ask: AlignAsk, *, budget: float | None = None, subject: str | None = None
+    ) -> tuple[str, PsiAnswer, list[str]]: ...
 
     def score(
         self,

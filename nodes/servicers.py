@@ -26,6 +26,7 @@ from engine.rpc import create_server, servicer_errors
 from engine.telemetry import NodeMetrics
 from engine.tls import ANALYST_SUBJECT_HEADER, TlsFiles, caller_identity
 from protos.unseen.v1 import (
+    align_pb2,
     audit_pb2,
     catalog_pb2,
     coordinator_pb2,
@@ -36,6 +37,7 @@ from protos.unseen.v1 import (
     mask_pb2,
     query_pb2,
     score_pb2,
+    train_pb2,
 )
 
 if TYPE_CHECKING:
@@ -224,6 +226,23 @@ class HolderServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
             for index, data in enumerate(partials):
                 yield serde.score_reply_ciphertext(index, data)
 
+    # -- entity alignment (issue 15) --------------------------------------------------
+    @servicer_errors
+    def Align(
+        self, request: align_pb2.AlignRequest, context: grpc.ServicerContext
+    ) -> align_pb2.AlignReply:
+        answer, receipts = self.node.align(serde.align_from_proto(request), holder_subject(context))
+        return serde.align_reply(self.node.name, answer, receipts)
+
+    @servicer_errors
+    def Train(
+        self, request: train_pb2.TrainRequest, context: grpc.ServicerContext
+    ) -> train_pb2.TrainReply:
+        call = serde.train_call_from_proto(request)
+        _, role = caller_identity(context)
+        answer = self.node.train(call, holder_subject(context), role)
+        return serde.train_answer_to_proto(answer)
+
     @servicer_errors
     def ReadLedger(
         self, request: audit_pb2.ReadLedgerRequest, context: grpc.ServicerContext
@@ -284,6 +303,24 @@ class CoordinatorServicer(_SharedMethods, coordinator_pb2_grpc.CoordinatorServic
         )
         for index, data in enumerate(answer.blocks):
             yield serde.score_reply_ciphertext(index, data)
+
+    # -- entity alignment (issue 15) --------------------------------------------------
+    @servicer_errors
+    def Align(
+        self, request: align_pb2.AlignRequest, context: grpc.ServicerContext
+    ) -> align_pb2.AlignReply:
+        holder, answer, receipts = self.coordinator.align(
+            serde.align_from_proto(request), budget(context), analyst_subject(context)
+        )
+        return serde.align_reply(holder, answer, receipts)
+
+    @servicer_errors
+    def Train(
+        self, request: train_pb2.TrainRequest, context: grpc.ServicerContext
+    ) -> train_pb2.TrainReply:
+        call = serde.train_call_from_proto(request)
+        answer = self.coordinator.train(call, budget(context), analyst_subject(context))
+        return serde.train_answer_to_proto(answer)
 
 
 def serve_holder(

@@ -267,6 +267,13 @@ def _cmd_query(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     from engine.approval import ApprovedWeights
     from engine.model import load_model, read_entities
+    from unseen.joint import joint_model
+
+    joint = joint_model(args.model)  # a model trained jointly (issue 15) is served apart
+    if joint is not None:
+        with _client(args) as client:
+            result = client.predict(joint, read_entities(args.entities, joint["key"]))
+        return _print_answer(args, result)
 
     model = load_model(args.model)
     entities = read_entities(args.entities, model.entity)
@@ -281,6 +288,26 @@ def _cmd_score(args: argparse.Namespace) -> int:
         approved = ApprovedWeights.load(args.approved) if args.approved else None
         result = client.score(model, entities, approved)
     return _print_answer(args, result)
+
+
+def _cmd_psi(args: argparse.Namespace) -> int:
+    from unseen.joint import run_psi
+
+    with _client(args) as client:
+        result, receipts = run_psi(client, args)
+    write_receipts(args.receipts, receipts)
+    print(result.format(args.format))
+    return EXIT_OK
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from unseen.joint import run_train
+
+    with _client(args) as client:
+        result, receipts = run_train(client, args)
+    write_receipts(args.receipts, receipts)
+    print(result.format(args.format))
+    return EXIT_OK
 
 
 def _cmd_catalog(args: argparse.Namespace) -> int:
@@ -440,6 +467,8 @@ def _parser() -> argparse.ArgumentParser:
         ("query", _cmd_query, "run an aggregate SQL query"),
         ("score", _cmd_score, "score entities with an encrypted linear model"),
         ("catalog", _cmd_catalog, "show the federation's catalog"),
+        ("psi", _cmd_psi, "align entity ids with holders by private set intersection"),
+        ("train", _cmd_train, "train a logistic model on holders' features and your labels"),
     ):
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("--coordinator", required=True, type=_address)
@@ -482,6 +511,27 @@ def _parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="print the feature exponents an issuer needs to approve the model",
             )
+        if name == "psi":
+            from unseen.joint import parse_with
+
+            sub.add_argument("--ids", type=Path, required=True, help="the bank's ids or a CSV")
+            sub.add_argument("--id-column", default="id", help="the ids' CSV column (id)")
+            sub.add_argument(
+                "--with",
+                dest="with_",
+                action="append",
+                type=parse_with,
+                default=[],
+                metavar="HOLDER=TABLE.COLUMN",
+                help="a holder and its entity column to align with (repeatable)",
+            )
+            sub.add_argument("--out", type=Path, default=None, help="write the common ids here")
+        if name == "train":
+            sub.add_argument("--labels", type=Path, required=True, help="CSV: id and label")
+            sub.add_argument("--spec", type=Path, required=True, help="model spec JSON")
+            sub.add_argument("--out", type=Path, default=Path("model.json"), help="model file")
+            sub.add_argument("--id-column", default="id", help="the labels' id column (id)")
+            sub.add_argument("--label-column", default="label", help="the 0/1 column (label)")
         sub.set_defaults(func=func)
     return parser
 

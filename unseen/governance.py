@@ -345,6 +345,12 @@ def cmd_audit_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit_lineage(args: argparse.Namespace) -> int:
+    from unseen.joint import cmd_audit_lineage  # loads the HE stack only when used
+
+    return cmd_audit_lineage(args)
+
+
 def add_commands(commands: Any, parser_class: type) -> None:
     """Register ``keys signing``, ``voucher ...`` and ``audit ...`` on the main parser."""
     voucher = commands.add_parser("voucher", help="data asset vouchers").add_subparsers(
@@ -435,6 +441,11 @@ def add_commands(commands: Any, parser_class: type) -> None:
     chk.add_argument("--holder-key", action="append", required=True, metavar="NAME=KEY")
     chk.set_defaults(func=cmd_audit_check)
     add_audit_flows(audit)
+    # -- joint modelling (issue 15) --
+    lin = audit.add_parser("lineage", help="check a jointly trained model's signed lineage")
+    lin.add_argument("--model", type=Path, required=True)
+    lin.add_argument("--holder-key", action="append", required=True, metavar="NAME=KEY")
+    lin.set_defaults(func=_cmd_audit_lineage)
 
 
 def add_tls_flags(parser: argparse.ArgumentParser) -> None:

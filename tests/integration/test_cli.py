@@ -161,8 +161,10 @@ def test_demo_runs_verified(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "demo finished: all answers agree with plaintext" in out
-    # five aggregates (two of them the park job), three scoring runs (one after a withdrawal)
-    assert out.count("  verified\n") == 8
+    # five aggregates (two of them the park job), three scoring runs (one after a withdrawal),
+    # the jointly trained model's scores
+    assert out.count("  verified\n") == 9
+    assert "AUC on the same applicants: jointly trained" in out
     assert "✗" not in out and "MISMATCH" not in out
     assert "without a voucher: refused (PERMISSION_DENIED)" in out
     assert "every one matches its holder's ledger" in out

@@ -43,6 +43,9 @@ EXPECTED_METHODS = {
         "HasModel",
         "Score",
         "ReadLedger",
+        # joint modelling (issue 15)
+        "Align",
+        "Train",
     },
     "unseen.v1.Coordinator": {
         "GetCatalog",
@@ -53,6 +56,9 @@ EXPECTED_METHODS = {
         "RegisterModel",
         "HasModel",
         "Score",
+        # joint modelling (issue 15)
+        "Align",
+        "Train",
     },
 }
 

@@ -22,19 +22,21 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from protos.unseen.v1 import align_pb2 as protos_dot_unseen_dot_v1_dot_align__pb2
 from protos.unseen.v1 import catalog_pb2 as protos_dot_unseen_dot_v1_dot_catalog__pb2
 from protos.unseen.v1 import crypto_pb2 as protos_dot_unseen_dot_v1_dot_crypto__pb2
 from protos.unseen.v1 import query_pb2 as protos_dot_unseen_dot_v1_dot_query__pb2
 from protos.unseen.v1 import score_pb2 as protos_dot_unseen_dot_v1_dot_score__pb2
+from protos.unseen.v1 import train_pb2 as protos_dot_unseen_dot_v1_dot_train__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"protos/unseen/v1/coordinator.proto\x12\tunseen.v1\x1a\x1eprotos/unseen/v1/catalog.proto\x1a\x1dprotos/unseen/v1/crypto.proto\x1a\x1cprotos/unseen/v1/query.proto\x1a\x1cprotos/unseen/v1/score.proto2\x8b\x04\n\x0b\x43oordinator\x12>\n\nGetCatalog\x12\x1c.unseen.v1.GetCatalogRequest\x1a\x12.unseen.v1.Catalog\x12\x37\n\x0bRegisterKey\x12\x13.unseen.v1.KeyChunk\x1a\x11.unseen.v1.KeyAck(\x01\x12:\n\x06HasKey\x12\x18.unseen.v1.HasKeyRequest\x1a\x16.unseen.v1.HasKeyReply\x12\x45\n\tAggregate\x12\x1b.unseen.v1.AggregateRequest\x1a\x19.unseen.v1.AggregateReply0\x01\x12\x46\n\x0cPrepareModel\x12\x16.unseen.v1.PreparePart\x1a\x1c.unseen.v1.PrepareModelReply(\x01\x12<\n\rRegisterModel\x12\x14.unseen.v1.ModelPart\x1a\x13.unseen.v1.ModelAck(\x01\x12@\n\x08HasModel\x12\x1a.unseen.v1.HasModelRequest\x1a\x18.unseen.v1.HasModelReply\x12\x38\n\x05Score\x12\x14.unseen.v1.ScorePart\x1a\x15.unseen.v1.ScoreReply(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"protos/unseen/v1/coordinator.proto\x12\tunseen.v1\x1a\x1cprotos/unseen/v1/align.proto\x1a\x1eprotos/unseen/v1/catalog.proto\x1a\x1dprotos/unseen/v1/crypto.proto\x1a\x1cprotos/unseen/v1/query.proto\x1a\x1cprotos/unseen/v1/score.proto\x1a\x1cprotos/unseen/v1/train.proto2\xfd\x04\n\x0b\x43oordinator\x12>\n\nGetCatalog\x12\x1c.unseen.v1.GetCatalogRequest\x1a\x12.unseen.v1.Catalog\x12\x37\n\x0bRegisterKey\x12\x13.unseen.v1.KeyChunk\x1a\x11.unseen.v1.KeyAck(\x01\x12:\n\x06HasKey\x12\x18.unseen.v1.HasKeyRequest\x1a\x16.unseen.v1.HasKeyReply\x12\x45\n\tAggregate\x12\x1b.unseen.v1.AggregateRequest\x1a\x19.unseen.v1.AggregateReply0\x01\x12\x46\n\x0cPrepareModel\x12\x16.unseen.v1.PreparePart\x1a\x1c.unseen.v1.PrepareModelReply(\x01\x12<\n\rRegisterModel\x12\x14.unseen.v1.ModelPart\x1a\x13.unseen.v1.ModelAck(\x01\x12@\n\x08HasModel\x12\x1a.unseen.v1.HasModelRequest\x1a\x18.unseen.v1.HasModelReply\x12\x38\n\x05Score\x12\x14.unseen.v1.ScorePart\x1a\x15.unseen.v1.ScoreReply(\x01\x30\x01\x12\x37\n\x05\x41lign\x12\x17.unseen.v1.AlignRequest\x1a\x15.unseen.v1.AlignReply\x12\x37\n\x05Train\x12\x17.unseen.v1.TrainRequest\x1a\x15.unseen.v1.TrainReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.unseen.v1.coordinator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COORDINATOR']._serialized_start=173
-  _globals['_COORDINATOR']._serialized_end=696
+  _globals['_COORDINATOR']._serialized_start=233
+  _globals['_COORDINATOR']._serialized_end=870
 # @@protoc_insertion_point(module_scope)

@@ -3,10 +3,12 @@
 import grpc
 import warnings
 
+from protos.unseen.v1 import align_pb2 as protos_dot_unseen_dot_v1_dot_align__pb2
 from protos.unseen.v1 import catalog_pb2 as protos_dot_unseen_dot_v1_dot_catalog__pb2
 from protos.unseen.v1 import crypto_pb2 as protos_dot_unseen_dot_v1_dot_crypto__pb2
 from protos.unseen.v1 import query_pb2 as protos_dot_unseen_dot_v1_dot_query__pb2
 from protos.unseen.v1 import score_pb2 as protos_dot_unseen_dot_v1_dot_score__pb2
+from protos.unseen.v1 import train_pb2 as protos_dot_unseen_dot_v1_dot_train__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -77,6 +79,16 @@ class CoordinatorStub:
                 request_serializer=protos_dot_unseen_dot_v1_dot_score__pb2.ScorePart.SerializeToString,
                 response_deserializer=protos_dot_unseen_dot_v1_dot_score__pb2.ScoreReply.FromString,
                 _registered_method=True)
+        self.Align = channel.unary_unary(
+                '/unseen.v1.Coordinator/Align',
+                request_serializer=protos_dot_unseen_dot_v1_dot_align__pb2.AlignRequest.SerializeToString,
+                response_deserializer=protos_dot_unseen_dot_v1_dot_align__pb2.AlignReply.FromString,
+                _registered_method=True)
+        self.Train = channel.unary_unary(
+                '/unseen.v1.Coordinator/Train',
+                request_serializer=protos_dot_unseen_dot_v1_dot_train__pb2.TrainRequest.SerializeToString,
+                response_deserializer=protos_dot_unseen_dot_v1_dot_train__pb2.TrainReply.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -134,6 +146,21 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Align(self, request, context):
+        """-- joint modelling (issue 15) --
+        Private set intersection of the analyst's entity ids with this holder's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Train(self, request, context):
+        """One step of a vertical logistic regression job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -176,6 +203,16 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Score,
                     request_deserializer=protos_dot_unseen_dot_v1_dot_score__pb2.ScorePart.FromString,
                     response_serializer=protos_dot_unseen_dot_v1_dot_score__pb2.ScoreReply.SerializeToString,
+            ),
+            'Align': grpc.unary_unary_rpc_method_handler(
+                    servicer.Align,
+                    request_deserializer=protos_dot_unseen_dot_v1_dot_align__pb2.AlignRequest.FromString,
+                    response_serializer=protos_dot_unseen_dot_v1_dot_align__pb2.AlignReply.SerializeToString,
+            ),
+            'Train': grpc.unary_unary_rpc_method_handler(
+                    servicer.Train,
+                    request_deserializer=protos_dot_unseen_dot_v1_dot_train__pb2.TrainRequest.FromString,
+                    response_serializer=protos_dot_unseen_dot_v1_dot_train__pb2.TrainReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -394,6 +431,60 @@ class Coordinator:
             '/unseen.v1.Coordinator/Score',
             protos_dot_unseen_dot_v1_dot_score__pb2.ScorePart.SerializeToString,
             protos_dot_unseen_dot_v1_dot_score__pb2.ScoreReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Align(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unseen.v1.Coordinator/Align',
+            protos_dot_unseen_dot_v1_dot_align__pb2.AlignRequest.SerializeToString,
+            protos_dot_unseen_dot_v1_dot_align__pb2.AlignReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Train(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unseen.v1.Coordinator/Train',
+            protos_dot_unseen_dot_v1_dot_train__pb2.TrainRequest.SerializeToString,
+            protos_dot_unseen_dot_v1_dot_train__pb2.TrainReply.FromString,
             options,
             channel_credentials,
             insecure,

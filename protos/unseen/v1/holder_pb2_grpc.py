@@ -3,12 +3,14 @@
 import grpc
 import warnings
 
+from protos.unseen.v1 import align_pb2 as protos_dot_unseen_dot_v1_dot_align__pb2
 from protos.unseen.v1 import audit_pb2 as protos_dot_unseen_dot_v1_dot_audit__pb2
 from protos.unseen.v1 import catalog_pb2 as protos_dot_unseen_dot_v1_dot_catalog__pb2
 from protos.unseen.v1 import crypto_pb2 as protos_dot_unseen_dot_v1_dot_crypto__pb2
 from protos.unseen.v1 import mask_pb2 as protos_dot_unseen_dot_v1_dot_mask__pb2
 from protos.unseen.v1 import query_pb2 as protos_dot_unseen_dot_v1_dot_query__pb2
 from protos.unseen.v1 import score_pb2 as protos_dot_unseen_dot_v1_dot_score__pb2
+from protos.unseen.v1 import train_pb2 as protos_dot_unseen_dot_v1_dot_train__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -89,6 +91,16 @@ class HolderStub:
                 request_serializer=protos_dot_unseen_dot_v1_dot_audit__pb2.ReadLedgerRequest.SerializeToString,
                 response_deserializer=protos_dot_unseen_dot_v1_dot_audit__pb2.ReadLedgerReply.FromString,
                 _registered_method=True)
+        self.Align = channel.unary_unary(
+                '/unseen.v1.Holder/Align',
+                request_serializer=protos_dot_unseen_dot_v1_dot_align__pb2.AlignRequest.SerializeToString,
+                response_deserializer=protos_dot_unseen_dot_v1_dot_align__pb2.AlignReply.FromString,
+                _registered_method=True)
+        self.Train = channel.unary_unary(
+                '/unseen.v1.Holder/Train',
+                request_serializer=protos_dot_unseen_dot_v1_dot_train__pb2.TrainRequest.SerializeToString,
+                response_deserializer=protos_dot_unseen_dot_v1_dot_train__pb2.TrainReply.FromString,
+                _registered_method=True)
 
 
 class HolderServicer:
@@ -163,6 +175,21 @@ class HolderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Align(self, request, context):
+        """-- joint modelling (issue 15) --
+        Private set intersection of the analyst's entity ids with this holder's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Train(self, request, context):
+        """One step of a vertical logistic regression job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HolderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -215,6 +242,16 @@ def add_HolderServicer_to_server(servicer, server):
                     servicer.ReadLedger,
                     request_deserializer=protos_dot_unseen_dot_v1_dot_audit__pb2.ReadLedgerRequest.FromString,
                     response_serializer=protos_dot_unseen_dot_v1_dot_audit__pb2.ReadLedgerReply.SerializeToString,
+            ),
+            'Align': grpc.unary_unary_rpc_method_handler(
+                    servicer.Align,
+                    request_deserializer=protos_dot_unseen_dot_v1_dot_align__pb2.AlignRequest.FromString,
+                    response_serializer=protos_dot_unseen_dot_v1_dot_align__pb2.AlignReply.SerializeToString,
+            ),
+            'Train': grpc.unary_unary_rpc_method_handler(
+                    servicer.Train,
+                    request_deserializer=protos_dot_unseen_dot_v1_dot_train__pb2.TrainRequest.FromString,
+                    response_serializer=protos_dot_unseen_dot_v1_dot_train__pb2.TrainReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -487,6 +524,60 @@ class Holder:
             '/unseen.v1.Holder/ReadLedger',
             protos_dot_unseen_dot_v1_dot_audit__pb2.ReadLedgerRequest.SerializeToString,
             protos_dot_unseen_dot_v1_dot_audit__pb2.ReadLedgerReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Align(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unseen.v1.Holder/Align',
+            protos_dot_unseen_dot_v1_dot_align__pb2.AlignRequest.SerializeToString,
+            protos_dot_unseen_dot_v1_dot_align__pb2.AlignReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Train(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unseen.v1.Holder/Train',
+            protos_dot_unseen_dot_v1_dot_train__pb2.TrainRequest.SerializeToString,
+            protos_dot_unseen_dot_v1_dot_train__pb2.TrainReply.FromString,
             options,
             channel_credentials,
             insecure,
