@@ -1,7 +1,7 @@
-"""Regenerate the committed gRPC/protobuf modules under protos/unseen/v1.
+"""Regenerate the committed gRPC/protobuf modules under unseen/v1 from protos/unseen/v1.
 
 Run from anywhere: ``python scripts/gen_protos.py``. It compiles from the repo
-root so that generated imports follow the file path (``protos.unseen.v1.x_pb2``).
+root so that generated imports follow the file path (``unseen.v1.x_pb2``).
 The grpcio-tools version is pinned in pyproject's test extra; the staleness
 test (tests/unit/test_protos_fresh.py) calls :func:`generate` into a temporary
 folder and diffs the result against the committed files.
@@ -14,13 +14,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROTO_DIR = Path("protos") / "unseen" / "v1"
+PROTO_ROOT = Path("protos")
+PROTO_DIR = PROTO_ROOT / "unseen" / "v1"
+OUT_DIR = Path("unseen") / "v1"
 PINNED_GRPCIO_TOOLS = "1.85.1"
 
 
 def proto_files() -> list[Path]:
     """The .proto sources, relative to the repo root, in a stable order."""
-    return sorted(p.relative_to(ROOT) for p in (ROOT / PROTO_DIR).glob("*.proto"))
+    return sorted(p.relative_to(ROOT / PROTO_ROOT) for p in (ROOT / PROTO_DIR).glob("*.proto"))
 
 
 def generate(out_dir: Path) -> list[Path]:
@@ -42,7 +44,7 @@ def generate(out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     args = [
         "protoc",
-        f"-I{ROOT}",
+        f"-I{ROOT / PROTO_ROOT}",
         f"-I{include}",
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
@@ -51,7 +53,7 @@ def generate(out_dir: Path) -> list[Path]:
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
-    return sorted((out_dir / PROTO_DIR).glob("*_pb2*.py*"))
+    return sorted((out_dir / OUT_DIR).glob("*_pb2*.py*"))
 
 
 def main() -> int:

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(ROOT))
 
-from engine import synth  # noqa: E402
+from unseen.engine.data import synth  # noqa: E402
 
 __all__ = ["main"]
 

@@ -35,9 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.keys import AnalystKey  # noqa: E402
 from tests import hostile  # noqa: E402
 from tests.integration import test_load as load  # noqa: E402
+from unseen.engine.crypto.keys import AnalystKey  # noqa: E402
 
 
 def _hostile(workdir: Path, requests: int, seed: int) -> hostile.Report:

@@ -8,7 +8,7 @@ banks' signals on an investigated batch of accounts, labelled by the planted
 mules, trained on another seed than the demo uses.
 
 Features are defined once (CREDIT_FEATURES, FRAUD_FEATURES) in the model
-file's own vocabulary, and computed with engine.verify.plaintext_features —
+file's own vocabulary, and computed with unseen.oracle.plaintext.plaintext_features —
 the same semantics the holders apply — so the weights fit what the
 federation computes. Logistic regression by Newton's method with a small
 ridge, on standardised features, folded back into raw-unit weights.
@@ -30,10 +30,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import synth  # noqa: E402
-from engine.metrics import auc  # noqa: E402
-from engine.model import parse_model  # noqa: E402
-from engine.verify import plaintext_features  # noqa: E402
+from unseen.engine.data import synth  # noqa: E402
+from unseen.engine.query.model import parse_model  # noqa: E402
+from unseen.oracle.plaintext import plaintext_features  # noqa: E402
+from unseen.oracle.quality import auc  # noqa: E402
 
 LAST6 = "month >= '2023-07'"
 PREV6 = "month >= '2023-01' AND month < '2023-07'"

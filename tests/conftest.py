@@ -14,11 +14,11 @@ import grpc
 import pytest
 from hypothesis import HealthCheck, settings
 
-from engine.client import Client
-from engine.keys import AnalystKey
-from nodes.coordinator import Coordinator, serve_coordinator
-from nodes.holder import HolderNode, serve_holder
 from tests.servers import mariadb, postgres, spark  # noqa: F401  (session fixtures)
+from unseen.engine.client import Client
+from unseen.engine.crypto.keys import AnalystKey
+from unseen.nodes.coordinator import Coordinator, serve_coordinator
+from unseen.nodes.holder import HolderNode, serve_holder
 
 settings.register_profile(
     "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=100

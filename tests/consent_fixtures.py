@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.asset import Registration, register
-from engine.config import load_config
-from engine.consent import grant, publish, sign_registry, withdraw
-from engine.signing import SigningKey
-from engine.source import open_source
-from engine.tokens import Token
 from tests.governance_fixtures import ACCOUNTS, World, build_world, utcnow
+from unseen.engine.config import load_config
+from unseen.engine.data.source import open_source
+from unseen.engine.governance.asset import Registration, register
+from unseen.engine.governance.consent import grant, publish, sign_registry, withdraw
+from unseen.engine.governance.signing import SigningKey
+from unseen.engine.governance.tokens import Token
 
 GRADES: dict[str, dict[str, str]] = {
     "loans": {

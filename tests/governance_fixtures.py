@@ -27,19 +27,19 @@ from typing import Any
 import duckdb
 import grpc
 
-from engine import serde
-from engine.approval import ApprovedWeights, ModelApproval, approve_model
-from engine.client import Client
-from engine.config import load_config
-from engine.keys import AnalystKey
-from engine.ledger import GENESIS_HASH, Ledger, LedgerEntry, Receipt, read_ledger
-from engine.model import Model
-from engine.signing import PublicKey, SigningKey, utc_text
-from engine.voucher import AccessRequest, issue
-from nodes.coordinator import Coordinator, serve_coordinator
-from nodes.holder import HolderNode, serve_holder
 from tests.shards import load_duckdb, write_shard
+from unseen.engine.client import Client
+from unseen.engine.config import load_config
+from unseen.engine.crypto.keys import AnalystKey
+from unseen.engine.governance.approval import ApprovedWeights, ModelApproval, approve_model
+from unseen.engine.governance.ledger import GENESIS_HASH, Ledger, LedgerEntry, Receipt, read_ledger
+from unseen.engine.governance.signing import PublicKey, SigningKey, utc_text
+from unseen.engine.governance.voucher import AccessRequest, issue
+from unseen.engine.query.model import Model
+from unseen.engine.transport import serde
 from unseen.federation import LocalFederation, NodeProcess
+from unseen.nodes.coordinator import Coordinator, serve_coordinator
+from unseen.nodes.holder import HolderNode, serve_holder
 
 LOANS = [
     ("account", "VARCHAR"),

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from nodes.coordinator import Coordinator, serve_coordinator
-from nodes.holder import HolderNode
-from nodes.servicers import serve_holder
+from unseen.nodes.coordinator import Coordinator, serve_coordinator
+from unseen.nodes.holder import HolderNode
+from unseen.nodes.servicers import serve_holder
 
 __all__ = ["Running"]
 

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 from sqlglot import exp
 
-from engine.verify import Verdict, check_answer
+from unseen.oracle.plaintext import Verdict, check_answer
 
 if TYPE_CHECKING:
-    from engine.client import Client
-    from engine.result import Result
+    from unseen.engine.client import Client
+    from unseen.engine.query.result import Result
 
 Schema = Sequence[tuple[str, str]]  # (column, DuckDB type)
 
@@ -123,7 +123,7 @@ class Reference:
 
     def check(self, client: Client, sql: str, k: int) -> tuple[Result, list[Any], Verdict]:
         """Run ``sql`` encrypted through ``client`` and here: the encrypted answer, the
-        plaintext rows and :func:`engine.verify.check_answer`'s verdict."""
+        plaintext rows and :func:`unseen.oracle.plaintext.check_answer`'s verdict."""
         compiled = client.compile(sql)
         result = client.query(sql)
         cursor = self.con.cursor()  # a connection of its own: callers check from many threads

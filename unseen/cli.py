@@ -27,14 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.errors import (
-    ConfigError,
-    RemoteError,
-    UnseenError,
-    VerificationError,
-)
-from engine.result import Result
-from engine.warehouses.location import Location, is_url
+from unseen.engine.data.warehouses.location import Location, is_url
+from unseen.engine.errors import ConfigError, RemoteError, UnseenError, VerificationError
+from unseen.engine.query.result import Result
 from unseen.governance import (
     add_commands,
     add_tls_flags,
@@ -47,9 +42,9 @@ from unseen.logs import LEVELS, configure, default_json, default_level
 from unseen.stewardship import add_commands as add_stewardship_commands
 
 if TYPE_CHECKING:  # imported where used, so only the commands that talk to a coordinator load it
-    from engine.client import Client
-    from engine.telemetry import NodeMetrics
-    from nodes.coordinator import Coordinator
+    from unseen.engine.client import Client
+    from unseen.engine.transport.telemetry import NodeMetrics
+    from unseen.nodes.coordinator import Coordinator
 
 __all__ = ["main"]
 
@@ -114,11 +109,11 @@ def _default_workers() -> int:
 
 
 def _cmd_node_serve(args: argparse.Namespace) -> int:
-    from nodes.holder import HolderNode, serve_holder
+    from unseen.nodes.holder import HolderNode, serve_holder
 
     tls_config = None
     if args.config is not None:
-        from engine.config import load_config
+        from unseen.engine.config import load_config
 
         config = load_config(args.config).override(name=args.name, listen=args.listen)
         if not config.listen:
@@ -154,7 +149,7 @@ def _metrics(args: argparse.Namespace, role: str, name: str) -> NodeMetrics | No
     """The node's Prometheus endpoint when ``--metrics HOST:PORT`` asks for one."""
     if args.metrics is None:
         return None
-    from engine.telemetry import NodeMetrics
+    from unseen.engine.transport.telemetry import NodeMetrics
 
     metrics = NodeMetrics(role, name)
     try:
@@ -167,7 +162,7 @@ def _metrics(args: argparse.Namespace, role: str, name: str) -> NodeMetrics | No
 
 
 def _cmd_certs(args: argparse.Namespace) -> int:
-    from engine.tls import make_bundle
+    from unseen.engine.transport.tls import make_bundle
 
     parties = [
         (name, role)
@@ -184,7 +179,7 @@ def _cmd_certs(args: argparse.Namespace) -> int:
 
 
 def _cmd_coordinator_serve(args: argparse.Namespace) -> int:
-    from nodes.coordinator import Coordinator, serve_coordinator
+    from unseen.nodes.coordinator import Coordinator, serve_coordinator
 
     tls = _tls(args, server=True)
     coordinator = Coordinator.connect(args.holder, tls=tls)
@@ -215,7 +210,7 @@ def _first_catalogs(coordinator: Coordinator) -> None:
 
 
 def _cmd_keys_new(args: argparse.Namespace) -> int:
-    from engine.keys import AnalystKey, default_key_dir
+    from unseen.engine.crypto.keys import AnalystKey, default_key_dir
 
     directory = args.out or default_key_dir()
     key = AnalystKey.generate()
@@ -226,7 +221,7 @@ def _cmd_keys_new(args: argparse.Namespace) -> int:
 
 def _client(args: argparse.Namespace) -> Client:
     """A client of ``--coordinator`` with the key, deadline, TLS and vouchers the flags give."""
-    from engine.client import Client
+    from unseen.engine.client import Client
 
     vouchers = read_vouchers(getattr(args, "voucher", []))  # catalog takes no vouchers
     return Client(
@@ -252,7 +247,7 @@ def _print_answer(args: argparse.Namespace, result: Result) -> int:
 
 def _cmd_query(args: argparse.Namespace) -> int:
     if args.explain:
-        from engine.explain import explain
+        from unseen.engine.query.explain import explain
 
         with _client(args) as client:  # fetches the catalog only: no plan is sent
             catalog = client.catalog()
@@ -265,8 +260,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from engine.approval import ApprovedWeights
-    from engine.model import load_model, read_entities
+    from unseen.engine.governance.approval import ApprovedWeights
+    from unseen.engine.query.model import load_model, read_entities
     from unseen.joint import joint_model
 
     joint = joint_model(args.model)  # a model trained jointly (issue 15) is served apart
@@ -361,7 +356,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    import benchmarks
+    from unseen import bench as benchmarks
 
     return benchmarks.run(args)
 
@@ -457,7 +452,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     certs.set_defaults(func=_cmd_certs)
 
-    from benchmarks import add_arguments as add_bench_arguments  # argparse only: cheap
+    from unseen.bench import add_arguments as add_bench_arguments  # argparse only: cheap
 
     bench = commands.add_parser("bench", help="benchmark suite: table, JSON and plots")
     add_bench_arguments(bench)

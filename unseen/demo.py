@@ -33,23 +33,24 @@ from typing import Any
 
 import numpy as np
 
-from engine import serde, synth
-from engine.approval import approve_model
-from engine.audit import check_receipts, verify_ledger
-from engine.client import Client
-from engine.consent import ConsentRegister, grant, publish, withdraw
-from engine.errors import RemoteError
-from engine.flows import audit_flows
-from engine.ledger import LedgerRange, Receipt
-from engine.metrics import auc, precision_recall
-from engine.model import load_model
-from engine.result import Result
-from engine.signing import PublicKey
-from engine.train_job import TrainFeatures
-from engine.verify import check_answer, plaintext_scores
-from engine.vertical_lr import TrainSpec, plaintext_training
+from unseen.engine.client import Client
+from unseen.engine.data import synth
+from unseen.engine.errors import RemoteError
+from unseen.engine.governance.approval import approve_model
+from unseen.engine.governance.audit import check_receipts, verify_ledger
+from unseen.engine.governance.consent import ConsentRegister, grant, publish, withdraw
+from unseen.engine.governance.flows import audit_flows
+from unseen.engine.governance.ledger import LedgerRange, Receipt
+from unseen.engine.governance.signing import PublicKey
+from unseen.engine.query.model import load_model
+from unseen.engine.query.result import Result
+from unseen.engine.training.train_job import TrainFeatures
+from unseen.engine.training.vertical_lr import TrainSpec, plaintext_training
+from unseen.engine.transport import serde
 from unseen.federation import LocalFederation
 from unseen.governance import fetch_ledger
+from unseen.oracle.plaintext import check_answer, plaintext_scores
+from unseen.oracle.quality import auc, precision_recall
 from unseen.showcase import CREDIT_PURPOSE, Showcase, build_showcase
 
 __all__ = ["MODELS", "run_demo"]

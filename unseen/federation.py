@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.errors import UnseenError
+from unseen.engine.errors import UnseenError
 
 __all__ = ["LocalFederation", "NodeProcess"]
 

@@ -14,21 +14,21 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from engine.approval import ModelApproval
-from engine.audit import check_receipts, verify_ledger
-from engine.catalog import Catalog
-from engine.consent import CONSENT_PREFIX, publish
-from engine.errors import ConfigError, VerificationError
-from engine.governance import sign_ledger_request
-from engine.keys import META_FILE
-from engine.ledger import Checkpoint, LedgerRange, Receipt, read_ledger
-from engine.peers import CoordinatorPeer, HolderPeer
-from engine.result import Result
-from engine.revocation import revoke
-from engine.signing import PublicKey, SigningKey, utc_text
-from engine.tls import TlsFiles
-from engine.tokens import Token
-from engine.voucher import SignedVoucher, issue, verify
+from unseen.engine.crypto.keys import META_FILE
+from unseen.engine.errors import ConfigError, VerificationError
+from unseen.engine.governance.access import sign_ledger_request
+from unseen.engine.governance.approval import ModelApproval
+from unseen.engine.governance.audit import check_receipts, verify_ledger
+from unseen.engine.governance.consent import CONSENT_PREFIX, publish
+from unseen.engine.governance.ledger import Checkpoint, LedgerRange, Receipt, read_ledger
+from unseen.engine.governance.revocation import revoke
+from unseen.engine.governance.signing import PublicKey, SigningKey, utc_text
+from unseen.engine.governance.tokens import Token
+from unseen.engine.governance.voucher import SignedVoucher, issue, verify
+from unseen.engine.query.catalog import Catalog
+from unseen.engine.query.result import Result
+from unseen.engine.transport.peers import CoordinatorPeer, HolderPeer
+from unseen.engine.transport.tls import TlsFiles
 from unseen.stewardship import add_audit_flows
 
 __all__ = ["add_commands", "add_tls_flags", "read_vouchers", "tls_files", "write_receipts"]
@@ -143,11 +143,12 @@ def cmd_voucher_issue(args: argparse.Namespace) -> int:
 def _approve(args: argparse.Namespace, grantee: str) -> ModelApproval:
     """Review step of ``voucher issue --model``: encrypt the model's real weights under the
     analyst's public key, write them for the analyst, return the approval to sign."""
-    from engine import ckks, serde
-    from engine.approval import ApprovedWeights, approve_model
-    from engine.client import feature_specs
-    from engine.keys import PUBLIC_FILE
-    from engine.model import load_model
+    from unseen.engine.client import feature_specs
+    from unseen.engine.crypto import ckks
+    from unseen.engine.crypto.keys import PUBLIC_FILE
+    from unseen.engine.governance.approval import ApprovedWeights, approve_model
+    from unseen.engine.query.model import load_model
+    from unseen.engine.transport import serde
 
     if args.grantee_key is None or args.coordinator is None or args.weights_out is None:
         raise ConfigError(

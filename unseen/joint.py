@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.align import Alignment
-from engine.client import Client
-from engine.errors import ConfigError
-from engine.model import read_entities
-from engine.result import Result
-from engine.train_job import TrainFeatures
-from engine.training_client import MODEL_KIND
-from engine.vertical_lr import TrainSpec
+from unseen.engine.client import Client
+from unseen.engine.errors import ConfigError
+from unseen.engine.query.model import read_entities
+from unseen.engine.query.result import Result
+from unseen.engine.training.align import Alignment
+from unseen.engine.training.train_job import TrainFeatures
+from unseen.engine.training.training_client import MODEL_KIND
+from unseen.engine.training.vertical_lr import TrainSpec
 
 __all__ = [
     "cmd_audit_lineage",
@@ -165,9 +165,9 @@ def joint_model(path: Path) -> dict[str, Any] | None:
 
 def cmd_audit_lineage(args: argparse.Namespace) -> int:
     """``unseen audit lineage``: check a joint model's signed holder statements."""
-    from engine.errors import VerificationError
-    from engine.lineage import verify_lineage
-    from engine.signing import PublicKey
+    from unseen.engine.errors import VerificationError
+    from unseen.engine.governance.lineage import verify_lineage
+    from unseen.engine.governance.signing import PublicKey
 
     try:
         model = json.loads(Path(args.model).read_text(encoding="utf-8"))

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 
-from engine.errors import ConfigError
+from unseen.engine.errors import ConfigError
 
 __all__ = ["LEVELS", "JsonFormatter", "configure", "default_json", "default_level"]
 

@@ -24,15 +24,15 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from engine import synth
-from engine.approval import ModelApproval
-from engine.asset import Registration, register
-from engine.consent import publish, sign_registry
-from engine.keys import AnalystKey
-from engine.signing import SigningKey
-from engine.source import open_source
-from engine.tokens import Token
-from engine.voucher import issue
+from unseen.engine.crypto.keys import AnalystKey
+from unseen.engine.data import synth
+from unseen.engine.data.source import open_source
+from unseen.engine.governance.approval import ModelApproval
+from unseen.engine.governance.asset import Registration, register
+from unseen.engine.governance.consent import publish, sign_registry
+from unseen.engine.governance.signing import SigningKey
+from unseen.engine.governance.tokens import Token
+from unseen.engine.governance.voucher import issue
 
 __all__ = ["CREDIT_PURPOSE", "REGIONS", "Showcase", "build_showcase"]
 
@@ -144,7 +144,7 @@ class Showcase:
     consents: Path = Path()
     credit_holders: dict[str, list[str]] = field(default_factory=dict)  # holder -> tables
     # Each voucher's fields, so that the exchange can re-issue a voucher (same id,
-    # same quota, same consents) with a model it approved (engine.approval).
+    # same quota, same consents) with a model it approved (unseen.engine.governance.approval).
     grants: list[dict[str, Any]] = field(default_factory=list)
 
     def approve(self, tables: set[str], approval: ModelApproval) -> list[str]:

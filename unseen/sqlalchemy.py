@@ -2,7 +2,7 @@
 
 Registered as the ``unseen`` dialect through the ``sqlalchemy.dialects``
 entry point (``pip install 'unseen[sqlalchemy]'``). It drives
-:mod:`unseen.dbapi`, so ``engine.connect().execute(text(...))`` and
+:mod:`unseen.dbapi`, so ``unseen.engine.connect().execute(text(...))`` and
 ``pandas.read_sql(sql, engine)`` answer SELECTs over the federation, and it
 reflects the merged catalog — tables, columns, their types, and each
 column's permitted uses and published domain size as its comment — so that
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection
     from sqlalchemy.engine.interfaces import IsolationLevel
 
-    from engine.catalog import ColumnInfo, TableInfo
+    from unseen.engine.query.catalog import ColumnInfo, TableInfo
 
 __all__ = ["UnseenDialect"]
 

@@ -14,8 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.asset import Registration, register, verify_registration
-from engine.consent import (
+from unseen.engine.data.source import open_source
+from unseen.engine.errors import ConfigError, PolicyError, VerificationError
+from unseen.engine.governance.asset import Registration, register, verify_registration
+from unseen.engine.governance.consent import (
     CONSENT_PREFIX,
     ConsentRegister,
     grant,
@@ -23,13 +25,11 @@ from engine.consent import (
     sign_registry,
     withdraw,
 )
-from engine.errors import ConfigError, PolicyError, VerificationError
-from engine.flows import audit_flows
-from engine.ledger import LedgerRange, read_ledger
-from engine.result import Result
-from engine.signing import PublicKey, SigningKey, utc_text
-from engine.source import open_source
-from engine.tokens import Token
+from unseen.engine.governance.flows import audit_flows
+from unseen.engine.governance.ledger import LedgerRange, read_ledger
+from unseen.engine.governance.signing import PublicKey, SigningKey, utc_text
+from unseen.engine.governance.tokens import Token
+from unseen.engine.query.result import Result
 
 __all__ = ["add_audit_flows", "add_commands"]
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import ckks, serde
-from engine.keys import AnalystKey
-from engine.layout import layout_for, unpack
-from engine.plan import AggregatePlan
 from tests.shards import write_shard
+from unseen.engine.crypto import ckks
+from unseen.engine.crypto.keys import AnalystKey
+from unseen.engine.query.layout import layout_for, unpack
+from unseen.engine.query.plan import AggregatePlan
+from unseen.engine.transport import serde
 
 SCHEMA = [("city", "VARCHAR"), ("amount", "BIGINT")]
 SQL = "SELECT city, COUNT(*), SUM(amount) FROM loans GROUP BY city"

@@ -8,8 +8,8 @@ from types import TracebackType
 
 import grpc
 
-from engine import serde
 from tests.hostile import method_path
+from unseen.engine.transport import serde
 
 
 class HeldStreams:

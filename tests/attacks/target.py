@@ -16,12 +16,12 @@ from typing import Any
 import grpc
 import psutil
 
-from engine import serde
-from engine.client import Client
-from engine.keys import AnalystKey
 from tests.hostile import SERVICE_METHODS, addresses_of, method_path, server_pids
 from tests.hostile.request import SU, US, UU
 from tests.shards import Reference, write_shards
+from unseen.engine.client import Client
+from unseen.engine.crypto.keys import AnalystKey
+from unseen.engine.transport import serde
 from unseen.federation import LocalFederation
 
 SCHEMA = [("id", "VARCHAR"), ("g", "VARCHAR"), ("v", "BIGINT")]

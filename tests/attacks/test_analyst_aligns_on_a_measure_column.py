@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import RemoteError
 from tests.conftest import start_federation
 from tests.shards import write_shard
+from unseen.engine.errors import RemoteError
 
 
 def test_analyst_cannot_align_on_a_measure_column(tmp_path, key):

@@ -17,13 +17,14 @@ import grpc
 import numpy as np
 import pytest
 
-from engine import ckks, serde
-from engine.errors import CryptoError
-from engine.layout import layout_for
-from engine.masks import MASK_BITS, reduce_slots
-from engine.rpc import create_channel
-from protos.unseen.v1 import catalog_pb2, holder_pb2_grpc
 from tests.attacks._city import SQL, alpha_truth, decrypt_moments, read_stream, write_city
+from unseen.engine.crypto import ckks
+from unseen.engine.errors import CryptoError
+from unseen.engine.privacy.masks import MASK_BITS, reduce_slots
+from unseen.engine.query.layout import layout_for
+from unseen.engine.transport import serde
+from unseen.engine.transport.rpc import create_channel
+from unseen.v1 import catalog_pb2, holder_pb2_grpc
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ would), so the refusal does not depend on the friendly client.
 On the original code the constructs did not exist (CASE, FILTER and derived
 GROUP BY keys were refused by the SQL front end), so this attack became
 possible only with them; the rule is ``_TypeChecker.condition`` in
-``engine/plan.py`` (deleting its ``self.use = "filter"`` makes this test fail).
+``unseen/engine/query/plan.py`` (deleting its ``self.use = "filter"`` makes this test fail).
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ import dataclasses
 
 import pytest
 
-from engine.catalog import TableInfo
-from engine.errors import PolicyError, RemoteError
-from engine.expr import Binary, BinaryOp, Case, Column, Func, Literal
-from engine.plan import AggregatePlan, Encoding, GroupColumn, Measure
-from nodes.coordinator import Coordinator, serve_coordinator
-from nodes.holder import HolderNode, serve_holder
 from tests.conftest import Federation
 from tests.shards import write_shards
+from unseen.engine.errors import PolicyError, RemoteError
+from unseen.engine.query.catalog import TableInfo
+from unseen.engine.query.expr import Binary, BinaryOp, Case, Column, Func, Literal
+from unseen.engine.query.plan import AggregatePlan, Encoding, GroupColumn, Measure
+from unseen.nodes.coordinator import Coordinator, serve_coordinator
+from unseen.nodes.holder import HolderNode, serve_holder
 
 SCHEMA = [("dept", "VARCHAR"), ("salary", "BIGINT")]
 ABOVE = Binary(BinaryOp.GT, Column("salary"), Literal(5000))

@@ -11,7 +11,7 @@ It then asks for the enterprise's score.
 It must learn nothing: every holder refuses before reading the enterprise's
 rows (PERMISSION_DENIED, ``... (1 not signed by the subject (forged))``,
 never the enterprise's id) and ledgers the refusal. The rule is the subject
-key check in ``engine/consent.py`` (``_problem``), reached through
+key check in ``unseen/engine/governance/consent.py`` (``_problem``), reached through
 ``Stewardship.check`` (``used = check_consents(...)``): before this branch no
 holder checked consents, so the same request was answered.
 """
@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import RemoteError
-from engine.model import parse_model
-from engine.signing import SigningKey
 from tests.consent_fixtures import build_consent_world
 from tests.governance_fixtures import ACCOUNTS, entries, head, start_in_process
+from unseen.engine.errors import RemoteError
+from unseen.engine.governance.signing import SigningKey
+from unseen.engine.query.model import parse_model
 
 MODEL = parse_model(
     {"entity": "account", "features": [{"table": "power", "column": "kwh", "weight": 0.5}]}

@@ -10,7 +10,7 @@ It must learn nothing: the holder checks, before running anything, that a
 derived key's domain holds every value the key can take (every CASE label,
 every calendar unit of the column's published range) and refuses the plan
 with the same message whatever the data. The rule is
-``_check_derived_domain`` in ``engine/plan.py``; without it this test fails
+``_check_derived_domain`` in ``unseen/engine/query/plan.py``; without it this test fails
 (the refusal then depends on the data). On the original code CASE keys did
 not exist.
 """
@@ -21,11 +21,11 @@ import datetime as dt
 
 import pytest
 
-from engine.errors import PlanError
-from engine.expr import Binary, BinaryOp, Case, Column, Extract, Literal
-from engine.plan import AggregatePlan, GroupColumn
 from tests.conftest import start_federation
 from tests.shards import write_shards
+from unseen.engine.errors import PlanError
+from unseen.engine.query.expr import Binary, BinaryOp, Case, Column, Extract, Literal
+from unseen.engine.query.plan import AggregatePlan, GroupColumn
 
 SCHEMA = [("salary", "BIGINT"), ("hired", "DATE")]
 RICH = Case(

@@ -10,7 +10,7 @@ suppression rule.
 It must learn nothing: the holder refuses the plan by its types alone,
 before it runs any SQL, with the same message whatever the data holds; only
 casts that cannot overflow (``DECIMAL(38,s)``, ``DOUBLE``) run. The rule is
-``_cast_cannot_fail`` in ``engine/plan.py``; deleting its check makes this
+``_cast_cannot_fail`` in ``unseen/engine/query/plan.py``; deleting its check makes this
 test fail (the engine's error then carries ``123457``). On the original code
 a CAST of a column was refused by the SQL front end and had no wire form.
 """
@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import PlanError, UnseenError
-from engine.expr import Cast, Column
-from engine.plan import AggregatePlan, Encoding, Measure
 from tests.conftest import start_federation
 from tests.shards import write_shards
+from unseen.engine.errors import PlanError, UnseenError
+from unseen.engine.query.expr import Cast, Column
+from unseen.engine.query.plan import AggregatePlan, Encoding, Measure
 
 SCHEMA = [("dept", "VARCHAR"), ("salary", "BIGINT")]
 

@@ -10,7 +10,7 @@ issuer erred) and sends the holder hand-built plans: ``GROUP BY officer``,
 It must learn nothing: the holder refuses each plan before touching data
 (``column loans.officer is graded core: it never leaves the holder, not even
 encrypted``) and ledgers the refusal; the voucher cannot lift a grade. The rule
-is ``check_grades`` in ``engine/grades.py``, called by ``Stewardship.check``
+is ``check_grades`` in ``unseen/engine/governance/grades.py``, called by ``Stewardship.check``
 (deleting that call makes this test fail: the holder's own column policy would
 still refuse, but with a reason that no longer names the grade, and a config
 that listed the uses would let the plan through). Before this branch grades did
@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import PolicyError
-from engine.expr import Binary, BinaryOp, Column, Literal
-from engine.plan import AggregatePlan, Encoding, GroupColumn, Measure
 from tests.consent_fixtures import build_consent_world
 from tests.governance_fixtures import entries, head, start_in_process
+from unseen.engine.errors import PolicyError
+from unseen.engine.query.expr import Binary, BinaryOp, Column, Literal
+from unseen.engine.query.plan import AggregatePlan, Encoding, GroupColumn, Measure
 
 PLANS = {
     "group-by-core": AggregatePlan("loans", None, (GroupColumn("officer", ("officer-1",)),), ()),

@@ -8,7 +8,7 @@ own key.
 
 It must learn nothing: the holders refuse (``1 granted to another analyst``)
 before reading any row, and ledger the refusal; bank A, the grantee, is
-answered. The rule is the grantee check in ``engine/consent.py``
+answered. The rule is the grantee check in ``unseen/engine/governance/consent.py``
 (``_problem``: ``data.get("grantee") != grantee``); before this branch no
 holder checked consents, so bank B's request was answered.
 """
@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import RemoteError
-from engine.keys import AnalystKey
-from engine.model import parse_model
 from tests.consent_fixtures import build_consent_world
 from tests.governance_fixtures import ACCOUNTS, entries, head, start_in_process
+from unseen.engine.crypto.keys import AnalystKey
+from unseen.engine.errors import RemoteError
+from unseen.engine.query.model import parse_model
 
 MODEL = parse_model(
     {"entity": "account", "features": [{"table": "power", "column": "kwh", "weight": 0.25}]}

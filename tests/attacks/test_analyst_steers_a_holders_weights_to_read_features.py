@@ -16,17 +16,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import ckks
-from engine.client import Client
-from engine.errors import RemoteError
-from engine.keys import AnalystKey
-from engine.peers import HolderPeer
-from engine.tls import make_bundle
-from engine.train_job import TrainCall, TrainFeatures, spec_to_json
-from engine.vertical_lr import Layout, TrainSpec
-from nodes.coordinator import Coordinator, serve_coordinator
-from nodes.holder import HolderNode, serve_holder
 from tests.shards import write_shard
+from unseen.engine.client import Client
+from unseen.engine.crypto import ckks
+from unseen.engine.crypto.keys import AnalystKey
+from unseen.engine.errors import RemoteError
+from unseen.engine.training.train_job import TrainCall, TrainFeatures, spec_to_json
+from unseen.engine.training.vertical_lr import Layout, TrainSpec
+from unseen.engine.transport.peers import HolderPeer
+from unseen.engine.transport.tls import make_bundle
+from unseen.nodes.coordinator import Coordinator, serve_coordinator
+from unseen.nodes.holder import HolderNode, serve_holder
 
 
 def test_analyst_cannot_call_a_holders_training_steps_directly(tmp_path):

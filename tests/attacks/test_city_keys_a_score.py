@@ -14,11 +14,11 @@ import random
 import numpy as np
 import pytest
 
-from engine.errors import PolicyError, RemoteError
-from engine.model import FeatureSpec, parse_model
-from engine.scoring import check_features
 from tests.conftest import start_federation
 from tests.shards import write_shard
+from unseen.engine.data.scoring import check_features
+from unseen.engine.errors import PolicyError, RemoteError
+from unseen.engine.query.model import FeatureSpec, parse_model
 
 SCHEMA = [("account", "VARCHAR"), ("city", "VARCHAR"), ("amount", "DOUBLE")]
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import tenseal as ts
 
-from engine import ckks
-from engine.model import parse_model
-from engine.partials import PartialScorer
 from tests.conftest import start_federation
 from tests.shards import write_shard
+from unseen.engine.crypto import ckks
+from unseen.engine.crypto.partials import PartialScorer
+from unseen.engine.query.model import parse_model
 
 SCHEMA = [("account", "VARCHAR"), ("kwh", "DOUBLE")]
 ROWS = [(f"acct-{i:03d}", 100.0 + 3 * i) for i in range(150)]

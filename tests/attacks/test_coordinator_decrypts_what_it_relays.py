@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import ckks
-from engine.errors import UnseenError
-from engine.layout import layout_for
-from nodes.servicers import HolderServicer
 from tests.attacks._city import SQL, alpha_truth, decrypt_moments, write_city
+from unseen.engine.crypto import ckks
+from unseen.engine.errors import UnseenError
+from unseen.engine.query.layout import layout_for
+from unseen.nodes.servicers import HolderServicer
 
 
 def _relayed(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[bytes]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from engine.psi import psi_answer, psi_intersection, psi_request
+from unseen.engine.training.psi import psi_answer, psi_intersection, psi_request
 
 
 def test_relayed_alignment_messages_carry_no_id():

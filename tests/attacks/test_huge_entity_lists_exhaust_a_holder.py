@@ -6,7 +6,8 @@ holder accepted up to 5 million, buffered them all as Python strings — 179 MB 
 before any voucher check, and then went on to read features for all of them), or that
 announce an allowed million but send ids of 200 characters (200 MB of ids). It must learn
 nothing, and the holder must refuse the stream while reading it: at most a million ids and
-64 MiB of ids per request (``engine.serde.MAX_ENTITIES``, ``MAX_ENTITY_BYTES``), counted as the
+64 MiB of ids per request (``unseen.engine.transport.serde.MAX_ENTITIES``, ``MAX_ENTITY_BYTES``),
+counted as the
 stream arrives, and at most 192 MiB of ids held by all requests together
 (``HolderNode.entity_budget``; more is RESOURCE_EXHAUSTED, retry later), so the holder's
 memory stays bounded and it keeps answering other callers.
@@ -21,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from engine import serde
-from engine.model import FeatureSpec
-from protos.unseen.v1 import score_pb2
 from tests.attacks.target import Target, start_target
 from tests.hostile import MemoryWatch
+from unseen.engine.query.model import FeatureSpec
+from unseen.engine.transport import serde
+from unseen.v1 import score_pb2
 
 FEATURE = FeatureSpec("t", "v", "id", "sum")
 CHUNK = 4096

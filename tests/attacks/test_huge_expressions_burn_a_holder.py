@@ -17,12 +17,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine import serde
-from engine.expr import Binary, BinaryOp, Column, Expr, InList, Literal
-from engine.plan import AggregatePlan, Encoding, Limits, Measure
-from protos.unseen.v1 import query_pb2
 from tests.attacks.target import Target, start_target
 from tests.hostile import MemoryWatch
+from unseen.engine.query.expr import Binary, BinaryOp, Column, Expr, InList, Literal
+from unseen.engine.query.plan import AggregatePlan, Encoding, Limits, Measure
+from unseen.engine.transport import serde
+from unseen.v1 import query_pb2
 
 
 @pytest.fixture(scope="module")

@@ -25,17 +25,17 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from engine.client import Client
-from engine.keys import AnalystKey
-from engine.tls import TlsFiles, channel_credentials, make_bundle
-from nodes.coordinator import Coordinator, serve_coordinator
-from nodes.holder import HolderNode, serve_holder
 from tests.attacks.held_streams import HeldStreams
 from tests.shards import Reference, write_shards
+from unseen.engine.client import Client
+from unseen.engine.crypto.keys import AnalystKey
+from unseen.engine.transport.tls import TlsFiles, channel_credentials, make_bundle
+from unseen.nodes.coordinator import Coordinator, serve_coordinator
+from unseen.nodes.holder import HolderNode, serve_holder
 
 SCHEMA = [("g", "VARCHAR"), ("v", "BIGINT")]
 SQL = "SELECT g, COUNT(*), SUM(v) FROM t GROUP BY g ORDER BY g"
-STREAMS = 64  # the global admission limit of engine.rpc.create_server
+STREAMS = 64  # the global admission limit of unseen.engine.transport.rpc.create_server
 
 
 @dataclass

@@ -23,13 +23,13 @@ import duckdb
 import grpc
 import pytest
 
-from engine import serde
-from engine.client import Client
-from engine.errors import RemoteError
-from engine.rpc import create_channel
-from protos.unseen.v1 import holder_pb2_grpc
 from tests.running import Running
 from tests.shards import write_shard
+from unseen.engine.client import Client
+from unseen.engine.errors import RemoteError
+from unseen.engine.transport import serde
+from unseen.engine.transport.rpc import create_channel
+from unseen.v1 import holder_pb2_grpc
 
 SCHEMA = [("g", "VARCHAR"), ("v", "BIGINT")]
 SQL = "SELECT g, COUNT(*), SUM(v) FROM t GROUP BY g ORDER BY g"

@@ -12,9 +12,9 @@ import random
 
 import pytest
 
-from engine.model import parse_model
 from tests.conftest import start_federation
 from tests.shards import write_shard
+from unseen.engine.query.model import parse_model
 
 SCHEMA = [("account", "VARCHAR"), ("city", "VARCHAR"), ("amount", "DOUBLE")]
 CITIES = ["Guangzhou", "Shenzhen", "Foshan"]

@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 import tenseal.sealapi as sealapi
 
-from engine import ckks
-from engine.approval import ApprovedWeights
-from engine.errors import RemoteError
-from engine.model import parse_model
-from engine.verify import plaintext_scores
 from tests.governance_fixtures import ACCOUNTS, build_world, entries, start_in_process
+from unseen.engine.crypto import ckks
+from unseen.engine.errors import RemoteError
+from unseen.engine.governance.approval import ApprovedWeights
+from unseen.engine.query.model import parse_model
+from unseen.oracle.plaintext import plaintext_scores
 
 MODEL = {
     "entity": "account",

@@ -21,21 +21,22 @@ import os
 import grpc
 import pytest
 
-from engine import ckks, serde
-from engine.client import Client
-from engine.errors import RemoteError
-from engine.governance import Governance
-from engine.masks import MaskKey, Participant
-from engine.plan import SlotCodec
-from engine.rpc import create_channel
-from engine.signing import SigningKey
-from engine.sql import compile_sql
-from engine.tls import make_bundle
-from engine.voucher import VoucherPolicy, issue
-from nodes.coordinator import Coordinator, serve_coordinator
-from nodes.holder import HolderNode, serve_holder
-from protos.unseen.v1 import catalog_pb2, holder_pb2_grpc
 from tests.attacks._city import SQL, write_city
+from unseen.engine.client import Client
+from unseen.engine.crypto import ckks
+from unseen.engine.errors import RemoteError
+from unseen.engine.governance.access import Governance
+from unseen.engine.governance.signing import SigningKey
+from unseen.engine.governance.voucher import VoucherPolicy, issue
+from unseen.engine.privacy.masks import MaskKey, Participant
+from unseen.engine.query.plan import SlotCodec
+from unseen.engine.query.sql import compile_sql
+from unseen.engine.transport import serde
+from unseen.engine.transport.rpc import create_channel
+from unseen.engine.transport.tls import make_bundle
+from unseen.nodes.coordinator import Coordinator, serve_coordinator
+from unseen.nodes.holder import HolderNode, serve_holder
+from unseen.v1 import catalog_pb2, holder_pb2_grpc
 
 
 def test_a_coordinator_with_one_holder_gets_no_answer(tmp_path, federation_factory, key):

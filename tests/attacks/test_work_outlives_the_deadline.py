@@ -6,7 +6,8 @@ CPU-seconds of DuckDB work) with a deadline of one second, as often as it likes.
 fix the holder computed (and encrypted) every such answer to the end, long after the caller
 had been told DEADLINE_EXCEEDED, so cheap requests bought unbounded holder CPU. It must learn
 nothing, and the holder must stop the work when the caller's deadline passes: the call's
-scope is cancelled and the running DuckDB query interrupted (``engine.cancellation``), which
+scope is cancelled and the running DuckDB query interrupted
+(``unseen.engine.transport.cancellation``), which
 the holder logs as a refusal with CallCancelled instead of an answered aggregate; then it
 answers the next caller.
 """
@@ -22,13 +23,13 @@ import duckdb
 import grpc
 import pytest
 
-from engine import serde
-from engine.keys import AnalystKey
-from engine.plan import AggregatePlan, Encoding, Measure
-from nodes.holder import HolderNode, serve_holder
-from protos.unseen.v1 import query_pb2
 from tests.attacks.test_huge_expressions_burn_a_holder import balanced_sum
 from tests.hostile import method_path
+from unseen.engine.crypto.keys import AnalystKey
+from unseen.engine.query.plan import AggregatePlan, Encoding, Measure
+from unseen.engine.transport import serde
+from unseen.nodes.holder import HolderNode, serve_holder
+from unseen.v1 import query_pb2
 
 ROWS = 20_000_000
 

@@ -7,9 +7,6 @@ import math
 import random
 from typing import Any
 
-from engine import serde
-from engine.governance import sign_ledger_request
-from protos.unseen.v1 import audit_pb2, crypto_pb2, plan_pb2, query_pb2, score_pb2
 from tests.hostile.request import (
     DEADLINE,
     EXTRA_METHODS,
@@ -28,6 +25,9 @@ from tests.hostile.request import (
     method_path,
 )
 from tests.hostile.world import ENTITIES, TEXTS, U_COLUMNS, Material
+from unseen.engine.governance.access import sign_ledger_request
+from unseen.engine.transport import serde
+from unseen.v1 import audit_pb2, crypto_pb2, plan_pb2, query_pb2, score_pb2
 
 __all__ = ["Generator"]
 

@@ -18,8 +18,6 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from engine.client import Client
-from engine.verify import plaintext_scores
 from tests.hostile.generator import Generator
 from tests.hostile.memory import RSS_BOUND, MemoryWatch
 from tests.hostile.request import SU, US, UU, Hostile
@@ -33,7 +31,9 @@ from tests.hostile.world import (
     sane_model,
     server_pids,
 )
+from unseen.engine.client import Client
 from unseen.federation import LocalFederation
+from unseen.oracle.plaintext import plaintext_scores
 
 __all__ = [
     "KNOWN_DEFECTS",

@@ -13,16 +13,17 @@ from typing import Any
 
 import tenseal as ts
 
-from engine import ckks, serde
-from engine.client import Client
-from engine.governance import sign_ledger_request
-from engine.keys import AnalystKey
-from engine.model import Feature, FeatureSpec, Model
-from engine.signing import SigningKey
-from protos.unseen.v1 import audit_pb2, catalog_pb2, crypto_pb2, score_pb2
 from tests.governance_fixtures import new_signing_key, write_config
 from tests.shards import Reference, write_shard, write_shards
+from unseen.engine.client import Client
+from unseen.engine.crypto import ckks
+from unseen.engine.crypto.keys import AnalystKey
+from unseen.engine.governance.access import sign_ledger_request
+from unseen.engine.governance.signing import SigningKey
+from unseen.engine.query.model import Feature, FeatureSpec, Model
+from unseen.engine.transport import serde
 from unseen.federation import LocalFederation
+from unseen.v1 import audit_pb2, catalog_pb2, crypto_pb2, score_pb2
 
 __all__ = [
     "ENTITIES",

@@ -12,11 +12,11 @@ from decimal import Decimal
 
 import pytest
 
-from engine.errors import PlanError, PolicyError, RemoteError, UnsupportedError
-from engine.expr import Column
-from engine.plan import AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
 from tests.conftest import start_federation
 from tests.shards import Reference, write_shard, write_shards
+from unseen.engine.errors import PlanError, PolicyError, RemoteError, UnsupportedError
+from unseen.engine.query.expr import Column
+from unseen.engine.query.plan import AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
 
 LOANS = [("city", "VARCHAR"), ("month", "VARCHAR"), ("amount", "BIGINT"), ("rate", "DOUBLE")]
 CITIES = ["Hangzhou", "Ningbo", "Wenzhou", "Shaoxing", "Jiaxing", "Huzhou"]

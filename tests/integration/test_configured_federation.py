@@ -20,11 +20,11 @@ from collections.abc import Iterator
 import duckdb
 import pytest
 
-from engine.client import Client
-from engine.errors import RemoteError
 from tests.conftest import unseen
 from tests.running import Running
 from tests.shards import write_shard
+from unseen.engine.client import Client
+from unseen.engine.errors import RemoteError
 
 SCHEMA = [("g", "VARCHAR"), ("v", "BIGINT")]
 SQL = "SELECT g, COUNT(*), SUM(v) FROM t GROUP BY g ORDER BY g"

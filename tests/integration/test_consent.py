@@ -12,13 +12,13 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from engine.errors import PolicyError, RemoteError
-from engine.expr import Column
-from engine.model import parse_model
-from engine.plan import AggregatePlan, Encoding, GroupColumn, Measure
-from engine.verify import plaintext_scores
 from tests.consent_fixtures import GRADES, build_consent_world
 from tests.governance_fixtures import ACCOUNTS, entries, head, start_in_process, utcnow
+from unseen.engine.errors import PolicyError, RemoteError
+from unseen.engine.query.expr import Column
+from unseen.engine.query.model import parse_model
+from unseen.engine.query.plan import AggregatePlan, Encoding, GroupColumn, Measure
+from unseen.oracle.plaintext import plaintext_scores
 
 MODEL = parse_model(
     {
@@ -231,7 +231,7 @@ def test_a_withdrawal_takes_effect_at_every_holder_at_the_next_request(fed, cw, 
 
 
 def test_a_withdrawal_signed_by_someone_else_withdraws_nothing(fed, cw, key):
-    from engine.consent import publish, withdraw
+    from unseen.engine.governance.consent import publish, withdraw
 
     ids = [ACCOUNTS[11]]
     consent = cw.consent(ids[0], key.key_id)
@@ -241,7 +241,7 @@ def test_a_withdrawal_signed_by_someone_else_withdraws_nothing(fed, cw, key):
 
 @pytest.fixture(scope="module")
 def other_key():
-    from engine.keys import AnalystKey
+    from unseen.engine.crypto.keys import AnalystKey
 
     return AnalystKey.generate()
 
@@ -318,9 +318,9 @@ def test_a_per_entity_aggregate_needs_every_entitys_consent(fed, cw, key):
 
 
 def test_renewal_and_retirement_are_ledgered_and_retirement_stops_serving(tmp_path):
-    from engine.config import load_config
-    from nodes.holder import HolderNode
     from tests.consent_fixtures import registration_for
+    from unseen.engine.config import load_config
+    from unseen.nodes.holder import HolderNode
 
     cw = build_consent_world(tmp_path)
     config, path = cw.world.configs["grid"], tmp_path / "assets" / "grid.asset"
@@ -354,8 +354,8 @@ def test_the_subject_registry_is_reread_when_the_exchange_re_signs_it(fed, cw, k
     with the old key stop counting, consents with the new key count."""
     import os
 
-    from engine.consent import sign_registry
-    from engine.signing import SigningKey
+    from unseen.engine.governance.consent import sign_registry
+    from unseen.engine.governance.signing import SigningKey
 
     subject = ACCOUNTS[9]
     old = cw.consent(subject, key.key_id)

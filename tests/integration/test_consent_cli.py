@@ -8,14 +8,14 @@ import json
 
 import pytest
 
-from engine.asset import Registration
-from engine.consent import ConsentRegister, grant, publish
-from engine.ledger import Ledger
-from engine.signing import SigningKey
-from engine.stewardship import ledger_note
-from engine.voucher import SignedVoucher
 from tests.shards import write_shard
 from unseen.cli import main
+from unseen.engine.governance.asset import Registration
+from unseen.engine.governance.consent import ConsentRegister, grant, publish
+from unseen.engine.governance.ledger import Ledger
+from unseen.engine.governance.signing import SigningKey
+from unseen.engine.governance.stewardship import ledger_note
+from unseen.engine.governance.voucher import SignedVoucher
 
 SCHEMA = [("uscc", "VARCHAR"), ("city", "VARCHAR"), ("kwh", "DOUBLE")]
 ROWS = [(f"9133{i:014d}", "Hangzhou", 10.0 * i) for i in range(6)]

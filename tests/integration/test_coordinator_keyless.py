@@ -6,10 +6,10 @@ import grpc
 import pytest
 import tenseal as ts
 
-from engine import serde
-from engine.rpc import create_channel
-from protos.unseen.v1 import coordinator_pb2_grpc
 from tests.shards import write_shard
+from unseen.engine.transport import serde
+from unseen.engine.transport.rpc import create_channel
+from unseen.v1 import coordinator_pb2_grpc
 
 
 @pytest.fixture

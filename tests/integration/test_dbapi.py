@@ -183,7 +183,7 @@ def test_refusals_are_pep249_errors_under_the_one_root(conn):
     with pytest.raises(dbapi.NotSupportedError) as refused:
         cursor.execute("SELECT MAX(amount) FROM loans")
     assert isinstance(refused.value, unseen.dbapi.DatabaseError)
-    from engine.errors import UnseenError, UnsupportedError
+    from unseen.engine.errors import UnseenError, UnsupportedError
 
     assert isinstance(refused.value, UnseenError)
     assert isinstance(refused.value.__cause__, UnsupportedError)

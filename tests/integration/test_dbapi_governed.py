@@ -12,14 +12,14 @@ import sqlalchemy
 from sqlalchemy import text
 
 import unseen
-from engine.governance import Governance
-from engine.signing import SigningKey
-from engine.tls import make_bundle
-from engine.voucher import VoucherPolicy, issue
-from nodes.coordinator import Coordinator, serve_coordinator
-from nodes.holder import HolderNode, serve_holder
 from tests.shards import write_shard
 from unseen import dbapi
+from unseen.engine.governance.access import Governance
+from unseen.engine.governance.signing import SigningKey
+from unseen.engine.governance.voucher import VoucherPolicy, issue
+from unseen.engine.transport.tls import make_bundle
+from unseen.nodes.coordinator import Coordinator, serve_coordinator
+from unseen.nodes.holder import HolderNode, serve_holder
 
 SCHEMA = [("g", "VARCHAR"), ("v", "BIGINT")]
 SQL = "SELECT g, SUM(v) AS total, COUNT(*) AS n FROM t GROUP BY g ORDER BY g"

@@ -13,10 +13,10 @@ from unittest import mock
 
 import pytest
 
-from engine.source import FileSource
 from tests.conftest import start_federation, unseen
 from tests.shards import write_shards
 from tests.tpch import LINEITEM, Q1, lineitem_rows
+from unseen.engine.data.source import FileSource
 
 
 @pytest.fixture(scope="module")

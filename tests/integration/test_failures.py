@@ -10,11 +10,11 @@ import time
 import duckdb
 import pytest
 
-from engine.client import Client
-from engine.errors import RemoteError
-from engine.model import Model, parse_model
 from tests.governance_fixtures import node
 from tests.shards import write_shard
+from unseen.engine.client import Client
+from unseen.engine.errors import RemoteError
+from unseen.engine.query.model import Model, parse_model
 from unseen.federation import LocalFederation
 
 SCHEMA = [("g", "VARCHAR"), ("v", "BIGINT")]

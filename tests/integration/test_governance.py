@@ -23,19 +23,6 @@ import grpc
 import numpy as np
 import pytest
 
-from engine.audit import check_receipts, verify_ledger
-from engine.client import Client
-from engine.errors import RemoteError
-from engine.governance import sign_ledger_request
-from engine.keys import AnalystKey
-from engine.ledger import Checkpoint, LedgerRange, Receipt, read_ledger
-from engine.model import parse_model
-from engine.revocation import revoke
-from engine.rpc import create_channel
-from engine.signing import canonical_json
-from engine.verify import plaintext_scores
-from engine.voucher import SignedVoucher
-from protos.unseen.v1 import audit_pb2, holder_pb2_grpc
 from tests.governance_fixtures import (
     ACCOUNTS,
     LOANS_SCOPE,
@@ -48,7 +35,20 @@ from tests.governance_fixtures import (
     start_in_process,
     utcnow,
 )
+from unseen.engine.client import Client
+from unseen.engine.crypto.keys import AnalystKey
+from unseen.engine.errors import RemoteError
+from unseen.engine.governance.access import sign_ledger_request
+from unseen.engine.governance.audit import check_receipts, verify_ledger
+from unseen.engine.governance.ledger import Checkpoint, LedgerRange, Receipt, read_ledger
+from unseen.engine.governance.revocation import revoke
+from unseen.engine.governance.signing import canonical_json
+from unseen.engine.governance.voucher import SignedVoucher
+from unseen.engine.query.model import parse_model
+from unseen.engine.transport.rpc import create_channel
 from unseen.federation import LocalFederation
+from unseen.oracle.plaintext import plaintext_scores
+from unseen.v1 import audit_pb2, holder_pb2_grpc
 
 SQL = (
     "SELECT city, COUNT(*), SUM(amount), AVG(rate) FROM loans "
@@ -396,9 +396,9 @@ def test_a_holder_is_shown_only_the_vouchers_issued_for_it(fed, key, monkeypatch
 # waits for the start signal, runs one query and prints its outcome as JSON.
 RACER = """
 import json, pathlib, sys, time
-from engine.client import Client
-from engine.errors import RemoteError
-from engine.keys import AnalystKey
+from unseen.engine.client import Client
+from unseen.engine.errors import RemoteError
+from unseen.engine.crypto.keys import AnalystKey
 address, key_dir, vouchers, ready, go, sql = sys.argv[1:]
 key = AnalystKey.load(pathlib.Path(key_dir))
 with Client(address, key=key, vouchers=pathlib.Path(vouchers).read_text().split()) as client:

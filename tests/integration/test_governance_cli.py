@@ -18,10 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from engine.audit import verify_ledger
-from engine.ledger import MAX_RANGE, Checkpoint, Receipt, read_ledger
-from engine.revocation import RevocationList
-from engine.signing import PublicKey
 from tests.conftest import unseen
 from tests.governance_fixtures import (
     World,
@@ -34,6 +30,10 @@ from tests.governance_fixtures import (
     start_in_process,
     tamper,
 )
+from unseen.engine.governance.audit import verify_ledger
+from unseen.engine.governance.ledger import MAX_RANGE, Checkpoint, Receipt, read_ledger
+from unseen.engine.governance.revocation import RevocationList
+from unseen.engine.governance.signing import PublicKey
 from unseen.federation import LocalFederation
 
 BANKS = ("bank-a", "bank-b")
@@ -397,8 +397,8 @@ def test_audit_fetch_reads_a_ledger_longer_than_one_range(tmp_path):
 def test_issuer_approves_a_model_and_the_analyst_scores_with_its_weights(setup, tmp_path):
     """``voucher issue --model`` encrypts the reviewed weights; ``score --approved`` uses
     them; the analyst's own weights (no approval) are refused."""
-    from engine.model import parse_model
-    from engine.verify import plaintext_scores
+    from unseen.engine.query.model import parse_model
+    from unseen.oracle.plaintext import plaintext_scores
 
     spec = {
         "entity": "account",

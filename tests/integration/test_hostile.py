@@ -33,16 +33,6 @@ import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from engine import ckks, serde
-from engine.client import Client
-from engine.errors import PlanError, RemoteError
-from engine.governance import sign_ledger_request
-from engine.keys import AnalystKey
-from engine.keystore import KeyStore
-from engine.model import Feature, FeatureSpec, Model
-from engine.plan import Limits
-from engine.rpc import DEADLINES
-from protos.unseen.v1 import audit_pb2, plan_pb2, query_pb2, score_pb2
 from tests.hostile import (
     ENTITIES,
     KNOWN_DEFECTS,
@@ -69,10 +59,21 @@ from tests.hostile import (
     start_federation,
 )
 from tests.shards import write_shard
+from unseen.engine.client import Client
+from unseen.engine.crypto import ckks
+from unseen.engine.crypto.keys import AnalystKey
+from unseen.engine.crypto.keystore import KeyStore
+from unseen.engine.errors import PlanError, RemoteError
+from unseen.engine.governance.access import sign_ledger_request
+from unseen.engine.query.model import Feature, FeatureSpec, Model
+from unseen.engine.query.plan import Limits
+from unseen.engine.transport import serde
+from unseen.engine.transport.rpc import DEADLINES
 from unseen.federation import LocalFederation
+from unseen.v1 import audit_pb2, plan_pb2, query_pb2, score_pb2
 
 SEED = int(os.environ.get("UNSEEN_HOSTILE_SEED", "1126"))
-MAX_MODELS = 16  # nodes.holder.HolderNode.max_models
+MAX_MODELS = 16  # unseen.nodes.holder.HolderNode.max_models
 
 
 @dataclass
@@ -180,7 +181,8 @@ def _deep_plan_request(env: Env, depth: int) -> bytes:
 
 
 def test_a_plan_at_the_depth_limit_is_answered(env: Env):
-    # deep_expr(n) is n operators over a column leaf: n + 1 levels, as engine.expr.depth counts.
+    # deep_expr(n) is n operators over a column leaf: n + 1 levels, as
+    # unseen.engine.query.expr.depth counts.
     outcome = env.fire("coordinator", "Aggregate", _deep_plan_request(env, Limits().max_depth - 1))
     assert outcome.code == "OK", (outcome.code, outcome.details)
 

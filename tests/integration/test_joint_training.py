@@ -9,15 +9,15 @@ import json
 import numpy as np
 import pytest
 
-from engine.errors import RemoteError
-from engine.keys import AnalystKey
-from engine.train_job import TrainFeatures
-from engine.training_client import CoordinatorRelay
-from engine.vertical_lr import TrainSpec, plaintext_training
-from engine.voucher import SignedVoucher
 from tests.conftest import start_federation, unseen
 from tests.governance_fixtures import ACCOUNTS, build_world, entries, start_in_process
 from tests.shards import write_shard
+from unseen.engine.crypto.keys import AnalystKey
+from unseen.engine.errors import RemoteError
+from unseen.engine.governance.voucher import SignedVoucher
+from unseen.engine.training.train_job import TrainFeatures
+from unseen.engine.training.training_client import CoordinatorRelay
+from unseen.engine.training.vertical_lr import TrainSpec, plaintext_training
 
 GRID = [("uscc", "VARCHAR"), ("kwh", "DOUBLE"), ("peak", "DOUBLE")]
 TAX = [("uscc", "VARCHAR"), ("revenue", "DOUBLE"), ("arrears", "BIGINT"), ("staff", "DOUBLE")]

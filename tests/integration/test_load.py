@@ -1,13 +1,14 @@
 """Concurrent load and load shedding against holders and a coordinator in separate processes.
 
 Load: ``UNSEEN_LOAD_ANALYSTS`` analysts (threads, default 8), each with its own key and
-:class:`~engine.client.Client`, send ``UNSEEN_LOAD_QUERIES`` random aggregate queries each
+:class:`~unseen.engine.client.Client`, send ``UNSEEN_LOAD_QUERIES`` random aggregate queries each
 (default 10 in CI; ``scripts/stress.py`` runs 8 x 50) through one coordinator to three holders
 (CSV, Parquet, DuckDB shards of one table, as in ``test_differential.py``, whose generator is
 reused). Every answer is checked against DuckDB over the pooled rows, suppression included.
 
-Shedding: servers admit at most 64 calls at once (``engine.rpc.create_server``,
-``max_concurrent``) and at most 16 from one caller (``engine.admission``; without TLS a caller
+Shedding: servers admit at most 64 calls at once (``unseen.engine.transport.rpc.create_server``,
+``max_concurrent``) and at most 16 from one caller (``unseen.engine.transport.admission``; without
+TLS a caller
 is its IP address, so every loopback caller is one). 200 concurrent slow calls (RegisterKey
 streams that pause after their first chunk) at a holder and at the coordinator: exactly 16 are
 admitted and finish once released, the other 184 are answered RESOURCE_EXHAUSTED at once, and
@@ -32,14 +33,14 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from engine import serde
-from engine.admission import CallBounds
-from engine.client import Client
-from engine.errors import RemoteError
-from engine.keys import AnalystKey
 from tests.hostile import MemoryWatch, addresses_of, health, method_path, server_pids
 from tests.integration.test_differential import FORMATS, SCHEMA, K, _rows, random_query
 from tests.shards import Reference, write_shards
+from unseen.engine.client import Client
+from unseen.engine.crypto.keys import AnalystKey
+from unseen.engine.errors import RemoteError
+from unseen.engine.transport import serde
+from unseen.engine.transport.admission import CallBounds
 from unseen.federation import LocalFederation
 
 ANALYSTS = int(os.environ.get("UNSEEN_LOAD_ANALYSTS", "8"))

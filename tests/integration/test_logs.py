@@ -8,8 +8,8 @@ from pathlib import Path
 
 import duckdb
 
-from engine import synth
 from tests.conftest import unseen
+from unseen.engine.data import synth
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import RemoteError
 from tests.governance_fixtures import build_world, start_in_process
+from unseen.engine.errors import RemoteError
 
 SQL_TOTAL = "SELECT COUNT(*), SUM(amount) FROM loans"
 

@@ -10,11 +10,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.client import Client
-from engine.telemetry import NodeMetrics
-from nodes.coordinator import Coordinator, serve_coordinator
-from nodes.holder import HolderNode, serve_holder
 from tests.shards import write_shard
+from unseen.engine.client import Client
+from unseen.engine.transport.telemetry import NodeMetrics
+from unseen.nodes.coordinator import Coordinator, serve_coordinator
+from unseen.nodes.holder import HolderNode, serve_holder
 
 SCHEMA = [("region", "VARCHAR"), ("amount", "DOUBLE")]
 SECRET_REGION = "Zanzibar-7731"

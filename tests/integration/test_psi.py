@@ -9,10 +9,10 @@ import random
 import duckdb
 import pytest
 
-from engine.errors import RemoteError
 from tests.conftest import start_federation, unseen
 from tests.governance_fixtures import ACCOUNTS, build_world, entries, start_in_process
 from tests.shards import write_shard
+from unseen.engine.errors import RemoteError
 
 PEOPLE = [("uscc", "VARCHAR"), ("kwh", "DOUBLE")]
 TAXES = [("code", "BIGINT"), ("paid", "DOUBLE")]

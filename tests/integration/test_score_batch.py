@@ -8,11 +8,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from engine.config import load_tables, parse_config
-from engine.errors import ConfigError, RemoteError
-from engine.model import parse_model
 from tests.conftest import start_federation
 from tests.shards import write_shard
+from unseen.engine.config import load_tables, parse_config
+from unseen.engine.errors import ConfigError, RemoteError
+from unseen.engine.query.model import parse_model
 
 SCHEMA = [("account", "VARCHAR"), ("balance", "DOUBLE")]
 ROWS = [(f"acct-{i:03d}", 100.0 + i) for i in range(200)]

@@ -1,6 +1,7 @@
 """Scores of more entities than one request may carry go in batches, joined in order.
 
-Nodes take at most ``engine.serde.MAX_ENTITIES`` (a million) entities per request; the client
+Nodes take at most ``unseen.engine.transport.serde.MAX_ENTITIES`` (a million) entities per request;
+the client
 splits a larger list into requests of that size. Here the client's batch size is lowered to
 500 so that 1 203 entities make three real requests over a real five-holder federation, and
 the joined scores are compared with the same model computed in plaintext (DuckDB + numpy).
@@ -13,10 +14,10 @@ import random
 import numpy as np
 import pytest
 
-from engine import serde
-from engine.model import parse_model
-from engine.verify import plaintext_scores
 from tests.integration.test_scoring import MODEL, scoring_world
+from unseen.engine.query.model import parse_model
+from unseen.engine.transport import serde
+from unseen.oracle.plaintext import plaintext_scores
 
 __all__ = ["scoring_world"]  # the module-scoped federation fixture, shared by import
 

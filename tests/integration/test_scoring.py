@@ -14,12 +14,12 @@ import duckdb
 import numpy as np
 import pytest
 
-from engine.errors import ConfigError, PlanError, PolicyError, RemoteError
-from engine.model import parse_model, read_entities
-from engine.verify import plaintext_scores
 from tests.conftest import start_federation, unseen
 from tests.shards import load_duckdb, write_shard
+from unseen.engine.errors import ConfigError, PlanError, PolicyError, RemoteError
+from unseen.engine.query.model import parse_model, read_entities
 from unseen.federation import LocalFederation
+from unseen.oracle.plaintext import plaintext_scores
 
 REGISTRY = [("uscc", "VARCHAR"), ("founded", "BIGINT"), ("capital", "DOUBLE"), ("city", "VARCHAR")]
 POWER = [("uscc", "VARCHAR"), ("month", "VARCHAR"), ("kwh", "DOUBLE")]

@@ -7,17 +7,17 @@ import datetime as dt
 import grpc
 import pytest
 
-from engine.client import Client
-from engine.errors import ConfigError, RemoteError
-from engine.governance import Governance
-from engine.rpc import create_channel, create_server
-from engine.signing import SigningKey
-from engine.tls import make_bundle
-from engine.voucher import VoucherPolicy, issue
-from nodes.coordinator import Coordinator, serve_coordinator
-from nodes.holder import HolderNode, serve_holder
-from protos.unseen.v1 import catalog_pb2, coordinator_pb2_grpc
 from tests.shards import write_shard
+from unseen.engine.client import Client
+from unseen.engine.errors import ConfigError, RemoteError
+from unseen.engine.governance.access import Governance
+from unseen.engine.governance.signing import SigningKey
+from unseen.engine.governance.voucher import VoucherPolicy, issue
+from unseen.engine.transport.rpc import create_channel, create_server
+from unseen.engine.transport.tls import make_bundle
+from unseen.nodes.coordinator import Coordinator, serve_coordinator
+from unseen.nodes.holder import HolderNode, serve_holder
+from unseen.v1 import catalog_pb2, coordinator_pb2_grpc
 
 SCHEMA = [("g", "VARCHAR"), ("v", "BIGINT")]
 

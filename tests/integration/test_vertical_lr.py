@@ -1,7 +1,7 @@
 """Vertical logistic regression (issue 15.2) with real TenSEAL, checked against numpy.
 
 The parties exchange serialised ciphertexts only; the coordinator's step is
-the key-less :func:`engine.vertical_lr.sum_ciphertexts`. Trained weights must
+the key-less :func:`unseen.engine.training.vertical_lr.sum_ciphertexts`. Trained weights must
 equal the same Taylor-approximated objective trained on pooled plaintext.
 """
 
@@ -10,11 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.errors import HolderError, RemoteError
-from engine.joint_training import LocalRelay, run_training
-from engine.keys import AnalystKey
-from engine.metrics import auc
-from engine.vertical_lr import (
+from unseen.engine.crypto.keys import AnalystKey
+from unseen.engine.errors import HolderError, RemoteError
+from unseen.engine.training.joint_training import LocalRelay, run_training
+from unseen.engine.training.vertical_lr import (
     BankTrainer,
     HolderTrainer,
     Layout,
@@ -23,6 +22,7 @@ from engine.vertical_lr import (
     plaintext_training,
     standardise,
 )
+from unseen.oracle.quality import auc
 
 
 def _world(seed: int, n: int, widths=(3, 4, 2)):
@@ -149,7 +149,7 @@ def test_layout_packs_features_by_replica_and_batches_cover_the_epoch():
 
 
 def test_training_bench_smoke_size_reports_its_figures():
-    from benchmarks.training import measure
+    from unseen.bench.training import measure
 
     figures = measure(entities=300, features=4, holders=2, iterations=1)
     assert figures["bytes_per_iteration"] > 0 and figures["seconds_per_iteration"] > 0

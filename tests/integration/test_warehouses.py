@@ -20,16 +20,16 @@ import duckdb
 import numpy as np
 import pytest
 
-from engine.client import Client
-from engine.errors import SourceError, UnseenError
-from engine.model import parse_model
-from engine.verify import plaintext_scores
 from tests.conftest import start_federation
 from tests.integration.test_differential import SCHEMA, K, _rows, random_query
 from tests.integration.test_scoring import MODEL, POWER, REGISTRY, TAX, TRANSFERS, _world
 from tests.servers import load_spark
 from tests.shards import Reference, load_duckdb, write_shard
+from unseen.engine.client import Client
+from unseen.engine.errors import SourceError, UnseenError
+from unseen.engine.query.model import parse_model
 from unseen.federation import LocalFederation
+from unseen.oracle.plaintext import plaintext_scores
 
 QUERIES = int(os.environ.get("UNSEEN_WAREHOUSE_QUERIES", "30"))
 SEED = 21

@@ -15,9 +15,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine.client import Client
-from engine.model import parse_model
 from tests.shards import write_shard
+from unseen.engine.client import Client
+from unseen.engine.query.model import parse_model
 from unseen.federation import LocalFederation
 
 WEIGHTS = [0.7315926535897931, -1.2718281828459045, 0.0004142135623730951]

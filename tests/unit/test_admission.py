@@ -1,6 +1,7 @@
 """Per-caller admission, idle request streams and call scopes, on a real gRPC server.
 
-The server is ``engine.rpc.create_server`` with a small generic service whose handlers block
+The server is ``unseen.engine.transport.rpc.create_server`` with a small generic service whose
+handlers block
 until released or cancelled, so each bound can be observed from both ends.
 """
 
@@ -15,10 +16,10 @@ from typing import Any
 import grpc
 import pytest
 
-from engine.admission import CallBounds, caller_of
-from engine.cancellation import checkpoint, current
-from engine.errors import CallCancelled, ConfigError
-from engine.rpc import create_server
+from unseen.engine.errors import CallCancelled, ConfigError
+from unseen.engine.transport.admission import CallBounds, caller_of
+from unseen.engine.transport.cancellation import checkpoint, current
+from unseen.engine.transport.rpc import create_server
 
 SERVICE = "test.Bounded"
 

@@ -6,10 +6,10 @@ import datetime as dt
 
 import pytest
 
-from engine.approval import ModelApproval, feature_digest
-from engine.errors import ConfigError, PolicyError
-from engine.signing import SigningKey
-from engine.voucher import AccessRequest, SignedVoucher, authorize, issue
+from unseen.engine.errors import ConfigError, PolicyError
+from unseen.engine.governance.approval import ModelApproval, feature_digest
+from unseen.engine.governance.signing import SigningKey
+from unseen.engine.governance.voucher import AccessRequest, SignedVoucher, authorize, issue
 
 GRANTEE = "ab" * 32
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)

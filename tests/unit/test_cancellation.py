@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.cancellation import CallScope, checkpoint, interruptible, serving
-from engine.errors import CallCancelled
-from engine.source import TableSource, open_source
 from tests.shards import write_shard
+from unseen.engine.data.source import TableSource, open_source
+from unseen.engine.errors import CallCancelled
+from unseen.engine.transport.cancellation import CallScope, checkpoint, interruptible, serving
 
 # Queries that run for minutes unless interrupted (a few hundred billion steps).
 SLOW = {

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.catalog import Catalog, ColumnInfo, TableInfo, merge
-from engine.types import SqlType, widen
+from unseen.engine.query.catalog import Catalog, ColumnInfo, TableInfo, merge
+from unseen.engine.query.types import SqlType, widen
 
 
 def _table(kind: str, uses=("filter", "aggregate"), domain=None, k=5, extra=()):

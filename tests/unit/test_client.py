@@ -1,13 +1,13 @@
-"""engine.client against a fake coordinator peer: what it accepts as an answer."""
+"""unseen.engine.client against a fake coordinator peer: what it accepts as an answer."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.client import Client
-from engine.errors import RemoteError
-from engine.peers import AggregateAnswer
 from tests.unit.test_peers import _plan
+from unseen.engine.client import Client
+from unseen.engine.errors import RemoteError
+from unseen.engine.transport.peers import AggregateAnswer
 
 
 def _answering(monkeypatch, client: Client, missing: tuple[str, ...]) -> list[dict]:

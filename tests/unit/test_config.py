@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.catalog import TableInfo
-from engine.config import (
+from unseen.engine.config import (
     AUTO,
     ColumnPolicy,
     NodeConfig,
@@ -20,11 +19,12 @@ from engine.config import (
     parse_config,
     table_info,
 )
-from engine.errors import ConfigError
-from engine.ledger import Ledger
-from engine.revocation import RevocationFile, revoke
-from engine.signing import SigningKey
-from engine.types import SqlType
+from unseen.engine.errors import ConfigError
+from unseen.engine.governance.ledger import Ledger
+from unseen.engine.governance.revocation import RevocationFile, revoke
+from unseen.engine.governance.signing import SigningKey
+from unseen.engine.query.catalog import TableInfo
+from unseen.engine.query.types import SqlType
 
 INTEGER, VARCHAR, FLOAT = SqlType("INTEGER"), SqlType("VARCHAR"), SqlType("FLOAT")
 SCHEMA = [

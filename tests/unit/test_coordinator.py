@@ -1,11 +1,11 @@
 """The coordinator's orchestration with fake holder peers: failures are input.
 
-Each fake stands where an engine.peers.HolderPeer would: it answers with real
+Each fake stands where an unseen.engine.transport.peers.HolderPeer would: it answers with real
 CKKS ciphertexts under the analyst's key (so the coordinator's sums and masks
 are checked by decryption against numpy), or fails the way a real holder can
 — refuses, hangs past the deadline, sends garbage bytes, lost the key, is
 down or overloaded when its catalog is asked for, or comes back with a
-different catalog. No network: the gRPC side is engine.peers' and the
+different catalog. No network: the gRPC side is unseen.engine.transport.peers' and the
 integration tests' business.
 """
 
@@ -20,19 +20,19 @@ import numpy as np
 import pytest
 import tenseal as ts
 
-from engine import ckks
-from engine.catalog import Catalog, ColumnInfo, TableInfo
-from engine.errors import HolderError, PlanError, PolicyError, RemoteError, UnseenError
-from engine.keys import AnalystKey
-from engine.layout import layout_for
-from engine.masks import MaskKey, Participant
-from engine.model import FeatureSpec
-from engine.peers import AggregateAnswer, EncodedPlan, ModelUpload, ScoreStream
-from engine.plan import AggregatePlan, SlotCodec
-from engine.sql import compile_sql
-from engine.types import SqlType
-from nodes.coordinator import Coordinator
-from nodes.holders import combine
+from unseen.engine.crypto import ckks
+from unseen.engine.crypto.keys import AnalystKey
+from unseen.engine.errors import HolderError, PlanError, PolicyError, RemoteError, UnseenError
+from unseen.engine.privacy.masks import MaskKey, Participant
+from unseen.engine.query.catalog import Catalog, ColumnInfo, TableInfo
+from unseen.engine.query.layout import layout_for
+from unseen.engine.query.model import FeatureSpec
+from unseen.engine.query.plan import AggregatePlan, SlotCodec
+from unseen.engine.query.sql import compile_sql
+from unseen.engine.query.types import SqlType
+from unseen.engine.transport.peers import AggregateAnswer, EncodedPlan, ModelUpload, ScoreStream
+from unseen.nodes.coordinator import Coordinator
+from unseen.nodes.holders import combine
 
 SLOTS = ckks.PARAMS.slots
 

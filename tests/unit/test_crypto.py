@@ -8,10 +8,10 @@ import stat
 import pytest
 import tenseal as ts
 
-from engine import ckks
-from engine.errors import ConfigError, CryptoError, UnknownKeyError
-from engine.keys import AnalystKey, default_key_dir, load_or_create
-from engine.keystore import KeyStore
+from unseen.engine.crypto import ckks
+from unseen.engine.crypto.keys import AnalystKey, default_key_dir, load_or_create
+from unseen.engine.crypto.keystore import KeyStore
+from unseen.engine.errors import ConfigError, CryptoError, UnknownKeyError
 
 
 def test_key_files_are_private_and_reload_to_the_same_id(tmp_path, key):

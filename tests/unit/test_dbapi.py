@@ -18,7 +18,12 @@ from hypothesis import strategies as st
 from sqlglot import exp
 
 import unseen
-from engine.errors import (
+from unseen import dbapi
+from unseen.dbapi.connection import Connection
+from unseen.dbapi.errors import translate, translated
+from unseen.dbapi.params import bind
+from unseen.dbapi.types import column_type, decimal_scale
+from unseen.engine.errors import (
     ConfigError,
     CryptoError,
     EncodingOverflowError,
@@ -32,12 +37,7 @@ from engine.errors import (
     UnsupportedError,
     VerificationError,
 )
-from engine.result import Result
-from unseen import dbapi
-from unseen.dbapi.connection import Connection
-from unseen.dbapi.errors import translate, translated
-from unseen.dbapi.params import bind
-from unseen.dbapi.types import column_type, decimal_scale
+from unseen.engine.query.result import Result
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -355,7 +355,7 @@ def test_a_bound_value_reads_back_unchanged_in_duckdb(value):
 
 
 def test_paths_expand_the_home_directory(tmp_path, monkeypatch):
-    from engine.keys import AnalystKey
+    from unseen.engine.crypto.keys import AnalystKey
 
     key = AnalystKey.generate()
     key.save(tmp_path / "k")

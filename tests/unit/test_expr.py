@@ -10,11 +10,13 @@ from decimal import Decimal
 
 import pytest
 
-from engine import expr as expr_module
-from engine import finish, plan, pushdown, serde
-from engine.catalog import Catalog, ColumnInfo, TableInfo, merge
-from engine.errors import PlanError, PolicyError, UnsupportedError
-from engine.expr import (
+from unseen.engine.data import pushdown
+from unseen.engine.errors import PlanError, PolicyError, UnsupportedError
+from unseen.engine.governance.voucher import plan_reads
+from unseen.engine.query import expr as expr_module
+from unseen.engine.query import finish, plan
+from unseen.engine.query.catalog import Catalog, ColumnInfo, TableInfo, merge
+from unseen.engine.query.expr import (
     AggRef,
     Binary,
     BinaryOp,
@@ -28,10 +30,10 @@ from engine.expr import (
     OutputRef,
     column_roles,
 )
-from engine.plan import AggregatePlan, Encoding, GroupColumn, Measure, arithmetic_type
-from engine.sql import compile_sql
-from engine.types import SqlType
-from engine.voucher import plan_reads
+from unseen.engine.query.plan import AggregatePlan, Encoding, GroupColumn, Measure, arithmetic_type
+from unseen.engine.query.sql import compile_sql
+from unseen.engine.query.types import SqlType
+from unseen.engine.transport import serde
 
 ALL = frozenset({"filter", "aggregate", "group"})
 LINEITEM = TableInfo(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from engine.catalog import Catalog, ColumnInfo, TableInfo
-from engine.finish import finish
-from engine.layout import GroupMoments, MeasureMoments
-from engine.sql import compile_sql
-from engine.types import SqlType
+from unseen.engine.query.catalog import Catalog, ColumnInfo, TableInfo
+from unseen.engine.query.finish import finish
+from unseen.engine.query.layout import GroupMoments, MeasureMoments
+from unseen.engine.query.sql import compile_sql
+from unseen.engine.query.types import SqlType
 
 ALL = frozenset({"filter", "aggregate", "group"})
 CATALOG = Catalog(

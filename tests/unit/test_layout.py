@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.errors import CryptoError, EncodingOverflowError, PlanError
-from engine.expr import Column
-from engine.layout import (
+from unseen.engine.errors import CryptoError, EncodingOverflowError, PlanError
+from unseen.engine.query.expr import Column
+from unseen.engine.query.layout import (
     GroupMoments,
     MeasureMoments,
     combine_limbs,
@@ -20,7 +20,14 @@ from engine.layout import (
     split_limbs,
     unpack,
 )
-from engine.plan import AggregatePlan, Encoding, GroupColumn, Limits, Measure, SlotCodec
+from unseen.engine.query.plan import (
+    AggregatePlan,
+    Encoding,
+    GroupColumn,
+    Limits,
+    Measure,
+    SlotCodec,
+)
 
 
 @given(st.integers(min_value=-(2**100) + 1, max_value=2**100 - 1))

@@ -14,9 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from engine.audit import check_receipts, verify_ledger
-from engine.errors import ConfigError, PolicyError, QueryError, SourceError, VerificationError
-from engine.ledger import (
+from tests.governance_fixtures import ANALYST, PLAN, request, tamper
+from unseen.engine.errors import (
+    ConfigError,
+    PolicyError,
+    QueryError,
+    SourceError,
+    VerificationError,
+)
+from unseen.engine.governance.audit import check_receipts, verify_ledger
+from unseen.engine.governance.ledger import (
     GENESIS_HASH,
     Checkpoint,
     Ledger,
@@ -27,14 +34,9 @@ from engine.ledger import (
     read_ledger,
     result_digest,
 )
-from engine.revocation import Revocation, RevocationList
-from engine.signing import SigningKey
-from engine.voucher import (
-    SignedVoucher,
-    VoucherPolicy,
-    issue,
-)
-from tests.governance_fixtures import ANALYST, PLAN, request, tamper
+from unseen.engine.governance.revocation import Revocation, RevocationList
+from unseen.engine.governance.signing import SigningKey
+from unseen.engine.governance.voucher import SignedVoucher, VoucherPolicy, issue
 
 ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.timezone.utc
@@ -253,7 +255,7 @@ def test_read_range_pages_and_reports_the_head(ledger):
 def test_the_page_cap_bounds_the_rpc_not_a_ledger_file(tmp_path, holder_key, monkeypatch):
     # MAX_RANGE (10,000) bounds what one ReadLedger reply carries; reading a
     # ledger file (audit show/check/verify) must still see every entry.
-    monkeypatch.setattr("engine.ledger.MAX_RANGE", 3)
+    monkeypatch.setattr("unseen.engine.governance.ledger.MAX_RANGE", 3)
     path = tmp_path / "tax.ledger"
     with Ledger(path, "tax", holder_key) as opened:
         for _ in range(5):
@@ -465,9 +467,9 @@ def test_reasons_are_one_bounded_line(ledger):
 
 WORKER = r"""
 import datetime as dt, sys, time
-from engine.ledger import Ledger, LoggedRefusal
-from engine.signing import PublicKey, SigningKey
-from engine.voucher import AccessRequest, SignedVoucher, VoucherPolicy
+from unseen.engine.governance.ledger import Ledger, LoggedRefusal
+from unseen.engine.governance.signing import PublicKey, SigningKey
+from unseen.engine.governance.voucher import AccessRequest, SignedVoucher, VoucherPolicy
 
 mode, path, key_path = sys.argv[1:4]
 ledger = Ledger(path, "tax", SigningKey.load(key_path))

@@ -1,5 +1,7 @@
-"""Pairwise zero-sum masks, the participant policy and the round-1 store (engine.masks,
-engine.participants, engine.pending, engine.local's round 2)."""
+"""Pairwise zero-sum masks, the participant policy and the round-1 store
+(unseen.engine.privacy.masks,
+unseen.engine.privacy.participants, unseen.engine.data.pending, unseen.engine.data.aggregate's
+round 2)."""
 
 from __future__ import annotations
 
@@ -15,11 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.x509.oid import NameOID
 
-from engine.errors import CryptoError, PlanError, PolicyError
-from engine.expr import Column
-from engine.layout import GroupMoments, MeasureMoments, combine_limbs, layout_for
-from engine.local import PreparedAnswer, answer_masked
-from engine.masks import (
+from unseen.engine.data.aggregate import PreparedAnswer, answer_masked
+from unseen.engine.data.pending import PendingAggregate, PendingAggregates
+from unseen.engine.errors import CryptoError, PlanError, PolicyError
+from unseen.engine.privacy.masks import (
     MASK_BITS,
     MAX_PARTICIPANTS,
     MaskKey,
@@ -29,10 +30,11 @@ from engine.masks import (
     query_context,
     reduce_slots,
 )
-from engine.participants import certify_mask_key, check_participants
-from engine.pending import PendingAggregate, PendingAggregates
-from engine.plan import AggregatePlan, Encoding, GroupColumn, Measure
-from engine.tls import make_bundle
+from unseen.engine.privacy.participants import certify_mask_key, check_participants
+from unseen.engine.query.expr import Column
+from unseen.engine.query.layout import GroupMoments, MeasureMoments, combine_limbs, layout_for
+from unseen.engine.query.plan import AggregatePlan, Encoding, GroupColumn, Measure
+from unseen.engine.transport.tls import make_bundle
 
 MOD = 1 << MASK_BITS
 NONCE = bytes(range(32))

@@ -16,7 +16,7 @@ import unseen
 from unseen import demo
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("engine", "nodes", "protos", "unseen", "benchmarks")
+PACKAGES = ("unseen",)
 # Documentation next to the code (benchmarks/README.md, its plots): read by people, not the code.
 DOCUMENTS = {".md", ".png"}
 

@@ -1,4 +1,5 @@
-"""engine.peers: the one NOT_FOUND retry, the one RpcError translation, reply shapes.
+"""unseen.engine.transport.peers: the one NOT_FOUND retry, the one RpcError translation, reply
+shapes.
 
 The reply-shape tests talk to a real gRPC server on loopback that misbehaves on
 purpose (a holder sending a second header, a ciphertext out of place, too few
@@ -15,10 +16,10 @@ from typing import Any
 import grpc
 import pytest
 
-from engine import serde
-from engine.errors import RemoteError
-from engine.peers import HolderPeer, retry_not_found, translated
-from engine.plan import AggregatePlan
+from unseen.engine.errors import RemoteError
+from unseen.engine.query.plan import AggregatePlan
+from unseen.engine.transport import serde
+from unseen.engine.transport.peers import HolderPeer, retry_not_found, translated
 
 
 class _Status(grpc.RpcError):
@@ -128,10 +129,10 @@ def misbehaving() -> Iterator[dict[str, Any]]:
 
 
 def _plan() -> AggregatePlan:
-    from engine.catalog import Catalog, ColumnInfo, TableInfo
-    from engine.plan import SlotCodec
-    from engine.sql import compile_sql
-    from engine.types import SqlType
+    from unseen.engine.query.catalog import Catalog, ColumnInfo, TableInfo
+    from unseen.engine.query.plan import SlotCodec
+    from unseen.engine.query.sql import compile_sql
+    from unseen.engine.query.types import SqlType
 
     table = TableInfo("t", (ColumnInfo("v", SqlType("INTEGER"), frozenset({"aggregate"})),))
     return compile_sql("SELECT SUM(v) FROM t", Catalog("x", (table,)), SlotCodec()).plan

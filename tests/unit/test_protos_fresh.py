@@ -24,7 +24,7 @@ def test_generated_protos_are_up_to_date(tmp_path):
         committed = ROOT / relative
         if not committed.exists() or committed.read_bytes() != path.read_bytes():
             stale.append(str(relative))
-    extra = {p.name for p in (ROOT / "protos/unseen/v1").glob("*_pb2*")} - {p.name for p in written}
+    extra = {p.name for p in (ROOT / "unseen/v1").glob("*_pb2*")} - {p.name for p in written}
     assert not stale and not extra, (
         f"stale generated code {stale} / orphans {sorted(extra)}: run python scripts/gen_protos.py"
     )

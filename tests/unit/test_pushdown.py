@@ -7,15 +7,15 @@ import sqlite3
 import pytest
 from sqlglot import exp
 
-from engine.catalog import Catalog
-from engine.expr import Column
-from engine.local import compute_moments
-from engine.plan import AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
-from engine.policy import quickstart_table
-from engine.pushdown import build_aggregate_query
-from engine.source import open_source
-from engine.sql import compile_sql
 from tests.shards import write_shard
+from unseen.engine.data.aggregate import compute_moments
+from unseen.engine.data.pushdown import build_aggregate_query
+from unseen.engine.data.source import open_source
+from unseen.engine.governance.policy import quickstart_table
+from unseen.engine.query.catalog import Catalog
+from unseen.engine.query.expr import Column
+from unseen.engine.query.plan import AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
+from unseen.engine.query.sql import compile_sql
 
 HOSTILE = [
     "x'); DROP TABLE t; --",

@@ -1,7 +1,9 @@
 """Size limits are enforced on the wire messages, before anything is decoded or allocated.
 
-Each refusal here carries the message of the wire check (``engine.serde``), which differs
-from the later, object-level check (``engine.plan.check_expression_size``), so these tests
+Each refusal here carries the message of the wire check (``unseen.engine.transport.serde``), which
+differs
+from the later, object-level check (``unseen.engine.query.plan.check_expression_size``), so these
+tests
 fail if the early check is removed and only the late one remains.
 """
 
@@ -11,16 +13,23 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine import serde
-from engine.budget import ENTITY_OVERHEAD, MemoryBudget
-from engine.errors import BusyError, PlanError
-from engine.expr import Binary, BinaryOp, Column, Expr, InList, Literal
-from engine.model import FeatureSpec
-from engine.plan import AggregatePlan, Encoding, GroupColumn, Limits, Measure, check_plan
-from engine.policy import quickstart_table
-from engine.source import open_source
-from protos.unseen.v1 import score_pb2
 from tests.shards import write_shard
+from unseen.engine.data.source import open_source
+from unseen.engine.errors import BusyError, PlanError
+from unseen.engine.governance.policy import quickstart_table
+from unseen.engine.query.expr import Binary, BinaryOp, Column, Expr, InList, Literal
+from unseen.engine.query.model import FeatureSpec
+from unseen.engine.query.plan import (
+    AggregatePlan,
+    Encoding,
+    GroupColumn,
+    Limits,
+    Measure,
+    check_plan,
+)
+from unseen.engine.transport import serde
+from unseen.engine.transport.memory_budget import ENTITY_OVERHEAD, MemoryBudget
+from unseen.v1 import score_pb2
 
 LIMITS = Limits()
 KEY = "ab" * 32

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 
-from engine.identifiers import is_identifier
-from engine.model import FeatureSpec
-from engine.policy import quickstart_table
-from engine.scaling import LOG1P_EXPONENT, FeatureScaling
-from engine.source import open_source
 from tests.shards import write_shard
+from unseen.engine.data.scaling import LOG1P_EXPONENT, FeatureScaling
+from unseen.engine.data.source import open_source
+from unseen.engine.governance.identifiers import is_identifier
+from unseen.engine.governance.policy import quickstart_table
+from unseen.engine.query.model import FeatureSpec
 
 SCHEMA = [("account", "VARCHAR"), ("city", "VARCHAR"), ("amount", "DOUBLE")]
 # acct-1 has +1000 and -999: its sum is 1, yet a filter keeping only +1000 gives 1000.

@@ -9,10 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import serde
-from engine.catalog import Catalog, ColumnInfo, TableInfo
-from engine.errors import PlanError
-from engine.expr import (
+from unseen.engine.errors import PlanError
+from unseen.engine.query.catalog import Catalog, ColumnInfo, TableInfo
+from unseen.engine.query.expr import (
     DATE_TRUNC_UNITS,
     EXTRACT_PARTS,
     Between,
@@ -31,9 +30,10 @@ from engine.expr import (
     Unary,
     UnaryOp,
 )
-from engine.plan import AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
-from engine.types import SqlType
-from protos.unseen.v1 import plan_pb2
+from unseen.engine.query.plan import AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
+from unseen.engine.query.types import SqlType
+from unseen.engine.transport import serde
+from unseen.v1 import plan_pb2
 
 values = st.one_of(
     st.none(),

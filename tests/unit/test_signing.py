@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.errors import ConfigError, PolicyError
-from engine.signing import (
+from unseen.engine.errors import ConfigError, PolicyError
+from unseen.engine.governance.signing import (
     PublicKey,
     SignatureError,
     SigningKey,

@@ -7,13 +7,23 @@ from decimal import Decimal
 
 import pytest
 
-from engine.catalog import Catalog, ColumnInfo, TableInfo
-from engine.errors import PlanError, PolicyError, SqlSyntaxError, UnsupportedError
-from engine.expr import AggRef, Binary, BinaryOp, Column, GroupRef, InList, Like, Literal, OutputRef
-from engine.plan import Encoding
-from engine.query import AggCall
-from engine.sql import compile_sql
-from engine.types import SqlType
+from unseen.engine.errors import PlanError, PolicyError, SqlSyntaxError, UnsupportedError
+from unseen.engine.query.catalog import Catalog, ColumnInfo, TableInfo
+from unseen.engine.query.compiled import AggCall
+from unseen.engine.query.expr import (
+    AggRef,
+    Binary,
+    BinaryOp,
+    Column,
+    GroupRef,
+    InList,
+    Like,
+    Literal,
+    OutputRef,
+)
+from unseen.engine.query.plan import Encoding
+from unseen.engine.query.sql import compile_sql
+from unseen.engine.query.types import SqlType
 
 ALL = frozenset({"filter", "aggregate", "group", "entity"})
 CATALOG = Catalog(
@@ -99,7 +109,7 @@ def test_literals_are_typed_and_coerced_like_duckdb():
 
 
 def _walk(node):
-    from engine.expr import walk
+    from unseen.engine.query.expr import walk
 
     return list(walk(node))
 
@@ -169,7 +179,7 @@ def test_filter_tree_keeps_sql_structure():
 
 
 def test_long_and_chains_compile_to_shallow_trees():
-    from engine.expr import depth
+    from unseen.engine.query.expr import depth
 
     # 240 conditions of 3 nodes and 239 ANDs: within Limits.max_nodes (1 000).
     sql = "SELECT COUNT(*) FROM loans WHERE " + " AND ".join(f"amount > {i}" for i in range(240))

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.catalog import Catalog, ColumnInfo, TableInfo
-from engine.errors import PlanError, PolicyError, UnsupportedError
-from engine.sql import compile_sql
-from engine.types import SqlType, from_duckdb
 from tests.tpch import LINEITEM
+from unseen.engine.errors import PlanError, PolicyError, UnsupportedError
+from unseen.engine.query.catalog import Catalog, ColumnInfo, TableInfo
+from unseen.engine.query.sql import compile_sql
+from unseen.engine.query.types import SqlType, from_duckdb
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "sql.md"
 USES = frozenset({"filter", "aggregate"})

@@ -6,8 +6,14 @@ import datetime as dt
 
 import pytest
 
-from engine.asset import Registration, register, schema_digest, verify_registration
-from engine.consent import (
+from unseen.engine.errors import ConfigError, PolicyError
+from unseen.engine.governance.asset import (
+    Registration,
+    register,
+    schema_digest,
+    verify_registration,
+)
+from unseen.engine.governance.consent import (
     ConsentRegister,
     SubjectRegistry,
     check_consents,
@@ -15,13 +21,12 @@ from engine.consent import (
     publish,
     withdraw,
 )
-from engine.errors import ConfigError, PolicyError
-from engine.flows import parse_note
-from engine.grades import GRADES, check_grades, clamp_k, clamp_uses, grade_uses
-from engine.signing import SigningKey, b64decode, b64encode, canonical_json
-from engine.stewardship import ledger_note
-from engine.tokens import Token
-from engine.voucher import SignedVoucher, issue
+from unseen.engine.governance.flows import parse_note
+from unseen.engine.governance.grades import GRADES, check_grades, clamp_k, clamp_uses, grade_uses
+from unseen.engine.governance.signing import SigningKey, b64decode, b64encode, canonical_json
+from unseen.engine.governance.stewardship import ledger_note
+from unseen.engine.governance.tokens import Token
+from unseen.engine.governance.voucher import SignedVoucher, issue
 
 NOW = dt.datetime(2026, 6, 1, 12, tzinfo=dt.timezone.utc)
 SCHEMA = [("uscc", "VARCHAR"), ("kwh", "DOUBLE"), ("note", "VARCHAR")]
@@ -103,7 +108,7 @@ def test_a_forged_registration_is_refused():
     data = dict(
         registration.data, columns=[dict(c, grade="public") for c in registration.data["columns"]]
     )
-    from engine.signing import canonical_json
+    from unseen.engine.governance.signing import canonical_json
 
     payload = canonical_json(data)
     forged = Registration(Token("unseen-asset-v1", payload, registration.token.signature, data))

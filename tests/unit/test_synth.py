@@ -9,8 +9,8 @@ import duckdb
 import numpy as np
 import pytest
 
-from engine import synth
-from engine.metrics import auc as _auc
+from unseen.engine.data import synth
+from unseen.oracle.quality import auc as _auc
 
 SPEC = synth.SynthSpec(seed=11, enterprises=3_000)
 THRESHOLD = 10  # distinct payers in 24 h that a fraud rule would flag

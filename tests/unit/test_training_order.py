@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import ckks
-from engine.errors import PlanError, PolicyError
-from engine.keys import AnalystKey
-from engine.train_job import TrainCall, TrainFeatures, spec_to_json
-from engine.vertical_lr import TrainSpec
-from nodes.holder import HolderNode
 from tests.shards import write_shard
+from unseen.engine.crypto import ckks
+from unseen.engine.crypto.keys import AnalystKey
+from unseen.engine.errors import PlanError, PolicyError
+from unseen.engine.training.train_job import TrainCall, TrainFeatures, spec_to_json
+from unseen.engine.training.vertical_lr import TrainSpec
+from unseen.nodes.holder import HolderNode
 
 
 @pytest.fixture

@@ -13,12 +13,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.errors import ConfigError, PlanError, PolicyError
-from engine.expr import Binary, BinaryOp, Column, InList, Literal
-from engine.plan import AggregatePlan, Encoding, GroupColumn, Measure
-from engine.revocation import Revocation, RevocationFile, RevocationList, revoke
-from engine.signing import SignatureError, SigningKey, b64decode, b64encode
-from engine.voucher import (
+from tests.governance_fixtures import ANALYST, request
+from unseen.engine.errors import ConfigError, PlanError, PolicyError
+from unseen.engine.governance.revocation import Revocation, RevocationFile, RevocationList, revoke
+from unseen.engine.governance.signing import SignatureError, SigningKey, b64decode, b64encode
+from unseen.engine.governance.voucher import (
     SignedVoucher,
     Voucher,
     VoucherPolicy,
@@ -29,7 +28,8 @@ from engine.voucher import (
     plan_reads,
     verify,
 )
-from tests.governance_fixtures import ANALYST, request
+from unseen.engine.query.expr import Binary, BinaryOp, Column, InList, Literal
+from unseen.engine.query.plan import AggregatePlan, Encoding, GroupColumn, Measure
 
 ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.timezone.utc
@@ -498,7 +498,7 @@ def test_revocation_file_survives_concurrent_writers(tmp_path):
     path = tmp_path / "revoked.json"
     code = (
         "import sys\n"
-        "from engine.revocation import revoke\n"
+        "from unseen.engine.governance.revocation import revoke\n"
         "for j in range(5):\n"
         "    revoke(sys.argv[1], f'v-{sys.argv[2]}-{j}', 'bulk')\n"
     )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import ConfigError
-from engine.source import open_source
-from engine.types import SqlType
-from engine.warehouses.location import is_url, parse_url
-from engine.warehouses.paramstyle import parse, pyformat
+from unseen.engine.data.source import open_source
+from unseen.engine.data.warehouses.location import is_url, parse_url
+from unseen.engine.data.warehouses.paramstyle import parse, pyformat
+from unseen.engine.errors import ConfigError
+from unseen.engine.query.types import SqlType
 
 
 def test_a_url_names_engine_host_database_and_table():
@@ -79,8 +79,8 @@ def test_pyformat_respells_placeholders_and_escapes_percent_in_names():
 
 
 def test_type_names_map_to_the_catalog_vocabulary():
-    from engine.warehouses.mysql import from_mysql
-    from engine.warehouses.postgres import from_postgres
+    from unseen.engine.data.warehouses.mysql import from_mysql
+    from unseen.engine.data.warehouses.postgres import from_postgres
 
     assert from_postgres("bigint", 64, 0) == SqlType("INTEGER")
     assert from_postgres("numeric", 12, 2) == SqlType("DECIMAL", 12, 2)
@@ -94,7 +94,7 @@ def test_type_names_map_to_the_catalog_vocabulary():
 
 
 def test_spark_type_names_map_to_the_catalog_vocabulary():
-    from engine.warehouses.spark import from_spark
+    from unseen.engine.data.warehouses.spark import from_spark
 
     assert from_spark("bigint") == SqlType("INTEGER")
     assert from_spark("decimal(12,2)") == SqlType("DECIMAL", 12, 2)
@@ -115,7 +115,7 @@ def test_the_command_line_keeps_a_url_whole_and_a_path_as_a_path():
 
 
 def test_a_config_file_source_may_be_a_url(tmp_path):
-    from engine.config import load_config
+    from unseen.engine.config import load_config
 
     path = tmp_path / "node.toml"
     path.write_text(

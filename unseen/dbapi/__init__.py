@@ -11,7 +11,7 @@ Every statement is one SELECT that unseen answers over encrypted aggregates
 statement (:mod:`unseen.dbapi.params`), never pasted into the text.
 ``cursor.meta`` (and ``df.attrs["unseen"]``) carries what the CLI prints in
 ``meta``: suppressed groups, holders and receipts. Errors are PEP 249's
-classes, subclasses of :class:`engine.errors.UnseenError`
+classes, subclasses of :class:`unseen.engine.errors.UnseenError`
 (:mod:`unseen.dbapi.errors` argues the mapping).
 """
 

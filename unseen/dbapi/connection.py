@@ -23,10 +23,10 @@ from unseen.dbapi.cursor import Cursor
 from unseen.dbapi.errors import InterfaceError, translated
 
 if TYPE_CHECKING:
-    from engine.catalog import Catalog
-    from engine.client import Client
-    from engine.keys import AnalystKey
-    from engine.tls import TlsFiles
+    from unseen.engine.client import Client
+    from unseen.engine.crypto.keys import AnalystKey
+    from unseen.engine.query.catalog import Catalog
+    from unseen.engine.transport.tls import TlsFiles
 
 __all__ = ["Connection", "connect"]
 
@@ -41,7 +41,7 @@ class Connection:
 
     @property
     def client(self) -> Client:
-        """The underlying :class:`engine.client.Client` (for ``score`` and the catalog)."""
+        """The underlying :class:`unseen.engine.client.Client` (for ``score`` and the catalog)."""
         self.check_open()
         assert self._client is not None
         return self._client
@@ -89,7 +89,7 @@ class Connection:
 
 
 def _tls_files(tls: Any) -> TlsFiles | None:
-    from engine.tls import TlsFiles
+    from unseen.engine.transport.tls import TlsFiles
 
     if tls is None or isinstance(tls, TlsFiles):
         return tls
@@ -128,8 +128,8 @@ def connect(
         raise InterfaceError("connect() needs the coordinator as 'HOST:PORT'")
     paths = [vouchers] if isinstance(vouchers, (str, os.PathLike)) else list(vouchers)
     with translated():
-        from engine.client import Client
-        from engine.keys import AnalystKey
+        from unseen.engine.client import Client
+        from unseen.engine.crypto.keys import AnalystKey
         from unseen.governance import read_vouchers
 
         lines = read_vouchers([Path(p).expanduser() for p in paths])

@@ -17,10 +17,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from engine.result import Result, json_value
 from unseen.dbapi.errors import InterfaceError, NotSupportedError, translated
 from unseen.dbapi.params import bind
 from unseen.dbapi.types import column_type, decimal_scale
+from unseen.engine.query.result import Result, json_value
 
 if TYPE_CHECKING:
     import pandas

@@ -1,6 +1,6 @@
 """PEP 249's exception classes, rooted in unseen's one exception tree.
 
-Tree (``UnseenError`` is :class:`engine.errors.UnseenError`)::
+Tree (``UnseenError`` is :class:`unseen.engine.errors.UnseenError`)::
 
     UnseenError
     ├── Warning                       PEP 249: important warnings (none raised today)
@@ -26,7 +26,7 @@ gRPC status codes, not DB-API) to a client interface.
 The driver translates at one boundary (:func:`translated`): an engine error
 becomes the PEP 249 class below, with the same one-line message, the gRPC
 status name in ``grpc_code`` and the original chained as ``__cause__`` (so
-``exc.__cause__`` is, e.g., the :class:`~engine.errors.HolderError` naming
+``exc.__cause__`` is, e.g., the :class:`~unseen.engine.errors.HolderError` naming
 the holder). Which class is the psycopg/SQLSTATE habit: refusals by policy
 are ``ProgrammingError`` (SQLSTATE class 42, "syntax error or access rule
 violation"), unsupported features ``NotSupportedError``, lost peers
@@ -39,7 +39,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from engine.errors import (
+from unseen.engine.errors import (
     ConfigError,
     CryptoError,
     EncodingOverflowError,

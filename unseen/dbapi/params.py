@@ -38,7 +38,7 @@ from unseen.dbapi.errors import DataError, NotSupportedError, ProgrammingError
 
 __all__ = ["DIALECT", "bind", "literal"]
 
-DIALECT = "duckdb"  # the dialect engine.sql reads
+DIALECT = "duckdb"  # the dialect unseen.engine.query.sql reads
 _OFFSET = "unseen_offset"  # node.meta key: where the placeholder's token starts in the text
 
 

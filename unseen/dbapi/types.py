@@ -1,6 +1,6 @@
 """PEP 249 type objects and constructors, and the type codes in ``cursor.description``.
 
-A type code is the name of one of unseen's column kinds (``engine.types``):
+A type code is the name of one of unseen's column kinds (``unseen.engine.query.types``):
 ``"INTEGER"``, ``"DECIMAL"``, ``"FLOAT"``, ``"VARCHAR"``, ``"BOOLEAN"``,
 ``"DATE"``, ``"TIMESTAMP"``. A result does not carry its column types over
 the wire — the analyst finishes every value itself — so the driver reads the

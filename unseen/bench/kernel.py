@@ -1,0 +1,131 @@
+"""In-process baselines for scoring: the HE kernel floor, its pipeline, and numpy.
+
+The *kernel floor* is the least CKKS work any protocol of this shape must do:
+``ceil(entities / 4096)`` blocks times ``features`` ciphertext x plaintext
+products, timed alone in one process with the plaintext columns prepared
+beforehand — nothing else. Two floors: TenSEAL's ``CKKSVector.mul`` (which
+encodes, multiplies and rescales every product; the figure the bench
+reported first) and the SEAL evaluator path the holders use
+(``unseen.engine.crypto.partials``: encode at the weight's level, ``multiply_plain``
+without rescaling, add, one rescale per block). The *pipeline* times every HE step of the real
+protocol in one process, block by block (holders' products, additions,
+re-randomisation and serialisation; the coordinator's loads, sums and
+serialisation; the analyst's load and decryption), which shows where the
+gap between the floor and the end-to-end time is spent.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import tenseal as ts
+
+from unseen.bench.measure import Stat, timings
+from unseen.engine.crypto import ckks
+from unseen.engine.crypto.partials import PartialScorer
+
+__all__ = ["kernel_floor", "numpy_scores", "pipeline", "sealapi_floor"]
+
+
+def _setup(
+    features: int, blocks: int, seed: int
+) -> tuple[ts.Context, list[ts.CKKSVector], list[list[list[float]]]]:
+    ctx = ckks.new_secret_context()
+    slots = ckks.PARAMS.slots
+    rng = np.random.default_rng(seed)
+    weights = [ts.ckks_vector(ctx, [float(w)] * slots) for w in rng.normal(size=features)]
+    # A product's cost does not depend on the values: two distinct blocks, reused.
+    lists = [
+        [rng.uniform(-1, 1, slots).tolist() for _ in range(features)] for _ in range(min(blocks, 2))
+    ]
+    return ctx, weights, lists
+
+
+def kernel_floor(entities: int, features: int, runs: int, seed: int = 11) -> Stat:
+    """Seconds for the ``blocks x features`` products alone (median of ``runs``)."""
+    blocks = math.ceil(entities / ckks.PARAMS.slots)
+    _, weights, lists = _setup(features, blocks, seed)
+
+    def products() -> None:
+        for block in range(blocks):
+            columns = lists[block % len(lists)]
+            for weight, column in zip(weights, columns, strict=True):
+                weight.mul(column)
+
+    stat = timings(products, runs)
+    stat.note = f"{blocks} blocks x {features} products in one process"
+    return stat
+
+
+def sealapi_floor(entities: int, features: int, runs: int, seed: int = 11) -> Stat:
+    """Seconds for the same products through SEAL's evaluator, one rescale per block."""
+    blocks = math.ceil(entities / ckks.PARAMS.slots)
+    ctx, weights, lists = _setup(features, blocks, seed)
+    scorer = PartialScorer(ctx, weights)
+    matrices = [np.array(columns).T for columns in lists]
+
+    def products() -> None:
+        for block in range(blocks):
+            scorer.products(matrices[block % len(matrices)])
+
+    stat = timings(products, runs)
+    stat.note = f"{blocks} blocks x {features} products, one rescale per block"
+    return stat
+
+
+def pipeline(entities: int, features: Sequence[int]) -> dict[str, float]:
+    """Seconds per HE step of the whole protocol in one process (one run).
+
+    ``features`` gives each holder's feature count. Steps: ``products``,
+    ``additions``, ``rerandomise``, ``serialise`` (holders), ``coordinator``
+    (load with checks, sum, serialise), ``analyst`` (load, decrypt).
+    """
+    slots = ckks.PARAMS.slots
+    blocks = math.ceil(entities / slots)
+    total = sum(features)
+    ctx, weights, lists = _setup(total, blocks, 13)
+    public = ts.context_from(ckks.public_bytes(ctx))
+    steps = dict.fromkeys(
+        ("products", "additions", "rerandomise", "serialise", "coordinator", "analyst"), 0.0
+    )
+    clock = time.perf_counter
+    for block in range(blocks):
+        columns = lists[block % len(lists)]
+        partials: list[bytes] = []
+        start = 0
+        for count in features:
+            began = clock()
+            terms = [weights[j].mul(columns[j]) for j in range(start, start + count)]
+            steps["products"] += clock() - began
+            began = clock()
+            partial = terms[0]
+            for term in terms[1:]:
+                partial.add_(term)
+            steps["additions"] += clock() - began
+            began = clock()
+            partial = ckks.rerandomize(ctx, partial)
+            steps["rerandomise"] += clock() - began
+            began = clock()
+            partials.append(bytes(partial.serialize()))
+            steps["serialise"] += clock() - began
+            start += count
+        began = clock()
+        loaded = [ckks.load_ciphertext(public, data, slots) for data in partials]
+        combined = bytes(ckks.add_all(loaded).serialize())
+        steps["coordinator"] += clock() - began
+        began = clock()
+        ckks.decrypt(ctx, combined)
+        steps["analyst"] += clock() - began
+    steps["total"] = sum(steps.values())
+    steps["partial_bytes"] = float(len(partials[0]))
+    return steps
+
+
+def numpy_scores(matrix: np.ndarray, weights: np.ndarray, runs: int) -> Stat:
+    """Seconds for the plaintext score ``matrix @ weights`` in numpy."""
+    stat = timings(lambda: matrix @ weights, runs, warmup=1)
+    stat.note = "matrix @ weights on the pooled plaintext features"
+    return stat

@@ -1,0 +1,1 @@
+"""TenSEAL contexts and keys, and the worker processes that do a holder's HE work."""

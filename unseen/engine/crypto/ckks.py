@@ -1,0 +1,204 @@
+"""CKKS parameters, public-context checks and the few HE operations unseen uses.
+
+Parameters (recorded in docs/architecture.md): N = 8192 (4096 slots), data
+moduli 60 + 50 + 50 bits and a 58-bit special prime, 218 bits in all, the
+HE-standard maximum for 128-bit security at N = 8192; scale 2^50. The design
+page started from [60, 40, 40, 60] at 2^40; that leaves a fresh weight with
+about 7e-9 of absolute noise, which a feature of 1e5 turns into 7e-4 of score
+error. At 2^50 the noise is about 1e-11, so scores meet 1e-6.
+
+Every function here works on TenSEAL objects and bytes only; nothing here
+knows about plans or the wire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tenseal as ts
+
+from unseen.engine.errors import CryptoError
+
+__all__ = [
+    "PARAMS",
+    "CkksParams",
+    "add_all",
+    "check_ciphertext",
+    "decrypt",
+    "encrypt",
+    "encrypt_all",
+    "key_id",
+    "load_ciphertext",
+    "load_public_context",
+    "new_secret_context",
+    "public_bytes",
+    "rerandomize",
+    "slot_count",
+]
+
+
+@dataclass(frozen=True)
+class CkksParams:
+    poly_modulus_degree: int = 8192
+    coeff_mod_bit_sizes: tuple[int, ...] = (60, 50, 50, 58)
+    scale_bits: int = 50
+
+    @property
+    def slots(self) -> int:
+        return self.poly_modulus_degree // 2
+
+
+PARAMS = CkksParams()
+
+# Largest total coefficient modulus (bits) at 128-bit classical security per the
+# HomomorphicEncryption.org standard, keyed by ring degree. Contexts outside
+# this table are refused by holders and the coordinator.
+MAX_MODULUS_BITS = {8192: 218, 16384: 438, 32768: 881}
+# A public key alone is 0.5 MB at N = 8192 and under 8 MB at N = 32768.
+MAX_PUBLIC_CONTEXT_BYTES = 8 << 20
+
+
+def new_secret_context(params: CkksParams = PARAMS) -> ts.Context:
+    """A fresh CKKS context holding the analyst's secret key."""
+    ctx = ts.context(
+        ts.SCHEME_TYPE.CKKS,
+        params.poly_modulus_degree,
+        coeff_mod_bit_sizes=list(params.coeff_mod_bit_sizes),
+    )
+    ctx.global_scale = 2.0**params.scale_bits
+    return ctx
+
+
+def public_bytes(ctx: ts.Context, galois: bool = False) -> bytes:
+    """Serialise the public part only: public key, and Galois keys if asked."""
+    return bytes(
+        ctx.serialize(
+            save_public_key=True,
+            save_secret_key=False,
+            save_galois_keys=galois,
+            save_relin_keys=False,
+        )
+    )
+
+
+def key_id(public: bytes) -> str:
+    """A key's name: hex SHA-256 of its serialised public context."""
+    return hashlib.sha256(public).hexdigest()
+
+
+def load_public_context(data: bytes, max_bytes: int = MAX_PUBLIC_CONTEXT_BYTES) -> ts.Context:
+    """Load and vet a context an analyst sent; refuse anything but a safe public CKKS key.
+
+    Refused: oversized blobs, unparsable bytes, contexts carrying a secret key,
+    schemes other than CKKS, ring degrees or modulus sizes outside the 128-bit
+    table, and contexts without a public key (they could not encrypt).
+    """
+    if len(data) > max_bytes:
+        raise CryptoError(f"public context of {len(data)} bytes exceeds {max_bytes} bytes")
+    try:
+        ctx = ts.context_from(data)
+    except Exception as exc:
+        raise CryptoError("public context does not parse as a TenSEAL context") from exc
+    if ctx.has_secret_key() or ctx.is_private():
+        raise CryptoError("refused a context that carries a secret key; send the public part only")
+    if not ctx.has_public_key():
+        raise CryptoError("public context has no public key")
+    data_ctx = ctx.seal_context().data
+    parms = data_ctx.key_context_data().parms()
+    if getattr(parms.scheme(), "name", "") != "CKKS":
+        raise CryptoError(f"scheme {parms.scheme()} is not supported; use CKKS")
+    degree = parms.poly_modulus_degree()
+    bits = data_ctx.key_context_data().total_coeff_modulus_bit_count()
+    if degree not in MAX_MODULUS_BITS:
+        raise CryptoError(f"ring degree {degree} is not allowed (use 8192, 16384 or 32768)")
+    if bits > MAX_MODULUS_BITS[degree]:
+        raise CryptoError(
+            f"coefficient modulus of {bits} bits at N={degree} is below 128-bit security"
+        )
+    if ctx.has_galois_keys() or ctx.has_relin_keys():
+        # No unseen plan rotates or multiplies ciphertexts: such keys would only
+        # cost every node tens of megabytes per registration.
+        raise CryptoError(
+            "refused a context with Galois or relinearisation keys; no plan needs them: "
+            "send the public key only"
+        )
+    return ctx
+
+
+def encrypt(ctx: ts.Context, values: np.ndarray) -> ts.CKKSVector:
+    """Encrypt a full slot vector (callers pad with zeros so no slot is garbage)."""
+    return ts.ckks_vector(ctx, np.asarray(values, dtype=np.float64).tolist())
+
+
+def encrypt_all(ctx: ts.Context, vectors: Sequence[np.ndarray]) -> list[bytes]:
+    """Encrypt full slot vectors and serialise each ciphertext."""
+    return [bytes(encrypt(ctx, v).serialize()) for v in vectors]
+
+
+def slot_count(ctx: ts.Context) -> int:
+    """How many slots a ciphertext under ``ctx`` holds (half the ring degree)."""
+    return int(ctx.seal_context().data.key_context_data().parms().poly_modulus_degree()) // 2
+
+
+def rerandomize(ctx: ts.Context, vector: ts.CKKSVector) -> ts.CKKSVector:
+    """Add a fresh encryption of zero so the result is unlinkable to its inputs."""
+    return vector + ts.ckks_vector(ctx, [0.0] * vector.size())
+
+
+def load_ciphertext(
+    ctx: ts.Context, data: bytes, slots: int, depth: int | None = None
+) -> ts.CKKSVector:
+    """Deserialise a ciphertext and check it belongs to ``ctx``'s parameters.
+
+    ``depth`` is the number of rescales the ciphertext should have been
+    through (0: fresh, 1: after one ciphertext-plaintext product); None skips
+    the level check.
+    """
+    try:
+        vector = ts.ckks_vector_from(ctx, data)
+    except Exception as exc:
+        raise CryptoError("ciphertext does not parse under the registered key") from exc
+    check_ciphertext(ctx, vector, slots, depth)
+    return vector
+
+
+def check_ciphertext(
+    ctx: ts.Context, vector: ts.CKKSVector, slots: int, depth: int | None = None
+) -> None:
+    """Refuse ciphertexts of the wrong shape, size claim, parameters or level."""
+    if vector.size() != slots:
+        raise CryptoError(f"ciphertext claims {vector.size()} slots; expected {slots}")
+    parts = vector.ciphertext()
+    if len(parts) != 1 or parts[0].size() != 2:
+        raise CryptoError("ciphertext is not a single, relinearised CKKS ciphertext")
+    data_ctx = ctx.seal_context().data
+    level = data_ctx.get_context_data(parts[0].parms_id())
+    if level is None:
+        raise CryptoError("ciphertext was made under other encryption parameters")
+    if depth is not None:
+        expected = data_ctx.first_context_data().chain_index() - depth
+        if level.chain_index() != expected:
+            raise CryptoError(
+                f"ciphertext is at modulus level {level.chain_index()}; expected {expected}"
+            )
+
+
+def add_all(vectors: Sequence[ts.CKKSVector]) -> ts.CKKSVector:
+    """Homomorphic sum of ciphertexts (the coordinator's only arithmetic)."""
+    # Not vectors[0].copy(): TenSEAL's copy costs ~40 ms (it round-trips the
+    # context); the first addition allocates a fresh result instead.
+    if len(vectors) == 1:
+        return vectors[0]
+    total = vectors[0] + vectors[1]
+    for vector in vectors[2:]:
+        total.add_(vector)
+    return total
+
+
+def decrypt(secret: ts.Context, data: bytes) -> np.ndarray:
+    """Decrypt one serialised ciphertext with the analyst's secret context."""
+    vector = ts.ckks_vector_from(secret, data)
+    return np.asarray(vector.decrypt(), dtype=np.float64)

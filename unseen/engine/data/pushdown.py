@@ -1,0 +1,322 @@
+"""Turn a validated plan into the holder's local SQL, as a sqlglot tree.
+
+Identifiers come from the plan only after ``check_plan`` matched them against
+the catalog, and are emitted quoted by sqlglot; literals never enter the SQL
+text at all: each becomes a named parameter ``$pN`` / ``:pN`` bound by the
+engine's driver, wrapped in a CAST so its type does not depend on inference.
+That is the whole of unseen's defence against SQL injection, and the
+injection tests in tests/ attack exactly this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlglot import exp
+
+from unseen.engine.errors import PlanError
+from unseen.engine.query.catalog import TableInfo
+from unseen.engine.query.expr import (
+    Between,
+    Binary,
+    BinaryOp,
+    Case,
+    Cast,
+    Column,
+    DateTrunc,
+    Expr,
+    Extract,
+    Func,
+    InList,
+    IsNull,
+    Like,
+    Literal,
+    LiteralValue,
+    Unary,
+    UnaryOp,
+    Visitor,
+    literal_kind,
+)
+from unseen.engine.query.plan import AggregatePlan, Encoding
+from unseen.engine.query.types import SqlType
+
+__all__ = ["SQLITE_VAR_POP", "LocalQuery", "build_aggregate_query"]
+
+# SQLite has no VAR_POP; the SQLite source registers this aggregate (Welford).
+SQLITE_VAR_POP = "unseen_var_pop"
+
+_BINARY: dict[BinaryOp, Any] = {
+    BinaryOp.EQ: exp.EQ,
+    BinaryOp.NE: exp.NEQ,
+    BinaryOp.LT: exp.LT,
+    BinaryOp.LE: exp.LTE,
+    BinaryOp.GT: exp.GT,
+    BinaryOp.GE: exp.GTE,
+    BinaryOp.AND: exp.And,
+    BinaryOp.OR: exp.Or,
+    BinaryOp.ADD: exp.Add,
+    BinaryOp.SUB: exp.Sub,
+    BinaryOp.MUL: exp.Mul,
+}
+
+
+@dataclass
+class LocalQuery:
+    """SQL text for one engine plus its bound parameters, and how to read rows."""
+
+    sql: str
+    params: dict[str, Any]
+    group_columns: int
+    measure_columns: tuple[tuple[int, int | None, int | None], ...]  # count, sum, m2 positions
+
+
+@dataclass
+class _Builder:
+    table: TableInfo
+    dialect: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def column(self, name: str) -> exp.Column:
+        col = self.table.column(name)
+        if col is None:  # check_plan ran first; this is a second line of defence
+            raise PlanError(f"table {self.table.name} has no column {name}")
+        return exp.column(col.name, quoted=True)
+
+    def literal(self, value: LiteralValue) -> exp.Expression:
+        if value is None:
+            return exp.Null()
+        name = f"p{len(self.params) + 1}"
+        kind = literal_kind(value)
+        sqlite = self.dialect == "sqlite"
+        if kind == "decimal":
+            assert isinstance(value, Decimal)
+            exponent = value.as_tuple().exponent
+            scale = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+            precision = max(len(value.as_tuple().digits), scale, 1)
+            if sqlite or precision > 38:
+                self.params[name] = float(value)
+                sql_type = "DOUBLE"
+            else:
+                self.params[name] = value
+                sql_type = f"DECIMAL({precision}, {scale})"
+        elif kind in ("date", "timestamp") and sqlite:
+            # SQLite keeps dates as ISO text; compare them as text.
+            if isinstance(value, dt.datetime):
+                self.params[name] = value.isoformat(sep=" ")
+            else:
+                assert isinstance(value, dt.date)
+                self.params[name] = value.isoformat()
+            sql_type = "VARCHAR"
+        elif kind == "boolean" and sqlite:
+            self.params[name] = int(bool(value))
+            sql_type = "BIGINT"
+        else:
+            self.params[name] = value
+            sql_type = {
+                "int": "BIGINT",
+                "float": "DOUBLE",
+                "text": "VARCHAR",
+                "boolean": "BOOLEAN",
+                "date": "DATE",
+                "timestamp": "TIMESTAMP",
+            }[kind]
+        return exp.cast(exp.Placeholder(this=name), exp.DataType.build(sql_type))
+
+    def expr(self, node: Expr) -> exp.Expression:
+        return _SqlWriter(self).visit(node)
+
+
+class _SqlWriter(Visitor[exp.Expression]):
+    """One row expression as a sqlglot tree for the builder's dialect."""
+
+    def __init__(self, builder: _Builder):
+        self.builder = builder
+        self.sqlite = builder.dialect == "sqlite"
+
+    def unsupported(self, node: Expr) -> exp.Expression:
+        raise PlanError(f"{type(node).__name__} cannot run at a holder")
+
+    def visit_Column(self, node: Column) -> exp.Expression:
+        return self.builder.column(node.name)
+
+    def visit_Literal(self, node: Literal) -> exp.Expression:
+        return self.builder.literal(node.value)
+
+    def visit_Binary(self, node: Binary) -> exp.Expression:
+        left: exp.Expression = self.visit(node.left)
+        right = self.visit(node.right)
+        if node.op is BinaryOp.DIV:
+            # Float division in every engine, as DuckDB's "/" does.
+            left = exp.cast(left, exp.DataType.build("DOUBLE"))
+            return exp.Div(this=exp.paren(left), expression=exp.paren(right))
+        built: exp.Expression = _BINARY[node.op](this=exp.paren(left), expression=exp.paren(right))
+        return built
+
+    def visit_Unary(self, node: Unary) -> exp.Expression:
+        inner = exp.paren(self.visit(node.operand))
+        return exp.Not(this=inner) if node.op is UnaryOp.NOT else exp.Neg(this=inner)
+
+    def visit_Between(self, node: Between) -> exp.Expression:
+        between = exp.Between(
+            this=exp.paren(self.visit(node.operand)),
+            low=self.visit(node.low),
+            high=self.visit(node.high),
+        )
+        return exp.Not(this=exp.paren(between)) if node.negated else between
+
+    def visit_InList(self, node: InList) -> exp.Expression:
+        operand = self.visit(node.operand)
+        values = [self.builder.literal(v) for v in node.values]
+        test: exp.Expression
+        test = exp.In(this=exp.paren(operand), expressions=values) if values else exp.false()
+        return exp.Not(this=exp.paren(test)) if node.negated else test
+
+    def visit_Like(self, node: Like) -> exp.Expression:
+        cls = exp.ILike if node.case_insensitive else exp.Like
+        like = cls(
+            this=exp.paren(self.visit(node.operand)), expression=self.builder.literal(node.pattern)
+        )
+        return exp.Not(this=exp.paren(like)) if node.negated else like
+
+    def visit_IsNull(self, node: IsNull) -> exp.Expression:
+        test = exp.Is(this=exp.paren(self.visit(node.operand)), expression=exp.Null())
+        return exp.Not(this=exp.paren(test)) if node.negated else test
+
+    def visit_Case(self, node: Case) -> exp.Expression:
+        case = exp.Case()
+        for condition, result in node.whens:
+            case = case.when(exp.paren(self.visit(condition)), exp.paren(self.visit(result)))
+        if node.default is not None:
+            case = case.else_(exp.paren(self.visit(node.default)))
+        return case
+
+    def visit_Func(self, node: Func) -> exp.Expression:
+        args = [self.visit(a) for a in node.args]
+        if node.name == "coalesce":
+            return exp.Coalesce(this=args[0], expressions=args[1:])
+        if node.name == "nullif":
+            return exp.Nullif(this=args[0], expression=args[1])
+        if node.name == "abs":
+            return exp.Abs(this=args[0])
+        raise PlanError(f"function {node.name.upper()} cannot run at a holder")
+
+    def visit_Extract(self, node: Extract) -> exp.Expression:
+        operand = self.visit(node.operand)
+        if not self.sqlite:
+            return exp.Extract(this=exp.var(node.part.upper()), expression=operand)
+        # SQLite keeps dates as ISO text: read the parts with strftime.
+        if node.part == "quarter":
+            month = _strftime("%m", operand)
+            return exp.IntDiv(
+                this=exp.paren(exp.Add(this=month, expression=exp.Literal.number(2))),
+                expression=exp.Literal.number(3),
+            )
+        return _strftime(_SQLITE_PARTS[node.part], operand)
+
+    def visit_DateTrunc(self, node: DateTrunc) -> exp.Expression:
+        operand = self.visit(node.operand)
+        if not self.sqlite:
+            return exp.Anonymous(
+                this="date_trunc", expressions=[exp.Literal.string(node.unit), operand]
+            )
+        modifiers = [exp.Literal.string(_SQLITE_TRUNC[node.unit])] if node.unit != "day" else []
+        start = exp.Anonymous(this="datetime", expressions=[operand, *modifiers])
+        if node.unit != "quarter":
+            return start
+        # Back (month - 1) % 3 months from the start of the month.
+        back = exp.Anonymous(
+            this="printf",
+            expressions=[
+                exp.Literal.string("-%d months"),
+                exp.Mod(
+                    this=exp.paren(exp.Sub(this=_strftime("%m", operand), expression=_one())),
+                    expression=exp.Literal.number(3),
+                ),
+            ],
+        )
+        return exp.Anonymous(this="datetime", expressions=[start, back])
+
+    def visit_Cast(self, node: Cast) -> exp.Expression:
+        operand = exp.paren(self.visit(node.operand))
+        target = SqlType.parse(node.type)
+        if self.sqlite:
+            if target.kind == "INTEGER":
+                # SQLite truncates where DuckDB rounds half away from zero.
+                return exp.cast(exp.Anonymous(this="round", expressions=[operand]), "INTEGER")
+            if target.kind in ("DATE", "TIMESTAMP"):
+                fn = "date" if target.kind == "DATE" else "datetime"
+                return exp.Anonymous(this=fn, expressions=[operand])
+            if target.numeric:
+                return exp.cast(operand, "REAL")
+            return operand
+        sql_type = {
+            "INTEGER": "BIGINT",
+            "FLOAT": "DOUBLE",
+            "DECIMAL": f"DECIMAL({target.precision}, {target.scale})",
+        }.get(target.kind, target.kind)
+        return exp.cast(operand, exp.DataType.build(sql_type))
+
+
+_SQLITE_PARTS = {
+    "year": "%Y",
+    "month": "%m",
+    "day": "%d",
+    "dow": "%w",
+    "doy": "%j",
+    "hour": "%H",
+    "minute": "%M",
+}
+_SQLITE_TRUNC = {"year": "start of year", "quarter": "start of month", "month": "start of month"}
+
+
+def _one() -> exp.Expression:
+    return exp.Literal.number(1)
+
+
+def _strftime(pattern: str, operand: exp.Expression) -> exp.Expression:
+    text = exp.Anonymous(this="strftime", expressions=[exp.Literal.string(pattern), operand])
+    return exp.cast(text, "INTEGER")
+
+
+def build_aggregate_query(
+    plan: AggregatePlan, table: TableInfo, dialect: str, source_table: str | None = None
+) -> LocalQuery:
+    """The local GROUP BY query computing rows, counts, sums and centred moments."""
+    builder = _Builder(table, dialect)
+    selects: list[exp.Expression] = [builder.expr(g.key) for g in plan.groups]
+    selects.append(exp.Count(this=exp.Star()))
+    positions = []
+    for measure in plan.measures:
+        value = builder.expr(measure.expr)
+        count_at = len(selects)
+        selects.append(exp.Count(this=exp.paren(value.copy())))
+        sum_at = m2_at = None
+        if measure.want_sum or measure.want_square:
+            summed = value.copy()
+            if measure.encoding is Encoding.FLOAT:
+                summed = exp.cast(exp.paren(summed), exp.DataType.build("DOUBLE"))
+            sum_at = len(selects)
+            selects.append(exp.Sum(this=exp.paren(summed)))
+        if measure.want_square:
+            as_double = exp.cast(exp.paren(value.copy()), exp.DataType.build("DOUBLE"))
+            m2_at = len(selects)
+            if dialect == "sqlite":
+                selects.append(exp.Anonymous(this=SQLITE_VAR_POP, expressions=[as_double]))
+            else:
+                selects.append(exp.VariancePop(this=as_double))
+        positions.append((count_at, sum_at, m2_at))
+    query = exp.select(*selects).from_(exp.table_(source_table or table.name, quoted=True))
+    if plan.filter is not None:
+        query = query.where(builder.expr(plan.filter))
+    if plan.groups:
+        # By position: a derived key's parameters are bound once, in the select list.
+        query = query.group_by(*[exp.Literal.number(i + 1) for i in range(len(plan.groups))])
+    return LocalQuery(
+        sql=query.sql(dialect=dialect),
+        params=builder.params,
+        group_columns=len(plan.groups),
+        measure_columns=tuple(positions),
+    )

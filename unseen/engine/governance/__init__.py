@@ -1,0 +1,1 @@
+"""Governance: vouchers, ledgers, audits, policies, assets, grades and consent."""

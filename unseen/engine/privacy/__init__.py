@@ -1,0 +1,1 @@
+"""The privacy rules, one module each: suppression, masks, participants, noise, budgets."""

@@ -1,0 +1,1 @@
+"""Joint modelling: entity alignment by PSI and vertical logistic regression."""

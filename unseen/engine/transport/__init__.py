@@ -1,0 +1,1 @@
+"""The wire: serde, gRPC plumbing, peers, TLS, and the bounds on every call."""

@@ -1,0 +1,183 @@
+"""The coordinator's aggregate: two rounds at the holders, then add the masked answers.
+
+One query, in order:
+
+1. :meth:`HolderSet.hosts` decides who must take part: every configured
+   holder hosting the table (or whose catalog is unknown). Without the
+   analyst's ``allow_partial``, a holder that cannot be reached fails the
+   query here. :func:`participating` adds the holders a voucher names as the
+   federation and, while fewer than two take part, holders without the table
+   that contribute masks only (a table one holder hosts is still masked).
+2. Round 1: each participant runs the plan once (charged and ledgered where
+   it reads data) and names the groups failing its suppression rules
+   (:func:`unseen.engine.privacy.suppression.failing_groups`); the one NOT_FOUND → register
+   the key → retry of :func:`unseen.engine.transport.peers.retry_not_found` applies here.
+3. Round 2: every participant gets the same query id, a fresh nonce, the
+   participants with their mask keys and the union of failing groups; it
+   zeroes the union, adds its pairwise masks (:mod:`unseen.engine.privacy.masks`) and
+   encrypts. Its ciphertexts are loaded under the analyst's key, so garbage
+   bytes fail naming the holder.
+4. All answered, or the query fails naming every holder that did not: never
+   a partial sum. The coordinator adds the ciphertexts; it has nothing to
+   zero (suppression happened before encryption) and no answer it sees
+   alone means anything (each is uniformly random modulo 2^32).
+
+The coordinator holds no secret key and no mask key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import tenseal as ts
+
+from unseen.engine.crypto import ckks
+from unseen.engine.crypto.keystore import KeyStore
+from unseen.engine.errors import HolderError, PolicyError, RemoteError
+from unseen.engine.privacy.masks import NONCE_BYTES, Participant
+from unseen.engine.privacy.participants import DEFAULT_MIN_HOLDERS
+from unseen.engine.query.catalog import Catalog
+from unseen.engine.query.layout import layout_for
+from unseen.engine.query.plan import AggregatePlan, Limits, check_plan
+from unseen.engine.transport.peers import AggregateAnswer, encode_plan, retry_not_found
+from unseen.engine.transport.rpc import DEADLINES
+from unseen.nodes.holders import HolderSet, Peer, display
+from unseen.nodes.vouchers import federation_of, route_vouchers, vouchers_for
+
+__all__ = ["CombinedAnswer", "aggregate", "participating"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CombinedAnswer:
+    """The federation's answer: summed ciphertexts and what the analyst may know about them."""
+
+    ciphertexts: list[bytes]
+    suppressed: tuple[int, ...]
+    holders: tuple[str, ...]
+    receipts: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()  # configured holders left out (allow_partial only)
+
+
+def participating(
+    hosts: Sequence[Peer],
+    fresh: Sequence[tuple[Peer, Catalog]],
+    federation: frozenset[str] = frozenset(),
+    least: int = DEFAULT_MIN_HOLDERS,
+) -> list[tuple[Peer, Participant]]:
+    """The participants of one query with their published mask keys.
+
+    Every host of the table; every holder a voucher names as the federation;
+    and, while they are fewer than ``least``, other holders in name order
+    (they take part with masks only).
+    """
+    catalogs = {peer.address: catalog for peer, catalog in fresh}
+    chosen = list(hosts)
+    others = sorted(
+        (peer for peer, _ in fresh if peer not in chosen),
+        key=lambda peer: (catalogs[peer.address].holder not in federation, peer.name),
+    )
+    named = sum(1 for peer in others if catalogs[peer.address].holder in federation)
+    chosen += others[: max(named, least - len(chosen))]
+    if len(chosen) < least:
+        raise PolicyError(
+            f"an aggregate needs at least {least} holders taking part (each answer is "
+            f"masked by its peers'); {len(chosen)} can be reached"
+        )
+    out = []
+    for peer in chosen:
+        catalog = catalogs.get(peer.address)
+        if catalog is None or catalog.mask_key is None:
+            raise HolderError(display(peer), "FAILED_PRECONDITION", "publishes no mask key")
+        out.append((peer, catalog.mask_key))
+    return out
+
+
+def aggregate(
+    holders: HolderSet,
+    keys: KeyStore,
+    limits: Limits,
+    key_id: str,
+    plan: AggregatePlan,
+    *,
+    budget: float | None = None,
+    vouchers: Sequence[str] = (),
+    subject: str | None = None,
+    allow_partial: bool = False,
+) -> CombinedAnswer:
+    """Answer ``plan`` from every holder that hosts its table, in two masked rounds.
+
+    ``subject`` is the analyst's certificate name (mTLS), forwarded to the
+    holders so that a voucher bound to it can be checked there.
+    """
+    ctx = keys.get(key_id)
+    budget = min(budget or DEADLINES["aggregate"], DEADLINES["aggregate"])
+    hosts = holders.hosts(plan.table, budget, allow_partial)
+    check_plan(plan, hosts.table, limits)
+    layout = layout_for(plan, limits)
+    encoded = encode_plan(plan)
+    routed = route_vouchers(vouchers)
+    slots = plan.codec.slots
+    chosen = participating(hosts.peers, hosts.fresh, federation_of(vouchers))
+    peers = [peer for peer, _ in chosen]
+    query_id = secrets.token_hex(16)
+
+    def prepare(peer: Peer) -> tuple[frozenset[int], tuple[str, ...]]:
+        return retry_not_found(
+            lambda: peer.prepare_aggregate(
+                key_id,
+                encoded,
+                query_id,
+                vouchers_for(peer.name, routed),
+                budget=budget,
+                subject=subject,
+            ),
+            lambda: peer.register_key(keys.public_bytes(key_id), budget),
+        )
+
+    prepared = holders.each(peers, prepare, budget).require_all(peers)
+    suppressed = sorted({i for failing, _ in prepared for i in failing})
+    nonce = os.urandom(NONCE_BYTES)
+    participants = [key for _, key in chosen]
+
+    def answer(peer: Peer) -> list[ts.CKKSVector]:
+        reply = peer.masked_aggregate(
+            key_id, query_id, nonce, participants, suppressed, budget=budget, subject=subject
+        )
+        return _load(reply, ctx, layout.ciphertexts, slots)
+
+    answers = holders.each(peers, answer, budget).require_all(peers)
+    sums = [ckks.add_all([a[i] for a in answers]) for i in range(layout.ciphertexts)]
+    log.info(
+        "aggregate on %s over %d holders (%d hosting): %d ciphertexts, %d groups suppressed%s",
+        plan.table,
+        len(peers),
+        len(hosts.peers),
+        len(sums),
+        len(suppressed),
+        f", {len(hosts.missing)} holders left out (partial)" if hosts.missing else "",
+    )
+    return CombinedAnswer(
+        [bytes(v.serialize()) for v in sums],
+        tuple(suppressed),
+        tuple(peer.name or peer.address for peer in hosts.peers),
+        tuple(r for _, receipts in prepared for r in receipts),
+        hosts.missing,
+    )
+
+
+def _load(
+    answer: AggregateAnswer, ctx: ts.Context, expected: int, slots: int
+) -> list[ts.CKKSVector]:
+    """A holder's ciphertexts as vectors under the analyst's key; anything else is refused."""
+    if len(answer.ciphertexts) != expected:
+        raise RemoteError(
+            "INTERNAL", f"sent {len(answer.ciphertexts)} ciphertexts; the plan needs {expected}"
+        )
+    # Holders encrypt aggregates fresh: any other level is not theirs.
+    return [ckks.load_ciphertext(ctx, data, slots, depth=0) for data in answer.ciphertexts]

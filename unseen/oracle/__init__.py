@@ -1,0 +1,1 @@
+"""The plaintext oracle: the same questions answered in DuckDB/numpy (demo and tests only)."""
