@@ -17,7 +17,8 @@ from typing import Any
 
 from sqlglot import exp
 
-from unseen.engine.errors import PlanError
+from unseen.engine.data.spellings import WAREHOUSE_DIALECTS, cast_to_integer, date_trunc, extract
+from unseen.engine.errors import PlanError, UnseenError
 from unseen.engine.query.catalog import TableInfo
 from unseen.engine.query.expr import (
     Between,
@@ -40,7 +41,7 @@ from unseen.engine.query.expr import (
     Visitor,
     literal_kind,
 )
-from unseen.engine.query.plan import AggregatePlan, Encoding
+from unseen.engine.query.plan import AggregatePlan, Encoding, expr_type
 from unseen.engine.query.types import SqlType
 
 __all__ = ["SQLITE_VAR_POP", "LocalQuery", "build_aggregate_query"]
@@ -128,6 +129,18 @@ class _Builder:
     def expr(self, node: Expr) -> exp.Expression:
         return _SqlWriter(self).visit(node)
 
+    def kind(self, node: Expr) -> str | None:
+        """The type kind of ``node`` over the table (None for a bare NULL)."""
+        # check_plan already type-checked the node under its use; either use's
+        # checker gives the same type, and one of them admits the node's columns.
+        for use in ("aggregate", "filter", "group"):
+            try:
+                found = expr_type(node, self.table, use)
+            except UnseenError:
+                continue
+            return None if found is None else found.kind
+        return None
+
 
 class _SqlWriter(Visitor[exp.Expression]):
     """One row expression as a sqlglot tree for the builder's dialect."""
@@ -135,6 +148,7 @@ class _SqlWriter(Visitor[exp.Expression]):
     def __init__(self, builder: _Builder):
         self.builder = builder
         self.sqlite = builder.dialect == "sqlite"
+        self.warehouse = builder.dialect in WAREHOUSE_DIALECTS
 
     def unsupported(self, node: Expr) -> exp.Expression:
         raise PlanError(f"{type(node).__name__} cannot run at a holder")
@@ -205,6 +219,8 @@ class _SqlWriter(Visitor[exp.Expression]):
 
     def visit_Extract(self, node: Extract) -> exp.Expression:
         operand = self.visit(node.operand)
+        if self.warehouse:
+            return extract(node.part, operand, self.builder.dialect)
         if not self.sqlite:
             return exp.Extract(this=exp.var(node.part.upper()), expression=operand)
         # SQLite keeps dates as ISO text: read the parts with strftime.
@@ -218,6 +234,8 @@ class _SqlWriter(Visitor[exp.Expression]):
 
     def visit_DateTrunc(self, node: DateTrunc) -> exp.Expression:
         operand = self.visit(node.operand)
+        if self.warehouse:
+            return date_trunc(node.unit, operand, self.builder.dialect)
         if not self.sqlite:
             return exp.Anonymous(
                 this="date_trunc", expressions=[exp.Literal.string(node.unit), operand]
@@ -252,6 +270,13 @@ class _SqlWriter(Visitor[exp.Expression]):
             if target.numeric:
                 return exp.cast(operand, "REAL")
             return operand
+        if self.warehouse:
+            kind = self.builder.kind(node.operand)
+            if target.kind == "INTEGER":
+                return cast_to_integer(operand, self.builder.dialect, kind)
+            if target.kind == "BOOLEAN" and kind != "BOOLEAN":
+                # Only DuckDB casts a BIGINT to BOOLEAN; "<> 0" means the same everywhere.
+                return exp.paren(exp.NEQ(this=operand, expression=exp.Literal.number(0)))
         sql_type = {
             "INTEGER": "BIGINT",
             "FLOAT": "DOUBLE",

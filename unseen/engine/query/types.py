@@ -153,6 +153,11 @@ def normalize_value(value: Any, sql_type: SqlType) -> Any:
         return dt.date.fromisoformat(value[:10])
     if kind == "TIMESTAMP" and isinstance(value, str):
         return dt.datetime.fromisoformat(value)
+    if kind == "TIMESTAMP" and isinstance(value, dt.datetime) and value.tzinfo is not None:
+        # A zoned engine value (PostgreSQL timestamptz): its wall-clock time is the key.
+        return value.replace(tzinfo=None)
+    if kind == "DATE" and isinstance(value, dt.datetime):
+        return value.date()
     if kind == "TIMESTAMP" and type(value) is dt.date:
         return dt.datetime(value.year, value.month, value.day)
     if kind == "BOOLEAN" and isinstance(value, int) and not isinstance(value, bool):

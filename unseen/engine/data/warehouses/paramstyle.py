@@ -28,6 +28,9 @@ def _respell(node: exp.Expr) -> exp.Expr:
         return exp.Var(this=f"%({node.name})s")
     if isinstance(node, exp.Identifier) and "%" in node.name:
         return exp.Identifier(this=node.name.replace("%", "%%"), quoted=True)
+    if isinstance(node, exp.Literal) and node.is_string and "%" in node.this:
+        # Only sqlglot writes string literals here (analyst literals are parameters).
+        return exp.Literal.string(node.this.replace("%", "%%"))
     if isinstance(node, exp.Mod):
         # "a % b" would read as a placeholder; MOD() means the same in both engines.
         return exp.Anonymous(this="MOD", expressions=[node.this, node.expression])

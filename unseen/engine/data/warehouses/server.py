@@ -120,6 +120,11 @@ class ServerSource(TableSource):
         except self.driver_errors as exc:
             self._drop()
             raise self.refused(exc) from exc
+        except (ValueError, TypeError) as exc:
+            # A pyformat driver failing to bind (a stray "%" in the text): report
+            # the class only, as for an engine error, never the SQL it choked on.
+            self._drop()
+            raise self.refused(exc, "while binding its parameters") from exc
 
     def stream(self, sql: str, params: dict[str, Any], req: dict[str, Any]) -> Stream:
         connection = None
