@@ -33,7 +33,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("cast")
     rows = [("a", 1000 * i) for i in range(1, 30)] + [("a", 123457)]
     holders, _ = write_shards(SCHEMA, {"h0": (root / "h0.parquet", rows)})
-    fed = start_federation(holders, k=3)
+    fed = start_federation({**holders, "peer": {}}, k=3)
     yield fed
     fed.close()
 

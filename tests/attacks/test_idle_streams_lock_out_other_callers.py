@@ -49,18 +49,28 @@ class Nodes:
 def _start(root: Path, tls: dict[str, TlsFiles] | None) -> Iterator[Nodes]:
     rows = [(g, v) for g in ("a", "b") for v in range(10)]
     holders, reference = write_shards(SCHEMA, {"h0": (root / "h0.parquet", rows)})
-    node = HolderNode.quickstart("h0", holders["h0"])
-    server, port = serve_holder(node, "127.0.0.1:0", tls["h0"] if tls else None)
+    # h0's answer is masked by a peer's (an aggregate needs two holders); the peer hosts nothing.
+    nodes = {
+        "h0": HolderNode.quickstart("h0", holders["h0"]),
+        "peer": HolderNode.quickstart("peer", {}),
+    }
+    servers, addresses = [], {}
     host = "localhost" if tls else "127.0.0.1"  # certificates name localhost
-    coordinator = Coordinator.connect([f"{host}:{port}"], tls=tls["coord"] if tls else None)
+    for name, node in nodes.items():
+        server, port = serve_holder(node, "127.0.0.1:0", tls[name] if tls else None)
+        servers.append(server)
+        addresses[name] = f"{host}:{port}"
+    coordinator = Coordinator.connect(list(addresses.values()), tls=tls["coord"] if tls else None)
     cserver, cport = serve_coordinator(coordinator, "127.0.0.1:0", tls["coord"] if tls else None)
     try:
-        yield Nodes(f"{host}:{cport}", f"{host}:{port}", reference, tls)
+        yield Nodes(f"{host}:{cport}", addresses["h0"], reference, tls)
     finally:
         cserver.stop(None).wait()
         coordinator.close()
-        server.stop(None).wait()
-        node.pool.close()
+        for server in servers:
+            server.stop(None).wait()
+        for node in nodes.values():
+            node.pool.close()
 
 
 def _credentials(nodes: Nodes, name: str) -> grpc.ChannelCredentials | None:
@@ -100,7 +110,13 @@ def mtls_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Node
     monkeypatch.setenv("UNSEEN_STREAM_IDLE_SECONDS", "300")
     files = make_bundle(
         tmp_path / "pki",
-        [("h0", "holder"), ("coord", "coordinator"), ("alice", "analyst"), ("mallory", "analyst")],
+        [
+            ("h0", "holder"),
+            ("peer", "holder"),
+            ("coord", "coordinator"),
+            ("alice", "analyst"),
+            ("mallory", "analyst"),
+        ],
     )
     yield from _start(tmp_path, files)
 

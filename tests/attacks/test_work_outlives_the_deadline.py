@@ -1,15 +1,16 @@
 """An analyst makes a holder work for answers nobody will wait for.
 
-Attacker: an analyst with a key registered at a holder. It sends: an ``Aggregate`` that is
-within every size limit yet expensive (a measure of ~960 nodes over 20 million rows, many
+Attacker: an analyst with a key registered at a holder. It sends: a ``PrepareAggregate`` (round
+1 of a masked aggregate: the round that reads the data) that is within every size limit yet
+expensive (a measure of ~960 nodes over 20 million rows, many
 CPU-seconds of DuckDB work) with a deadline of one second, as often as it likes. Before the
 fix the holder computed (and encrypted) every such answer to the end, long after the caller
 had been told DEADLINE_EXCEEDED, so cheap requests bought unbounded holder CPU. It must learn
 nothing, and the holder must stop the work when the caller's deadline passes: the call's
 scope is cancelled and the running DuckDB query interrupted
 (``unseen.engine.transport.cancellation``), which
-the holder logs as a refusal with CallCancelled instead of an answered aggregate; then it
-answers the next caller.
+the holder logs as a refusal with CallCancelled instead of keeping a prepared round 1; then
+it answers the next caller.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import grpc
@@ -26,6 +28,8 @@ import pytest
 from tests.attacks.test_huge_expressions_burn_a_holder import balanced_sum
 from tests.hostile import method_path
 from unseen.engine.crypto.keys import AnalystKey
+from unseen.engine.errors import CallCancelled
+from unseen.engine.query.expr import Expr
 from unseen.engine.query.plan import AggregatePlan, Encoding, Measure
 from unseen.engine.transport import serde
 from unseen.nodes.holder import HolderNode, serve_holder
@@ -50,43 +54,64 @@ def holder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HolderNod
         node.pool.close()
 
 
-def _aggregate(address: str, request: bytes, deadline: float) -> str:
+def _prepare(address: str, request: bytes, deadline: float) -> str:
     with grpc.insecure_channel(address) as channel:
         try:
-            list(channel.unary_stream(method_path("h0", "Aggregate"))(request, timeout=deadline))
+            channel.unary_unary(method_path("h0", "PrepareAggregate"))(request, timeout=deadline)
         except grpc.RpcError as exc:
             return exc.code().name
     return "OK"
 
 
-def _outcome(caplog: pytest.LogCaptureFixture) -> str | None:
+def _request(key_id: str, measure: Expr, query_id: str) -> bytes:
+    plan = AggregatePlan("t", None, (), (Measure(measure, Encoding.INTEGER),))
+    return query_pb2.AggregateRequest(
+        key_id=key_id, plan=serde.plan_to_proto(plan), request_id=query_id
+    ).SerializeToString()
+
+
+def _outcome(caplog: pytest.LogCaptureFixture, node: HolderNode, query_id: str) -> str | None:
     for record in caplog.records:
-        message = record.getMessage()
-        if message == "Aggregate refused: CallCancelled":
+        if record.getMessage() == "PrepareAggregate refused: CallCancelled":
             return "stopped"
-        if message.startswith("aggregate on t:"):
-            return "answered"
+    if query_id in node.pending:  # round 1 ran to the end and waits for round 2
+        return "answered"
     return None
 
 
 def test_the_holder_stops_an_aggregate_when_its_deadline_passes(
-    holder: tuple[HolderNode, str], caplog: pytest.LogCaptureFixture
+    holder: tuple[HolderNode, str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ):
     node, address = holder
+    raised: list[BaseException] = []
+    prepare = node.prepare_aggregate
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return prepare(*args, **kwargs)
+        except BaseException as exc:
+            raised.append(exc)
+            raise
+
+    monkeypatch.setattr(node, "prepare_aggregate", spy)
     key = AnalystKey.generate()
     key_id = node.keys.register(key.public)
-    plan = AggregatePlan("t", None, (), (Measure(balanced_sum(240), Encoding.INTEGER),))
-    request = query_pb2.AggregateRequest(key_id=key_id, plan=serde.plan_to_proto(plan))
     caplog.set_level(logging.INFO)
-    assert _aggregate(address, request.SerializeToString(), deadline=1) == "DEADLINE_EXCEEDED"
+    request = _request(key_id, balanced_sum(240), "q-slow")
+    assert _prepare(address, request, deadline=1) == "DEADLINE_EXCEEDED"
     # Wait for the holder to end the call one way or the other (unbounded work, once, took
     # minutes; the test's own timeout is the only clock here).
     outcome = None
     while outcome is None:
         time.sleep(0.1)
-        outcome = _outcome(caplog)
+        outcome = _outcome(caplog, node, "q-slow")
     assert outcome == "stopped", outcome
-    # And the next caller is answered.
-    count = AggregatePlan("t", None, (), (Measure(balanced_sum(1), Encoding.INTEGER),))
-    honest = query_pb2.AggregateRequest(key_id=key_id, plan=serde.plan_to_proto(count))
-    assert _aggregate(address, honest.SerializeToString(), deadline=120) == "OK"
+    # Stopped inside DuckDB, not after the query ran to its end: the engine was interrupted.
+    (stopped,) = raised
+    assert isinstance(stopped, CallCancelled), stopped
+    assert isinstance(stopped.__cause__, duckdb.InterruptException), repr(stopped.__cause__)
+    # And the next caller is answered (its round 1 kept for round 2).
+    assert _prepare(address, _request(key_id, balanced_sum(1), "q-next"), deadline=120) == "OK"
+    assert "q-next" in node.pending

@@ -13,6 +13,7 @@ missing holder means.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -199,8 +200,16 @@ class HolderSet:
 
     # -- fan-out -----------------------------------------------------------------
     def each(self, peers: Sequence[Peer], call: Callable[[Peer], _T], budget: float) -> FanOut[_T]:
-        """Run ``call(peer)`` on every peer in parallel, within ``budget`` seconds."""
-        pending = {self._pool.submit(call, peer): peer for peer in peers}
+        """Run ``call(peer)`` on every peer in parallel, within ``budget`` seconds.
+
+        Each call runs in a copy of the caller's context, so the served call's scope
+        (``unseen.engine.transport.cancellation``) reaches the workers: when the analyst's call
+        ends,
+        the peers cancel their calls to holders instead of letting them work on.
+        """
+        pending = {
+            self._pool.submit(contextvars.copy_context().run, call, peer): peer for peer in peers
+        }
         done, not_done = futures.wait(pending, timeout=budget + 1.0)
         results: dict[str, _T] = {}
         failures: dict[str, HolderError] = {}

@@ -63,6 +63,11 @@ class PendingAggregates:
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
+    def __contains__(self, query_id: object) -> bool:
+        """Whether round 1 of ``query_id`` finished here and waits for round 2."""
+        with self._lock:
+            return query_id in self._entries
+
     def take(self, query_id: str, key_id: str, nonce: bytes) -> PendingAggregate:
         """Round 2: the round-1 result of ``query_id`` (removed), under a never-seen nonce."""
         with self._lock:

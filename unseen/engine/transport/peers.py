@@ -32,6 +32,7 @@ from unseen.engine.query.plan import AggregatePlan
 from unseen.engine.training.psi import AlignAsk, PsiAnswer
 from unseen.engine.training.train_job import TrainAnswer, TrainCall
 from unseen.engine.transport import serde
+from unseen.engine.transport.cancellation import interruptible
 from unseen.engine.transport.rpc import DEADLINES, create_channel, remote_error
 from unseen.engine.transport.tls import ANALYST_SUBJECT_HEADER, TlsFiles
 from unseen.v1 import coordinator_pb2_grpc, holder_pb2_grpc
@@ -360,9 +361,13 @@ class HolderPeer(_Peer):
         encoded = plan.message if isinstance(plan, EncodedPlan) else plan
         request = serde.aggregate_request(key_id, encoded, vouchers, request_id=query_id)
         with translated(self.label):
-            reply = self._stub.PrepareAggregate(
+            call = self._stub.PrepareAggregate.future(
                 request, timeout=self._deadline("aggregate", budget), metadata=_forward(subject)
             )
+            # Inside a served call (the coordinator's fan-out) the holder's work stops
+            # when the analyst's call ends: nobody will read its answer.
+            with interruptible(call.cancel):
+                reply = call.result()
         answered, failing, receipts = serde.failing_groups_from_reply(reply)
         if answered != query_id:
             raise RemoteError("INTERNAL", f"{self.label} answered another query")
@@ -385,7 +390,8 @@ class HolderPeer(_Peer):
             replies = self._stub.Aggregate(
                 request, timeout=self._deadline("aggregate", budget), metadata=_forward(subject)
             )
-            return _aggregate_reply(replies, self.label)
+            with interruptible(replies.cancel):  # as in round 1
+                return _aggregate_reply(replies, self.label)
 
     def read_ledger(
         self, supervisor_key_id: str, start: int, end: int, issued_at: str, signature: bytes

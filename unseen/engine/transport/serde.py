@@ -978,7 +978,16 @@ def mask_round_request(
 def mask_round_from_proto(
     msg: query_pb2.AggregateRequest,
 ) -> tuple[bytes, tuple[Participant, ...], frozenset[int]]:
-    """(nonce, participants, suppressed groups) of a round-2 request."""
+    """(nonce, participants, suppressed groups) of a round-2 request.
+
+    Round 2 answers the plan round 1 kept, so it carries none. A plan sent anyway
+    is counted against the same limits first (on the message, before anything is
+    decoded), so that an oversized plan is refused as cheaply and with the same
+    words in either round, then refused for being there at all.
+    """
+    if msg.HasField("plan"):
+        _check_sizes(msg.plan)
+        raise PlanError("round 2 of an aggregate carries no plan: it answers round 1's")
     if not msg.HasField("mask"):
         raise PlanError(
             "holders answer aggregates only masked: send PrepareAggregate, then Aggregate "
