@@ -41,7 +41,9 @@ def test_nodes_count_time_and_classify_calls_without_any_data(tmp_path: Path, ke
     )
     node = HolderNode.quickstart("h1", {"t": table})
     holder, holder_port = serve_holder(node, "127.0.0.1:0", metrics=holder_metrics)
-    coordinator = Coordinator.connect([f"127.0.0.1:{holder_port}"])
+    # A second holder without the table masks h1's answer (no holder answers alone).
+    peer, peer_port = serve_holder(HolderNode.quickstart("h2", {}), "127.0.0.1:0")
+    coordinator = Coordinator.connect([f"127.0.0.1:{holder_port}", f"127.0.0.1:{peer_port}"])
     server, port = serve_coordinator(coordinator, "127.0.0.1:0", metrics=coordinator_metrics)
     client = Client(f"127.0.0.1:{port}", key=key)
     try:
@@ -79,6 +81,7 @@ def test_nodes_count_time_and_classify_calls_without_any_data(tmp_path: Path, ke
         server.stop(grace=None).wait()
         coordinator.close()
         holder.stop(grace=None).wait()
+        peer.stop(grace=None).wait()
         node.pool.close()
         holder_metrics.close()
         coordinator_metrics.close()
