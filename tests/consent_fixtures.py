@@ -104,6 +104,24 @@ class ConsentWorld:
             for h in holders
         ]
 
+    def approved(
+        self,
+        federation: Any,
+        key: Any,
+        model: Any,
+        consents: Sequence[Token],
+        entities: Sequence[str],
+    ) -> tuple[list[str], Any]:
+        """Consent-backed vouchers that also approve ``model``, and the issuer's weights.
+
+        A score computes only with an issuer-approved model (unseen/engine/governance/approval.py):
+        the issuer reviews it from a prepare under the consent-backed vouchers,
+        then re-issues them carrying the approval.
+        """
+        client = federation.client(key, self.vouchers(key.key_id, consents, entities))
+        approval, weights = self.world.approve(client, model, list(entities))
+        return self.vouchers(key.key_id, consents, entities, model=approval), weights
+
 
 def registration_for(
     world: World, holder: str, exchange: SigningKey | None = None, **overrides: Any

@@ -6,7 +6,9 @@
    history, from grid, tax, social-insurance and registry features (scoring
    operator); AUC of the encrypted scores against the plaintext model's. The
    applicants consent first (each signs with its own key); one withdraws and
-   its next score is refused while the others are answered.
+   its next score is refused while the others are answered. Then a model trained
+   jointly (PSI + vertical logistic regression) on bank-a's past borrowers, who
+   consented to that training, scores the applicants whose consent stands.
 3. Fraud: per-account transfers across three banks for a suspicious batch
    (aggregate with ``WHERE payee IN (...)``) and a bank + telecom fraud model
    (scoring); precision and recall on the planted mules.
@@ -51,7 +53,7 @@ from unseen.federation import LocalFederation
 from unseen.governance import fetch_ledger
 from unseen.oracle.plaintext import check_answer, plaintext_scores
 from unseen.oracle.quality import auc, precision_recall
-from unseen.showcase import CREDIT_PURPOSE, Showcase, build_showcase
+from unseen.showcase import CREDIT_PURPOSE, TRAINING_PURPOSE, Showcase, build_showcase
 
 __all__ = ["MODELS", "run_demo"]
 
@@ -374,7 +376,8 @@ def _credit(demo: _Demo) -> None:
         demo.ok = False
     demo.score("the other applicants, scored again", MODELS / "credit.json", others)
 
-    _joint_credit(demo, plain)
+    # The joint model scores the applicants whose consent stands.
+    _joint_credit(demo, applicants[1:], auc(scores[1:, 1], outcomes[1:]))
 
 
 def _park(demo: _Demo) -> None:
@@ -408,15 +411,36 @@ _JOINT = (
 )
 
 
-def _joint_credit(demo: _Demo, scorecard_auc: float) -> None:
-    """Train on bank-a's labels across tax, hr and samr (PSI-aligned), score the applicants."""
+def _joint_credit(demo: _Demo, applicants: list[str], scorecard_auc: float) -> None:
+    """Train on bank-a's labels across tax, hr and samr (PSI-aligned), score ``applicants``.
+
+    The borrowers behind the labels consented (in their loan contracts) to their
+    records at those holders training bank-a's model: each training round names
+    them, so each holder checks a consent for every one (docs/governance.md).
+    """
     spec = TrainSpec(iterations=20, learning_rate=0.5)
     showcase = demo.showcase
     history = synth.loans(showcase.spec, synth.enterprises(showcase.spec), 0)
     labels = {str(u): float(d) for u, d in zip(history["uscc"], history["defaulted"], strict=True)}
+    until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+    holders = {part.holder: (part.table, list(part.columns)) for part in _JOINT}
+    consents = [
+        grant(
+            showcase.subjects[b],
+            subject=b,
+            grantee=showcase.analyst.key_id,
+            purpose=TRAINING_PURPOSE,
+            holders=sorted(holders),
+            not_after=until,
+        )
+        for b in sorted(labels)
+    ]
+    publish(showcase.consents, *consents)
+    demo.client.vouchers += showcase.training_vouchers(consents, holders, until)
     demo.out(
         f"  a model trained jointly: bank-a's {len(labels)} past loans as labels, features at "
-        "tax, hr and samr, aligned by PSI"
+        f"tax, hr and samr, aligned by PSI; {len(consents)} borrowers consented to "
+        f"'{TRAINING_PURPOSE}' at {len(holders)} holders"
     )
     started = time.perf_counter()
     model = demo.client.train(labels, _JOINT, spec, validation=0.0)
@@ -426,14 +450,13 @@ def _joint_credit(demo: _Demo, scorecard_auc: float) -> None:
         f"  PSI: {sizes} of {len(labels)} ids held; {model.run.iterations} iterations in "
         f"{time.perf_counter() - started:.1f} s (weights stay at the holders)"
     )
-    applicants = showcase.applicants
     result = demo.client.predict(model.to_dict(), applicants)
     demo.receipts += map(Receipt.from_dict, result.meta["receipts"])
     ours = np.array([r[1] for r in result.rows])
     plain = _joint_plaintext(demo, labels, spec, applicants, model.intercept)
     gap = float(np.abs(ours - plain).max())
     demo.out(f"  max |encrypted - plaintext training| over {len(applicants)} scores: {gap:.2e}")
-    outcomes = showcase.outcomes
+    outcomes = showcase.outcomes[[showcase.applicants.index(a) for a in applicants]]
     demo.out(
         f"  AUC on the same applicants: jointly trained {auc(ours, outcomes):.4f}, "
         f"plaintext-trained scorecard {scorecard_auc:.4f}"

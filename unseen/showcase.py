@@ -34,7 +34,7 @@ from unseen.engine.governance.signing import SigningKey
 from unseen.engine.governance.tokens import Token
 from unseen.engine.governance.voucher import issue
 
-__all__ = ["CREDIT_PURPOSE", "REGIONS", "Showcase", "build_showcase"]
+__all__ = ["CREDIT_PURPOSE", "REGIONS", "TRAINING_PURPOSE", "Showcase", "build_showcase"]
 
 # Three regional grid companies share the electricity table horizontally.
 REGIONS = {
@@ -110,6 +110,9 @@ _OWNERS = {
 # Holders of the credit job's features: entity-scoped use needs the subject's consent.
 CONSENTING_TABLES = frozenset({"electricity", "registry", "tax_filings", "headcount"})
 CREDIT_PURPOSE = "SME credit scoring"
+# Bank-a's past borrowers agreed, in their loan contracts, that their records at
+# the tax, hr and samr holders may train bank-a's credit model (issue 15 + 16).
+TRAINING_PURPOSE = "SME credit model training"
 # k per table: the fraud investigation looks at single accounts under an
 # entity-scoped voucher, so a per-account aggregate of one transfer is allowed.
 _K = {"transfers": 1}
@@ -175,6 +178,36 @@ class Showcase:
             for holder, tables in sorted(self.credit_holders.items())
         ]
         self.grants += grants  # an approved model re-issues them with its approval
+        return [issue(self.exchange, **grant).encode() for grant in grants]
+
+    def training_vouchers(
+        self, consents: list[Token], tables: dict[str, tuple[str, list[str]]], until: dt.datetime
+    ) -> list[str]:
+        """The exchange's vouchers for a joint training job, one per feature holder.
+
+        ``tables`` maps holder -> (table, feature columns). The voucher names no
+        entity list: alignment (PSI) and the per-iteration charges name no entity
+        (the holder sees only blinded ids, then counts). It references the
+        borrowers' training consents instead, so every request that does name
+        entities (the job's start names the aligned borrowers) passes a holder's
+        consent check only with a valid consent for each one.
+        """
+        digests = [c.digest for c in consents]
+        publish(self.consents, sets=[digests])  # so a supervisor can resolve ledger notes
+        grants: list[dict[str, Any]] = [
+            {
+                "grantee": self.analyst.key_id,
+                "holder": holder,
+                "scope": {table: {"uscc": ["entity"], **{c: ["score"] for c in columns}}},
+                "purpose": TRAINING_PURPOSE,
+                "not_after": until,
+                "quota": 100,
+                "consents": digests,
+                "voucher_id": f"v-train-{holder}",
+            }
+            for holder, (table, columns) in sorted(tables.items())
+        ]
+        self.grants += grants
         return [issue(self.exchange, **grant).encode() for grant in grants]
 
     def reference(self) -> duckdb.DuckDBPyConnection:
@@ -308,7 +341,11 @@ def build_showcase(spec: synth.SynthSpec, root: Path) -> Showcase:
             showcase.vouchers.append(issue(exchange, **grant).encode())
     applicants = synth.applications(spec, ent)
     showcase.applicants = [str(u) for u in applicants]
-    showcase.subjects = {a: SigningKey.generate() for a in showcase.applicants}
+    # Subjects with keys: the applicants, and bank-a's past borrowers (whose loans
+    # train the joint model, under their consents).
+    borrowers = [str(u) for u in synth.loans(spec, ent, 0)["uscc"]]
+    subjects = dict.fromkeys([*showcase.applicants, *borrowers])
+    showcase.subjects = {a: SigningKey.generate() for a in subjects}
     registry = sign_registry(exchange, {a: k.public_key for a, k in showcase.subjects.items()})
     (root / "exchange" / "subjects.token").write_text(registry.encode() + "\n")
     showcase.outcomes = synth.application_outcomes(spec, ent, applicants)

@@ -1,15 +1,16 @@
 """Attacker: the analyst (a bank), calling Align through the coordinator.
 
-It sends a PSI request over a *measure* column of a quick-start holder (every
-quick-start column may be an entity key), with guessed values such as
-``52340.5``; the intersection would tell it which exact amounts the holder
-has — a membership oracle on data. It must learn nothing: alignment runs
-only over identifier columns (text or integer), and the request is refused.
+It sends a PSI request over a *measure* column of a holder, with guessed
+values such as ``52340.5``; the intersection would tell it which exact
+amounts the holder has — a membership oracle on data. It must learn nothing:
+quick-start grants the entity use only to identifier-like columns (since
+issue 11), and even a column an operator granted it is aligned on only if it
+is an identifier (text or integer); the request is refused either way.
 """
 
 from __future__ import annotations
 
-import re
+from dataclasses import replace
 
 import pytest
 
@@ -18,7 +19,7 @@ from tests.shards import write_shard
 from unseen.engine.errors import RemoteError
 
 
-def test_analyst_cannot_align_on_a_measure_column(tmp_path, key):
+def _start(tmp_path):
     rows = [(f"id-{i}", 1000.0 + i) for i in range(20)]
     fed = start_federation(
         {
@@ -29,16 +30,36 @@ def test_analyst_cannot_align_on_a_measure_column(tmp_path, key):
             }
         }
     )
+    return fed
+
+
+def _refused(fed, key) -> str:
+    guesses = ["1003.0", "1007.0", "5.0"]
+    with pytest.raises(RemoteError) as refused:
+        found = fed.client(key).align("grid", "power", "kwh", guesses)
+        pytest.fail(f"the analyst learned which amounts are held: {found.common}")
+    assert refused.value.code == "INVALID_ARGUMENT"
+    assert "1003" not in str(refused.value)
+    return str(refused.value)
+
+
+def test_analyst_cannot_align_on_a_quick_start_measure_column(tmp_path, key):
+    fed = _start(tmp_path)
     try:
-        client = fed.client(key)
-        guesses = ["1003.0", "1007.0", "5.0"]
-        with pytest.raises(RemoteError) as refused:
-            found = client.align("grid", "power", "kwh", guesses)
-            pytest.fail(f"the analyst learned which amounts are held: {found.common}")
-        # Refused by the quick-start policy before the alignment's own identifier check:
-        # a measure column has no `entity` use (only identifier-like columns do).
-        assert refused.value.code in ("INVALID_ARGUMENT", "PERMISSION_DENIED")
-        assert re.search(r"not an identifier|may not be used as an entity key", str(refused.value))
-        assert "1003" not in str(refused.value)
+        assert "may not be used as an entity key" in _refused(fed, key)
+    finally:
+        fed.close()
+
+
+def test_analyst_cannot_align_on_a_measure_column_granted_the_entity_use(tmp_path, key):
+    fed = _start(tmp_path)
+    try:
+        # The operator grants kwh the entity use (as a config's uses list could).
+        node = fed.holders["grid"]
+        table = node.tables["power"]
+        columns = tuple(replace(c, uses=c.uses | {"entity"}) for c in table.columns)
+        node.tables["power"] = replace(table, columns=columns, _index={})
+        assert node.tables["power"].column("kwh").allows("entity")
+        assert "not an identifier" in _refused(fed, key)
     finally:
         fed.close()

@@ -61,8 +61,8 @@ def test_the_same_request_with_the_subjects_own_consent_is_answered(fed, key):
     cw, federation = fed
     subject = ACCOUNTS[5]
     consent = cw.consent(subject, key.key_id)
-    vouchers = cw.vouchers(key.key_id, [consent], [subject])
-    result = federation.client(key, vouchers).score(MODEL, [subject])
+    vouchers, weights = cw.approved(federation, key, MODEL, [consent], [subject])
+    result = federation.client(key, vouchers).score(MODEL, [subject], weights)
     (kwh,) = cw.world.reference.execute(
         "SELECT kwh FROM power WHERE account = ?", [subject]
     ).fetchall()

@@ -62,7 +62,8 @@ def test_a_voucher_cannot_lift_a_grade(fed, key, name):
     voucher = cw.world.voucher("bank-a", key.key_id, scope)
     before = head(cw.world.ledgers["bank-a"])
     with pytest.raises(PolicyError) as info:
-        node.aggregate(key.key_id, PLANS[name], (voucher,), b"plan")
+        # Round 1 reads the data: that is where the grade must refuse.
+        node.prepare_aggregate(key.key_id, PLANS[name], "q-core", (voucher,), b"plan")
     column = "rate" if "sensitive" in name else "officer"
     assert str(info.value).startswith(f"column loans.{column} is graded ")
     logged = entries(cw.world.ledgers["bank-a"], before)

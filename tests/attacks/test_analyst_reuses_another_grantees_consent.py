@@ -51,5 +51,5 @@ def test_another_grantees_consent_admits_nothing(fed, key):
     )
     assert [e.outcome for e in entries(cw.world.ledgers["grid"], before)] == ["refused"]
     # The grantee itself is answered under the same consent.
-    own = cw.vouchers(key.key_id, [consent], [subject])
-    assert len(federation.client(key, own).score(MODEL, [subject]).rows) == 1
+    own, weights = cw.approved(federation, key, MODEL, [consent], [subject])
+    assert len(federation.client(key, own).score(MODEL, [subject], weights).rows) == 1

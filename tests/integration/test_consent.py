@@ -122,9 +122,11 @@ def test_a_voucher_naming_another_tables_asset_is_refused_and_ledgered(fed, cw, 
 
 
 def _direct_aggregate(fed, key, holder, plan, vouchers):
+    """Round 1 sent straight to ``holder``: where the data is read, so where grades,
+    registrations and consents must refuse."""
     node = fed.holders[holder]
     node.keys.register(key.public)
-    return node.aggregate(key.key_id, plan, tuple(vouchers), b"plan")
+    return node.prepare_aggregate(key.key_id, plan, "q-direct", tuple(vouchers), b"plan")
 
 
 @pytest.mark.parametrize(
@@ -156,30 +158,52 @@ def test_a_grade_that_forbids_the_use_is_refused_and_ledgered(fed, cw, key, plan
 # -- 3: consents ----------------------------------------------------------------------------------
 
 
-def _score(fed, key, vouchers, ids):
-    return fed.client(key, vouchers).score(MODEL, ids)
+@pytest.fixture(scope="module")
+def approved(fed, cw, key):
+    """The issuer's approval of MODEL (a score computes only with an approved model).
+
+    The issuer reviews the model once, from a prepare under a valid consent; every
+    voucher below carries this approval, so any refusal is the consent check's.
+    """
+    subject = ACCOUNTS[0]
+    client = fed.client(key, cw.vouchers(key.key_id, [cw.consent(subject, key.key_id)], [subject]))
+    return cw.world.approve(client, MODEL, [subject])
 
 
-def test_consented_scores_match_plaintext_and_the_ledger_names_the_consent_set(fed, cw, key):
+def _score(fed, key, vouchers, ids, approved):
+    """Score ``ids`` with the approved MODEL under ``vouchers`` (which carry the
+    approval: a refusal can then only be the consent check's)."""
+    return fed.client(key, vouchers).score(MODEL, ids, approved[1])
+
+
+def test_consented_scores_match_plaintext_and_the_ledger_names_the_consent_set(
+    fed, cw, key, approved
+):
     ids = ACCOUNTS[:3]
     consents = [cw.consent(a, key.key_id) for a in ids]
     before = _heads(cw)
-    result = _score(fed, key, cw.vouchers(key.key_id, consents, ids), ids)
+    result = _score(
+        fed, key, cw.vouchers(key.key_id, consents, ids, model=approved[0]), ids, approved
+    )
     expected = plaintext_scores(cw.world.reference, MODEL, ids)
     assert np.max(np.abs(np.array([r[1] for r in result.rows]) - expected)) < 1e-6
     for holder in HOLDERS:
         logged = entries(cw.world.ledgers[holder], before[holder])
-        assert [e.outcome for e in logged] == ["answered", "answered"]  # prepare, score
+        # The prepare ran once, at the issuer's review of the model (the fixture); an
+        # approved model's exponents come with its weights, so the score is one entry.
+        assert [(e.kind, e.outcome) for e in logged] == [("score", "answered")]
         listed = ",".join(sorted(c.digest[:16] for c in consents))
         assert all(f"consents={listed} purpose=integration test" in e.reason for e in logged)
         assert not any(a in e.reason for a in ids for e in logged)
 
 
-def test_a_missing_consent_is_refused_by_count_and_ledgered(fed, cw, key):
+def test_a_missing_consent_is_refused_by_count_and_ledgered(fed, cw, key, approved):
     ids = ACCOUNTS[3:6]
     consents = [cw.consent(a, key.key_id) for a in ids[:2]]  # the third never consented
     before = _heads(cw)
-    reason = _refusal(_score, fed, key, cw.vouchers(key.key_id, consents, ids), ids)
+    reason = _refusal(
+        _score, fed, key, cw.vouchers(key.key_id, consents, ids, model=approved[0]), ids, approved
+    )
     assert reason.endswith("1 of the 3 requested entities have no valid consent (1 missing)")
     assert not any(a in reason for a in ids)
     assert _refused_somewhere(cw, before)
@@ -195,7 +219,9 @@ def test_a_missing_consent_is_refused_by_count_and_ledgered(fed, cw, key):
         ("other holder", "1 not for this holder or these assets"),
     ],
 )
-def test_an_invalid_consent_is_refused_with_its_reason(fed, cw, key, other_key, case, expected):
+def test_an_invalid_consent_is_refused_with_its_reason(
+    fed, cw, key, approved, other_key, case, expected
+):
     ids = [ACCOUNTS[6], ACCOUNTS[7]]
     good = cw.consent(ids[0], key.key_id)
     kwargs = {
@@ -208,35 +234,49 @@ def test_an_invalid_consent_is_refused_with_its_reason(fed, cw, key, other_key, 
     grantee = kwargs.pop("grantee", key.key_id)
     bad = cw.consent(ids[1], grantee, **kwargs)
     before = _heads(cw)
-    reason = _refusal(_score, fed, key, cw.vouchers(key.key_id, [good, bad], ids), ids)
+    reason = _refusal(
+        _score,
+        fed,
+        key,
+        cw.vouchers(key.key_id, [good, bad], ids, model=approved[0]),
+        ids,
+        approved,
+    )
     assert reason.endswith(f"1 of the 2 requested entities have no valid consent ({expected})")
     assert _refused_somewhere(cw, before)
 
 
-def test_a_withdrawal_takes_effect_at_every_holder_at_the_next_request(fed, cw, key):
+def test_a_withdrawal_takes_effect_at_every_holder_at_the_next_request(fed, cw, key, approved):
     ids = ACCOUNTS[8:11]
     consents = [cw.consent(a, key.key_id) for a in ids]
-    vouchers = cw.vouchers(key.key_id, consents, ids)
-    assert len(_score(fed, key, vouchers, ids).rows) == 3
+    vouchers = cw.vouchers(key.key_id, consents, ids, model=approved[0])
+    assert len(_score(fed, key, vouchers, ids, approved).rows) == 3
     cw.withdraw(ids[1], consents[1])
     before = _heads(cw)
-    reason = _refusal(_score, fed, key, vouchers, ids)
+    reason = _refusal(_score, fed, key, vouchers, ids, approved)
     assert reason.endswith("1 of the 3 requested entities have no valid consent (1 withdrawn)")
     assert _refused_somewhere(cw, before)
     # The others are still answered.
     others = [ids[0], ids[2]]
-    result = _score(fed, key, vouchers, others)
+    result = _score(fed, key, vouchers, others, approved)
     expected = plaintext_scores(cw.world.reference, MODEL, others)
     assert np.max(np.abs(np.array([r[1] for r in result.rows]) - expected)) < 1e-6
 
 
-def test_a_withdrawal_signed_by_someone_else_withdraws_nothing(fed, cw, key):
+def test_a_withdrawal_signed_by_someone_else_withdraws_nothing(fed, cw, key, approved):
     from unseen.engine.governance.consent import publish, withdraw
 
     ids = [ACCOUNTS[11]]
     consent = cw.consent(ids[0], key.key_id)
     publish(cw.register, withdraw(cw.world.rogue, consent))
-    assert len(_score(fed, key, cw.vouchers(key.key_id, [consent], ids), ids).rows) == 1
+    assert (
+        len(
+            _score(
+                fed, key, cw.vouchers(key.key_id, [consent], ids, model=approved[0]), ids, approved
+            ).rows
+        )
+        == 1
+    )
 
 
 @pytest.fixture(scope="module")
@@ -349,7 +389,7 @@ def test_renewal_and_retirement_are_ledgered_and_retirement_stops_serving(tmp_pa
     ]
 
 
-def test_the_subject_registry_is_reread_when_the_exchange_re_signs_it(fed, cw, key):
+def test_the_subject_registry_is_reread_when_the_exchange_re_signs_it(fed, cw, key, approved):
     """A subject's key rotation takes effect without a restart: consents signed
     with the old key stop counting, consents with the new key count."""
     import os
@@ -366,9 +406,24 @@ def test_the_subject_registry_is_reread_when_the_exchange_re_signs_it(fed, cw, k
             sign_registry(cw.exchange, {s: k.public_key for s, k in rotated.items()}).encode()
         )
         os.utime(cw.registry, ns=(1, 1))  # a stamp the first read cannot have had
-        reason = _refusal(_score, fed, key, cw.vouchers(key.key_id, [old], [subject]), [subject])
+        reason = _refusal(
+            _score,
+            fed,
+            key,
+            cw.vouchers(key.key_id, [old], [subject], model=approved[0]),
+            [subject],
+            approved,
+        )
         assert reason.endswith("(1 not signed by the subject (forged))")
         new = cw.consent(subject, key.key_id, key=rotated[subject])
-        assert len(_score(fed, key, cw.vouchers(key.key_id, [new], [subject]), [subject]).rows)
+        assert len(
+            _score(
+                fed,
+                key,
+                cw.vouchers(key.key_id, [new], [subject], model=approved[0]),
+                [subject],
+                approved,
+            ).rows
+        )
     finally:
         cw.registry.write_text(original)

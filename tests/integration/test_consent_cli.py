@@ -139,6 +139,14 @@ def test_audit_flows_reports_who_got_what_under_whose_consent(setup, capsys):
         reason=ledger_note(asset, [], "stats"),
     )
     ledger.append(kind="score", analyst=analyst, outcome="refused", reason="refused for a reason")
+    # Joint training (issue 15): a prediction names entities like a score does; an
+    # alignment (PSI) names none; both are flows the supervisor sees.
+    ledger.append(
+        kind="predict", analyst=analyst, outcome="answered", reason=ledger_note(asset, [], "y")
+    )
+    ledger.append(
+        kind="align", analyst=analyst, outcome="answered", reason=ledger_note(asset, [], "y")
+    )
     ledger.close()
     code, out = run(
         capsys, "audit", "flows", "--ledger", str(root / "grid.ledger"),
@@ -152,13 +160,15 @@ def test_audit_flows_reports_who_got_what_under_whose_consent(setup, capsys):
     assert flows[("score", "loan scoring")]["subjects"] == ["s-1"]
     assert flows[("score", "x")]["consent"] == "MISSING"
     assert flows[("aggregate", "stats")]["consent"] == "not entity-scoped"
-    assert report["lacking_consent"] == 1 and len(flows) == 3
+    assert flows[("predict", "y")]["consent"] == "MISSING"
+    assert flows[("align", "y")]["consent"] == "not entity-scoped"
+    assert report["lacking_consent"] == 2 and len(flows) == 5
     code, out = run(
         capsys, "audit", "flows", "--ledger", str(root / "grid.ledger"),
         "--consents", str(register),
         "--strict",
     )  # fmt: skip
-    assert code == 1 and "1 flow(s) lacking consent" in out
+    assert code == 1 and "2 flow(s) lacking consent" in out
 
 
 def test_the_catalog_command_shows_grades_and_asset_ids(tmp_path, capsys):

@@ -4,7 +4,7 @@ Every answered request leaves a ledger entry whose note (see
 :func:`unseen.engine.governance.stewardship.ledger_note`) names the assets read, the purpose and
 the consents relied on. :func:`audit_flows` groups those entries into flows —
 which assets went to which analyst, for which purpose, under whose consent,
-how often — and flags each entity-scoped answer (a ``prepare`` or ``score``)
+how often — and flags each entity-scoped answer (a ``prepare``, ``score`` or ``predict``)
 that carries no consent, and each consent it cannot find in the register.
 No voucher is needed: what the supervisor trusts is the holders' signed
 ledgers (checked with ``unseen audit verify``), the exchange's signed
@@ -25,9 +25,12 @@ from unseen.engine.governance.signing import utc_text
 
 __all__ = ["Flow", "FlowReport", "Note", "audit_flows", "parse_note"]
 
-# Kinds that name entities: each answer needs the entities' consents.
-ENTITY_KINDS = frozenset({"prepare", "score"})
-DATA_KINDS = frozenset({"aggregate", "prepare", "score"})
+# Kinds that always name entities: each answer needs the entities' consents.
+ENTITY_KINDS = frozenset({"prepare", "score", "predict"})
+# Kinds that reach data. Joint training's ``align`` (PSI) names no entity, and a
+# ``train`` entry names them only at the job's start (its iteration charges
+# name none), so those two are listed, with their consents, but not flagged.
+DATA_KINDS = frozenset({"aggregate", "prepare", "score", "align", "train", "predict"})
 _NOTE = re.compile(
     r"^(?:assets=(?P<assets>\S+))?\s*"
     r"(?:consent_set=(?P<set>[0-9a-f]{64}) consents=(?P<consents>\S+))?\s*"
