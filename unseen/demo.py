@@ -30,6 +30,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,15 @@ from unseen.federation import LocalFederation
 from unseen.governance import fetch_ledger
 from unseen.oracle.plaintext import check_answer, plaintext_scores
 from unseen.oracle.quality import auc, precision_recall
-from unseen.showcase import CREDIT_PURPOSE, TRAINING_PURPOSE, Showcase, build_showcase
+from unseen.showcase import (
+    CREDIT_PURPOSE,
+    DP_CONTRIBUTION_CAP,
+    DP_EPSILON,
+    DP_QUERIES,
+    TRAINING_PURPOSE,
+    Showcase,
+    build_showcase,
+)
 
 __all__ = ["MODELS", "run_demo"]
 
@@ -297,6 +306,7 @@ def run_demo(
                 demo = _Demo(showcase, client, out)
                 out(f"  the analyst holds {len(showcase.vouchers)} vouchers, one per holder\n")
                 _statistics(demo)
+                _privacy(demo)
                 _credit(demo)
                 _fraud(demo)
                 _park(demo)
@@ -321,6 +331,54 @@ def _statistics(demo: _Demo) -> None:
         "WHERE month >= '2023-07' AND industry IN ('chemicals', 'electronics', 'textiles') "
         "GROUP BY city, industry ORDER BY city, industry",
     )
+
+
+def _privacy(demo: _Demo) -> None:
+    demo.out("[dp] social-insurance contributions by city, with differential privacy")
+    month = synth.months(demo.showcase.spec)[-1]
+    # The analyst's own SQL text, parsed by unseen; the month is a generated label.
+    sql = (
+        "SELECT city, COUNT(*) AS enterprises, SUM(amount) AS contributions "  # noqa: S608
+        f"FROM contributions WHERE month = '{month}' GROUP BY city ORDER BY city"
+    )
+    demo.out(f"  {sql}")
+    result = demo.client.query(sql)
+    demo.receipts += map(Receipt.from_dict, result.meta["receipts"])
+    dp = result.meta["dp"]
+    cap = DP_CONTRIBUTION_CAP
+    # What the noise is centred on: one row per enterprise, clamped to the public cap.
+    bounded = dict(
+        (r[0], r[1:])
+        for r in demo.reference.execute(
+            "SELECT city, COUNT(*), SUM(LEAST(amount, ?)), SUM(amount) FROM contributions "
+            "WHERE month = ? GROUP BY city",
+            [cap, month],
+        ).fetchall()
+    )
+    demo.out(
+        f"  rho = {dp['rho']:.4g} per query (epsilon = {dp['epsilon']:.3g} at delta = "
+        f"{dp['delta']:g}); one row per enterprise; contributions clamped to {cap} yuan"
+    )
+    header = f"  {'city':<10} {'enterprises ±95%':>22} {'exact':>7}   {'contributions ±95%':>28}"
+    demo.out(header + f" {'exact (clamped)':>16} {'exact':>14}")
+    ok = True
+    for n, ((city, count, total), sds) in enumerate(zip(result.rows, dp["sd"], strict=True)):
+        exact_count, clamped, raw = bounded.get(city, (0, 0, 0))
+        ok &= abs(count - exact_count) <= 6 * sds[1] and abs(total - clamped) <= 6 * sds[2]
+        if n < SHOWN_ROWS:
+            demo.out(
+                f"  {city:<10} {count:>10} ±{1.96 * sds[1]:<10.3g} {exact_count:>7}   "
+                f"{total:>14} ±{1.96 * sds[2]:<12.3g} {clamped:>16} {raw:>14}"
+            )
+    if len(result.rows) > SHOWN_ROWS:
+        demo.out(f"  … {len(result.rows) - SHOWN_ROWS} more cities")
+    for budget in dp["budget"]:
+        demo.out(
+            f"  budget at {budget['holder']}: rho {float(Fraction(budget['spent'])):.4g} spent of "
+            f"{float(Fraction(budget['budget'])):.4g}, {budget['left']:.4g} left "
+            f"({DP_QUERIES} queries at epsilon = {DP_EPSILON:g})"
+        )
+    demo._verdict(ok, "a noisy cell is more than 6 sd from the bounded exact answer")
 
 
 def _credit(demo: _Demo) -> None:

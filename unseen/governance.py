@@ -25,6 +25,7 @@ from unseen.engine.governance.revocation import revoke
 from unseen.engine.governance.signing import PublicKey, SigningKey, utc_text
 from unseen.engine.governance.tokens import Token
 from unseen.engine.governance.voucher import SignedVoucher, issue, verify
+from unseen.engine.privacy.budget import CHARGE_KIND, spent_by_voucher
 from unseen.engine.query.catalog import Catalog
 from unseen.engine.query.result import Result
 from unseen.engine.transport.peers import CoordinatorPeer, HolderPeer
@@ -129,6 +130,7 @@ def cmd_voucher_issue(args: argparse.Namespace) -> int:
         model=approval,
         assets=args.asset or None,
         consents=_consent_digests(args.consent) or None,
+        privacy_rho=args.privacy_rho,
     )
     if args.register is not None and signed.voucher.consents:
         publish(args.register, sets=[sorted(signed.voucher.consents)])
@@ -267,6 +269,25 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_budget(args: argparse.Namespace) -> int:
+    """Privacy budget spent per voucher, recomputed from the ledger's charge entries."""
+    source = _fetched_range(args.ledger) if args.ledger.suffix == ".json" else None
+    ledger_range = source or read_ledger(args.ledger)
+    spent = spent_by_voucher(ledger_range.entries)
+    charges: dict[str, int] = {}
+    for entry in ledger_range.entries:
+        if entry.kind == CHARGE_KIND and entry.outcome == "answered":
+            charges[entry.voucher_id] = charges.get(entry.voucher_id, 0) + 1
+    rows = [[vid, charges.get(vid, 0), str(rho), float(rho)] for vid, rho in sorted(spent.items())]
+    result = Result(
+        ["voucher", "charges", "rho_spent", "rho_spent_float"],
+        rows,
+        {"holder": ledger_range.holder},
+    )
+    print(result.format(args.format))
+    return 0
+
+
 def fetch_ledger(
     address: str,
     key: SigningKey,
@@ -375,6 +396,12 @@ def add_commands(commands: Any, parser_class: type) -> None:
     new.add_argument("--not-after", default=None)
     new.add_argument("--days", type=float, default=30.0, help="validity when --not-after is absent")
     new.add_argument("--quota", type=int, default=None)
+    new.add_argument(
+        "--privacy-rho",
+        default=None,
+        metavar="RHO",
+        help="zCDP privacy budget each holder charges dp queries to (e.g. 1 or 1/2)",
+    )
     new.add_argument("--entities", type=Path, default=None, help="file of entity ids, one a line")
     new.add_argument("--id", default=None)
     new.add_argument("--out", type=Path, default=None)
@@ -423,6 +450,10 @@ def add_commands(commands: Any, parser_class: type) -> None:
     sh.add_argument("--end", type=int, default=None)
     sh.add_argument("--format", choices=["table", "json", "csv"], default="table")
     sh.set_defaults(func=cmd_audit_show)
+    bud = audit.add_parser("budget", help="privacy budget spent per voucher (dp tables)")
+    bud.add_argument("ledger", type=Path, help="ledger file, or a range fetched with audit fetch")
+    bud.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    bud.set_defaults(func=cmd_audit_budget)
     fetch = audit.add_parser("fetch", help="fetch a ledger range from a holder (supervisor)")
     fetch.add_argument("--holder", required=True, metavar="HOST:PORT")
     fetch.add_argument("--key", type=Path, required=True, help="supervisor's Ed25519 key")

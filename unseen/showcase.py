@@ -17,6 +17,7 @@ the demo (:meth:`Showcase.credit_vouchers`), which plays the enterprises.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,17 @@ from unseen.engine.governance.consent import publish, sign_registry
 from unseen.engine.governance.signing import SigningKey
 from unseen.engine.governance.tokens import Token
 from unseen.engine.governance.voucher import issue
+from unseen.engine.privacy.dp_accounting import epsilon_for
 
-__all__ = ["CREDIT_PURPOSE", "REGIONS", "TRAINING_PURPOSE", "Showcase", "build_showcase"]
+__all__ = [
+    "CREDIT_PURPOSE",
+    "REGIONS",
+    "TRAINING_PURPOSE",
+    "Showcase",
+    "build_showcase",
+    "contributions",
+    "dp_rho",
+]
 
 # Three regional grid companies share the electricity table horizontally.
 REGIONS = {
@@ -85,6 +95,12 @@ _POLICY: dict[str, dict[str, tuple[list[str], bool]]] = {
         "ts": (["filter"], False),
         "amount": (["aggregate", "score"], False),
     },
+    "contributions": {
+        "uscc": ([], False),  # the privacy unit: never filtered, grouped or read out
+        "city": (["filter", "group"], True),
+        "month": (["filter"], False),
+        "amount": (["aggregate"], False),
+    },
     "fraud_reports": {
         "account": (["entity"], False),
         "reports": (["score"], False),
@@ -123,7 +139,44 @@ _PURPOSE = {
     "headcount": CREDIT_PURPOSE,
     "transfers": "telecom fraud investigation of a suspicious account batch",
     "fraud_reports": "telecom fraud investigation of a suspicious account batch",
+    "contributions": "social-insurance statistics under differential privacy",
 }
+# The dp table (docs/differential-privacy.md): one row per enterprise per query,
+# contributions clamped to 100 insured staff, each query at epsilon = 1 (delta 1e-6).
+DP_EPSILON, DP_DELTA = 1.0, 1e-6
+DP_CONTRIBUTION_CAP = 100 * 1200  # yuan per enterprise and month
+DP_QUERIES = 3  # the voucher's budget covers this many dp queries
+
+
+def dp_rho(epsilon: float = DP_EPSILON, delta: float = DP_DELTA) -> float:
+    """The zCDP rho whose (epsilon, delta) conversion (OpenDP's) is ``epsilon``; bisection."""
+    low, high = 1e-8, 10.0
+    for _ in range(60):
+        mid = math.sqrt(low * high)
+        low, high = (mid, high) if epsilon_for(mid, delta) < epsilon else (low, mid)
+    return math.floor(low * 1e8) / 1e8  # rounded down: epsilon stays at most the target
+
+
+def _dp_section(table: str, rho: float) -> list[str]:
+    return [
+        f"[tables.{table}.dp]",
+        'unit = "uscc"',
+        "max_rows = 1",
+        f"rho = {rho!r}",
+        f"bounds = {{ amount = [0, {DP_CONTRIBUTION_CAP}] }}",
+        "",
+    ]
+
+
+def contributions(headcount: synth.Columns, ent: synth.Columns) -> synth.Columns:
+    """Monthly social-insurance contributions per enterprise (1 200 yuan per insured person)."""
+    city_of = dict(zip(ent["uscc"].tolist(), ent["city"].tolist(), strict=True))
+    return {
+        "uscc": headcount["uscc"],
+        "city": np.array([city_of[u] for u in headcount["uscc"].tolist()]),
+        "month": headcount["month"],
+        "amount": headcount["insured_staff"] * 1200,
+    }
 
 
 @dataclass
@@ -148,6 +201,7 @@ class Showcase:
     credit_holders: dict[str, list[str]] = field(default_factory=dict)  # holder -> tables
     # Each voucher's fields, so that the exchange can re-issue a voucher (same id,
     # same quota, same consents) with a model it approved (unseen.engine.governance.approval).
+    dp_rho: float = 0.0  # the dp table's cost per query
     grants: list[dict[str, Any]] = field(default_factory=list)
 
     def approve(self, tables: set[str], approval: ModelApproval) -> list[str]:
@@ -226,7 +280,9 @@ def _toml_list(items: list[str]) -> str:
     return "[" + ", ".join(f'"{i}"' for i in items) + "]"
 
 
-def _config(holder: str, tables: dict[str, Path], issuer: str, supervisor: str) -> str:
+def _config(
+    holder: str, tables: dict[str, Path], issuer: str, supervisor: str, rho: float = 0.0
+) -> str:
     consenting = any(t in CONSENTING_TABLES for t in tables)
     lines = [
         "[node]",
@@ -258,6 +314,8 @@ def _config(holder: str, tables: dict[str, Path], issuer: str, supervisor: str) 
             domain = ', domain = "auto"' if published else ""
             lines.append(f"{column} = {{ uses = {_toml_list(uses)}{domain} }}")
         lines.append("")
+        if table == "contributions":
+            lines += _dp_section(table, rho)
     return "\n".join(lines)
 
 
@@ -285,7 +343,11 @@ def build_showcase(spec: synth.SynthSpec, root: Path) -> Showcase:
         data[holder] = {"electricity": (synth.split(power, np.isin(power["city"], cities)), suffix)}
     data["samr"] = {"registry": (synth.registry(spec, ent), ".parquet")}
     data["tax"] = {"tax_filings": (synth.tax_filings(spec, ent), ".sqlite")}
-    data["hr"] = {"headcount": (synth.headcount(spec, ent), ".duckdb")}
+    staff = synth.headcount(spec, ent)
+    data["hr"] = {
+        "headcount": (staff, ".duckdb"),
+        "contributions": (contributions(staff, ent), ".parquet"),
+    }
     transfers = synth.transfers_by_bank(spec)
     for bank, suffix in zip(range(spec.banks), (".parquet", ".duckdb", ".sqlite"), strict=False):
         data[synth.bank_name(bank)] = {"transfers": (transfers[bank], suffix)}
@@ -296,6 +358,7 @@ def build_showcase(spec: synth.SynthSpec, root: Path) -> Showcase:
     showcase = Showcase(root, spec, {}, {}, analyst, [], supervisor, {}, exchange=exchange)
     (root / "exchange").mkdir(parents=True, exist_ok=True)
     showcase.consents = root / "exchange" / "consents.json"
+    showcase.dp_rho = rho = dp_rho()
     suspicious = [str(a) for a in synth.suspicious_accounts(spec)]
     until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
     for holder, tables in data.items():
@@ -314,12 +377,12 @@ def build_showcase(spec: synth.SynthSpec, root: Path) -> Showcase:
         key.save(folder / "holder.key")
         showcase.holder_keys[holder] = folder / "holder.key.pub"
         config = _config(
-            holder, paths, exchange.public_key.to_text(), supervisor.public_key.to_text()
+            holder, paths, exchange.public_key.to_text(), supervisor.public_key.to_text(), rho
         )
         (folder / "node.toml").write_text(config)
         showcase.configs[holder] = folder / "node.toml"
         for table in tables:
-            scope = {table: {c: uses for c, (uses, _) in _POLICY[table].items()}}
+            scope = {table: {c: uses for c, (uses, _) in _POLICY[table].items() if uses}}
             if table in CONSENTING_TABLES:
                 # Statistics only: entity-scoped (credit) use comes under the
                 # consent-backed vouchers the demo obtains (credit_vouchers).
@@ -336,6 +399,7 @@ def build_showcase(spec: synth.SynthSpec, root: Path) -> Showcase:
                 "quota": 50,
                 "entities": suspicious if fraud else None,
                 "voucher_id": f"v-{holder}-{table}".replace("_", "-"),
+                "privacy_rho": DP_QUERIES * rho if table == "contributions" else None,
             }
             showcase.grants.append(grant)
             showcase.vouchers.append(issue(exchange, **grant).encode())

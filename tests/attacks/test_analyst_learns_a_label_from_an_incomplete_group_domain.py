@@ -68,5 +68,5 @@ def test_the_complete_domain_is_answered_with_k(federation, key):
     )
     assert result.rows == [["other", 39], ["rich", None]]  # one rich row: suppressed by k
     assert result.meta["suppressed"] == [
-        {"group": {"CASE WHEN salary > 100000 THEN 'rich' ELSE 'other' END": "rich"}}
+        {"group": {"CASE WHEN salary > 100000 THEN 'rich' ELSE 'other' END": "rich"}, "reason": "k"}
     ]

@@ -162,9 +162,10 @@ def test_demo_runs_verified(tmp_path):
     out = done.stdout
     assert "demo finished: all answers agree with plaintext" in out
     # five aggregates (two of them the park job), three scoring runs (one after a withdrawal),
-    # the jointly trained model's scores
-    assert out.count("  verified\n") == 9
+    # the jointly trained model's scores, the dp job
+    assert out.count("  verified\n") == 10
     assert "AUC on the same applicants: jointly trained" in out
+    assert "epsilon = 1 at delta = 1e-06" in out and "budget at hr: rho" in out
     assert "✗" not in out and "MISMATCH" not in out
     assert "without a voucher: refused (PERMISSION_DENIED)" in out
     assert "every one matches its holder's ledger" in out

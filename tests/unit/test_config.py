@@ -148,7 +148,16 @@ def test_table_defaults_and_default_uses():
         columns={"city": ColumnPolicy("City", frozenset({"group"}), ("b", "a"))},
     )
     info = table_info(table, SCHEMA)
-    assert info.min_group_size == 5
+    assert info.min_group_size == 5 and info.dominance_p == 10
+    tightened = parse_config(
+        {"governance": {"require_vouchers": False}, "tables": {"t": {"p": 25}}}
+    )
+    assert table_info(tightened.tables["t"], SCHEMA).dominance_p == 25
+    columns = {"rate": {"uses": ["aggregate"], "p": 30}}
+    per_column = parse_config(
+        {"governance": {"require_vouchers": False}, "tables": {"t": {"columns": columns}}}
+    )
+    assert table_info(per_column.tables["t"], SCHEMA).column("rate").dominance_p == 30
     assert info.column("city").uses == {"group"} and info.column("city").domain == ("a", "b")
     assert info.column("rate").uses == {"filter", "aggregate"}
     assert info.column("blob").uses == frozenset()  # a type unseen cannot read gets nothing
@@ -320,6 +329,15 @@ NO_VOUCHERS = "[governance]\nrequire_vouchers = false\n"
         (NO_VOUCHERS + '[node]\nname = ""', "config node.name: expected a non-empty string"),
         (NO_VOUCHERS + "[node]\nport = 1", "config node.port: unknown key"),
         (NO_VOUCHERS + "[node]\nmin_holders = 1", "config node.min_holders: is at least 2"),
+        (
+            NO_VOUCHERS + "[tables.loans]\np = 5",
+            "config tables.loans.p: must be between 10 (the default) and 100",
+        ),
+        (NO_VOUCHERS + '[tables.loans]\np = "x"', "config tables.loans.p: must be a number"),
+        (
+            NO_VOUCHERS + "[tables.loans.columns]\nrate = { uses = [], p = 1 }",
+            "config tables.loans.columns.rate.p: must be between 10",
+        ),
     ],
 )
 def test_invalid_configs_name_the_key(tmp_path, text, message):

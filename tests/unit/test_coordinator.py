@@ -58,6 +58,7 @@ class FakeHolder:
     mode: str = "ok"  # ok | refuse | hang | garbage | short | lost_key
     catalog_error: UnseenError | None = None
     suppressed: tuple[int, ...] = ()
+    reasons: dict[int, str] = field(default_factory=dict)  # failing group -> rule, beside k
     ctx: Any = None  # the analyst's public context, set by _coordinator
     count: int = 0  # ciphertexts the plan needs, set by _coordinator
     name: str = ""
@@ -95,7 +96,7 @@ class FakeHolder:
         *,
         budget: float | None = None,
         subject: str | None = None,
-    ) -> tuple[frozenset[int], tuple[str, ...]]:
+    ) -> tuple[dict[int, str], tuple[str, ...]]:
         self.aggregates += 1
         if self.mode == "refuse":
             raise RemoteError("PERMISSION_DENIED", f"holder {self.name}: no voucher for t")
@@ -106,7 +107,9 @@ class FakeHolder:
             raise RemoteError("CANCELLED", "released")
         assert isinstance(plan, EncodedPlan)
         self.rounds.append(("prepare", query_id))
-        return frozenset(self.suppressed), (f'{{"h": "{self.name}"}}',)
+        failing = dict.fromkeys(self.suppressed, "k")
+        failing.update(self.reasons)
+        return failing, (f'{{"h": "{self.name}"}}',)
 
     def masked_aggregate(
         self,
@@ -208,6 +211,20 @@ def test_the_sum_of_every_holder_is_returned_and_everyone_zeroes_the_union(analy
     assert len(nonce) == 32 and union == (0, 1)
     assert sorted(p.holder for p in participants) == ["h-a", "h-b", "h-c"]
     assert {p.public for p in participants} == {h.mask.public for h in holders}
+
+
+def test_round_one_reasons_are_merged_and_returned_beside_the_union(analyst):
+    # Group 0 fails k at one holder and dominance at another: the earliest rule
+    # (unseen.engine.privacy.suppression.REASONS) is the one the analyst sees.
+    holders = [
+        FakeHolder("a", 1.0, reasons={0: "dominance", 2: "moments"}),
+        FakeHolder("b", 2.0, suppressed=(0,)),
+    ]
+    answer = _coordinator(analyst, *holders).aggregate(analyst.key_id, _PLAN)
+    assert answer.suppressed == (0, 2)
+    assert answer.reasons == ("k", "moments")
+    # Round 2 carries the union only; the reasons stay with the coordinator's answer.
+    assert {h.rounds[1][1][3] for h in holders} == {(0, 2)}
 
 
 def test_nonces_and_query_ids_are_fresh_per_query(analyst):

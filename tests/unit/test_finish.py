@@ -77,6 +77,17 @@ def test_having_order_limit_and_suppression():
     assert result.meta["suppressed"] == [{"group": {"g": "b"}}]
 
 
+def test_suppressed_groups_say_why():
+    q = compile_sql("SELECT g, SUM(x) FROM t GROUP BY g ORDER BY g", CATALOG)
+    moments = [_mm(9, 9, 1), _mm(9, 9, 50), _mm(9, 9, 20)]
+    result = finish(q, moments, {0, 1}, {}, reasons={0: "k", 1: "dominance"})
+    assert result.meta["suppressed"] == [
+        {"group": {"g": "a"}, "reason": "k"},
+        {"group": {"g": "b"}, "reason": "dominance"},
+    ]
+    assert "(2 group(s) suppressed; rules: dominance, k)" in result.to_table()
+
+
 def test_three_valued_logic_in_having():
     q = compile_sql("SELECT g FROM t GROUP BY g HAVING AVG(x) > 1 OR COUNT(*) > 5", CATALOG)
     result = finish(q, [_mm(9, 0, 0), _mm(2, 0, 0), _mm(3, 3, 9)], set(), {})

@@ -444,7 +444,26 @@ def test_failures_are_logged_without_their_messages(ledger, issuer, error, reaso
         ledger.authorize_and_append(request(), voucher(issuer), policy(issuer), compute, now=NOW)
     entry = ledger.read_range().entries[-1]
     assert (entry.outcome, entry.reason) == ("failed", reason)
-    assert ledger.answered_count("v-123") == 0
+    # A failure reached the data: it is charged like an answer (no free oracle).
+    assert ledger.answered_count("v-123") == 1
+
+
+def test_a_failure_the_quota_cannot_pay_for_is_the_quota_refusal(ledger, issuer):
+    signed = voucher(issuer, quota=1)
+    calls = []
+
+    def compute():
+        # A concurrent request takes the last query while this one computes.
+        ledger.authorize_and_append(request(), signed, policy(issuer), lambda: b"x", now=NOW)
+        calls.append(1)
+        raise SourceError("measure 1 is not finite for some row")
+
+    with pytest.raises(LoggedRefusal, match="used its quota of 1 query"):
+        ledger.authorize_and_append(request(), signed, policy(issuer), compute, now=NOW)
+    assert calls == [1]
+    outcomes = [e.outcome for e in ledger.read_range().entries]
+    assert outcomes[-2:] == ["answered", "refused"]
+    assert ledger.answered_count(signed.voucher_id) == 1
 
 
 def test_malformed_request_fields_are_logged_empty(ledger):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+from fractions import Fraction
 
 import pytest
+import sqlglot
 from sqlglot import exp
 
 from tests.shards import write_shard
@@ -12,10 +14,13 @@ from unseen.engine.data.aggregate import compute_moments
 from unseen.engine.data.pushdown import build_aggregate_query
 from unseen.engine.data.source import open_source
 from unseen.engine.governance.policy import quickstart_table
-from unseen.engine.query.catalog import Catalog
+from unseen.engine.privacy.dp_policy import DpPolicy
+from unseen.engine.privacy.suppression import SPREAD_STATS
+from unseen.engine.query.catalog import Catalog, ColumnInfo, TableInfo
 from unseen.engine.query.expr import Column
 from unseen.engine.query.plan import AggregatePlan, Encoding, GroupColumn, Measure, SlotCodec
 from unseen.engine.query.sql import compile_sql
+from unseen.engine.query.types import SqlType
 
 HOSTILE = [
     "x'); DROP TABLE t; --",
@@ -95,3 +100,36 @@ def test_identifiers_are_quoted_by_sqlglot(source):
     local = build_aggregate_query(q.plan, table, src.dialect, src.sql_name)
     assert '"we""ird col"' in local.sql
     assert exp.to_identifier(src.sql_name, quoted=True).sql(src.dialect) in local.sql
+
+
+def _table(dp: DpPolicy | None = None) -> TableInfo:
+    columns = (
+        ColumnInfo("u", SqlType.parse("VARCHAR"), frozenset({"filter"})),
+        ColumnInfo("v", SqlType.parse("INTEGER"), frozenset({"aggregate"})),
+    )
+    return TableInfo("t", columns, dp=dp)
+
+
+_SUM_V = AggregatePlan("t", None, (), (Measure(Column("v"), Encoding.INTEGER),))
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "mysql", "spark"])
+def test_warehouses_ask_for_the_largest_value_in_place_of_the_second(dialect):
+    # No portable top-2 aggregate: MAX stands in for the second largest, which can only
+    # make the p% rule stricter (x2 <= x1). DuckDB's max(x, 2) would fail in these engines.
+    query = build_aggregate_query(_SUM_V, _table(), dialect, second_largest=True)
+    assert "LIST_EXTRACT" not in query.sql.upper()
+    (spread,) = query.spread_columns
+    assert spread is not None and None not in spread
+    selects = sqlglot.parse_one(query.sql, read=dialect).expressions
+    stat = dict(zip(SPREAD_STATS, (selects[i] for i in spread), strict=True))
+    assert isinstance(stat["abs_second"], exp.Max) and stat["abs_second"] == stat["abs_max"]
+    assert isinstance(stat["second_max"], exp.Max) and stat["second_max"] == stat["max"]
+
+
+def test_a_dp_table_asks_for_no_dominance_statistics():
+    policy = DpPolicy(
+        unit="u", max_rows=1, rho=Fraction(1), bounds={"v": (Fraction(0), Fraction(9))}
+    )
+    assert build_aggregate_query(_SUM_V, _table(), "duckdb").spread_columns != (None,)
+    assert build_aggregate_query(_SUM_V, _table(policy), "duckdb").spread_columns == (None,)

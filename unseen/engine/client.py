@@ -15,7 +15,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +26,7 @@ from unseen.engine.crypto import ckks
 from unseen.engine.crypto.keys import AnalystKey, load_or_create
 from unseen.engine.errors import PlanError, RemoteError
 from unseen.engine.governance.approval import ApprovedWeights
+from unseen.engine.privacy.dp_result import cell_noise, dp_meta
 from unseen.engine.privacy.masks import reduce_slots
 from unseen.engine.query.catalog import Catalog
 from unseen.engine.query.compiled import CompiledQuery
@@ -55,6 +56,7 @@ class AggregateReply:
     holders: tuple[str, ...]
     receipts: tuple[str, ...]
     missing: tuple[str, ...] = ()  # holders left out of an allow_partial answer
+    reasons: dict[int, str] = field(default_factory=dict)  # suppressed group -> why
 
 
 class Client:
@@ -192,7 +194,12 @@ class Client:
         if answer.missing and not self.allow_partial:
             raise RemoteError("INTERNAL", "the coordinator left holders out unasked")
         return AggregateReply(
-            answer.ciphertexts, answer.suppressed, answer.holders, answer.receipts, answer.missing
+            answer.ciphertexts,
+            answer.suppressed,
+            answer.holders,
+            answer.receipts,
+            answer.missing,
+            answer.reasons,
         )
 
     def query(self, sql: str) -> Result:
@@ -220,7 +227,19 @@ class Client:
         }
         if reply.missing:
             meta["missing_holders"] = list(reply.missing)
-        result = finish(compiled, moments, set(reply.suppressed), meta)
+        policy = table.dp if table is not None else None
+        # The noise shares inside this answer: the table's hosts that answered.
+        hosts = set(table.holders) if table is not None else set()
+        holders = len(hosts & set(reply.holders)) or len(hosts) or 1
+        noise = cell_noise(compiled, policy, holders) if policy is not None else None
+        result = finish(compiled, moments, set(reply.suppressed), meta, noise, reply.reasons)
+        if policy is not None:
+            sds = result.meta.pop("noise_sd")
+            result.meta["dp"] = dp_meta(compiled, policy, holders, sds, result.rows)
+            # Each holder's charge receipt carries its budget after this query.
+            result.meta["dp"]["budget"] = [
+                r["privacy"] for r in result.meta["receipts"] if "privacy" in r
+            ]
         result.meta["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
         return result
 

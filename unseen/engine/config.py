@@ -31,9 +31,19 @@ Format (relative paths are relative to the config file's directory)::
     [tables.tax]
     source = "data/tax.parquet"     # optional when --table tax=PATH gives it
     k = 5                           # minimum group size, default 5
+    p = 10                          # p% dominance rule, default 10; may only be raised
+                                    # (a column may raise it again: revenue = { ..., p = 20 })
     default_uses = []               # uses of columns not listed, default none
     max_auto_domain = 100           # bound on a domain = "auto"
     min_score_batch = 1             # distinct entities a score request must name
+
+    [tables.tax.dp]                 # optional: differential privacy (docs/differential-privacy.md)
+    unit = "uscc"                   # the privacy unit column
+    max_rows = 1                    # rows per unit per query (the rest dropped)
+    rho = 0.5                       # zCDP cost of one query, charged to the voucher's budget
+    honest_holders = 1              # holders assumed to add their noise share (default 1)
+    unit_holders = 1                # holders at which one unit may have rows (default 1)
+    bounds = { revenue = [0, 1000000] }   # public clamping bounds per aggregated column
 
     [tables.tax.columns]
     uscc = { uses = ["entity", "filter"] }
@@ -58,6 +68,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -70,6 +81,8 @@ from unseen.engine.governance.policy import DEFAULT_K, DEFAULT_MAX_DOMAIN, DEFAU
 from unseen.engine.governance.revocation import RevocationFile
 from unseen.engine.governance.signing import PublicKey, SigningKey
 from unseen.engine.governance.voucher import VoucherPolicy
+from unseen.engine.privacy.dp_policy import DpPolicy
+from unseen.engine.privacy.suppression import DEFAULT_P
 from unseen.engine.query.catalog import USES, ColumnInfo, TableInfo, sort_domain
 from unseen.engine.query.expr import LiteralValue
 from unseen.engine.query.types import SqlType, normalize_value
@@ -120,8 +133,11 @@ _KEYS = {
         "columns",
         "min_score_batch",
         "registration",
+        "dp",
+        "p",
     },
-    "column": {"uses", "domain", "publish_domain"},
+    "dp": {"unit", "max_rows", "rho", "honest_holders", "unit_holders", "bounds"},
+    "column": {"uses", "domain", "publish_domain", "p"},
 }
 
 
@@ -214,6 +230,7 @@ class ColumnPolicy:
     name: str
     uses: frozenset[str]
     domain: tuple[Any, ...] | str | None = None
+    p: float | None = None  # a tighter p% dominance rule for measures reading this column
 
 
 @dataclass(frozen=True)
@@ -229,6 +246,8 @@ class TableConfig:
     min_score_batch: int = DEFAULT_MIN_SCORE_BATCH
     # The exchange-signed asset registration of this table (unseen.engine.governance.asset).
     registration: Path | None = None
+    dp: DpPolicy | None = None
+    p: float = DEFAULT_P
 
     def policy(self, column: str) -> ColumnPolicy:
         """The column's policy: its own entry, else the table's default uses."""
@@ -355,6 +374,7 @@ def _parse_table(name: str, raw: Any, path: str, base: Path) -> TableConfig:
         # A warehouse URL is kept as written; a file path resolves against the config.
         source = text if is_url(text) else _path(text, _key(path, "source"), base, must_exist=True)
     k = _positive(table.get("k", DEFAULT_K), _key(path, "k"))
+    p = _dominance_p(table.get("p", DEFAULT_P), _key(path, "p"))
     default_uses = _uses(table.get("default_uses", []), _key(path, "default_uses"))
     max_auto = _positive(
         table.get("max_auto_domain", DEFAULT_MAX_DOMAIN), _key(path, "max_auto_domain")
@@ -373,6 +393,7 @@ def _parse_table(name: str, raw: Any, path: str, base: Path) -> TableConfig:
     registration = None
     if "registration" in table:
         registration = _path(table["registration"], _key(path, "registration"), base)
+    dp = _parse_dp(table["dp"], _key(path, "dp")) if "dp" in table else None
     return TableConfig(
         name,
         source,
@@ -382,7 +403,57 @@ def _parse_table(name: str, raw: Any, path: str, base: Path) -> TableConfig:
         MappingProxyType(columns),
         min_score_batch=batch,
         registration=registration,
+        dp=dp,
+        p=p,
     )
+
+
+def _fraction(value: Any, path: str) -> Fraction:
+    # Bounds and costs are public numbers: exact, from TOML ints, floats or decimal strings.
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _error(path, "must be a number")
+    try:
+        number = Fraction(Decimal(str(value)))
+    except (InvalidOperation, ValueError):
+        raise _error(path, f"{value!r} is not a number") from None
+    return number
+
+
+def _parse_dp(raw: Any, path: str) -> DpPolicy:
+    section = _table(raw, path, _KEYS["dp"])
+    for needed in ("unit", "max_rows", "rho"):
+        if needed not in section:
+            raise _error(path, f"missing key {needed!r}")
+    rho = _fraction(section["rho"], _key(path, "rho"))
+    if rho <= 0:
+        raise _error(_key(path, "rho"), "must be positive")
+    bounds: dict[str, tuple[Fraction, Fraction]] = {}
+    bounds_path = _key(path, "bounds")
+    for column, pair in _section(section.get("bounds", {}), bounds_path).items():
+        where = _key(bounds_path, column)
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise _error(where, "must be [lower, upper]")
+        low, high = (_fraction(v, where) for v in pair)
+        if low > high:
+            raise _error(where, "lower bound above upper bound")
+        bounds[column.lower()] = (low, high)
+    return DpPolicy(
+        unit=_text(section["unit"], _key(path, "unit")),
+        max_rows=_positive(section["max_rows"], _key(path, "max_rows")),
+        rho=rho,
+        bounds=MappingProxyType(bounds),
+        honest_holders=_positive(section.get("honest_holders", 1), _key(path, "honest_holders")),
+        unit_holders=_positive(section.get("unit_holders", 1), _key(path, "unit_holders")),
+    )
+
+
+def _dominance_p(value: Any, path: str) -> float:
+    # A policy may tighten the dominance rule, never loosen it below the default.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _error(path, "must be a number")
+    if not DEFAULT_P <= float(value) <= 100:
+        raise _error(path, f"must be between {DEFAULT_P:g} (the default) and 100")
+    return float(value)
 
 
 def _parse_column(name: str, raw: Any, path: str) -> ColumnPolicy:
@@ -415,7 +486,8 @@ def _parse_column(name: str, raw: Any, path: str) -> ColumnPolicy:
             _key(path, "domain" if "domain" in column else "publish_domain"),
             "a published domain needs the 'group' use",
         )
-    return ColumnPolicy(name, uses, domain)
+    p = _dominance_p(column["p"], _key(path, "p")) if "p" in column else None
+    return ColumnPolicy(name, uses, domain, p)
 
 
 def _parse_governance(raw: Any, base: Path) -> GovernanceConfig:
@@ -633,10 +705,28 @@ def table_info(
                 raise _error(_key(path, "uses"), f"column {name} has a type unseen cannot read")
             uses = frozenset()  # default_uses never reach a column unseen cannot read
         domain = _domain(policy, name, sql_type, table, distinct, _key(path, "domain"))
-        columns.append(ColumnInfo(name, sql_type, uses, domain))
+        columns.append(ColumnInfo(name, sql_type, uses, domain, dominance_p=policy.p))
+    if table.dp is not None:
+        _check_dp(table, present, base)
     return TableInfo(
-        table.name, tuple(columns), min_group_size=table.k, min_score_batch=table.min_score_batch
+        table.name,
+        tuple(columns),
+        min_group_size=table.k,
+        min_score_batch=table.min_score_batch,
+        dp=table.dp,
+        dominance_p=table.p,
     )
+
+
+def _check_dp(table: TableConfig, present: set[str], base: str) -> None:
+    assert table.dp is not None
+    path = _key(base, "dp")
+    if table.dp.unit.lower() not in present:
+        raise _error(_key(path, "unit"), f"table {table.name} has no column {table.dp.unit}")
+    for column in table.dp.bounds:
+        if column not in present:
+            where = _key(_key(path, "bounds"), column)
+            raise _error(where, f"table {table.name} has no such column")
 
 
 def _domain(

@@ -40,6 +40,7 @@ from unseen.engine.crypto.keystore import KeyStore
 from unseen.engine.errors import HolderError, PolicyError, RemoteError
 from unseen.engine.privacy.masks import NONCE_BYTES, Participant
 from unseen.engine.privacy.participants import DEFAULT_MIN_HOLDERS
+from unseen.engine.privacy.suppression import first_reasons
 from unseen.engine.query.catalog import Catalog
 from unseen.engine.query.layout import layout_for
 from unseen.engine.query.plan import AggregatePlan, Limits, check_plan
@@ -62,6 +63,9 @@ class CombinedAnswer:
     holders: tuple[str, ...]
     receipts: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()  # configured holders left out (allow_partial only)
+    reasons: tuple[
+        str, ...
+    ] = ()  # per suppressed group, unseen.engine.privacy.suppression's first reason
 
 
 def participating(
@@ -127,7 +131,7 @@ def aggregate(
     peers = [peer for peer, _ in chosen]
     query_id = secrets.token_hex(16)
 
-    def prepare(peer: Peer) -> tuple[frozenset[int], tuple[str, ...]]:
+    def prepare(peer: Peer) -> tuple[dict[int, str], tuple[str, ...]]:
         return retry_not_found(
             lambda: peer.prepare_aggregate(
                 key_id,
@@ -142,6 +146,7 @@ def aggregate(
 
     prepared = holders.each(peers, prepare, budget).require_all(peers)
     suppressed = sorted({i for failing, _ in prepared for i in failing})
+    reasons = first_reasons(suppressed, [failing for failing, _ in prepared])
     nonce = os.urandom(NONCE_BYTES)
     participants = [key for _, key in chosen]
 
@@ -168,6 +173,7 @@ def aggregate(
         tuple(peer.name or peer.address for peer in hosts.peers),
         tuple(r for _, receipts in prepared for r in receipts),
         hosts.missing,
+        reasons,
     )
 
 

@@ -26,7 +26,13 @@ from unseen.engine.config import NodeConfig, load_tables
 from unseen.engine.crypto import ckks
 from unseen.engine.crypto.keystore import KeyStore
 from unseen.engine.crypto.workers import ScoringPool
-from unseen.engine.data.aggregate import LocalAnswer, answer_masked, mask_only, prepare_aggregate
+from unseen.engine.data.aggregate import (
+    LocalAnswer,
+    PreparedAnswer,
+    answer_masked,
+    mask_only,
+    prepare_aggregate,
+)
 from unseen.engine.data.pending import PendingAggregate, PendingAggregates
 from unseen.engine.data.scaling import FeatureScaling
 from unseen.engine.data.scoring import HolderModel, check_batch, check_features, feature_blocks
@@ -38,6 +44,7 @@ from unseen.engine.governance.approval import feature_digest
 from unseen.engine.governance.policy import DEFAULT_K, quickstart_table
 from unseen.engine.governance.stewardship import Stewardship
 from unseen.engine.governance.voucher import AccessRequest, entity_ids, plan_reads
+from unseen.engine.privacy.dp_charge import charge_query
 from unseen.engine.privacy.masks import MaskKey, Participant, pair_masks, query_context
 from unseen.engine.privacy.participants import (
     DEFAULT_MIN_HOLDERS,
@@ -189,9 +196,10 @@ class HolderNode:
         vouchers: tuple[str, ...] = (),
         plan_bytes: bytes = b"",
         subject: str | None = None,
-    ) -> tuple[frozenset[int], list[str]]:
+    ) -> tuple[dict[int, str], list[str]]:
         """Round 1: read the data once (charged and ledgered), keep the moments for
-        round 2, answer the groups failing this holder's suppression rules.
+        round 2, answer the groups failing this holder's suppression rules, each
+        with the first rule it fails (``unseen.engine.privacy.suppression``).
 
         A holder that does not serve the table takes part with masks only (a
         table hosted by one holder still needs a peer to mask its answer): it
@@ -228,20 +236,28 @@ class HolderNode:
             )
             source = self.sources[plan.table.lower()]
             federation = self._voucher_federation(request, vouchers)
+            charges: list[str] = []
+
+            def answer() -> PreparedAnswer:
+                if table.dp is not None:  # dp: charge the budget before reading anything
+                    charges.append(charge_query(self.gov, request, vouchers, plan, table.dp))
+                return prepare_aggregate(plan, source, table, ctx, self.limits)
+
             prepared, receipts = self.gov.run(
                 request,
                 vouchers,
-                lambda: prepare_aggregate(plan, source, table, ctx, self.limits),
+                answer,
                 # What left the holder in round 1, tied to the query its masks bind to.
-                lambda answer: json.dumps(
-                    {"query": query_id, "failing": sorted(answer.failing)}
+                lambda prepared: json.dumps(
+                    {"query": query_id, "failing": sorted(prepared.failing)}
                 ).encode(),
             )
+            receipts = charges + receipts
         entry = PendingAggregate(
             key_id, plan, digest(plan_bytes), prepared, time.monotonic(), federation
         )
         self.pending.put(query_id, entry)
-        return prepared.failing, receipts
+        return {i: prepared.reasons.get(i, "") for i in prepared.failing}, receipts
 
     def _voucher_federation(
         self, request: AccessRequest, vouchers: tuple[str, ...]
@@ -447,6 +463,31 @@ class HolderNode:
             return self.gov.run(request, vouchers, stream, lambda _: b"")
         blocks, receipts = self.gov.run(request, vouchers, lambda: list(stream()), list)
         return iter(blocks), receipts
+
+    # -- callers -------------------------------------------------------------------
+    def refuse_caller(
+        self, kind: str, role: str | None, key_id: str = "", plan: bytes = b""
+    ) -> None:
+        """Refuse (and log) a query RPC from a peer not certified as the coordinator.
+
+        With mTLS on, only the coordinator may ask a holder for data: an
+        analyst calling directly would decrypt this holder's own subtotals,
+        which the federation's answer never shows. The refusal is ledgered
+        like any other, before anything is read.
+        """
+        refusal = PolicyError(
+            f"holder {self.name} answers {kind} requests only to the coordinator; "
+            f"the caller's certificate says {role or 'no single role'}"
+        )
+        request = AccessRequest(
+            analyst=key_id,
+            holder=self.name,
+            kind=kind,
+            plan_digest=digest(plan) if plan else "",
+            reads={},
+            entities=None,
+        )
+        raise self.gov.refuse(request, refusal)
 
     # -- supervision ---------------------------------------------------------------
     def read_ledger(self, request: dict[str, object], signature: bytes) -> tuple[str, str]:

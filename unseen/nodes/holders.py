@@ -69,7 +69,7 @@ class Peer(Protocol):
         *,
         budget: float | None = None,
         subject: str | None = None,
-    ) -> tuple[frozenset[int], tuple[str, ...]]: ...
+    ) -> tuple[dict[int, str], tuple[str, ...]]: ...
 
     def masked_aggregate(
         self,

@@ -25,7 +25,7 @@ from unseen.engine.transport import serde
 from unseen.engine.transport.memory_budget import MemoryBudget
 from unseen.engine.transport.rpc import create_server, servicer_errors
 from unseen.engine.transport.telemetry import NodeMetrics
-from unseen.engine.transport.tls import ANALYST_SUBJECT_HEADER, TlsFiles, caller_identity
+from unseen.engine.transport.tls import ANALYST_SUBJECT_HEADER, TlsFiles, caller, caller_identity
 from unseen.v1 import (
     align_pb2,
     audit_pb2,
@@ -52,6 +52,7 @@ __all__ = [
     "CoordinatorServicer",
     "HolderServicer",
     "analyst_subject",
+    "coordinator_only",
     "holder_subject",
     "serve_coordinator",
     "serve_holder",
@@ -107,16 +108,27 @@ def analyst_subject(context: grpc.ServicerContext) -> str | None:
 
 
 def holder_subject(context: grpc.ServicerContext) -> str | None:
-    """The analyst's certificate name as a holder sees it: its own when it calls
-    directly, or the one a coordinator (authenticated as such by its certificate)
-    forwards. Without mTLS there is none, whatever the request's metadata claims."""
-    name, role = caller_identity(context)
-    if role == "analyst":
-        return name
-    if role == "coordinator":
-        forwarded = dict(context.invocation_metadata()).get(ANALYST_SUBJECT_HEADER)
-        return str(forwarded) if forwarded else None
-    return None
+    """The analyst's certificate name, as the coordinator (authenticated as such by its
+    certificate; no one else gets this far, see :func:`coordinator_only`) forwards it.
+    Without mTLS there is none, whatever the request's metadata claims."""
+    if caller(context).role != "coordinator":
+        return None
+    forwarded = dict(context.invocation_metadata()).get(ANALYST_SUBJECT_HEADER)
+    return str(forwarded) if forwarded else None
+
+
+def coordinator_only(
+    node: HolderNode, context: grpc.ServicerContext, kind: str, key_id: str = "", plan: bytes = b""
+) -> None:
+    """Let a holder's query RPC through only from the coordinator (when mTLS says who
+    calls); a refusal is ledgered (:meth:`HolderNode.refuse_caller`).
+
+    Without TLS (loopback quick-start) no caller can be told apart; the
+    threat model states that limit.
+    """
+    who = caller(context)
+    if who.authenticated and who.role != "coordinator":
+        node.refuse_caller(kind, who.role, key_id, plan)
 
 
 class _SharedMethods:
@@ -124,6 +136,9 @@ class _SharedMethods:
 
     party: _Party
     subject: Callable[[grpc.ServicerContext], str | None]
+
+    def admit(self, context: grpc.ServicerContext, kind: str) -> None:
+        """Refuse a caller that may not make a ``kind`` request (the holder's check)."""
 
     @servicer_errors
     def RegisterKey(
@@ -143,6 +158,7 @@ class _SharedMethods:
     def PrepareModel(
         self, request_iterator: Iterator[score_pb2.PreparePart], context: grpc.ServicerContext
     ) -> score_pb2.PrepareModelReply:
+        self.admit(context, "prepare")
         with self.party.entity_budget.account() as charge:
             key_id, features, ids, vouchers = serde.prepare_from_parts(
                 request_iterator, self.party.max_entities, self.party.keys.get, charge
@@ -156,6 +172,7 @@ class _SharedMethods:
     def RegisterModel(
         self, request_iterator: Iterator[score_pb2.ModelPart], context: grpc.ServicerContext
     ) -> score_pb2.ModelAck:
+        self.admit(context, "register_model")
         key_id, model_id, features, exponents, weights = serde.model_from_parts(
             request_iterator, serde.MAX_MODEL_BYTES, self.party.keys.get
         )
@@ -176,6 +193,9 @@ class HolderServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
         self.node = node
         self.party = node
 
+    def admit(self, context: grpc.ServicerContext, kind: str) -> None:
+        coordinator_only(self.node, context, kind)
+
     @servicer_errors
     def GetCatalog(
         self, request: catalog_pb2.GetCatalogRequest, context: grpc.ServicerContext
@@ -186,6 +206,15 @@ class HolderServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
     def PrepareAggregate(
         self, request: query_pb2.AggregateRequest, context: grpc.ServicerContext
     ) -> mask_pb2.PrepareAggregateReply:
+        # Round 1 reads the data: only the coordinator may ask (an analyst with the
+        # secret key would decrypt this holder's own answer).
+        coordinator_only(
+            self.node,
+            context,
+            "aggregate",
+            request.key_id,
+            request.plan.SerializeToString(deterministic=True),
+        )
         plan = serde.plan_from_proto(request.plan)
         failing, receipts = self.node.prepare_aggregate(
             request.key_id,
@@ -202,6 +231,7 @@ class HolderServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
     def Aggregate(
         self, request: query_pb2.AggregateRequest, context: grpc.ServicerContext
     ) -> Iterator[query_pb2.AggregateReply]:
+        coordinator_only(self.node, context, "aggregate", request.key_id)
         nonce, participants, suppressed = serde.mask_round_from_proto(request)
         answer = self.node.aggregate(
             request.key_id, request.request_id, nonce, participants, suppressed
@@ -214,6 +244,7 @@ class HolderServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
     def Score(
         self, request_iterator: Iterator[score_pb2.ScorePart], context: grpc.ServicerContext
     ) -> Iterator[score_pb2.ScoreReply]:
+        coordinator_only(self.node, context, "score")
         with self.node.entity_budget.account() as charge:
             key_id, model_id, ids, vouchers = serde.score_request_from_parts(
                 request_iterator, self.node.max_entities, self.node.require_model, charge
@@ -285,6 +316,7 @@ class CoordinatorServicer(_SharedMethods, coordinator_pb2_grpc.CoordinatorServic
             answer.holders,
             answer.receipts,
             answer.missing,
+            answer.reasons,
         )
         for index, data in enumerate(answer.ciphertexts):
             yield serde.ciphertext_reply(index, data)

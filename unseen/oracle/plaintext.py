@@ -20,9 +20,18 @@ import numpy as np
 import sqlglot
 from sqlglot import exp
 
+from unseen.engine.privacy.suppression import (
+    DEFAULT_P,
+    SPREAD_STATS,
+    CellFacts,
+    SuppressionRules,
+    failing_groups,
+    measure_spreads,
+)
 from unseen.engine.query.compiled import CompiledQuery
 from unseen.engine.query.expr import GroupRef
 from unseen.engine.query.model import Model
+from unseen.engine.query.plan import AggregatePlan
 
 __all__ = [
     "REL_TOL",
@@ -90,36 +99,108 @@ def compare_rows(
     return marks
 
 
+# Aggregates whose argument's magnitudes are published (the dominance rule applies).
+_MAGNITUDE = (
+    exp.Sum,
+    exp.Avg,
+    exp.Variance,
+    exp.VariancePop,
+    exp.Stddev,
+    exp.StddevPop,
+    exp.StddevSamp,
+)
+
+
+def _magnitude_arguments(tree: exp.Expr) -> list[exp.Expression]:
+    """The distinct arguments of the query's SUM/AVG/VAR/STDDEV calls.
+
+    ``agg(x) FILTER (WHERE c)`` reads ``CASE WHEN c THEN x END`` (NULL, so not
+    a contribution, where ``c`` does not hold), as the holders' measures do.
+    """
+    seen: dict[str, exp.Expression] = {}
+    for call in tree.find_all(*_MAGNITUDE):
+        argument = call.this
+        if isinstance(argument, exp.Distinct) or argument is None:
+            continue
+        parent = call.parent
+        if isinstance(parent, exp.Filter) and isinstance(parent.expression, exp.Where):
+            condition = parent.expression.this.copy()
+            argument = exp.Case(ifs=[exp.If(this=condition, true=argument.copy())])
+        seen.setdefault(argument.sql("duckdb"), argument)
+    return list(seen.values())
+
+
 def suppressed_keys(
     sql: str,
     group_columns: Sequence[str | exp.Expression],
     shards: Sequence[str],
     k: int,
     run: Callable[[str], list[tuple[Any, ...]]],
+    plan: AggregatePlan | None = None,
+    p: float = DEFAULT_P,
 ) -> set[tuple[Any, ...]]:
-    """Groups that some shard holds with 0 < rows < k, found in plaintext.
+    """Groups some shard must suppress (``unseen.engine.privacy.suppression``), found in plaintext.
 
-    The analyst's WHERE clause is reused verbatim in ``SELECT <group cols>,
-    COUNT(*) FROM <shard> WHERE <same filter> GROUP BY <group cols>``, run on
-    each shard by ``run`` (a DuckDB connection's executor, say), so the row
-    semantics are the engine's own, not unseen's plan and pushdown code.
+    The analyst's WHERE clause and aggregate arguments are reused verbatim in
+    ``SELECT <group cols>, COUNT(*), <sum, max and second max of |arg|>...
+    FROM <shard> WHERE <same filter> GROUP BY <group cols>``, run on each shard
+    by ``run`` (a DuckDB connection's executor, say), so the row semantics are
+    the engine's own, not unseen's plan and pushdown code; only the decision
+    itself is :func:`unseen.engine.privacy.suppression.failing_groups`. Without ``plan`` only
+    the k rule is checked.
     """
     tree = sqlglot.parse_one(sql, read="duckdb")
     columns = [
         exp.column(name, quoted=True) if isinstance(name, str) else name for name in group_columns
     ]
+    arguments = _magnitude_arguments(tree) if plan is not None else []
+    stats: list[exp.Expr] = []
+    for argument in arguments:
+        x = f"CAST(({argument.sql('duckdb')}) AS DOUBLE)"
+        # SPREAD_STATS, written out as DuckDB SQL (not built by unseen.engine.data.pushdown).
+        texts = {
+            "sum": f"SUM({x})",
+            "abs_sum": f"SUM(ABS({x}))",
+            "abs_max": f"MAX(ABS({x}))",
+            "abs_second": f"list_extract(max(ABS({x}), 2), 2)",
+            "min": f"MIN({x})",
+            "max": f"MAX({x})",
+            "second_max": f"list_extract(max({x}, 2), 2)",
+            "second_min": f"list_extract(min({x}, 2), 2)",
+        }
+        stats.append(sqlglot.parse_one(f"COUNT({x})", read="duckdb"))
+        names = ("sum", *SPREAD_STATS)
+        stats += [sqlglot.parse_one(texts[name], read="duckdb") for name in names]
+    rules = SuppressionRules(k=k, p=p)
+    width = len(columns)
     out: set[tuple[Any, ...]] = set()
     for shard in shards:
-        query = exp.select(*[c.copy() for c in columns], exp.Count(this=exp.Star()))
+        query = exp.select(*[c.copy() for c in columns], exp.Count(this=exp.Star()), *stats)
         query = query.from_(exp.table_(shard, quoted=True))
         where = tree.args.get("where")
         if where is not None:
             query = query.where(where.this.copy())
         if columns:
             query = query.group_by(*[c.copy() for c in columns])
-        for row in run(query.sql("duckdb")):
-            if 0 < row[-1] < k:
-                out.add(tuple(row[:-1]))
+        rows = run(query.sql("duckdb"))
+        cells = {}
+        step = 2 + len(SPREAD_STATS)  # count, sum, then the statistics
+        for index, row in enumerate(rows):
+            values = row[width + 1 :]
+            spreads = tuple(
+                measure_spreads(
+                    dict(zip(SPREAD_STATS, values[i + 2 : i + step], strict=True)),
+                    values[i],
+                    float(values[i + 1] or 0.0),
+                )
+                for i in range(0, len(values), step)
+            )
+            cells[index] = CellFacts(int(row[width]), spreads)
+        if plan is None:
+            failing = {i for i, c in cells.items() if 0 < c.rows < k}
+        else:
+            failing = set(failing_groups(cells, plan, rules))
+        out.update(tuple(rows[i][:width]) for i in failing)
     return out
 
 
@@ -281,7 +362,7 @@ def check_answer(
         g.column if g.expr is None else exp.maybe_parse(g.column, dialect="duckdb")
         for g in compiled.plan.groups
     ]
-    expected = suppressed_keys(compiled.sql, groups, shards, k, run)
+    expected = suppressed_keys(compiled.sql, groups, shards, k, run, compiled.plan)
     positions = [compiled.outputs.index(GroupRef(i)) for i in range(len(groups))]
     hidden = {tuple(g["group"].values()) for g in result.meta["suppressed"]}
     verdict = verify(

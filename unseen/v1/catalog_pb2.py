@@ -26,7 +26,7 @@ from unseen.v1 import mask_pb2 as unseen_dot_v1_dot_mask__pb2
 from unseen.v1 import plan_pb2 as unseen_dot_v1_dot_plan__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17unseen/v1/catalog.proto\x12\tunseen.v1\x1a\x14unseen/v1/mask.proto\x1a\x14unseen/v1/plan.proto\"\xcc\x01\n\nColumnInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04uses\x18\x03 \x03(\t\x12\x18\n\x10\x64omain_published\x18\x04 \x01(\x08\x12 \n\x06\x64omain\x18\x05 \x03(\x0b\x32\x10.unseen.v1.Value\x12#\n\tbound_low\x18\x06 \x01(\x0b\x32\x10.unseen.v1.Value\x12$\n\nbound_high\x18\x07 \x01(\x0b\x32\x10.unseen.v1.Value\x12\r\n\x05grade\x18\x08 \x01(\t\"z\n\tTableInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x15.unseen.v1.ColumnInfo\x12\x16\n\x0emin_group_size\x18\x03 \x01(\r\x12\x0f\n\x07holders\x18\x04 \x03(\t\x12\x0e\n\x06\x61ssets\x18\x05 \x03(\t\".\n\rTableConflict\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xad\x01\n\x07\x43\x61talog\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12$\n\x06tables\x18\x02 \x03(\x0b\x32\x14.unseen.v1.TableInfo\x12\x19\n\x11vouchers_required\x18\x03 \x01(\x08\x12+\n\tconflicts\x18\x04 \x03(\x0b\x32\x18.unseen.v1.TableConflict\x12$\n\x08mask_key\x18\x05 \x01(\x0b\x32\x12.unseen.v1.MaskKey\"\x13\n\x11GetCatalogRequestb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17unseen/v1/catalog.proto\x12\tunseen.v1\x1a\x14unseen/v1/mask.proto\x1a\x14unseen/v1/plan.proto\"\xcc\x01\n\nColumnInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04uses\x18\x03 \x03(\t\x12\x18\n\x10\x64omain_published\x18\x04 \x01(\x08\x12 \n\x06\x64omain\x18\x05 \x03(\x0b\x32\x10.unseen.v1.Value\x12#\n\tbound_low\x18\x06 \x01(\x0b\x32\x10.unseen.v1.Value\x12$\n\nbound_high\x18\x07 \x01(\x0b\x32\x10.unseen.v1.Value\x12\r\n\x05grade\x18\x08 \x01(\t\"\x9b\x01\n\tTableInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x15.unseen.v1.ColumnInfo\x12\x16\n\x0emin_group_size\x18\x03 \x01(\r\x12\x0f\n\x07holders\x18\x04 \x03(\t\x12\x0e\n\x06\x61ssets\x18\x05 \x03(\t\x12\x1f\n\x02\x64p\x18\n \x01(\x0b\x32\x13.unseen.v1.DpPolicy\"7\n\x07\x44pBound\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12\r\n\x05lower\x18\x02 \x01(\t\x12\r\n\x05upper\x18\x03 \x01(\t\"\x89\x01\n\x08\x44pPolicy\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x10\n\x08max_rows\x18\x02 \x01(\r\x12\x0b\n\x03rho\x18\x03 \x01(\t\x12\x16\n\x0ehonest_holders\x18\x04 \x01(\r\x12\"\n\x06\x62ounds\x18\x05 \x03(\x0b\x32\x12.unseen.v1.DpBound\x12\x14\n\x0cunit_holders\x18\x06 \x01(\r\".\n\rTableConflict\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xad\x01\n\x07\x43\x61talog\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12$\n\x06tables\x18\x02 \x03(\x0b\x32\x14.unseen.v1.TableInfo\x12\x19\n\x11vouchers_required\x18\x03 \x01(\x08\x12+\n\tconflicts\x18\x04 \x03(\x0b\x32\x18.unseen.v1.TableConflict\x12$\n\x08mask_key\x18\x05 \x01(\x0b\x32\x12.unseen.v1.MaskKey\"\x13\n\x11GetCatalogRequestb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,12 +35,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_COLUMNINFO']._serialized_start=83
   _globals['_COLUMNINFO']._serialized_end=287
-  _globals['_TABLEINFO']._serialized_start=289
-  _globals['_TABLEINFO']._serialized_end=411
-  _globals['_TABLECONFLICT']._serialized_start=413
-  _globals['_TABLECONFLICT']._serialized_end=459
-  _globals['_CATALOG']._serialized_start=462
-  _globals['_CATALOG']._serialized_end=635
-  _globals['_GETCATALOGREQUEST']._serialized_start=637
-  _globals['_GETCATALOGREQUEST']._serialized_end=656
+  _globals['_TABLEINFO']._serialized_start=290
+  _globals['_TABLEINFO']._serialized_end=445
+  _globals['_DPBOUND']._serialized_start=447
+  _globals['_DPBOUND']._serialized_end=502
+  _globals['_DPPOLICY']._serialized_start=505
+  _globals['_DPPOLICY']._serialized_end=642
+  _globals['_TABLECONFLICT']._serialized_start=644
+  _globals['_TABLECONFLICT']._serialized_end=690
+  _globals['_CATALOG']._serialized_start=693
+  _globals['_CATALOG']._serialized_end=866
+  _globals['_GETCATALOGREQUEST']._serialized_start=868
+  _globals['_GETCATALOGREQUEST']._serialized_end=887
 # @@protoc_insertion_point(module_scope)

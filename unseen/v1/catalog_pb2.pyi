@@ -29,18 +29,46 @@ class ColumnInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., uses: _Optional[_Iterable[str]] = ..., domain_published: _Optional[bool] = ..., domain: _Optional[_Iterable[_Union[_plan_pb2.Value, _Mapping]]] = ..., bound_low: _Optional[_Union[_plan_pb2.Value, _Mapping]] = ..., bound_high: _Optional[_Union[_plan_pb2.Value, _Mapping]] = ..., grade: _Optional[str] = ...) -> None: ...
 
 class TableInfo(_message.Message):
-    __slots__ = ("name", "columns", "min_group_size", "holders", "assets")
+    __slots__ = ("name", "columns", "min_group_size", "holders", "assets", "dp")
     NAME_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     HOLDERS_FIELD_NUMBER: _ClassVar[int]
     ASSETS_FIELD_NUMBER: _ClassVar[int]
+    DP_FIELD_NUMBER: _ClassVar[int]
     name: str
     columns: _containers.RepeatedCompositeFieldContainer[ColumnInfo]
     min_group_size: int
     holders: _containers.RepeatedScalarFieldContainer[str]
     assets: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., min_group_size: _Optional[int] = ..., holders: _Optional[_Iterable[str]] = ..., assets: _Optional[_Iterable[str]] = ...) -> None: ...
+    dp: DpPolicy
+    def __init__(self, name: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., min_group_size: _Optional[int] = ..., holders: _Optional[_Iterable[str]] = ..., assets: _Optional[_Iterable[str]] = ..., dp: _Optional[_Union[DpPolicy, _Mapping]] = ...) -> None: ...
+
+class DpBound(_message.Message):
+    __slots__ = ("column", "lower", "upper")
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    column: str
+    lower: str
+    upper: str
+    def __init__(self, column: _Optional[str] = ..., lower: _Optional[str] = ..., upper: _Optional[str] = ...) -> None: ...
+
+class DpPolicy(_message.Message):
+    __slots__ = ("unit", "max_rows", "rho", "honest_holders", "bounds", "unit_holders")
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROWS_FIELD_NUMBER: _ClassVar[int]
+    RHO_FIELD_NUMBER: _ClassVar[int]
+    HONEST_HOLDERS_FIELD_NUMBER: _ClassVar[int]
+    BOUNDS_FIELD_NUMBER: _ClassVar[int]
+    UNIT_HOLDERS_FIELD_NUMBER: _ClassVar[int]
+    unit: str
+    max_rows: int
+    rho: str
+    honest_holders: int
+    bounds: _containers.RepeatedCompositeFieldContainer[DpBound]
+    unit_holders: int
+    def __init__(self, unit: _Optional[str] = ..., max_rows: _Optional[int] = ..., rho: _Optional[str] = ..., honest_holders: _Optional[int] = ..., bounds: _Optional[_Iterable[_Union[DpBound, _Mapping]]] = ..., unit_holders: _Optional[int] = ...) -> None: ...
 
 class TableConflict(_message.Message):
     __slots__ = ("table", "reason")

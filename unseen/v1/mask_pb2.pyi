@@ -35,11 +35,13 @@ class MaskRound(_message.Message):
     def __init__(self, nonce: _Optional[bytes] = ..., participants: _Optional[_Iterable[_Union[MaskParticipant, _Mapping]]] = ..., suppressed_groups: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class PrepareAggregateReply(_message.Message):
-    __slots__ = ("query_id", "failing_groups", "receipts")
+    __slots__ = ("query_id", "failing_groups", "receipts", "failing_reasons")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     FAILING_GROUPS_FIELD_NUMBER: _ClassVar[int]
     RECEIPTS_FIELD_NUMBER: _ClassVar[int]
+    FAILING_REASONS_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     failing_groups: _containers.RepeatedScalarFieldContainer[int]
     receipts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, query_id: _Optional[str] = ..., failing_groups: _Optional[_Iterable[int]] = ..., receipts: _Optional[_Iterable[str]] = ...) -> None: ...
+    failing_reasons: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, query_id: _Optional[str] = ..., failing_groups: _Optional[_Iterable[int]] = ..., receipts: _Optional[_Iterable[str]] = ..., failing_reasons: _Optional[_Iterable[str]] = ...) -> None: ...

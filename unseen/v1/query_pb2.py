@@ -27,7 +27,7 @@ from unseen.v1 import mask_pb2 as unseen_dot_v1_dot_mask__pb2
 from unseen.v1 import plan_pb2 as unseen_dot_v1_dot_plan__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15unseen/v1/query.proto\x12\tunseen.v1\x1a\x16unseen/v1/crypto.proto\x1a\x14unseen/v1/mask.proto\x1a\x14unseen/v1/plan.proto\"\xab\x01\n\x10\x41ggregateRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12&\n\x04plan\x18\x02 \x01(\x0b\x32\x18.unseen.v1.AggregatePlan\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x10\n\x08vouchers\x18\x04 \x03(\t\x12\x15\n\rallow_partial\x18\x05 \x01(\x08\x12\"\n\x04mask\x18\x06 \x01(\x0b\x32\x14.unseen.v1.MaskRound\"}\n\x0f\x41ggregateHeader\x12\x13\n\x0b\x63iphertexts\x18\x01 \x01(\r\x12\x19\n\x11suppressed_groups\x18\x02 \x03(\r\x12\x0f\n\x07holders\x18\x03 \x03(\t\x12\x10\n\x08receipts\x18\x04 \x03(\t\x12\x17\n\x0fmissing_holders\x18\x05 \x03(\t\"s\n\x0e\x41ggregateReply\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.unseen.v1.AggregateHeaderH\x00\x12+\n\nciphertext\x18\x02 \x01(\x0b\x32\x15.unseen.v1.CiphertextH\x00\x42\x06\n\x04partb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15unseen/v1/query.proto\x12\tunseen.v1\x1a\x16unseen/v1/crypto.proto\x1a\x14unseen/v1/mask.proto\x1a\x14unseen/v1/plan.proto\"\xab\x01\n\x10\x41ggregateRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12&\n\x04plan\x18\x02 \x01(\x0b\x32\x18.unseen.v1.AggregatePlan\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x10\n\x08vouchers\x18\x04 \x03(\t\x12\x15\n\rallow_partial\x18\x05 \x01(\x08\x12\"\n\x04mask\x18\x06 \x01(\x0b\x32\x14.unseen.v1.MaskRound\"\x9a\x01\n\x0f\x41ggregateHeader\x12\x13\n\x0b\x63iphertexts\x18\x01 \x01(\r\x12\x19\n\x11suppressed_groups\x18\x02 \x03(\r\x12\x0f\n\x07holders\x18\x03 \x03(\t\x12\x10\n\x08receipts\x18\x04 \x03(\t\x12\x17\n\x0fmissing_holders\x18\x05 \x03(\t\x12\x1b\n\x13suppression_reasons\x18\x06 \x03(\t\"s\n\x0e\x41ggregateReply\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.unseen.v1.AggregateHeaderH\x00\x12+\n\nciphertext\x18\x02 \x01(\x0b\x32\x15.unseen.v1.CiphertextH\x00\x42\x06\n\x04partb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,8 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AGGREGATEREQUEST']._serialized_start=105
   _globals['_AGGREGATEREQUEST']._serialized_end=276
-  _globals['_AGGREGATEHEADER']._serialized_start=278
-  _globals['_AGGREGATEHEADER']._serialized_end=403
-  _globals['_AGGREGATEREPLY']._serialized_start=405
-  _globals['_AGGREGATEREPLY']._serialized_end=520
+  _globals['_AGGREGATEHEADER']._serialized_start=279
+  _globals['_AGGREGATEHEADER']._serialized_end=433
+  _globals['_AGGREGATEREPLY']._serialized_start=435
+  _globals['_AGGREGATEREPLY']._serialized_end=550
 # @@protoc_insertion_point(module_scope)

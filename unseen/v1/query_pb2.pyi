@@ -26,18 +26,20 @@ class AggregateRequest(_message.Message):
     def __init__(self, key_id: _Optional[str] = ..., plan: _Optional[_Union[_plan_pb2.AggregatePlan, _Mapping]] = ..., request_id: _Optional[str] = ..., vouchers: _Optional[_Iterable[str]] = ..., allow_partial: _Optional[bool] = ..., mask: _Optional[_Union[_mask_pb2.MaskRound, _Mapping]] = ...) -> None: ...
 
 class AggregateHeader(_message.Message):
-    __slots__ = ("ciphertexts", "suppressed_groups", "holders", "receipts", "missing_holders")
+    __slots__ = ("ciphertexts", "suppressed_groups", "holders", "receipts", "missing_holders", "suppression_reasons")
     CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
     SUPPRESSED_GROUPS_FIELD_NUMBER: _ClassVar[int]
     HOLDERS_FIELD_NUMBER: _ClassVar[int]
     RECEIPTS_FIELD_NUMBER: _ClassVar[int]
     MISSING_HOLDERS_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSION_REASONS_FIELD_NUMBER: _ClassVar[int]
     ciphertexts: int
     suppressed_groups: _containers.RepeatedScalarFieldContainer[int]
     holders: _containers.RepeatedScalarFieldContainer[str]
     receipts: _containers.RepeatedScalarFieldContainer[str]
     missing_holders: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ciphertexts: _Optional[int] = ..., suppressed_groups: _Optional[_Iterable[int]] = ..., holders: _Optional[_Iterable[str]] = ..., receipts: _Optional[_Iterable[str]] = ..., missing_holders: _Optional[_Iterable[str]] = ...) -> None: ...
+    suppression_reasons: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ciphertexts: _Optional[int] = ..., suppressed_groups: _Optional[_Iterable[int]] = ..., holders: _Optional[_Iterable[str]] = ..., receipts: _Optional[_Iterable[str]] = ..., missing_holders: _Optional[_Iterable[str]] = ..., suppression_reasons: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AggregateReply(_message.Message):
     __slots__ = ("header", "ciphertext")

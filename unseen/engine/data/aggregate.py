@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -25,22 +25,46 @@ from unseen.engine.crypto import ckks
 from unseen.engine.data.pushdown import build_aggregate_query
 from unseen.engine.data.source import TableSource
 from unseen.engine.errors import EncodingOverflowError, PlanError, PolicyError, SourceError
+from unseen.engine.privacy.dp_accounting import calibrate
+from unseen.engine.privacy.dp_policy import DpPolicy
+from unseen.engine.privacy.dp_quantities import check_dp_plan
 from unseen.engine.privacy.masks import apply_masks
-from unseen.engine.privacy.suppression import failing_groups
+from unseen.engine.privacy.noise import add_noise
+from unseen.engine.privacy.suppression import (
+    SPREAD_STATS,
+    CellFacts,
+    Spread,
+    SuppressionRules,
+    failing_groups,
+    measure_spreads,
+    needs_second_largest,
+)
 from unseen.engine.query.catalog import TableInfo
+from unseen.engine.query.expr import column_names
 from unseen.engine.query.layout import GroupMoments, MeasureMoments, layout_for, pack
 from unseen.engine.query.plan import (
     DEFAULT_LIMITS,
     AggregatePlan,
     Encoding,
     Limits,
+    Measure,
     check_plan,
     group_key_type,
 )
 from unseen.engine.query.types import normalize_value
 from unseen.engine.transport.cancellation import checkpoint
 
-__all__ = ["LocalAnswer", "PreparedAnswer", "answer_masked", "mask_only", "prepare_aggregate"]
+__all__ = [
+    "LocalAnswer",
+    "LocalGroups",
+    "PreparedAnswer",
+    "answer_masked",
+    "compute_groups",
+    "compute_moments",
+    "mask_only",
+    "prepare_aggregate",
+    "suppression_rules",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +81,26 @@ class PreparedAnswer:
 
     moments: dict[int, GroupMoments]
     failing: frozenset[int]
+    # dp mode: the table's policy; round 2 adds this holder's noise share.
+    dp: DpPolicy | None = None
+    # Per failing group, the first rule it fails ("k", "dominance", "moments").
+    reasons: dict[int, str] = field(default_factory=dict)
+
+
+def suppression_rules(table: TableInfo, plan: AggregatePlan | None = None) -> SuppressionRules:
+    """The suppression thresholds of a served table's policy, for ``plan``'s measures."""
+    measure_p = tuple(_measure_p(table, m) for m in plan.measures) if plan is not None else ()
+    return SuppressionRules(k=table.min_group_size, p=table.dominance_p, measure_p=measure_p)
+
+
+def _measure_p(table: TableInfo, measure: Measure) -> float:
+    # The largest p of the table's and of the columns the measure reads.
+    ps = [table.dominance_p]
+    for name in column_names(measure.expr):
+        column = table.column(name)
+        if column is not None and column.dominance_p is not None:
+            ps.append(column.dominance_p)
+    return max(ps)
 
 
 def _group_index(plan: AggregatePlan) -> list[dict[Any, int]]:
@@ -69,18 +113,34 @@ def _key(value: Any) -> Any:
     return (type(value).__name__ if isinstance(value, (bool,)) or value is None else "", value)
 
 
-def _finite(value: Any, what: str, table: str) -> Any:
+class _NotFinite(Exception):
+    """A measure of the plan met inf or NaN (in a row, or its sum overflowed)."""
+
+    def __init__(self, measure: int):
+        super().__init__(measure)
+        self.measure = measure
+
+
+def _finite(value: Any, measure: int) -> Any:
     # inf and NaN (data holding them, x / 0, overflow) have no exact encoding.
+    # Which one it was is data (a measure can be built to give NaN on one side
+    # of a threshold and inf on the other), so only the measure's position leaves.
     if isinstance(value, float) and not math.isfinite(value):
-        raise EncodingOverflowError(
-            f"table {table}: the {what} is {value}, which cannot be encoded; filter out "
-            "infinite values or divisions by zero"
-        )
+        raise _NotFinite(measure)
     return value
 
 
-def _exact(value: Any, encoding: Encoding, scale: int, table: str) -> Fraction:
-    total = Fraction(_finite(value, "sum", table))
+def _not_finite_error(measures: set[int]) -> EncodingOverflowError:
+    positions = ", ".join(str(m + 1) for m in sorted(measures))
+    which = f"measure {positions} is" if len(measures) == 1 else f"measures {positions} are"
+    return EncodingOverflowError(
+        f"{which} not finite for some row (an infinite or NaN value, a division by zero "
+        "or an overflowing sum); filter such rows out"
+    )
+
+
+def _exact(value: Any, encoding: Encoding, scale: int, table: str, measure: int) -> Fraction:
+    total = Fraction(_finite(value, measure))
     if encoding is Encoding.INTEGER and total.denominator != 1:
         raise SourceError(f"table {table}: an integer column holds a non-integer value")
     if encoding is Encoding.DECIMAL and (total * 10**scale).denominator != 1:
@@ -88,11 +148,43 @@ def _exact(value: Any, encoding: Encoding, scale: int, table: str) -> Fraction:
     return total
 
 
+@dataclass(frozen=True)
+class LocalGroups:
+    """A holder's groups of one plan: exact moments, and the facts suppression decides on."""
+
+    moments: dict[int, GroupMoments]
+    cells: dict[int, CellFacts]
+
+
 def compute_moments(
     plan: AggregatePlan, source: TableSource, table: TableInfo
 ) -> dict[int, GroupMoments]:
     """Run the local query and return exact moments per group index."""
-    query = build_aggregate_query(plan, table, source.dialect, source.sql_name)
+    return _run_groups(plan, source, table, second_largest=False).moments
+
+
+def compute_groups(plan: AggregatePlan, source: TableSource, table: TableInfo) -> LocalGroups:
+    """Run the local query: exact moments and suppression facts per group index.
+
+    The first run asks the engine only for each magnitude measure's min and
+    max (with the exact sum, enough for the p% rule on most groups); the
+    absolute and top-2 statistics cost about as much as the rest of the
+    query, so the query runs again with them only when a group that passes
+    k needs them (values of both signs, or one near half the total).
+
+    Raises :class:`EncodingOverflowError` naming only the positions of the
+    measures that met a non-finite value, in any group.
+    """
+    groups = _run_groups(plan, source, table, second_largest=False)
+    if needs_second_largest(groups.cells, suppression_rules(table, plan)):
+        groups = _run_groups(plan, source, table, second_largest=True)
+    return groups
+
+
+def _run_groups(
+    plan: AggregatePlan, source: TableSource, table: TableInfo, second_largest: bool
+) -> LocalGroups:
+    query = build_aggregate_query(plan, table, source.dialect, source.sql_name, second_largest)
     rows = source.run(query.sql, query.params)
     index = _group_index(plan)
     radix = [len(g.domain) for g in plan.groups]
@@ -100,10 +192,16 @@ def compute_moments(
     for group in plan.groups:
         kinds.append(group_key_type(group, table))  # check_plan ran first
     out: dict[int, GroupMoments] = {}
+    cells: dict[int, CellFacts] = {}
+    not_finite: set[int] = set()
     for row in rows:
         position = 0
+        outside = False
         for column, (lookup, size) in enumerate(zip(index, radix, strict=True)):
             slot = lookup.get(_key(normalize_value(row[column], kinds[column])))
+            if slot is None and table.dp is not None:
+                outside = True  # dp mode: rows outside the public domain are dropped, unreported
+                break
             if slot is None:
                 raise PlanError(
                     f"holder data has {plan.groups[column].column} values outside the plan's "
@@ -111,31 +209,63 @@ def compute_moments(
                     "catalog"
                 )
             position = position * size + slot
+        if outside:
+            continue
         rows_in_group = int(row[query.group_columns])
         measures = []
-        for measure, (count_at, sum_at, m2_at) in zip(
-            plan.measures, query.measure_columns, strict=True
+        spreads: list[tuple[Spread, ...] | None] = []
+        for number, (measure, (count_at, sum_at, m2_at), spread_at) in enumerate(
+            zip(plan.measures, query.measure_columns, query.spread_columns, strict=True)
         ):
-            count = int(row[count_at])
-            total = square = None
-            if sum_at is not None:
-                raw = row[sum_at]
-                total = (
-                    Fraction(0)
-                    if raw is None
-                    else _exact(raw, measure.encoding, measure.decimal_scale, table.name)
+            try:
+                moments = _measure(row, measure, count_at, sum_at, m2_at, table, number)
+                measures.append(moments)
+                spreads.append(
+                    None if spread_at is None else _spread(row, spread_at, moments, number)
                 )
-            if m2_at is not None:
-                var_pop = row[m2_at]
-                square = (
-                    Fraction(0)
-                    if var_pop is None
-                    else Fraction(_finite(var_pop, "variance", table.name)) * count
-                )
-            measures.append(MeasureMoments(count, total, square))
-        if rows_in_group:
+            except _NotFinite as exc:
+                not_finite.add(exc.measure)
+        if rows_in_group and not not_finite:
             out[position] = GroupMoments(rows_in_group, tuple(measures))
-    return out
+            cells[position] = CellFacts(rows_in_group, tuple(spreads))
+    if not_finite:
+        raise _not_finite_error(not_finite)
+    return LocalGroups(out, cells)
+
+
+def _measure(
+    row: tuple[Any, ...],
+    measure: Measure,
+    count_at: int,
+    sum_at: int | None,
+    m2_at: int | None,
+    table: TableInfo,
+    number: int,
+) -> MeasureMoments:
+    count = int(row[count_at])
+    total = square = None
+    if sum_at is not None:
+        raw = row[sum_at]
+        total = (
+            Fraction(0)
+            if raw is None
+            else _exact(raw, measure.encoding, measure.decimal_scale, table.name, number)
+        )
+    if m2_at is not None:
+        var_pop = row[m2_at]
+        square = Fraction(0) if var_pop is None else Fraction(_finite(var_pop, number)) * count
+    return MeasureMoments(count, total, square)
+
+
+def _spread(
+    row: tuple[Any, ...], at: tuple[int | None, ...], moments: MeasureMoments, number: int
+) -> tuple[Spread, ...]:
+    stats = {
+        name: _finite(float(row[i] or 0.0), number)
+        for name, i in zip(SPREAD_STATS, at, strict=True)
+        if i is not None
+    }
+    return measure_spreads(stats, moments.count, float(moments.total or 0))
 
 
 def prepare_aggregate(
@@ -150,8 +280,14 @@ def prepare_aggregate(
     if plan.codec.slots != ckks.slot_count(ctx):
         raise PlanError("the plan's slot count does not match the registered key")
     layout_for(plan, limits)  # refuse an oversized answer before reading
-    moments = compute_moments(plan, source, table)
-    return PreparedAnswer(moments, failing_groups(moments, table))
+    if table.dp is not None:
+        check_dp_plan(plan, table.dp)
+        # The noisy counts replace k: suppression would be a data-dependent
+        # disclosure outside the privacy accounting (docs/differential-privacy.md).
+        return PreparedAnswer(compute_moments(plan, source, table), frozenset(), table.dp)
+    groups = compute_groups(plan, source, table)
+    failing = failing_groups(groups.cells, plan, suppression_rules(table, plan))
+    return PreparedAnswer(groups.moments, frozenset(failing), reasons=failing)
 
 
 def mask_only(
@@ -190,6 +326,9 @@ def answer_masked(
     layout = layout_for(plan, limits)
     published = {i: m for i, m in prepared.moments.items() if i not in suppressed}
     vectors = pack(plan, layout, published)
+    if prepared.dp is not None:
+        noise = calibrate(plan, prepared.dp)
+        vectors = add_noise(plan, layout, vectors, noise, prepared.dp.honest_holders)
     masked = apply_masks(vectors, masks(layout.ciphertexts * plan.codec.slots))
     checkpoint()  # a caller gone during the query gets no encryption either
     ciphertexts = tuple(ckks.encrypt_all(ctx, masked) if encrypt is None else encrypt(masked))

@@ -19,6 +19,8 @@ from sqlglot import exp
 
 from unseen.engine.data.spellings import WAREHOUSE_DIALECTS, cast_to_integer, date_trunc, extract
 from unseen.engine.errors import PlanError, UnseenError
+from unseen.engine.privacy.contribution import bounded_rows
+from unseen.engine.privacy.suppression import SPREAD_STATS
 from unseen.engine.query.catalog import TableInfo
 from unseen.engine.query.expr import (
     Between,
@@ -44,10 +46,12 @@ from unseen.engine.query.expr import (
 from unseen.engine.query.plan import AggregatePlan, Encoding, expr_type
 from unseen.engine.query.types import SqlType
 
-__all__ = ["SQLITE_VAR_POP", "LocalQuery", "build_aggregate_query"]
+__all__ = ["SQLITE_SECOND_LARGEST", "SQLITE_VAR_POP", "LocalQuery", "build_aggregate_query"]
 
 # SQLite has no VAR_POP; the SQLite source registers this aggregate (Welford).
 SQLITE_VAR_POP = "unseen_var_pop"
+# Nor a top-n aggregate; the SQLite source registers this one (second largest value).
+SQLITE_SECOND_LARGEST = "unseen_second_largest"
 
 _BINARY: dict[BinaryOp, Any] = {
     BinaryOp.EQ: exp.EQ,
@@ -72,6 +76,10 @@ class LocalQuery:
     params: dict[str, Any]
     group_columns: int
     measure_columns: tuple[tuple[int, int | None, int | None], ...]  # count, sum, m2 positions
+    # Per measure, the positions of its dominance statistics in
+    # unseen.engine.privacy.suppression.SPREAD_STATS order (None where not asked for);
+    # None for a count-only measure, and for every measure of a dp table.
+    spread_columns: tuple[tuple[int | None, ...] | None, ...] = ()
 
 
 @dataclass
@@ -307,13 +315,21 @@ def _strftime(pattern: str, operand: exp.Expression) -> exp.Expression:
 
 
 def build_aggregate_query(
-    plan: AggregatePlan, table: TableInfo, dialect: str, source_table: str | None = None
+    plan: AggregatePlan,
+    table: TableInfo,
+    dialect: str,
+    source_table: str | None = None,
+    second_largest: bool = True,
 ) -> LocalQuery:
-    """The local GROUP BY query computing rows, counts, sums and centred moments."""
+    """The local GROUP BY query computing rows, counts, sums and centred moments,
+    and per SUM/AVG/VAR measure of an exact table its min and max and
+    (``second_largest``) the |x| and top-2 statistics of the p% rule. A dp
+    table's answers are not suppressed, so it asks for none."""
     builder = _Builder(table, dialect)
     selects: list[exp.Expression] = [builder.expr(g.key) for g in plan.groups]
     selects.append(exp.Count(this=exp.Star()))
     positions = []
+    spreads: list[tuple[int | None, ...] | None] = []
     for measure in plan.measures:
         value = builder.expr(measure.expr)
         count_at = len(selects)
@@ -333,9 +349,19 @@ def build_aggregate_query(
             else:
                 selects.append(exp.VariancePop(this=as_double))
         positions.append((count_at, sum_at, m2_at))
-    query = exp.select(*selects).from_(exp.table_(source_table or table.name, quoted=True))
-    if plan.filter is not None:
-        query = query.where(builder.expr(plan.filter))
+        magnitude = (measure.want_sum or measure.want_square) and table.dp is None
+        spreads.append(_spread(selects, value, dialect, second_largest) if magnitude else None)
+    where = builder.expr(plan.filter) if plan.filter is not None else None
+    if table.dp is not None:
+        # dp mode: read through the contribution-bounding, clamping subquery.
+        bounded, where = bounded_rows(
+            table, table.dp, source_table or table.name, where, builder.literal
+        )
+        query = exp.select(*selects).from_(bounded)
+    else:
+        query = exp.select(*selects).from_(exp.table_(source_table or table.name, quoted=True))
+    if where is not None:
+        query = query.where(where)
     if plan.groups:
         # By position: a derived key's parameters are bound once, in the select list.
         query = query.group_by(*[exp.Literal.number(i + 1) for i in range(len(plan.groups))])
@@ -344,4 +370,48 @@ def build_aggregate_query(
         params=builder.params,
         group_columns=len(plan.groups),
         measure_columns=tuple(positions),
+        spread_columns=tuple(spreads),
     )
+
+
+def _spread(
+    selects: list[exp.Expression], value: exp.Expression, dialect: str, second: bool
+) -> tuple[int | None, ...]:
+    """Append the dominance statistics of ``value`` (as DOUBLE) to ``selects``.
+
+    Returns their positions in :data:`unseen.engine.privacy.suppression.SPREAD_STATS` order:
+    min and max, and only with ``second`` the rest (else None).
+    """
+    number = exp.cast(exp.paren(value.copy()), exp.DataType.build("DOUBLE"))
+    magnitude = exp.Abs(this=number.copy())
+    stats: dict[str, exp.Expression] = {
+        "min": exp.Min(this=number.copy()),
+        "max": exp.Max(this=number.copy()),
+    }
+    if second:
+        stats["abs_sum"] = exp.Sum(this=magnitude.copy())
+        stats["abs_max"] = exp.Max(this=magnitude.copy())
+        stats["abs_second"] = _second_largest(magnitude, dialect)
+        stats["second_max"] = _second_largest(number, dialect)
+        stats["second_min"] = exp.Neg(this=_second_largest(exp.Neg(this=number.copy()), dialect))
+    positions: list[int | None] = []
+    for name in SPREAD_STATS:
+        if name in stats:
+            positions.append(len(selects))
+            selects.append(stats[name])
+        else:
+            positions.append(None)
+    return tuple(positions)
+
+
+def _second_largest(value: exp.Expression, dialect: str) -> exp.Expression:
+    if dialect == "sqlite":
+        return exp.Anonymous(this=SQLITE_SECOND_LARGEST, expressions=[value.copy()])
+    if dialect == "duckdb":
+        # DuckDB's max(x, 2) is the list of the two largest values, largest first.
+        top_two = exp.Anonymous(this="max", expressions=[value.copy(), exp.Literal.number(2)])
+        return exp.Anonymous(this="list_extract", expressions=[top_two, exp.Literal.number(2)])
+    # Warehouses (PostgreSQL, MariaDB, Spark) have no portable top-2 aggregate:
+    # the largest value stands in for the second. x2 <= x1, so the p% rule's
+    # remainder T - x1 - x2 only shrinks: more groups fail, never fewer.
+    return exp.Max(this=value.copy())

@@ -31,7 +31,7 @@ from typing import Any
 import duckdb
 from sqlglot import exp
 
-from unseen.engine.data.pushdown import SQLITE_VAR_POP
+from unseen.engine.data.pushdown import SQLITE_SECOND_LARGEST, SQLITE_VAR_POP
 from unseen.engine.data.warehouses.location import Location, is_url
 from unseen.engine.errors import ConfigError, SourceError
 from unseen.engine.query.types import SqlType, from_duckdb, from_sqlite
@@ -62,6 +62,22 @@ class _WelfordVarPop:
 
     def finalize(self) -> float | None:
         return self.m2 / self.n if self.n else None
+
+
+class _SecondLargest:
+    """The second largest value for SQLite (0 with fewer than two), NULLs skipped;
+    beside MAX it gives the p% dominance rule its two largest contributions."""
+
+    def __init__(self) -> None:
+        self.top: list[float] = []
+
+    def step(self, value: float | None) -> None:
+        if value is None:
+            return
+        self.top = sorted([*self.top, value], reverse=True)[:2]
+
+    def finalize(self) -> float | None:
+        return self.top[1] if len(self.top) > 1 else None
 
 
 class Stream(ABC):
@@ -178,8 +194,10 @@ class FileSource(TableSource):
             with interruptible(con.interrupt):
                 return con.execute(sql, params).fetchall()
         except (duckdb.Error, sqlite3.Error) as exc:
+            # The engine's message may quote the data (an overflowing product,
+            # a value that does not convert): only its class leaves the holder.
             raise SourceError(
-                f"table {self.name}: the local engine refused the query: {exc}"
+                f"table {self.name}: the local engine failed on the query ({type(exc).__name__})"
             ) from exc
 
     def stream(self, sql: str, params: dict[str, Any], req: dict[str, Any]) -> Stream:
@@ -210,8 +228,10 @@ class FileSource(TableSource):
                 con.executemany(insert, zip(*(_plain_list(req[n]) for n in names), strict=True))
                 return _Stream(con, con.execute(sql, params))
         except (duckdb.Error, sqlite3.Error) as exc:
+            # The engine's message may quote the data (an overflowing product,
+            # a value that does not convert): only its class leaves the holder.
             raise SourceError(
-                f"table {self.name}: the local engine refused the query: {exc}"
+                f"table {self.name}: the local engine failed on the query ({type(exc).__name__})"
             ) from exc
 
     def _connect_sqlite(self) -> sqlite3.Connection:
@@ -219,6 +239,7 @@ class FileSource(TableSource):
             f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
         )
         con.create_aggregate(SQLITE_VAR_POP, 1, _WelfordVarPop)  # type: ignore[arg-type]
+        con.create_aggregate(SQLITE_SECOND_LARGEST, 1, _SecondLargest)  # type: ignore[arg-type]
         # DuckDB's LIKE is case-sensitive; make SQLite's agree.
         con.execute("PRAGMA case_sensitive_like = ON")
         return con
@@ -261,7 +282,9 @@ class _Stream(Stream):
             with interruptible(self._owner.interrupt):
                 return list(self._result.fetchmany(rows))
         except (duckdb.Error, sqlite3.Error) as exc:
-            raise SourceError(f"the local engine failed while reading: {exc}") from exc
+            raise SourceError(
+                f"the local engine failed while reading ({type(exc).__name__})"
+            ) from exc
 
     def close(self) -> None:
         self._owner.close()

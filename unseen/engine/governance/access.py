@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, TypeVar
 
 from unseen.engine.errors import PolicyError, QueryError
@@ -37,6 +38,7 @@ from unseen.engine.governance.voucher import (
     VoucherPolicy,
     entity_ids,
 )
+from unseen.engine.privacy.budget import BudgetState
 from unseen.engine.query.catalog import TableInfo
 from unseen.engine.query.expr import column_names, conjuncts, pinned_values
 from unseen.engine.query.model import FeatureSpec
@@ -136,6 +138,12 @@ class Governance:
                 return signed
         return mine[0] if mine else None
 
+    def refuse(self, request: AccessRequest, refusal: PolicyError) -> PolicyError:
+        """Log ``refusal`` of ``request`` (with a ledger) and return the error to raise."""
+        if self.ledger is None:
+            return refusal
+        return self.ledger.log_refusal(request, refusal)
+
     def run(
         self,
         request: AccessRequest,
@@ -187,11 +195,32 @@ class Governance:
         )
         return result, [receipt.encode()]
 
-    def refuse(self, request: AccessRequest, refusal: PolicyError) -> PolicyError:
-        """Ledger ``refusal`` of ``request`` (when there is a ledger); returns what to raise."""
+    def charge_privacy(
+        self, request: AccessRequest, vouchers: Iterable[str], cost: Fraction
+    ) -> tuple[BudgetState, str]:
+        """dp: charge ``cost`` to the presented voucher's privacy budget in the ledger.
+
+        Called first thing inside the answer :meth:`run` computes, so a refusal
+        here is logged by the ledger as the request's refusal, and a charge
+        stands even when the query then fails. Returns the budget after the
+        charge and the charge entry's receipt, annotated with that budget.
+        """
         if self.ledger is None:
-            return refusal
-        return self.ledger.log_refusal(request, refusal)
+            raise PolicyError(
+                f"holder {self.holder} serves this table with differential privacy but keeps "
+                "no ledger to charge privacy budgets in"
+            )
+        signed = self.choose(request, vouchers)
+        if signed is None or signed.voucher.privacy_rho is None:
+            raise PolicyError(
+                "this table is served with differential privacy: present a voucher carrying "
+                "a privacy budget (rho)"
+            )
+        state, receipt = self.ledger.charge_privacy(
+            request, signed.voucher_id, cost, signed.voucher.privacy_rho
+        )
+        annotated = {**receipt.to_dict(), "privacy": state.to_dict()}
+        return state, canonical_json(annotated).decode("utf-8")
 
     def read_ledger(
         self, request: Mapping[str, Any], signature: bytes, now: dt.datetime | None = None

@@ -30,7 +30,7 @@ a holder logged every request it answered: an answer without a receipt is
 invisible to the ledger.
 
 Quotas are consumed atomically with the append (:meth:`Ledger.authorize_and_append`):
-the count of a voucher's answered entries and the new entry are one
+the count of a voucher's charged (answered or failed) entries and the new entry are one
 ``BEGIN IMMEDIATE`` transaction, so threads and processes sharing the file can
 never overrun a quota.
 """
@@ -47,6 +47,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -70,6 +71,7 @@ from unseen.engine.governance.signing import (
     utc_text,
 )
 from unseen.engine.governance.voucher import AccessRequest, SignedVoucher, VoucherPolicy
+from unseen.engine.privacy.budget import CHARGE_KIND, BudgetState, charge_reason, parse_charge
 
 __all__ = [
     "GENESIS_HASH",
@@ -407,15 +409,37 @@ def _head(con: sqlite3.Connection) -> tuple[int, str]:
 
 
 def _answered(con: sqlite3.Connection, voucher_id: str) -> int:
-    """A voucher's quota use: its answered entries (none without a voucher).
+    """A voucher's quota use: its charged entries (none without a voucher).
 
-    Every kind is charged, a score's ``prepare`` step included: it reads the
-    holder's tables, and a request that reaches data is never free.
+    Every request that reached the holder's data is charged: ``answered``
+    and ``failed`` ones alike, of every kind — a score's ``prepare`` step
+    (which reports bounds of the features) included. A failure is not free:
+    one that depends on the data (a value that is not finite, an overflow)
+    would otherwise be an oracle with no cost. ``refused`` entries are not
+    charged: a refusal comes before the data is read, or (a quota taken
+    while computing) drops an answer the exhausted quota could not pay for.
+    A dp query's ``privacy`` entry is its budget charge beside the query's
+    own entry, not a second use of the quota.
     """
     if not voucher_id:
         return 0
-    sql = "SELECT COUNT(*) FROM ledger_entries WHERE voucher_id = ? AND outcome = 'answered'"
-    return int(con.execute(sql, (voucher_id,)).fetchone()[0])
+    sql = (
+        "SELECT COUNT(*) FROM ledger_entries WHERE voucher_id = ? "
+        "AND outcome IN ('answered', 'failed') AND kind <> ?"
+    )
+    return int(con.execute(sql, (voucher_id, CHARGE_KIND)).fetchone()[0])
+
+
+def _privacy_spent(con: sqlite3.Connection, voucher_id: str) -> Fraction:
+    """The sum of a voucher's privacy charges, from the entries' recorded costs."""
+    sql = (
+        "SELECT reason FROM ledger_entries WHERE voucher_id = ? AND outcome = 'answered' "
+        "AND kind = ?"
+    )
+    total = Fraction(0)
+    for (reason,) in con.execute(sql, (voucher_id, CHARGE_KIND)):
+        total += parse_charge(str(reason)) or Fraction(0)
+    return total
 
 
 def _refuse_foreign(path: Path) -> None:
@@ -657,8 +681,51 @@ class Ledger:
             )
         return entry.receipt()
 
+    # -- dp: privacy budgets (unseen.engine.privacy.budget) ----------------------------
+    def privacy_spent(self, voucher_id: str) -> Fraction:
+        """The zCDP rho this ledger has charged to ``voucher_id``."""
+        return _privacy_spent(self._con(), voucher_id)
+
+    def charge_privacy(
+        self,
+        request: AccessRequest,
+        voucher_id: str,
+        cost: Fraction,
+        budget: Fraction,
+        now: dt.datetime | None = None,
+    ) -> tuple[BudgetState, Receipt]:
+        """Charge ``cost`` to the voucher's budget, or refuse; one write transaction.
+
+        The sum of earlier charges and the new charge entry are one
+        ``BEGIN IMMEDIATE`` transaction, so no two requests can both take the
+        last of a budget. Raises :class:`PolicyError` (not logged here: the
+        caller's :meth:`authorize_and_append` logs the refusal) when the
+        budget cannot cover ``cost``.
+        """
+        with self._write() as con:
+            spent = _privacy_spent(con, voucher_id)
+            if spent + cost > budget:
+                raise PolicyError(
+                    f"voucher {voucher_id} has spent its privacy budget at holder "
+                    f"{self.holder} (rho {float(spent):.4g} of {float(budget):.4g} spent; "
+                    f"this query costs {float(cost):.4g})"
+                )
+            fields = self._request_fields(request, voucher_id)
+            fields["kind"] = CHARGE_KIND
+            entry = self._insert(
+                con,
+                outcome="answered",
+                reason=charge_reason(cost, spent + cost, budget),
+                result_digest="",
+                now=now,
+                **fields,
+            )
+        state = BudgetState(self.holder, voucher_id, cost, spent + cost, budget)
+        return state, entry.receipt()
+
     def answered_count(self, voucher_id: str) -> int:
-        """How many requests under ``voucher_id`` this ledger has answered (its quota use)."""
+        """How many requests under ``voucher_id`` this ledger has charged (its quota use:
+        answered and failed entries)."""
         return _answered(self._con(), voucher_id)
 
     def authorize_and_append(
@@ -679,10 +746,13 @@ class Ledger:
         2. Call ``answer()`` (the holder's local work). A
            :class:`PolicyError` from it (a column policy refusal) is logged as
            ``refused`` with its message; any other exception as ``failed``
-           with only the exception's class name (messages may quote data), and
-           re-raised.
+           with only the exception's class name (messages may quote data) and
+           charged like an answer — in one transaction that re-checks the
+           quota, so a failure the quota cannot pay for is logged and raised
+           as the quota refusal instead (a failure tells something about the
+           data too).
         3. In one ``BEGIN IMMEDIATE`` transaction: count the voucher's
-           answered entries again, re-check, and append ``answered`` with the
+           charged entries again, re-check, and append ``answered`` with the
            result digest — or ``refused`` if a concurrent request took the
            last query of the quota (the computed answer is then dropped,
            never returned).
@@ -718,7 +788,9 @@ class Ledger:
         except PolicyError as exc:
             raise self.log_refusal(request, exc, vid, now) from exc
         except Exception as exc:
-            self._log_failure(request, vid, exc, now)
+            unpaid = self._log_failure(request, voucher, policy, exc, now)
+            if unpaid is not None:
+                raise unpaid from None
             raise
         summary = digest(result) if digest is not None else result_digest(cast(Any, result))
         refusal: PolicyError | None = None
@@ -768,15 +840,31 @@ class Ledger:
         return LoggedRefusal(str(exc), receipt)
 
     def _log_failure(
-        self, request: AccessRequest, voucher_id: str, exc: Exception, now: dt.datetime | None
-    ) -> None:
+        self,
+        request: AccessRequest,
+        voucher: SignedVoucher | None,
+        policy: VoucherPolicy,
+        exc: Exception,
+        now: dt.datetime | None,
+    ) -> LoggedRefusal | None:
+        """Charge and log a failed request; the quota refusal to raise instead, if any."""
+        vid = voucher.voucher_id if voucher is not None else ""
         name = type(exc).__name__ if isinstance(exc, UnseenError) else "internal error"
-        self.append(
-            outcome="failed",
-            reason=f"failed: {name}",
-            now=now,
-            **self._request_fields(request, voucher_id),
-        )
+        refusal: PolicyError | None = None
+        with self._write() as con:
+            try:
+                policy.check(request, voucher, now, _answered(con, vid))
+            except PolicyError as error:
+                refusal = error
+            entry = self._insert(
+                con,
+                outcome="refused" if refusal else "failed",
+                reason=str(refusal) if refusal else f"failed: {name}",
+                result_digest="",
+                now=now,
+                **self._request_fields(request, vid),
+            )
+        return None if refusal is None else LoggedRefusal(str(refusal), entry.receipt())
 
     # -- reading -------------------------------------------------------------
     def head(self) -> tuple[int, str]:

@@ -61,6 +61,7 @@ import json
 import secrets
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -227,6 +228,8 @@ class Voucher:
     # tables they register) and the digests of the subjects' consents it relies on.
     assets: frozenset[str] | None = None
     consents: frozenset[str] | None = None
+    # -- dp: the zCDP budget rho each holder charges dp queries to (unseen.engine.privacy.budget) --
+    privacy_rho: Fraction | None = None
     version: int = VERSION
 
     def __post_init__(self) -> None:
@@ -271,6 +274,11 @@ class Voucher:
             for name in names:
                 one_line(name, "federation holder", 256)
             object.__setattr__(self, "federation", names)
+        if self.privacy_rho is not None:
+            rho = Fraction(self.privacy_rho)
+            if rho <= 0:
+                raise ConfigError("a voucher's privacy budget rho must be positive")
+            object.__setattr__(self, "privacy_rho", rho)
         if self.entity_digest is not None and not (is_hex_digest(self.entity_digest)):
             raise ConfigError("voucher entity digest must be 64 lowercase hex digits")
         for name in ("assets", "consents"):
@@ -321,6 +329,8 @@ class Voucher:
         )
         if self.model is not None:
             body["model"] = self.model.to_dict()
+        if self.privacy_rho is not None:
+            body["privacy"] = {"rho": str(self.privacy_rho)}
         return canonical_json(body)
 
     @classmethod
@@ -343,7 +353,7 @@ class Voucher:
             raise ValueError(f"payload type is not {_TYPE}")
         if data.get("version") != VERSION:
             raise ValueError(f"unsupported voucher version {data.get('version')!r}")
-        keys = set(data) - _OPTIONAL_KEYS - {"model"}
+        keys = set(data) - _OPTIONAL_KEYS - {"model", "privacy"}
         if keys != _PAYLOAD_KEYS:
             extra, missing = sorted(keys - _PAYLOAD_KEYS), sorted(_PAYLOAD_KEYS - keys)
             raise ValueError(
@@ -378,6 +388,13 @@ class Voucher:
             not isinstance(federation, list) or not all(isinstance(h, str) for h in federation)
         ):
             raise ValueError("federation must be a list of holder names")
+        privacy = data.get("privacy")
+        if privacy is not None and (
+            not isinstance(privacy, dict)
+            or set(privacy) != {"rho"}
+            or not isinstance(privacy["rho"], str)
+        ):
+            raise ValueError('privacy must be {"rho": "<number>"}')
         return cls(
             voucher_id=data["id"],
             issuer=data["issuer"],
@@ -396,6 +413,7 @@ class Voucher:
             federation=frozenset(federation) if federation is not None else None,
             assets=_optional_list(data, "assets"),
             consents=_optional_list(data, "consents"),
+            privacy_rho=Fraction(privacy["rho"]) if privacy is not None else None,
         )
 
 
@@ -492,6 +510,7 @@ def issue(
     federation: Iterable[str] | None = None,
     assets: Iterable[str] | None = None,
     consents: Iterable[str] | None = None,
+    privacy_rho: Fraction | float | str | None = None,
 ) -> SignedVoucher:
     """Sign a new voucher with the issuer's key.
 
@@ -519,6 +538,7 @@ def issue(
         federation=frozenset(federation) if federation is not None else None,
         assets=frozenset(assets) if assets is not None else None,
         consents=frozenset(consents) if consents is not None else None,
+        privacy_rho=Fraction(str(privacy_rho)) if privacy_rho is not None else None,
     )
     payload = voucher.payload()
     return SignedVoucher(payload, key.sign(_SIGNING_TAG + payload))

@@ -30,10 +30,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from unseen.engine.errors import PolicyError
 from unseen.engine.privacy.masks import MAX_PARTICIPANTS, Participant
+from unseen.engine.transport.tls import name_identity
 
 __all__ = [
     "DEFAULT_MIN_HOLDERS",
@@ -59,10 +59,6 @@ def certify_mask_key(holder: str, public: bytes, cert_pem: bytes, key_pem: bytes
     return Participant(holder, public, cert_pem, signature)
 
 
-def _attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> list[str]:
-    return [str(a.value) for a in name.get_attributes_for_oid(oid)]
-
-
 def verify_participant(participant: Participant, ca_pem: bytes, now: dt.datetime) -> None:
     """Refuse a participant whose mask key is not bound to a CA-certified holder."""
     who = participant.holder
@@ -74,10 +70,12 @@ def verify_participant(participant: Participant, ca_pem: bytes, now: dt.datetime
         raise PolicyError(f"participant {who}: its certificate is not from the trusted CA") from exc
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise PolicyError(f"participant {who}: its certificate is not valid now")
-    # X.509 attributes, never a split subject string: an O of "x,OU=holder" is one value.
-    if _attribute(cert.subject, NameOID.ORGANIZATIONAL_UNIT_NAME) != ["holder"]:
+    # X.509 attributes (unseen.engine.transport.tls, the one parser of roles), never a split subject
+    # string: an O of "x,OU=holder" is one value.
+    name, role = name_identity(cert.subject)
+    if role != "holder":
         raise PolicyError(f"participant {who}: its certificate is not a holder's")
-    if _attribute(cert.subject, NameOID.COMMON_NAME) != [who]:
+    if name != who:
         raise PolicyError(f"participant {who}: its certificate names another party")
     public = cert.public_key()
     if not isinstance(public, ec.EllipticCurvePublicKey):

@@ -15,7 +15,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from unseen.engine.errors import PlanError
+from unseen.engine.privacy.dp_policy import DpPolicy
 from unseen.engine.privacy.masks import Participant
+from unseen.engine.privacy.suppression import DEFAULT_P
 from unseen.engine.query.expr import LiteralValue
 from unseen.engine.query.types import SqlType, widen
 
@@ -50,6 +52,9 @@ class ColumnInfo:
     bounds: tuple[LiteralValue, LiteralValue] | None = None
     # The column's classification grade from the table's asset registration.
     grade: str | None = None
+    # A tighter p for measures reading this column (unseen.engine.privacy.suppression); the
+    # holder's own.
+    dominance_p: float | None = None
 
     def allows(self, use: str) -> bool:
         return use in self.uses
@@ -65,6 +70,11 @@ class TableInfo:
     min_score_batch: int = 1
     # Ids of the asset registrations behind this table (one per registered host).
     assets: tuple[str, ...] = ()
+    # Served with differential privacy (unseen.engine.privacy.dp_policy); None: exact mode.
+    dp: DpPolicy | None = None
+    # The p of the p% dominance rule (unseen.engine.privacy.suppression); a holder's own, not
+    # published.
+    dominance_p: float = DEFAULT_P
     _index: dict[str, ColumnInfo] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -187,8 +197,16 @@ def _merge_table(name: str, hosted: Sequence[tuple[str, TableInfo]]) -> TableInf
                 f"table {name}: holder {holder} has column {extra[0]} that holder "
                 f"{first_holder} lacks"
             )
+    if first.dp is not None and first.dp.honest_holders > len(hosted):
+        raise CatalogConflict(
+            f"table {name}: its dp policy assumes {first.dp.honest_holders} honest holders but "
+            f"{len(hosted)} serve it, so the noise would fall short"
+        )
+    if any(t.dp != first.dp for _, t in hosted[1:]):
+        raise CatalogConflict(f"table {name}: its holders publish different dp policies")
     return TableInfo(
         name=first.name,
+        dp=first.dp,
         columns=tuple(merged),
         min_group_size=max(t.min_group_size for _, t in hosted),
         holders=tuple(h for h, _ in hosted),

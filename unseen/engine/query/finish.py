@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
@@ -57,6 +57,8 @@ class Row:
     aggregates: list[Any]
     outputs: list[Any]
     suppressed: bool
+    # dp mode: the noise sd of each output that is an aggregate (None elsewhere).
+    noise: list[float | None] | None = None
 
 
 def _decimal(value: Fraction, scale: int) -> Decimal:
@@ -78,7 +80,9 @@ def finish_aggregates(query: CompiledQuery, moments: GroupMoments) -> list[Any]:
         n = mm.count
         if call.function == "count":
             out.append(n)
-        elif n == 0:
+        elif n == 0 or (n < 0 and call.function != "sum"):
+            # A dp count is noisy and may be negative: a noisy SUM stands (unbiased),
+            # a ratio over a non-positive count does not.
             out.append(None)
         elif call.function == "sum":
             assert mm.total is not None
@@ -305,8 +309,16 @@ def finish(
     moments: Sequence[GroupMoments],
     suppressed: set[int],
     meta: dict[str, Any],
+    noise: Callable[[GroupMoments], list[float | None]] | None = None,
+    reasons: Mapping[int, str] | None = None,
 ) -> Result:
-    """Turn decrypted group moments into the query's result table."""
+    """Turn decrypted group moments into the query's result table.
+
+    ``noise`` (dp mode) gives each aggregate's noise sd for a group; the
+    result's ``meta["noise_sd"]`` then lists it per output cell, row by row.
+    Each suppressed group is listed in ``meta["suppressed"]`` with its key
+    and, when the holders said, the ``reason`` (``unseen.engine.privacy.suppression``).
+    """
     plan = query.plan
     keys: list[tuple[Any, ...]] = [()]
     for group in plan.groups:
@@ -315,20 +327,24 @@ def finish(
     suppressed_meta = []
     for index, (key, mom) in enumerate(zip(keys, moments, strict=True)):
         hidden = index in suppressed
-        if query.grouped and mom.rows == 0 and not hidden:
+        if query.grouped and mom.rows == 0 and not hidden and noise is None:
             continue  # a group present at no holder does not exist
         aggregates = [None] * len(query.aggregates) if hidden else finish_aggregates(query, mom)
         row = Row(key, aggregates, [], hidden)
         for out in query.outputs:
             row.outputs.append(evaluate(out, row))
+        if noise is not None and not hidden:
+            sds = noise(mom)
+            row.noise = [sds[o.index] if isinstance(o, AggRef) else None for o in query.outputs]
         if hidden:
-            suppressed_meta.append(
-                {
-                    "group": dict(
-                        zip((g.column for g in plan.groups), map(json_value, key), strict=True)
-                    )
-                }
-            )
+            entry: dict[str, Any] = {
+                "group": dict(
+                    zip((g.column for g in plan.groups), map(json_value, key), strict=True)
+                )
+            }
+            if reasons and reasons.get(index):
+                entry["reason"] = reasons[index]
+            suppressed_meta.append(entry)
         elif query.having is not None and evaluate(query.having, row) is not True:
             continue
         rows.append(row)
@@ -338,4 +354,6 @@ def finish(
     rows = rows[query.offset : end]
     meta = dict(meta)
     meta["suppressed"] = suppressed_meta
+    if noise is not None:
+        meta["noise_sd"] = [r.noise or [None] * len(query.outputs) for r in rows]
     return Result(list(query.columns), [r.outputs for r in rows], meta)

@@ -172,8 +172,8 @@ def pack(plan: AggregatePlan, layout: Layout, groups: dict[int, GroupMoments]) -
         flat[base : base + codec.count_limbs] = split_limbs(
             moments.rows, codec.count_limbs, codec.limb_bits, "row count"
         )
-        for measure, (count_at, sum_at, square_at), mm in zip(
-            plan.measures, layout.offsets, moments.measures, strict=True
+        for number, (measure, (count_at, sum_at, square_at), mm) in enumerate(
+            zip(plan.measures, layout.offsets, moments.measures, strict=True), start=1
         ):
             at = base + count_at
             flat[at : at + codec.count_limbs] = split_limbs(
@@ -185,7 +185,7 @@ def pack(plan: AggregatePlan, layout: Layout, groups: dict[int, GroupMoments]) -
             s1 = _on_grid(mm.total or Fraction(0), grid)
             at = base + sum_at
             flat[at : at + codec.sum_limbs] = split_limbs(
-                s1, codec.sum_limbs, codec.limb_bits, "a group's sum"
+                s1, codec.sum_limbs, codec.limb_bits, f"measure {number}'s sum in some group"
             )
             if square_at is None:
                 continue
@@ -198,7 +198,7 @@ def pack(plan: AggregatePlan, layout: Layout, groups: dict[int, GroupMoments]) -
                 _on_grid(s2, square_grid),
                 codec.square_limbs,
                 codec.limb_bits,
-                "a group's sum of squares",
+                f"measure {number}'s sum of squares in some group",
             )
     return [flat[i * codec.slots : (i + 1) * codec.slots] for i in range(layout.ciphertexts)]
 

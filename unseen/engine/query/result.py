@@ -16,6 +16,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 __all__ = ["Result", "json_value"]
@@ -89,10 +90,13 @@ class Result:
                 lines.append("  ".join("-" * w for w in widths))
         suppressed = self.meta.get("suppressed") or []
         if suppressed:
-            lines.append(f"({len(suppressed)} group(s) suppressed: fewer than k rows at a holder)")
+            why = sorted({str(s.get("reason") or "k") for s in suppressed})
+            lines.append(f"({len(suppressed)} group(s) suppressed; rules: {', '.join(why)})")
         if self.meta.get("partial"):
             missing = ", ".join(self.meta.get("missing_holders", []))
             lines.append(f"(PARTIAL answer: holders {missing} were unavailable and are not in it)")
+        if self.meta.get("dp"):
+            lines.extend(dp_lines(self.columns, self.meta["dp"]))
         return "\n".join(lines)
 
     def format(self, kind: str) -> str:
@@ -101,6 +105,29 @@ class Result:
         if kind == "csv":
             return self.to_csv().rstrip("\n")
         return self.to_table()
+
+
+def dp_lines(columns: list[str], dp: dict[str, Any]) -> list[str]:
+    """The table output's dp footer: what the noise is, per cell, and the budget left."""
+    lines = [
+        f"(differential privacy: rho={dp['rho']:.4g} for this query, i.e. "
+        f"epsilon={dp['epsilon']:.3g} at delta={dp['delta']:g}; noise sd and 95% interval:)"
+    ]
+    for n, (sds, intervals) in enumerate(zip(dp["sd"], dp["interval95"], strict=True)):
+        cells = [
+            f"{c} ±{1.96 * sd:.4g} [{lo:.6g}, {hi:.6g}]"
+            for c, sd, span in zip(columns, sds, intervals, strict=True)
+            if sd is not None and span is not None
+            for lo, hi in [span]
+        ]
+        if cells:
+            lines.append(f"  row {n + 1}: " + "; ".join(cells))
+    for budget in dp.get("budget", []):
+        lines.append(
+            f"(budget at {budget['holder']}: rho spent {float(Fraction(budget['spent'])):.4g} of "
+            f"{float(Fraction(budget['budget'])):.4g}, {budget['left']:.4g} left)"
+        )
+    return lines
 
 
 def _numeric(text: str) -> bool:

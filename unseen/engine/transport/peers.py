@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -63,6 +63,7 @@ class AggregateAnswer:
     holders: tuple[str, ...]
     receipts: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()  # configured holders left out (allow_partial only)
+    reasons: dict[int, str] = field(default_factory=dict)  # suppressed group -> why
 
 
 @dataclass(frozen=True)
@@ -323,6 +324,7 @@ def _aggregate_reply(replies: Iterator[Any], label: str) -> AggregateAnswer:
         holders,
         receipts,
         serde.missing_from_header(first.header),
+        serde.suppression_reasons(first.header),
     )
 
 
@@ -356,8 +358,9 @@ class HolderPeer(_Peer):
         *,
         budget: float | None = None,
         subject: str | None = None,
-    ) -> tuple[frozenset[int], tuple[str, ...]]:
-        """Round 1 of a masked aggregate: (the holder's failing groups, its receipts)."""
+    ) -> tuple[dict[int, str], tuple[str, ...]]:
+        """Round 1 of a masked aggregate: (the holder's failing groups, each with the
+        first rule it fails; its receipts)."""
         encoded = plan.message if isinstance(plan, EncodedPlan) else plan
         request = serde.aggregate_request(key_id, encoded, vouchers, request_id=query_id)
         with translated(self.label):

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
 from unseen.engine.errors import CryptoError, PlanError
 from unseen.engine.governance.signing import is_hex_digest
+from unseen.engine.privacy.dp_policy import DpPolicy
 from unseen.engine.privacy.masks import Participant
 from unseen.engine.query.catalog import Catalog, ColumnInfo, TableInfo
 from unseen.engine.query.expr import (
@@ -119,6 +122,7 @@ __all__ = [
     "train_answer_to_proto",
     "train_call_from_proto",
     "train_call_to_proto",
+    "suppression_reasons",
     "value_from_proto",
     "value_to_proto",
 ]
@@ -518,6 +522,35 @@ def plan_from_proto(msg: plan_pb2.AggregatePlan) -> AggregatePlan:
 # -- catalogs -------------------------------------------------------------------
 
 
+def dp_policy_to_proto(policy: DpPolicy) -> catalog_pb2.DpPolicy:
+    msg = catalog_pb2.DpPolicy(
+        unit=policy.unit,
+        max_rows=policy.max_rows,
+        rho=str(policy.rho),
+        honest_holders=policy.honest_holders,
+        unit_holders=policy.unit_holders,
+    )
+    for column, (low, high) in sorted(policy.bounds.items()):
+        msg.bounds.add(column=column, lower=str(low), upper=str(high))
+    return msg
+
+
+def dp_policy_from_proto(msg: catalog_pb2.DpPolicy) -> DpPolicy:
+    try:
+        bounds = {b.column.lower(): (Fraction(b.lower), Fraction(b.upper)) for b in msg.bounds}
+        rho = Fraction(msg.rho)
+    except (ValueError, ZeroDivisionError) as exc:
+        raise PlanError("a catalog's dp policy carries a malformed number") from exc
+    return DpPolicy(
+        unit=msg.unit,
+        max_rows=max(1, msg.max_rows),
+        rho=rho,
+        bounds=MappingProxyType(bounds),
+        honest_holders=max(1, msg.honest_holders),
+        unit_holders=max(1, msg.unit_holders),
+    )
+
+
 def catalog_to_proto(catalog: Catalog) -> catalog_pb2.Catalog:
     msg = catalog_pb2.Catalog(holder=catalog.holder, vouchers_required=catalog.vouchers_required)
     for table in catalog.tables:
@@ -540,6 +573,8 @@ def catalog_to_proto(catalog: Catalog) -> catalog_pb2.Catalog:
             if col.bounds is not None:
                 c.bound_low.CopyFrom(value_to_proto(col.bounds[0]))
                 c.bound_high.CopyFrom(value_to_proto(col.bounds[1]))
+        if table.dp is not None:
+            t.dp.CopyFrom(dp_policy_to_proto(table.dp))
     for table_name, reason in catalog.conflicts:
         msg.conflicts.add(table=table_name, reason=reason)
     if catalog.mask_key is not None:
@@ -563,6 +598,7 @@ def catalog_from_proto(msg: catalog_pb2.Catalog) -> Catalog:
             columns.append(
                 ColumnInfo(c.name, sql_type, frozenset(c.uses), domain, bounds, c.grade or None)
             )
+        dp = dp_policy_from_proto(t.dp) if t.HasField("dp") else None
         tables.append(
             TableInfo(
                 t.name,
@@ -570,6 +606,7 @@ def catalog_from_proto(msg: catalog_pb2.Catalog) -> Catalog:
                 t.min_group_size or 1,
                 tuple(t.holders),
                 assets=tuple(t.assets),
+                dp=dp,
             )
         )
     return Catalog(
@@ -592,7 +629,9 @@ def header_to_proto(
     holders: Sequence[str],
     receipts: Sequence[str] = (),
     missing: Sequence[str] = (),
+    reasons: Sequence[str] = (),
 ) -> query_pb2.AggregateReply:
+    """The header of an aggregate reply; ``reasons`` parallels ``suppressed``."""
     return query_pb2.AggregateReply(
         header=query_pb2.AggregateHeader(
             ciphertexts=ciphertexts,
@@ -600,8 +639,16 @@ def header_to_proto(
             holders=list(holders),
             receipts=list(receipts),
             missing_holders=list(missing),
+            suppression_reasons=list(reasons),
         )
     )
+
+
+def suppression_reasons(msg: query_pb2.AggregateHeader) -> dict[int, str]:
+    """Suppressed group index -> reason; empty when the peer sent none (or a wrong count)."""
+    if len(msg.suppression_reasons) != len(msg.suppressed_groups):
+        return {}
+    return dict(zip(msg.suppressed_groups, msg.suppression_reasons, strict=True))
 
 
 def header_from_proto(
@@ -999,18 +1046,27 @@ def mask_round_from_proto(
 
 
 def failing_groups_reply(
-    query_id: str, failing: Iterable[int], receipts: Sequence[str] = ()
+    query_id: str, failing: Mapping[int, str], receipts: Sequence[str] = ()
 ) -> mask_pb2.PrepareAggregateReply:
+    """Round 1's reply: each failing group with the first rule it fails."""
+    groups = sorted(failing)
     return mask_pb2.PrepareAggregateReply(
-        query_id=query_id, failing_groups=sorted(failing), receipts=list(receipts)
+        query_id=query_id,
+        failing_groups=groups,
+        receipts=list(receipts),
+        failing_reasons=[failing[g] for g in groups],
     )
 
 
 def failing_groups_from_reply(
     msg: mask_pb2.PrepareAggregateReply,
-) -> tuple[str, frozenset[int], tuple[str, ...]]:
-    """(query id, failing groups, receipts)."""
-    return msg.query_id, frozenset(msg.failing_groups), tuple(msg.receipts)
+) -> tuple[str, dict[int, str], tuple[str, ...]]:
+    """(query id, failing group -> reason, receipts); a reason is "" when the
+    holder sent none (or a wrong count)."""
+    reasons = list(msg.failing_reasons)
+    if len(reasons) != len(msg.failing_groups):
+        reasons = [""] * len(msg.failing_groups)
+    return msg.query_id, dict(zip(msg.failing_groups, reasons, strict=True)), tuple(msg.receipts)
 
 
 # -- small requests and replies (the transport seam: peers and servicers build none) --

@@ -31,11 +31,15 @@ from unseen.engine.governance.signing import write_atomic
 __all__ = [
     "ANALYST_SUBJECT_HEADER",
     "ROLES",
+    "Caller",
     "TlsFiles",
+    "caller",
     "caller_identity",
+    "certificate_identity",
     "channel_credentials",
     "is_loopback",
     "make_bundle",
+    "name_identity",
     "server_credentials",
 ]
 
@@ -86,19 +90,61 @@ def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:
     )
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who is on the other end of a call, as its verified certificate says.
+
+    ``authenticated`` is False on a plaintext channel (loopback quick-start),
+    where nothing about the caller is known.
+    """
+
+    authenticated: bool
+    name: str | None = None
+    role: str | None = None
+
+
+def certificate_identity(pem: bytes) -> tuple[str | None, str | None]:
+    """The (common name, role) an X.509 certificate states, read as attributes.
+
+    Each is the value of the single CN / OU attribute of the subject; a
+    certificate with none or several of one gets None for it (an ambiguous
+    role is no role). Attribute values are never split or re-parsed: an
+    organisation named ``evil,OU=coordinator`` is one O attribute, not a role.
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        return None, None
+    return name_identity(cert.subject)
+
+
+def name_identity(subject: x509.Name) -> tuple[str | None, str | None]:
+    """The (common name, role) of a certificate subject: :func:`certificate_identity`
+    for a certificate already loaded (and verified) by the caller."""
+    names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    roles = subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    name = names[0].value if len(names) == 1 else None
+    role = roles[0].value if len(roles) == 1 else None
+    return (
+        name if isinstance(name, str) else None,
+        role if isinstance(role, str) and role in ROLES else None,
+    )
+
+
+def caller(context: grpc.ServicerContext) -> Caller:
+    """The caller of a gRPC call, from the peer certificate grpc verified against our CA."""
+    auth = context.auth_context()
+    pems = auth.get("x509_pem_cert") or []
+    if not pems:
+        return Caller(authenticated=False)
+    name, role = certificate_identity(pems[0])
+    return Caller(True, name, role)
+
+
 def caller_identity(context: grpc.ServicerContext) -> tuple[str | None, str | None]:
     """The (common name, role) of the caller's verified certificate, if any."""
-    auth = context.auth_context()
-    names = auth.get("x509_common_name") or []
-    subject = auth.get("x509_subject") or []
-    name = names[0].decode() if names else None
-    role = None
-    if subject:
-        for part in subject[0].decode().split(","):
-            key, _, value = part.strip().partition("=")
-            if key == "OU":
-                role = value
-    return name, role
+    who = caller(context)
+    return who.name, who.role
 
 
 def _name(common: str, role: str | None) -> x509.Name:
