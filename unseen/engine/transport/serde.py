@@ -118,11 +118,11 @@ __all__ = [
     "score_reply_ciphertext",
     "score_reply_header",
     "score_request_from_parts",
+    "suppression_reasons",
     "train_answer_from_proto",
     "train_answer_to_proto",
     "train_call_from_proto",
     "train_call_to_proto",
-    "suppression_reasons",
     "value_from_proto",
     "value_to_proto",
 ]
