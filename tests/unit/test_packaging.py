@@ -49,3 +49,17 @@ def test_every_data_file_in_a_package_is_declared_as_package_data():
         and not any(fnmatch.fnmatch(path.name, g) for g in globs)
     ]
     assert not undeclared, f"not shipped by a non-editable install: {undeclared}"
+
+
+def test_the_distribution_installs_only_the_unseen_namespace():
+    # What `pip install .` puts into site-packages: setuptools' own package discovery
+    # over the repository, with the include patterns pyproject.toml gives it.
+    from setuptools import find_packages
+
+    text = (ROOT / "pyproject.toml").read_text()
+    section = text.split("[tool.setuptools.packages.find]", 1)[1]
+    match = re.search(r"^include = (\[.*?\])$", section, re.MULTILINE)
+    assert match, "pyproject.toml: no package include patterns"
+    found = find_packages(where=str(ROOT), include=ast.literal_eval(match.group(1)))
+    assert found and "unseen" in found and "unseen.engine.query" in found
+    assert {name.split(".")[0] for name in found} == {"unseen"}, found
