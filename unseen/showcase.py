@@ -120,6 +120,7 @@ _OWNERS = {
     "registry": "market regulation administration (SAMR)",
     "tax_filings": "provincial tax bureau",
     "headcount": "human resources and social security bureau",
+    "contributions": "human resources and social security bureau",
     "transfers": "commercial bank",
     "fraud_reports": "telecom operator",
 }
