@@ -136,7 +136,7 @@ def test_the_by_hand_section_runs_verbatim(tmp_path):
         f"UNION ALL SELECT * FROM read_parquet('{work / 'loans_b.parquet'}')"
     )
     theirs = reference.sql(query.group(1)).fetchall()
-    assert answer["meta"]["suppressed"] == [{"group": {"city": "Zhoushan"}}]
+    assert answer["meta"]["suppressed"] == [{"group": {"city": "Zhoushan"}, "reason": "k"}]
     shown = [row for row in answer["rows"] if row[0] != "Zhoushan"]
     expected = [row for row in theirs if row[0] != "Zhoushan"]
     assert len(shown) == len(expected) == 4

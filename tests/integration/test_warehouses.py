@@ -237,7 +237,8 @@ def test_a_warehouse_error_reaches_the_analyst_as_class_and_code_only(
     """PostgreSQL and Spark refuse x / 0 (DuckDB gives NaN, MariaDB NULL); the analyst
     learns that a holder's engine refused and its error code, never the engine's own
     message, which for other errors may quote a value."""
-    fed = start_federation({"pg": {"t": postgres.url("diff_t")}}, k=K)
+    # A second holder without the table masks the PostgreSQL holder's answer.
+    fed = start_federation({"pg": {"t": postgres.url("diff_t")}, "peer": {}}, k=K)
     try:
         with pytest.raises(UnseenError) as caught:
             fed.client(key).query("SELECT SUM(qty / (year - year)) AS s FROM t")
