@@ -356,9 +356,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from unseen import bench as benchmarks
+    from unseen import bench
 
-    return benchmarks.run(args)
+    return bench.run(args)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ from unseen.engine.query.plan import AggregatePlan, Limits
 from unseen.engine.training.psi import AlignAsk, PsiAnswer
 from unseen.engine.training.train_job import TrainAnswer, TrainCall
 from unseen.engine.transport import serde
-from unseen.engine.transport.memory_budget import MemoryBudget
+from unseen.engine.transport.memory_budget import MemoryBudget, entity_id_budget
 from unseen.engine.transport.peers import HolderPeer
 from unseen.engine.transport.rpc import DEADLINES
 from unseen.engine.transport.tls import TlsFiles
@@ -51,9 +51,7 @@ class Coordinator:
     max_entities: int = serde.MAX_ENTITIES
     # Entity ids held at once by all calls together, as at a holder
     # (unseen.engine.transport.memory_budget).
-    entity_budget: MemoryBudget = field(
-        default_factory=lambda: MemoryBudget(192 << 20, "entity ids")
-    )
+    entity_budget: MemoryBudget = field(default_factory=entity_id_budget)
     training: CoordinatorJobs = field(default_factory=CoordinatorJobs)  # issue 15
 
     @classmethod

@@ -57,7 +57,7 @@ from unseen.engine.query.plan import AggregatePlan, Limits
 from unseen.engine.training.psi import AlignAsk, PsiAnswer
 from unseen.engine.training.train_job import TrainAnswer, TrainCall
 from unseen.engine.transport import cancellation, serde
-from unseen.engine.transport.memory_budget import MemoryBudget
+from unseen.engine.transport.memory_budget import MemoryBudget, entity_id_budget
 from unseen.engine.transport.tls import TlsFiles
 from unseen.nodes.alignment import answer_alignment
 from unseen.nodes.training import HolderJobs
@@ -81,11 +81,8 @@ class HolderNode:
     max_models: int = 16
     max_entities: int = serde.MAX_ENTITIES
     scaling: FeatureScaling = field(default_factory=FeatureScaling)
-    # Entity ids held at once by all calls together: two million-entity requests
-    # of 18-character codes (~82 MB each as Python strings) fit.
-    entity_budget: MemoryBudget = field(
-        default_factory=lambda: MemoryBudget(192 << 20, "entity ids")
-    )
+    # Entity ids held at once by all calls together (unseen.engine.transport.memory_budget).
+    entity_budget: MemoryBudget = field(default_factory=entity_id_budget)
     # Masked aggregates (unseen.engine.privacy.masks): this node's mask key, generated at start-up,
     # and the participant policy it applies before answering round 2.
     mask_key: MaskKey = field(default_factory=MaskKey.generate)
