@@ -28,6 +28,12 @@ from typing import Any
 import pytest
 from sqlglot import exp
 
+# pyspark's first import, done later from a fixture while server threads run, can fail
+# with KeyError(<thread id>) in its import-time machinery (seen twice here). Import it
+# once, now, at collection on the main thread; without pyspark the Spark tests skip.
+with contextlib.suppress(ImportError):
+    import pyspark.sql  # noqa: F401
+
 Schema = Sequence[tuple[str, str]]  # (column, DuckDB type), as tests/shards.py
 
 _READY_SECONDS = 60
