@@ -191,3 +191,13 @@ def test_long_and_chains_compile_to_shallow_trees():
     sql = "SELECT COUNT(*) FROM loans WHERE " + " AND ".join(f"amount > {i}" for i in range(1000))
     with pytest.raises(PlanError, match="3999 nodes, more than 1000"):
         compile_sql(sql, CATALOG)
+
+
+@pytest.mark.parametrize("depth", [60, 3000])
+def test_deeply_nested_sql_is_a_syntax_error_not_a_crash(depth):
+    parens = "SELECT SUM(" + "(" * depth + "amount" + ")" * depth + ") FROM loans"
+    with pytest.raises(SqlSyntaxError, match="nested too deeply"):
+        compile_sql(parens, CATALOG)
+    nots = "SELECT COUNT(*) FROM loans WHERE " + "NOT " * depth + "amount > 1"
+    with pytest.raises((SqlSyntaxError, PlanError), match="nested (too deeply|deeper than 40)"):
+        compile_sql(nots, CATALOG)

@@ -350,6 +350,9 @@ class _Compiler(OutputTranslator):
         return number(tree.args.get("limit")), number(tree.args.get("offset")) or 0
 
 
+_TOO_DEEP = "SQL does not parse: expression nested too deeply (at most 40 levels)"
+
+
 def _parse_message(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else "invalid SQL"
 
@@ -360,6 +363,10 @@ def compile_sql(sql: str, catalog: Catalog, codec: SlotCodec | None = None) -> C
         statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
     except (ParseError, TokenError) as exc:
         raise SqlSyntaxError(f"SQL does not parse: {_parse_message(exc)}") from exc
+    except RecursionError as exc:
+        # sqlglot's recursive-descent parser runs out of stack near 50 nested
+        # parentheses; plans refuse more than 40 levels anyway.
+        raise SqlSyntaxError(_TOO_DEEP) from exc
     if len(statements) != 1:
         raise SqlSyntaxError(f"expected one SQL statement, got {len(statements)}")
     compiler = _Compiler(sql, catalog, codec or SlotCodec())
@@ -374,6 +381,8 @@ def compile_condition(text: str, table: TableInfo, catalog: Catalog) -> Expr:
         node = sqlglot.parse_one(text, read="duckdb", into=exp.Condition)
     except (ParseError, TokenError) as exc:
         raise SqlSyntaxError(f"filter {text!r} does not parse: {_parse_message(exc)}") from exc
+    except RecursionError as exc:
+        raise SqlSyntaxError(_TOO_DEEP) from exc
     compiler = _Compiler(text, catalog, SlotCodec())
     compiler.table = table
     compiler.table_names = {table.name.lower()}
