@@ -216,7 +216,7 @@ def test_joint_prediction_equals_the_plaintext_score_of_the_trained_weights(worl
     for name, rows in (("grid", grid), ("tax", tax)):
         trainer = fed.holders[name].training.model(model["job"])
         x = np.array([rows.get(e, trainer.mean) for e in entities], dtype=float)
-        linear += ((x - trainer.mean) / trainer.std) @ trainer.weights
+        linear += trainer.whitening.apply(x) @ trainer.weights
     expected = 1 / (1 + np.exp(-linear))
     assert [r[0] for r in result.rows] == entities
     assert np.abs(np.array([r[1] for r in result.rows]) - expected).max() < 1e-6
