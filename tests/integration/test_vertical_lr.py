@@ -158,3 +158,13 @@ def test_training_bench_smoke_size_reports_its_figures():
     assert figures["bytes_per_iteration"] > 0 and figures["seconds_per_iteration"] > 0
     assert figures["public_context_bytes"] < 1 << 20  # the public key alone, no Galois keys
     assert figures["fate_seconds_per_epoch"] == 136.0
+
+
+def test_paillier_training_bench_computes_the_same_gradients_at_a_tiny_size():
+    from unseen.bench.training import paillier_estimate, paillier_iteration
+
+    measured = paillier_iteration(sample=4, features=2, holders=2)
+    assert measured["max_abs_error_on_sample"] < 1e-3  # decrypted X^T d equals numpy's
+    figures = paillier_estimate(measured, entities=1000, features=2, holders=2)
+    assert figures["paillier_seconds_per_iteration_estimate"] > 0
+    assert figures["paillier_bytes_per_iteration"] == 512 * (1000 * 5 + 2 * 3)
