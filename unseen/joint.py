@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from unseen.engine.client import Client
-from unseen.engine.errors import ConfigError
+from unseen.engine.errors import ConfigError, UnseenError
 from unseen.engine.query.model import read_entities
 from unseen.engine.query.result import Result
 from unseen.engine.training.align import Alignment
 from unseen.engine.training.train_job import TrainFeatures
-from unseen.engine.training.training_client import MODEL_KIND
+from unseen.engine.training.training_client import MODEL_KIND, holder_part
 from unseen.engine.training.vertical_lr import TrainSpec
 
 __all__ = [
@@ -104,20 +104,20 @@ def load_train_spec(path: Path) -> tuple[list[TrainFeatures], TrainSpec, float]:
     """The model spec: the holders' feature columns and the public training settings.
 
     ``{"holders": [{"holder", "table", "key", "columns": [...]}], "iterations",
-    "learning_rate", "l2", "batch_size", "patience", "seed", "validation"}``
+    "learning_rate", "l2", "batch_size", "patience", "seed", "validation"}``; a
+    holder may give ``"features"`` instead of ``"columns"``: a scorecard's
+    features without weights (aggregate, filter, transform, default), which it
+    computes as ``unseen score`` would.
     """
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        holders = [
-            TrainFeatures(h["holder"], h["table"], h["key"], tuple(h["columns"]), i == 0)
-            for i, h in enumerate(data["holders"])
-        ]
+        holders = [holder_part(h, i == 0) for i, h in enumerate(data["holders"])]
         settings = {k: data[k] for k in TrainSpec.__dataclass_fields__ if k in data}
         spec = TrainSpec(**settings)
         validation = float(data.get("validation", 0.2))
     except OSError as exc:
         raise ConfigError(f"cannot read model spec {path}: {exc.strerror}") from exc
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, UnseenError) as exc:
         raise ConfigError(f"model spec {path} is not valid: {exc}") from exc
     if not holders:
         raise ConfigError(f"model spec {path} names no holder")

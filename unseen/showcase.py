@@ -236,11 +236,15 @@ class Showcase:
         return [issue(self.exchange, **grant).encode() for grant in grants]
 
     def training_vouchers(
-        self, consents: list[Token], tables: dict[str, tuple[str, list[str]]], until: dt.datetime
+        self,
+        consents: list[Token],
+        tables: dict[str, tuple[str, dict[str, list[str]]]],
+        until: dt.datetime,
     ) -> list[str]:
         """The exchange's vouchers for a joint training job, one per feature holder.
 
-        ``tables`` maps holder -> (table, feature columns). The voucher names no
+        ``tables`` maps holder -> (table, column -> uses: ``score`` for a
+        feature, ``filter`` for a column its filter reads). The voucher names no
         entity list: alignment (PSI) and the per-iteration charges name no entity
         (the holder sees only blinded ids, then counts). It references the
         borrowers' training consents instead, so every request that does name
@@ -253,7 +257,7 @@ class Showcase:
             {
                 "grantee": self.analyst.key_id,
                 "holder": holder,
-                "scope": {table: {"uscc": ["entity"], **{c: ["score"] for c in columns}}},
+                "scope": {table: {"uscc": ["entity"], **columns}},
                 "purpose": TRAINING_PURPOSE,
                 "not_after": until,
                 "quota": 100,

@@ -17,7 +17,7 @@ from unseen.engine.errors import RemoteError
 from unseen.engine.governance.voucher import SignedVoucher
 from unseen.engine.training.train_job import TrainFeatures
 from unseen.engine.training.training_client import CoordinatorRelay
-from unseen.engine.training.vertical_lr import TrainSpec, plaintext_training
+from unseen.engine.training.vertical_lr import TrainSpec, Whitening, plaintext_training
 
 GRID = [("uscc", "VARCHAR"), ("kwh", "DOUBLE"), ("peak", "DOUBLE")]
 TAX = [("uscc", "VARCHAR"), ("revenue", "DOUBLE"), ("arrears", "BIGINT"), ("staff", "DOUBLE")]
@@ -216,10 +216,74 @@ def test_joint_prediction_equals_the_plaintext_score_of_the_trained_weights(worl
     for name, rows in (("grid", grid), ("tax", tax)):
         trainer = fed.holders[name].training.model(model["job"])
         x = np.array([rows.get(e, trainer.mean) for e in entities], dtype=float)
-        linear += ((x - trainer.mean) / trainer.std) @ trainer.weights
+        linear += trainer.whitening.apply(x) @ trainer.weights
     expected = 1 / (1 + np.exp(-linear))
     assert [r[0] for r in result.rows] == entities
     assert np.abs(np.array([r[1] for r in result.rows]) - expected).max() < 1e-6
     other = fed.client(AnalystKey.generate())
     with pytest.raises(RemoteError, match="only the key that trained it"):
         other.predict(model, entities)
+
+
+def test_train_command_with_derived_features_scores_as_plaintext_training(world, tmp_path):
+    """A spec's ``features`` (a scorecard's, without weights) are computed by the holder and
+    kept in the model file, so ``unseen score`` computes the same ones."""
+    fed, bank, grid, tax, _ = world
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\n" + "".join(f"{i},{int(v)}\n" for i, v in bank.items()))
+    derived = [
+        {"table": "power", "column": "kwh", "transform": "log1p"},
+        {"table": "power", "column": "peak", "aggregate": "max", "filter": "kwh > 5000"},
+    ]
+    holders = [
+        {"holder": "grid", "table": "power", "key": "uscc", "features": derived},
+        {"holder": "tax", "table": "taxes", "key": "uscc", "columns": ["revenue", "arrears"]},
+    ]
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"holders": holders, "iterations": 5, "learning_rate": 1.0,
+                                "validation": 0}))  # fmt: skip
+    out = tmp_path / "model.json"
+    done = unseen("train", "--coordinator", fed.address, "--labels", labels, "--spec", spec,
+                  "--out", out)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    model = json.loads(out.read_text())
+    assert model["holders"][0]["features"] == derived
+    assert model["holders"][0]["columns"] == ["kwh", "peak"]
+
+    # Plaintext: the same features from the same rows, the same training.
+    aligned = [i for i in bank if i in grid and i in tax]
+    entities = [*aligned[:30], "9199000000"]  # and one entity no holder has
+
+    def grid_features(ids, fill):
+        rows = [grid.get(i) for i in ids]
+        return np.array(
+            [fill if r is None else [np.log1p(r[0]), r[1] if r[0] > 5000 else 0.0] for r in rows]
+        )
+
+    blocks = [grid_features(aligned, None), np.array([tax[i][:2] for i in aligned], dtype=float)]
+    y = np.array([bank[i] for i in aligned])
+    spec_ = TrainSpec(iterations=5, learning_rate=1.0)
+    weights, intercept = plaintext_training(blocks, y, spec_, 5)
+    tax_mean = blocks[1].mean(axis=0)
+    tests = [
+        grid_features(entities, [0.0, 0.0]),  # derived features: their defaults (0)
+        np.array([tax[i][:2] if i in tax else tax_mean for i in entities], dtype=float),
+    ]
+    linear = intercept + sum(
+        Whitening.of(b).apply(t) @ w for b, t, w in zip(blocks, tests, weights, strict=True)
+    )
+    ids = tmp_path / "entities.txt"
+    ids.write_text("".join(f"{i}\n" for i in entities))
+    scored = unseen("score", "--coordinator", fed.address, "--model", out, "--entities", ids,
+                    "--format", "json")  # fmt: skip
+    assert scored.returncode == 0, scored.stderr
+    rows = json.loads(scored.stdout)["rows"]
+    assert [r[0] for r in rows] == entities
+    expected = 1 / (1 + np.exp(-linear))
+    assert np.abs(np.array([r[1] for r in rows]) - expected).max() < 1e-6
+
+    derived[0]["weight"] = 0.5  # a spec never carries weights
+    spec.write_text(json.dumps({"holders": holders}))
+    refused = unseen("train", "--coordinator", fed.address, "--labels", labels, "--spec", spec,
+                     "--out", tmp_path / "other.json")  # fmt: skip
+    assert refused.returncode != 0 and "without a weight" in refused.stderr

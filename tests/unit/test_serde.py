@@ -173,3 +173,26 @@ def test_ledger_request_round_trip():
         "supervisor": "s" * 64,
     }
     assert msg.signature == b"sig"
+
+
+def test_train_call_round_trip_keeps_derived_feature_definitions():
+    from unseen.engine.query.model import FeatureSpec
+    from unseen.engine.training.train_job import TrainCall, TrainFeatures
+
+    condition = Binary(BinaryOp.GE, Column("quarter"), Literal("2023Q1"))
+    definitions = (
+        FeatureSpec("tax_filings", "revenue", "uscc", "sum", condition, "log1p", 0.0),
+        FeatureSpec("tax_filings", "arrears", "uscc", "sum", None, "", 2.5),
+    )
+    call = TrainCall(
+        "job",
+        "start",
+        features=(
+            TrainFeatures("tax", "tax_filings", "uscc", ("revenue", "arrears"), True, definitions),
+            TrainFeatures("hr", "headcount", "uscc", ("insured_staff",)),
+        ),
+        ids=("a", "b"),
+    )
+    back = serde.train_call_from_proto(serde.train_call_to_proto(call))
+    assert back.features == call.features
+    assert back.features[0].definitions == definitions and not back.features[1].definitions

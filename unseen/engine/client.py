@@ -15,7 +15,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,7 +38,12 @@ from unseen.engine.query.result import Result
 from unseen.engine.query.sql import compile_condition, compile_sql
 from unseen.engine.training.align import Alignment, align_entities
 from unseen.engine.training.train_job import TrainFeatures
-from unseen.engine.training.training_client import JointModel, predict_jointly, train_jointly
+from unseen.engine.training.training_client import (
+    JointModel,
+    model_holders,
+    predict_jointly,
+    train_jointly,
+)
 from unseen.engine.training.vertical_lr import TrainSpec
 from unseen.engine.transport import serde
 from unseen.engine.transport.peers import CoordinatorPeer, ModelUpload, ScoreStream, retry_not_found
@@ -126,18 +131,34 @@ class Client:
         """Train a logistic model on holders' features and these labels
         (unseen.engine.training.training_client)."""
         self.register_key()
-        return train_jointly(self._peer, self.key, labels, holders, spec, validation, self.vouchers)
+        parts = self.derived_features(holders)
+        return train_jointly(self._peer, self.key, labels, parts, spec, validation, self.vouchers)
 
     def predict(self, model: Mapping[str, Any], entities: Sequence[str]) -> Result:
         """Score entities with a jointly trained model (kind ``joint-logistic``)."""
         self.register_key()
         ids = [str(e) for e in entities]
-        scores, receipts = predict_jointly(self._peer, self.key, model, ids, self.vouchers)
+        parts = self.derived_features(model_holders(model))
+        scores, receipts = predict_jointly(self._peer, self.key, model, ids, self.vouchers, parts)
         return Result(
             ["entity", "score"],
             [[i, float(s)] for i, s in zip(ids, scores, strict=True)],
             {"kind": "joint-logistic", "receipts": [json.loads(r) for r in receipts]},
         )
+
+    def derived_features(self, holders: Sequence[TrainFeatures]) -> list[TrainFeatures]:
+        """Check each holder's derived features against the catalog (filters compiled
+        as for a scorecard); plain columns pass unchanged."""
+        if not any(h.derived for h in holders):
+            return list(holders)
+        catalog = self.catalog(refresh=False)
+        out = []
+        for part in holders:
+            if part.derived:
+                model = Model(entity=part.key, features=part.derived)
+                part = replace(part, definitions=feature_specs(model, catalog))
+            out.append(part)
+        return out
 
     def _with_key(self, call: Callable[[], _T]) -> _T:
         """Run ``call``; if the coordinator lost the key (restart), register and retry once."""

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from unseen.engine.data.scoring import check_features, feature_blocks
 from unseen.engine.errors import PlanError, PolicyError, UnseenError
-from unseen.engine.governance.access import digest
+from unseen.engine.governance.access import digest, score_reads
 from unseen.engine.governance.lineage import sign_statement
 from unseen.engine.governance.voucher import AccessRequest, SignedVoucher, entity_ids
 from unseen.engine.training.joint_training import LocalRelay
@@ -42,6 +43,7 @@ from unseen.nodes.alignment import IDENTIFIER_KINDS
 from unseen.nodes.holders import as_holder_error
 
 if TYPE_CHECKING:
+    from unseen.engine.query.catalog import TableInfo
     from unseen.nodes.holder import HolderNode
     from unseen.nodes.holders import HolderSet
 
@@ -172,9 +174,7 @@ class HolderJobs:
         subject: str | None,
         kind: str = "train",
     ) -> AccessRequest:
-        reads = {mine.table: {mine.key: frozenset({"entity"})}}
-        for column in mine.columns:
-            reads[mine.table][column] = frozenset({"score"})
+        reads = score_reads(mine.definitions) if mine.definitions else _column_reads(mine)
         return AccessRequest(
             analyst=call.key_id,
             holder=node.name,
@@ -212,19 +212,11 @@ class HolderJobs:
         key = table.column(mine[0].key)
         if key is None or not key.allows("entity") or key.type.kind not in IDENTIFIER_KINDS:
             raise PlanError(f"{table.name}.{mine[0].key} is not an entity identifier")
-        for name in mine[0].columns:
-            info = table.column(name)
-            if info is None or not info.allows("score") or not info.type.numeric:
-                raise PlanError(f"{table.name}.{name} may not feed a model")
-        source = node.sources[mine[0].table.lower()]
+        _check_columns(node, table, mine[0])
 
         def load() -> HolderTrainer:
-            values = _feature_rows(source, mine[0])
-            width = len(mine[0].columns)
-            train = np.array([values.get(i, [0.0] * width) for i in call.ids], dtype=np.float64)
-            valid = np.array(
-                [values.get(i, [0.0] * width) for i in call.validation_ids], dtype=np.float64
-            ).reshape(-1, width)
+            train = _feature_matrix(node, mine[0], call.ids, None)
+            valid = _feature_matrix(node, mine[0], call.validation_ids, None)
             return HolderTrainer(node.name, public, train, valid, spec, mine[0].intercept)
 
         trainer, receipts = node.gov.run(
@@ -254,15 +246,12 @@ class HolderJobs:
             # scoring with it would use weights the bank's labels paid for.
             raise PolicyError("this model answers only the key that trained it")
         trainer = job.trainer
-        source = node.sources[job.features.table.lower()]
         step = TrainCall(call.job_id, "predict", 0, call.key_id, ids=call.ids)
         request = self._request(node, step, job.features, subject, kind="predict")
 
         def answer() -> list[bytes]:
-            values = _feature_rows(source, job.features)
             mean = [float(v) for v in trainer.mean]
-            rows = np.array([values.get(i, mean) for i in call.ids], dtype=np.float64)
-            return trainer.predict(rows.reshape(len(call.ids), trainer.features))
+            return trainer.predict(_feature_matrix(node, job.features, call.ids, mean))
 
         partials, receipts = node.gov.run(request, call.vouchers, answer, lambda c: c)
         return TrainAnswer(ciphertexts=partials, receipts=receipts)
@@ -274,6 +263,51 @@ def _voucher_holder(text: str) -> str:
 
 def _voucher_id(text: str) -> str:
     return SignedVoucher.decode(text).voucher_id
+
+
+def _column_reads(mine: TrainFeatures) -> dict[str, dict[str, frozenset[str]]]:
+    """What training on plain columns reads: the key as ``entity``, columns as ``score``."""
+    columns = {mine.key: frozenset({"entity"})}
+    columns |= {c: frozenset({"score"}) for c in mine.columns}
+    return {mine.table: columns}
+
+
+def _check_columns(node: HolderNode, table: TableInfo, mine: TrainFeatures) -> None:
+    """Refuse columns (or derived features) this holder's policy keeps from models."""
+    if not mine.definitions:
+        for name in mine.columns:
+            info = table.column(name)
+            if info is None or not info.allows("score") or not info.type.numeric:
+                raise PlanError(f"{table.name}.{name} may not feed a model")
+        return
+    if len(mine.definitions) != len(mine.columns):
+        raise PlanError("a derived feature is defined for every trained column, in order")
+    for feature, column in zip(mine.definitions, mine.columns, strict=True):
+        if feature.table.lower() != table.name.lower() or feature.column != column:
+            raise PlanError(f"derived feature {feature.column} is not {table.name}.{column}")
+        if feature.key.lower() != mine.key.lower():
+            raise PlanError(f"derived feature {feature.column} keys on another column")
+    check_features(mine.definitions, node.tables)
+
+
+def _feature_matrix(
+    node: HolderNode, mine: TrainFeatures, ids: Sequence[str], missing: list[float] | None
+) -> np.ndarray:
+    """Entities by trained columns, in the order of ``ids``.
+
+    Derived features are computed as ``unseen score`` computes them (entities
+    without rows get the feature's default); plain columns are per-entity means
+    and an entity without rows gets ``missing`` (zeros when None).
+    """
+    width = len(mine.columns)
+    if mine.definitions:
+        if not ids:
+            return np.zeros((0, width))
+        blocks = feature_blocks(mine.definitions, node.sources, node.tables, ids, len(ids))
+        return np.vstack(list(blocks)).reshape(len(ids), width)
+    values = _feature_rows(node.sources[mine.table.lower()], mine)
+    fill = missing if missing is not None else [0.0] * width
+    return np.array([values.get(i, fill) for i in ids], dtype=np.float64).reshape(-1, width)
 
 
 def _feature_rows(source: object, features: TrainFeatures) -> dict[str, list[float]]:

@@ -22,25 +22,26 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from unseen.v1 import score_pb2 as unseen_dot_v1_dot_score__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15unseen/v1/train.proto\x12\tunseen.v1\"_\n\rTrainFeatures\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x04 \x03(\t\x12\x11\n\tintercept\x18\x05 \x01(\x08\"/\n\rTrainGradient\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x01\"\x90\x02\n\x0cTrainRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x11\n\titeration\x18\x03 \x01(\r\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x0c\n\x04spec\x18\x05 \x01(\t\x12*\n\x08\x66\x65\x61tures\x18\x06 \x03(\x0b\x32\x18.unseen.v1.TrainFeatures\x12\x0b\n\x03ids\x18\x07 \x03(\t\x12\x16\n\x0evalidation_ids\x18\x08 \x03(\t\x12\x10\n\x08vouchers\x18\t \x03(\t\x12\x13\n\x0b\x63iphertexts\x18\n \x03(\x0c\x12+\n\tgradients\x18\x0b \x03(\x0b\x32\x18.unseen.v1.TrainGradient\x12\x0c\n\x04\x62\x65st\x18\x0c \x01(\x05\"F\n\rTrainProducts\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12\x13\n\x0b\x63iphertexts\x18\x02 \x03(\x0c\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x01(\r\"@\n\x0bTrainDigest\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x11\n\tstatement\x18\x03 \x01(\t\"\x88\x01\n\nTrainReply\x12*\n\x08products\x18\x01 \x03(\x0b\x32\x18.unseen.v1.TrainProducts\x12\x13\n\x0b\x63iphertexts\x18\x02 \x03(\x0c\x12\'\n\x07\x64igests\x18\x03 \x03(\x0b\x32\x16.unseen.v1.TrainDigest\x12\x10\n\x08receipts\x18\x04 \x03(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15unseen/v1/train.proto\x12\tunseen.v1\x1a\x15unseen/v1/score.proto\"\x8c\x01\n\rTrainFeatures\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x04 \x03(\t\x12\x11\n\tintercept\x18\x05 \x01(\x08\x12+\n\x0b\x64\x65\x66initions\x18\x06 \x03(\x0b\x32\x16.unseen.v1.FeatureSpec\"/\n\rTrainGradient\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x01\"\x90\x02\n\x0cTrainRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x11\n\titeration\x18\x03 \x01(\r\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x0c\n\x04spec\x18\x05 \x01(\t\x12*\n\x08\x66\x65\x61tures\x18\x06 \x03(\x0b\x32\x18.unseen.v1.TrainFeatures\x12\x0b\n\x03ids\x18\x07 \x03(\t\x12\x16\n\x0evalidation_ids\x18\x08 \x03(\t\x12\x10\n\x08vouchers\x18\t \x03(\t\x12\x13\n\x0b\x63iphertexts\x18\n \x03(\x0c\x12+\n\tgradients\x18\x0b \x03(\x0b\x32\x18.unseen.v1.TrainGradient\x12\x0c\n\x04\x62\x65st\x18\x0c \x01(\x05\"F\n\rTrainProducts\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12\x13\n\x0b\x63iphertexts\x18\x02 \x03(\x0c\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x01(\r\"@\n\x0bTrainDigest\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x11\n\tstatement\x18\x03 \x01(\t\"\x88\x01\n\nTrainReply\x12*\n\x08products\x18\x01 \x03(\x0b\x32\x18.unseen.v1.TrainProducts\x12\x13\n\x0b\x63iphertexts\x18\x02 \x03(\x0c\x12\'\n\x07\x64igests\x18\x03 \x03(\x0b\x32\x16.unseen.v1.TrainDigest\x12\x10\n\x08receipts\x18\x04 \x03(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'unseen.v1.train_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRAINFEATURES']._serialized_start=36
-  _globals['_TRAINFEATURES']._serialized_end=131
-  _globals['_TRAINGRADIENT']._serialized_start=133
-  _globals['_TRAINGRADIENT']._serialized_end=180
-  _globals['_TRAINREQUEST']._serialized_start=183
-  _globals['_TRAINREQUEST']._serialized_end=455
-  _globals['_TRAINPRODUCTS']._serialized_start=457
-  _globals['_TRAINPRODUCTS']._serialized_end=527
-  _globals['_TRAINDIGEST']._serialized_start=529
-  _globals['_TRAINDIGEST']._serialized_end=593
-  _globals['_TRAINREPLY']._serialized_start=596
-  _globals['_TRAINREPLY']._serialized_end=732
+  _globals['_TRAINFEATURES']._serialized_start=60
+  _globals['_TRAINFEATURES']._serialized_end=200
+  _globals['_TRAINGRADIENT']._serialized_start=202
+  _globals['_TRAINGRADIENT']._serialized_end=249
+  _globals['_TRAINREQUEST']._serialized_start=252
+  _globals['_TRAINREQUEST']._serialized_end=524
+  _globals['_TRAINPRODUCTS']._serialized_start=526
+  _globals['_TRAINPRODUCTS']._serialized_end=596
+  _globals['_TRAINDIGEST']._serialized_start=598
+  _globals['_TRAINDIGEST']._serialized_end=662
+  _globals['_TRAINREPLY']._serialized_start=665
+  _globals['_TRAINREPLY']._serialized_end=801
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from unseen.v1 import score_pb2 as _score_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -7,18 +8,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TrainFeatures(_message.Message):
-    __slots__ = ("holder", "table", "key", "columns", "intercept")
+    __slots__ = ("holder", "table", "key", "columns", "intercept", "definitions")
     HOLDER_FIELD_NUMBER: _ClassVar[int]
     TABLE_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     INTERCEPT_FIELD_NUMBER: _ClassVar[int]
+    DEFINITIONS_FIELD_NUMBER: _ClassVar[int]
     holder: str
     table: str
     key: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     intercept: bool
-    def __init__(self, holder: _Optional[str] = ..., table: _Optional[str] = ..., key: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., intercept: _Optional[bool] = ...) -> None: ...
+    definitions: _containers.RepeatedCompositeFieldContainer[_score_pb2.FeatureSpec]
+    def __init__(self, holder: _Optional[str] = ..., table: _Optional[str] = ..., key: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., intercept: _Optional[bool] = ..., definitions: _Optional[_Iterable[_Union[_score_pb2.FeatureSpec, _Mapping]]] = ...) -> None: ...
 
 class TrainGradient(_message.Message):
     __slots__ = ("holder", "values")

@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from unseen.engine.errors import PlanError
+from unseen.engine.query.model import Feature, FeatureSpec
 from unseen.engine.training.vertical_lr import TrainSpec
 
 __all__ = [
@@ -36,13 +37,24 @@ HOLDER_STEPS = frozenset(
 
 @dataclass(frozen=True)
 class TrainFeatures:
-    """One holder's part of a job: its entity column and the columns it trains on."""
+    """One holder's part of a job: its entity column and the columns it trains on.
+
+    A column is, by default, its per-entity mean. ``derived`` (the model-file
+    form a bank writes, with filters as SQL text) and ``definitions`` (the same
+    features checked against the catalog, as they travel) make each column a
+    scoring feature instead — an aggregate over a filter, a transform, a
+    default — so a jointly trained model can use the features a scorecard
+    uses (trends, ``log1p`` of skewed amounts). The bank's client fills
+    ``definitions`` from ``derived``; holders read ``definitions`` only.
+    """
 
     holder: str
     table: str
     key: str
     columns: tuple[str, ...]
     intercept: bool = False
+    definitions: tuple[FeatureSpec, ...] = ()
+    derived: tuple[Feature, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)

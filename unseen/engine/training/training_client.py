@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from unseen.engine.crypto.keys import AnalystKey
-from unseen.engine.errors import PlanError
+from unseen.engine.errors import ConfigError, PlanError
+from unseen.engine.query.model import Feature, parse_model
 from unseen.engine.training.align import Alignment, align_entities
 from unseen.engine.training.joint_training import TrainingRun, run_training
 from unseen.engine.training.train_job import TrainAnswer, TrainCall, TrainFeatures, spec_to_json
@@ -31,6 +32,9 @@ __all__ = [
     "CoordinatorRelay",
     "JointModel",
     "TrainPeer",
+    "derived_from_json",
+    "derived_to_json",
+    "holder_part",
     "model_holders",
     "predict_jointly",
     "train_jointly",
@@ -111,6 +115,7 @@ class JointModel:
                     "table": f.table,
                     "key": f.key,
                     "columns": list(f.columns),
+                    **({"features": derived_to_json(f.derived)} if f.derived else {}),
                     "weights_sha256": self.digests.get(f.holder, ""),
                 }
                 for f in self.holders
@@ -137,10 +142,9 @@ def train_jointly(
     if not 0 <= validation < 1:
         raise PlanError("the validation share is between 0 and 1")
     if sum(f.intercept for f in holders) != 1:
-        holders = [
-            TrainFeatures(f.holder, f.table, f.key, f.columns, i == 0)
-            for i, f in enumerate(holders)
-        ]
+        holders = [replace(f, intercept=i == 0) for i, f in enumerate(holders)]
+    if any(f.derived and not f.definitions for f in holders):
+        raise PlanError("derived features must be checked against the catalog first")
     ids = list(labels)
     alignments = []
     common = set(ids)
@@ -197,12 +201,44 @@ def model_holders(model: Mapping[str, Any]) -> tuple[TrainFeatures, ...]:
     if model.get("kind") != MODEL_KIND:
         raise PlanError(f"not a {MODEL_KIND} model file")
     try:
-        return tuple(
-            TrainFeatures(h["holder"], h["table"], h["key"], tuple(h["columns"]), i == 0)
-            for i, h in enumerate(model["holders"])
-        )
-    except (KeyError, TypeError) as exc:
+        return tuple(holder_part(h, i == 0) for i, h in enumerate(model["holders"]))
+    except (KeyError, TypeError, ConfigError) as exc:
         raise PlanError(f"the model file's holders are not valid: {exc}") from exc
+
+
+def holder_part(entry: Mapping[str, Any], intercept: bool) -> TrainFeatures:
+    """One holder's entry of a model spec or model file: plain columns, or
+    ``features`` in the scorecard's form without weights (derived features)."""
+    derived = derived_from_json(entry["features"], entry["key"]) if "features" in entry else ()
+    columns = tuple(f.column for f in derived) if derived else tuple(entry["columns"])
+    for feature in derived:
+        if feature.table.lower() != str(entry["table"]).lower():
+            raise PlanError(f"holder {entry['holder']}'s features are all on {entry['table']}")
+    return TrainFeatures(
+        entry["holder"], entry["table"], entry["key"], columns, intercept, derived=derived
+    )
+
+
+def derived_from_json(items: Any, key: str) -> tuple[Feature, ...]:
+    """Derived features from their JSON form (a scorecard's features without weights)."""
+    if not isinstance(items, list) or not items:
+        raise ConfigError("a holder's 'features' is a non-empty list")
+    if any(not isinstance(i, dict) or "weight" in i for i in items):
+        raise ConfigError("a derived feature is an object without a weight")
+    return parse_model({"entity": key, "features": [{**i, "weight": 0} for i in items]}).features
+
+
+def derived_to_json(features: Sequence[Feature]) -> list[dict[str, Any]]:
+    """The model-file form of derived features (only the fields that differ from defaults)."""
+    out = []
+    for f in features:
+        item: dict[str, Any] = {"table": f.table, "column": f.column}
+        item |= {"aggregate": f.aggregate} if f.aggregate else {}
+        item |= {"filter": f.filter} if f.filter is not None else {}
+        item |= {"transform": f.transform} if f.transform else {}
+        item |= {"default": f.default} if f.default else {}
+        out.append(item)
+    return out
 
 
 def predict_jointly(
@@ -211,6 +247,7 @@ def predict_jointly(
     model: Mapping[str, Any],
     ids: Sequence[str],
     vouchers: Sequence[str] = (),
+    holders: Sequence[TrainFeatures] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Scores of ``ids`` under a jointly trained model: (probabilities, receipts).
 
@@ -223,7 +260,7 @@ def predict_jointly(
         str(model.get("job", "")),
         "predict",
         key_id=key.key_id,
-        features=model_holders(model),
+        features=tuple(model_holders(model) if holders is None else holders),
         ids=tuple(ids),
         vouchers=tuple(vouchers),
     )

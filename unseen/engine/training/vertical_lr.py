@@ -3,7 +3,8 @@
 The protocol (docs/training.md has what each party sees):
 
 - The bank holds the labels, the CKKS secret key and the intercept ``b``;
-  holder ``h`` holds its standardised features ``X_h`` and its weights ``w_h``,
+  holder ``h`` holds its features ``X_h``, whitened with its own statistics
+  (:class:`Whitening`), and its weights ``w_h``,
   which never leave it. The logistic link is replaced by its first-order Taylor
   expansion at 0, ``sigmoid(z) ≈ 0.5 + z/4``, so the residual is linear:
   ``d_i = 0.5 + (b + Σ_h x_hi·w_h)/4 - y_i``.
@@ -49,6 +50,7 @@ __all__ = [
     "HolderTrainer",
     "Layout",
     "TrainSpec",
+    "Whitening",
     "batch_indices",
     "log_loss",
     "plaintext_training",
@@ -57,7 +59,7 @@ __all__ = [
 ]
 
 # Slot masks are uniform in ±2^MASK_BITS: large against a product x·d/|B|
-# (|x| ≲ 10 after standardisation, |d| ≲ 2), small enough that CKKS at scale
+# (|x| ≲ 10 after whitening, |d| ≲ 2), small enough that CKKS at scale
 # 2^50 keeps the decrypted slot sums exact to ~1e-10.
 MASK_BITS = 16
 
@@ -104,6 +106,47 @@ def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     std = train.std(axis=0)
     std[std == 0] = 1.0
     return [(m - mean) / std for m in (train, *others)]
+
+
+# Added to the correlation matrix before whitening: keeps a constant or (nearly)
+# collinear column finite, its whitened variance at most 1 (mask precision
+# assumes |x| ≲ 10), at no visible cost to the fit.
+WHITENING_RIDGE = 1e-6
+
+
+@dataclass(frozen=True)
+class Whitening:
+    """A holder's own decorrelating transform ``z = (x - mean) @ matrix``.
+
+    Gradient descent on the Taylor objective converges in about as many steps
+    as the condition number of the features' covariance, and a holder's features
+    are often strongly correlated (revenue last year and this year, staff then
+    and now): standardised, the credit features needed ~200 iterations to reach
+    the AUC that 10 reach whitened. Each holder whitens its own block with its
+    own training rows' statistics (the Cholesky factor of its correlation
+    matrix: unique, so the bank's plaintext check reproduces it exactly), which
+    reveals nothing and leaves the model's span, hence its optimum, unchanged;
+    only correlations *between* holders are left for the iterations.
+    """
+
+    mean: np.ndarray
+    matrix: np.ndarray
+
+    @classmethod
+    def of(cls, train: np.ndarray) -> Whitening:
+        mean = train.mean(axis=0)
+        std = train.std(axis=0)
+        std[std == 0] = 1.0
+        scaled = (train - mean) / std
+        width = train.shape[1]
+        corr = scaled.T @ scaled / max(len(train), 1) + WHITENING_RIDGE * np.eye(width)
+        lower = np.linalg.cholesky(corr)
+        # z = s @ L^-T, so that cov(z) = L^-1 corr L^-T = I (up to the ridge).
+        inverse = np.linalg.solve(lower, np.eye(width)).T
+        return cls(mean, inverse / std[:, None])
+
+    def apply(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray((rows - self.mean) @ self.matrix)
 
 
 def log_loss(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -179,7 +222,7 @@ def sum_ciphertexts(public: bytes, parts: Sequence[Sequence[bytes]]) -> list[byt
 
 @dataclass
 class HolderTrainer:
-    """One holder's side: its standardised features, its weights and its open masks."""
+    """One holder's side: its whitened features, its weights and its open masks."""
 
     name: str
     public: bytes
@@ -197,10 +240,10 @@ class HolderTrainer:
             raise PlanError(f"holder {self.name}: training and validation features differ")
         if len(self.train) < MIN_BATCH:
             raise PlanError(f"a training set holds at least {MIN_BATCH} entities")
-        self.mean = self.train.mean(axis=0)
-        self.std = self.train.std(axis=0)
-        self.std[self.std == 0] = 1.0
-        self.train, self.validation = standardise(self.train, self.validation)
+        self.whitening = Whitening.of(self.train)
+        self.mean = self.whitening.mean  # what an entity without rows is scored as
+        self.train = self.whitening.apply(self.train)
+        self.validation = self.whitening.apply(self.validation)
         self.weights = np.zeros(self.train.shape[1])
         self._ctx = ckks.load_public_context(self.public)
         self.slots = ckks.slot_count(self._ctx)
@@ -282,11 +325,11 @@ class HolderTrainer:
         del self.history[iteration + 1 :]
 
     def predict(self, rows: np.ndarray) -> list[bytes]:
-        """``Enc(x_i·w)`` for new entities, standardised with the training statistics
+        """``Enc(x_i·w)`` for new entities, whitened with the training statistics
         (joint prediction: the coordinator adds the holders' pieces, the bank decrypts)."""
         if rows.ndim != 2 or rows.shape[1] != self.features:
             raise PlanError(f"holder {self.name}: expected {self.features} features per entity")
-        pieces = ((rows - self.mean) / self.std) @ self.weights
+        pieces = self.whitening.apply(rows) @ self.weights
         layout = Layout(self.slots, 1, self.slots)
         return [
             bytes(ckks.encrypt(self._ctx, layout.spread(pieces[b])).serialize())
@@ -382,8 +425,8 @@ def plaintext_training(
     blocks: Sequence[np.ndarray], labels: np.ndarray, spec: TrainSpec, iterations: int
 ) -> tuple[list[np.ndarray], float]:
     """The same Taylor-approximated objective and updates on pooled plaintext
-    (each block standardised by its own training statistics): the oracle."""
-    scaled = [standardise(b)[0] for b in blocks]
+    (each block whitened by its own training statistics): the oracle."""
+    scaled = [Whitening.of(b).apply(b) for b in blocks]
     weights = [np.zeros(b.shape[1]) for b in scaled]
     intercept = 0.0
     for t in range(iterations):

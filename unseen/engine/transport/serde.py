@@ -1179,6 +1179,7 @@ def train_call_to_proto(call: TrainCall) -> train_pb2.TrainRequest:
                 key=f.key,
                 columns=list(f.columns),
                 intercept=f.intercept,
+                definitions=[feature_to_proto(d) for d in f.definitions],
             )
             for f in call.features
         ],
@@ -1201,7 +1202,14 @@ def train_call_from_proto(msg: train_pb2.TrainRequest) -> TrainCall:
         key_id=msg.key_id,
         spec=msg.spec,
         features=tuple(
-            TrainFeatures(f.holder, f.table, f.key, tuple(f.columns), f.intercept)
+            TrainFeatures(
+                f.holder,
+                f.table,
+                f.key,
+                tuple(f.columns),
+                f.intercept,
+                _features_from_proto(f.definitions),
+            )
             for f in msg.features
         ),
         ids=tuple(msg.ids),
