@@ -95,6 +95,17 @@ class Catalog:
     conflicts: tuple[tuple[str, str], ...] = ()
     # The holder's mask key (unseen.engine.privacy.masks); None in a merged catalog.
     mask_key: Participant | None = None
+    # Hierarchy (issue 14.1): a city coordinator serving as a holder relays its
+    # leaf holders' mask keys instead of a key of its own; masks are pairwise
+    # between leaves, so no coordinator holds a mask key (unseen.nodes.city).
+    leaves: tuple[Participant, ...] = ()
+
+    @property
+    def mask_participants(self) -> tuple[Participant, ...]:
+        """The mask keys taking part for this catalog's publisher: its own, or its leaves'."""
+        if self.leaves:
+            return self.leaves
+        return () if self.mask_key is None else (self.mask_key,)
 
     def table(self, name: str) -> TableInfo | None:
         for table in self.tables:
@@ -197,10 +208,13 @@ def _merge_table(name: str, hosted: Sequence[tuple[str, TableInfo]]) -> TableInf
                 f"table {name}: holder {holder} has column {extra[0]} that holder "
                 f"{first_holder} lacks"
             )
-    if first.dp is not None and first.dp.honest_holders > len(hosted):
+    # A city coordinator's table lists the leaf holders behind it: every leaf adds
+    # its own noise share, so the count that matters is of leaves, not of catalogs.
+    leaves = sum(max(1, len(t.holders)) for _, t in hosted)
+    if first.dp is not None and first.dp.honest_holders > leaves:
         raise CatalogConflict(
             f"table {name}: its dp policy assumes {first.dp.honest_holders} honest holders but "
-            f"{len(hosted)} serve it, so the noise would fall short"
+            f"{leaves} serve it, so the noise would fall short"
         )
     if any(t.dp != first.dp for _, t in hosted[1:]):
         raise CatalogConflict(f"table {name}: its holders publish different dp policies")
