@@ -51,7 +51,7 @@ from typing import Any
 from unseen.engine.crypto import ckks
 from unseen.engine.errors import HolderError, PolicyError, UnseenError
 from unseen.engine.governance.access import Governance, digest
-from unseen.engine.governance.ledger import result_digest
+from unseen.engine.governance.audit import relay_digest
 from unseen.engine.privacy.masks import Participant
 from unseen.engine.privacy.suppression import first_reasons
 from unseen.engine.query.catalog import Catalog, TableInfo, merge
@@ -216,7 +216,7 @@ class CityHolder:
             analyst=key_id,
             outcome="answered",
             plan_digest=digest(plan_bytes),
-            result_digest=result_digest([r.encode() for r in below]),
+            result_digest=relay_digest(below),
         )
         return [receipt.encode()]
 
