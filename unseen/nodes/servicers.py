@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import grpc
 
 from unseen.engine.crypto import ckks
+from unseen.engine.errors import PolicyError
 from unseen.engine.query.model import FeatureSpec
 from unseen.engine.transport import serde
 from unseen.engine.transport.memory_budget import MemoryBudget
@@ -366,10 +367,7 @@ def _from_coordinator(context: grpc.ServicerContext) -> None:
     """Under mTLS, only a peer certified as a coordinator (the province) may ask a city."""
     who = caller(context)
     if who.authenticated and who.role != "coordinator":
-        context.abort(
-            grpc.StatusCode.PERMISSION_DENIED,
-            "a city coordinator answers the holder service only to a coordinator",
-        )
+        raise PolicyError("a city coordinator answers the holder service only to a coordinator")
 
 
 class CityServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
