@@ -178,7 +178,8 @@ def aggregate(
     return CombinedAnswer(
         [bytes(v.serialize()) for v in sums],
         tuple(suppressed),
-        tuple(peer.name or peer.address for peer in hosts.peers),
+        # The leaf holders inside (a city's, behind it), so the analyst counts dp shares right.
+        hosts.table.holders or tuple(peer.name or peer.address for peer in hosts.peers),
         tuple(r for _, receipts in prepared for r in receipts),
         hosts.missing,
         reasons,

@@ -49,12 +49,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from unseen.engine.crypto import ckks
-from unseen.engine.errors import HolderError, PolicyError, UnseenError
+from unseen.engine.errors import HolderError, PlanError, PolicyError, UnseenError
 from unseen.engine.governance.access import Governance, digest
 from unseen.engine.governance.audit import relay_digest
 from unseen.engine.privacy.masks import Participant
 from unseen.engine.privacy.suppression import first_reasons
-from unseen.engine.query.catalog import Catalog, TableInfo, merge
+from unseen.engine.query.catalog import Catalog, merge
 from unseen.engine.query.layout import layout_for
 from unseen.engine.query.plan import AggregatePlan, check_plan
 from unseen.engine.transport.peers import retry_not_found
@@ -117,17 +117,8 @@ class CityHolder:
         """
         fresh = self.coordinator.holders.whole([], budget)
         merged = merge([catalog for _, catalog in fresh])
-        tables = tuple(
-            TableInfo(
-                t.name,
-                t.columns,
-                t.min_group_size,
-                _leaf_hosts(t, fresh),
-                assets=t.assets,
-                dp=t.dp,
-            )
-            for t in merged.tables
-        )
+        # Each merged table lists the leaf holders behind it (a nested city's leaves too).
+        tables = merged.tables
         leaves = tuple(key for _, catalog in fresh for key in catalog.mask_participants)
         return Catalog(
             self.name,
@@ -162,17 +153,24 @@ class CityHolder:
         coordinator.keys.get(key_id)  # NOT_FOUND: the province registers the key and retries
         budget = min(budget or DEADLINES["aggregate"], DEADLINES["aggregate"])
         try:
-            hosts = coordinator.holders.hosts(plan.table, budget)
-            check_plan(plan, hosts.table, coordinator.limits)
             # Every holder of the city takes part (a leaf without the table with
-            # masks only): the province lists every leaf the city published.
-            peers = tuple(peer for peer, _ in hosts.fresh)
-            leaves = tuple(key for _, catalog in hosts.fresh for key in catalog.mask_participants)
+            # masks only): the province lists every leaf the city published. A
+            # holder that does not answer and may host the table fails the query.
+            fresh = coordinator.holders.whole([plan.table], budget)
+            merged = merge([catalog for _, catalog in fresh])
+            table = merged.table(plan.table)
+            if table is not None:
+                check_plan(plan, table, coordinator.limits)
+            elif merged.conflict(plan.table):
+                raise PlanError(str(merged.conflict(plan.table)))
+            # else no holder here hosts the table: the whole city masks only.
+            peers = tuple(peer for peer, _ in fresh)
+            leaves = tuple(key for _, catalog in fresh for key in catalog.mask_participants)
             routed = route_vouchers(vouchers)
             # Each holder is given the vouchers issued for it (or its own leaves).
             names = {
                 peer.address: {peer.name, *(k.holder for k in catalog.mask_participants)}
-                for peer, catalog in hosts.fresh
+                for peer, catalog in fresh
             }
 
             def prepare(peer: Peer) -> tuple[dict[int, str], tuple[str, ...]]:
@@ -311,14 +309,3 @@ class CityHolder:
 
     def read_ledger(self, request: dict[str, object], signature: bytes) -> tuple[str, str]:
         return self.gov.read_ledger(request, signature)
-
-
-def _leaf_hosts(table: TableInfo, fresh: Sequence[tuple[Peer, Catalog]]) -> tuple[str, ...]:
-    """The leaf holders behind a merged table (a nested city lists its own leaves)."""
-    names: list[str] = []
-    for _, catalog in fresh:
-        own = catalog.table(table.name)
-        if own is None:
-            continue
-        names.extend(own.holders if catalog.leaves and own.holders else (catalog.holder,))
-    return tuple(names)

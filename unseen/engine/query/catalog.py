@@ -11,7 +11,7 @@ must have one schema, and a merged column permits only what every host permits.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from unseen.engine.errors import PlanError
@@ -161,7 +161,13 @@ def merge_bounds(
         return None
 
 
-def _merge_table(name: str, hosted: Sequence[tuple[str, TableInfo]]) -> TableInfo:
+def _merge_table(
+    name: str,
+    hosted: Sequence[tuple[str, TableInfo]],
+    behind: Mapping[str, tuple[str, ...]] | None = None,
+) -> TableInfo:
+    """One table from its hosts' views; ``behind`` maps a city coordinator to its leaves."""
+    behind = behind or {}
     first_holder, first = hosted[0]
     names = [c.name for c in first.columns]
     merged: list[ColumnInfo] = []
@@ -210,7 +216,8 @@ def _merge_table(name: str, hosted: Sequence[tuple[str, TableInfo]]) -> TableInf
             )
     # A city coordinator's table lists the leaf holders behind it: every leaf adds
     # its own noise share, so the count that matters is of leaves, not of catalogs.
-    leaves = sum(max(1, len(t.holders)) for _, t in hosted)
+    holders = tuple(leaf for h, _ in hosted for leaf in behind.get(h, (h,)))
+    leaves = len(holders)
     if first.dp is not None and first.dp.honest_holders > leaves:
         raise CatalogConflict(
             f"table {name}: its dp policy assumes {first.dp.honest_holders} honest holders but "
@@ -223,7 +230,7 @@ def _merge_table(name: str, hosted: Sequence[tuple[str, TableInfo]]) -> TableInf
         dp=first.dp,
         columns=tuple(merged),
         min_group_size=max(t.min_group_size for _, t in hosted),
-        holders=tuple(h for h, _ in hosted),
+        holders=holders,
         assets=tuple(sorted({a for _, t in hosted for a in t.assets})),
     )
 
@@ -245,14 +252,18 @@ def merge(catalogs: Sequence[Catalog]) -> Catalog:
     of the federation down with it.
     """
     by_table: dict[str, list[tuple[str, TableInfo]]] = {}
+    behind: dict[tuple[str, str], tuple[str, ...]] = {}
     for catalog in catalogs:
         for table in catalog.tables:
             by_table.setdefault(table.name.lower(), []).append((catalog.holder, table))
+            if catalog.leaves and table.holders:  # a city: the leaves hosting the table
+                behind[table.name.lower(), catalog.holder] = table.holders
     tables: list[TableInfo] = []
     conflicts: list[tuple[str, str]] = []
-    for hosted in by_table.values():
+    for key, hosted in by_table.items():
+        leaves = {h: behind[key, h] for h, _ in hosted if (key, h) in behind}
         try:
-            tables.append(_merge_table(hosted[0][1].name, hosted))
+            tables.append(_merge_table(hosted[0][1].name, hosted, leaves))
         except CatalogConflict as exc:
             conflicts.append((hosted[0][1].name, str(exc)))
     return Catalog(
