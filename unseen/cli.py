@@ -195,8 +195,11 @@ def _cmd_coordinator_serve(args: argparse.Namespace) -> int:
         raise ConfigError("give --listen (or [coordinator] listen in a --config file)")
     if not args.holder:
         raise ConfigError("give at least one --holder (or [coordinator] holders in --config)")
-    listen = _address(args.listen)
-    holders = [_address(h) for h in args.holder]
+    try:
+        listen = _address(args.listen)
+        holders = [_address(h) for h in args.holder]
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(f"coordinator serve: {exc}") from exc
     if (args.ledger is None) != (args.signing_key is None):
         raise ConfigError("a city ledger needs both --ledger and --signing-key")
     if args.ledger is not None and not args.as_holder:
