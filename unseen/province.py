@@ -17,6 +17,7 @@ and a ledger at every leaf and every city.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -133,6 +134,11 @@ class Province:
     ledger_keys: dict[str, SigningKey] = field(default_factory=dict)
     _servers: list[Any] = field(default_factory=list)
     _coordinators: list[Coordinator] = field(default_factory=list)
+    _holder_servers: dict[str, Any] = field(default_factory=dict)
+
+    def stop_holder(self, name: str) -> None:
+        """Stop one leaf holder's server (failure tests)."""
+        self._holder_servers[name].stop(None).wait()
 
     def client(self, key: AnalystKey, address: str | None = None, **kwargs: Any) -> Client:
         tls = self.tls.get("analyst")
@@ -186,6 +192,7 @@ def start_province(
             tls = files.get(name)
             server, port = serve_holder(node, f"{_host(tls)}:0", tls)
             province._servers.append(server)
+            province._holder_servers[name] = server
             province.holders[name] = node
             province.holder_addresses[name] = f"{_host(tls)}:{port}"
         for city, leaves in data.cities.items():
@@ -267,10 +274,18 @@ def run_province_demo(
         work = workdir or Path(tmp)
         data = write_province(work / "data", cities, seed=seed)
         leaves = len(data.shards)
-        province = start_province(data, work)
+        # One line for all holders instead of each one's quick-start warning.
+        holder_log = logging.getLogger("unseen.nodes.holder")
+        level = holder_log.level
+        holder_log.setLevel(logging.ERROR)
+        try:
+            province = start_province(data, work)
+        finally:
+            holder_log.setLevel(level)
         out(
-            f"unseen demo --province: {cities} city coordinators over {leaves} holders "
-            f"under one provincial coordinator (started in {time.perf_counter() - started:.1f} s)"
+            f"unseen demo --province: {cities} city coordinators over {leaves} quick-start "
+            f"holders (k = {K}, masks between all {leaves}) under one provincial coordinator "
+            f"(started in {time.perf_counter() - started:.1f} s)"
         )
         failures = 0
         try:

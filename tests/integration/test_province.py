@@ -14,6 +14,8 @@ import json
 import grpc
 import pytest
 
+from tests.conftest import unseen
+from unseen.engine.errors import RemoteError
 from unseen.engine.governance.audit import check_receipts, follow_relays
 from unseen.engine.governance.ledger import Receipt, read_ledger
 from unseen.engine.transport.peers import HolderPeer
@@ -128,3 +130,37 @@ def test_audit_follows_a_provincial_receipt_down_to_city_and_holder_ledgers(gove
     city = relays[0]
     dropped = [r for r in receipts if r != city.below[0]]
     assert follow_relays(dropped, ledgers)[0].status == "broken"
+
+
+def test_unseen_audit_check_follows_the_receipts_down_from_the_cli(governed, key, tmp_path):
+    data, province = governed
+    with province.client(key) as client:
+        result = client.query(QUERIES[1])
+    receipts = tmp_path / "answer.receipts"
+    receipts.write_text("".join(json.dumps(r) + "\n" for r in result.meta["receipts"]))
+    args: list[object] = ["audit", "check", "--receipts", receipts]
+    for path in province.ledgers.values():
+        args += ["--ledger", path]
+    for name, signing in province.ledger_keys.items():
+        args += ["--holder-key", f"{name}={signing.public_key.to_text()}"]
+    done = unseen(*args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    relays = [line for line in done.stdout.splitlines() if ": relay ok: " in line]
+    assert len(relays) == len(data.cities)
+    assert "all match the ledgers" in done.stdout
+
+
+def test_a_leaf_that_is_down_fails_the_provincial_query_naming_it(tmp_path, key):
+    data = write_province(tmp_path / "data", cities=2, holders=lambda i: 2)
+    province = start_province(data, tmp_path)
+    try:
+        city, leaves = next(iter(data.cities.items()))
+        with province.client(key) as client:
+            client.query(QUERIES[0])  # every holder answered once: catalogs known
+            province.stop_holder(leaves[1])
+            with pytest.raises(RemoteError) as info:
+                client.query(QUERIES[0])
+    finally:
+        province.close()
+    assert info.value.code == "UNAVAILABLE"
+    assert city in info.value.reason and leaves[1] in info.value.reason

@@ -94,7 +94,7 @@ def test_a_ledger_needs_a_city_name(tmp_path):
 def test_the_21_city_province_demo_verifies_every_answer():
     done = unseen("demo", "--province", timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "21 city coordinators over 52 holders" in done.stdout
+    assert "21 city coordinators over 52 quick-start holders" in done.stdout
     assert re.search(r"4/4 answers agree with DuckDB", done.stdout)
     assert "MISMATCH" not in done.stdout
 
