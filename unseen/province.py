@@ -162,19 +162,26 @@ def _host(tls: TlsFiles | None) -> str:
 
 
 def start_province(
-    data: ProvinceData, work: Path, governed: bool = False, analyst: AnalystKey | None = None
+    data: ProvinceData,
+    work: Path,
+    governed: bool = False,
+    analyst: AnalystKey | None = None,
+    supervisor: SigningKey | None = None,
 ) -> Province:
     """Serve ``data``: a holder per shard, a coordinator per city, one province.
 
-    ``governed`` needs ``analyst`` (the grantee of the vouchers it issues).
+    ``governed`` needs ``analyst`` (the grantee of the vouchers it issues);
+    ``supervisor`` may then fetch every leaf's and city's ledger over RPC.
     """
+    supervisors = {} if supervisor is None else {supervisor.key_id: supervisor.public_key}
     files: dict[str, TlsFiles] = {}
     issuer = SigningKey.generate()
     trusted = VoucherPolicy(required=True, trusted_issuers={issuer.key_id: issuer.public_key})
     if governed:
         parties = [(h, "holder") for h in data.shards]
         parties += [(c, "coordinator") for c in data.cities] + [("province", "coordinator")]
-        files = make_bundle(work / "pki", [*parties, ("analyst", "analyst")])
+        parties += [("analyst", "analyst"), ("supervisor", "supervisor")]
+        files = make_bundle(work / "pki", parties)
     province = Province("", {}, {}, {}, {}, tls=files)
     try:
         for name, path in data.shards.items():
@@ -188,6 +195,7 @@ def start_province(
                     # The province's voucher issuer is one of the leaf's trusted issuers.
                     trusted,
                     Ledger(province.ledgers[name], name, province.ledger_keys[name]),
+                    supervisors,
                 )
             tls = files.get(name)
             server, port = serve_holder(node, f"{_host(tls)}:0", tls)
@@ -205,9 +213,8 @@ def start_province(
             if governed:
                 province.ledger_keys[city] = SigningKey.generate()
                 province.ledgers[city] = work / "ledgers" / f"{city}.sqlite"
-                governance = Governance(
-                    city, ledger=Ledger(province.ledgers[city], city, province.ledger_keys[city])
-                )
+                ledger = Ledger(province.ledgers[city], city, province.ledger_keys[city])
+                governance = Governance(city, ledger=ledger, supervisors=supervisors)
             holder = CityHolder(city, coordinator, governance)
             server, port = serve_coordinator(coordinator, f"{_host(tls)}:0", tls, city=holder)
             province._servers.append(server)

@@ -15,11 +15,17 @@ import grpc
 import pytest
 
 from tests.conftest import unseen
+from unseen.engine.client import Client
 from unseen.engine.errors import RemoteError
 from unseen.engine.governance.audit import check_receipts, follow_relays
-from unseen.engine.governance.ledger import Receipt, read_ledger
+from unseen.engine.governance.ledger import LedgerRange, Receipt, read_ledger
+from unseen.engine.governance.signing import SigningKey
 from unseen.engine.transport.peers import HolderPeer
 from unseen.engine.transport.rpc import create_channel
+from unseen.governance import fetch_ledger
+from unseen.nodes.city import CityHolder
+from unseen.nodes.coordinator import Coordinator, serve_coordinator
+from unseen.nodes.holder import HolderNode, serve_holder
 from unseen.province import (
     QUERIES,
     SMALL_INDUSTRY,
@@ -39,11 +45,14 @@ def quick(tmp_path_factory):  # type: ignore[no-untyped-def]
     province.close()
 
 
+SUPERVISOR = SigningKey.generate()
+
+
 @pytest.fixture(scope="module")
 def governed(tmp_path_factory, key):  # type: ignore[no-untyped-def]
     work = tmp_path_factory.mktemp("governed-province")
     data = write_province(work / "data", cities=2, holders=lambda i: 2)
-    province = start_province(data, work, governed=True, analyst=key)
+    province = start_province(data, work, governed=True, analyst=key, supervisor=SUPERVISOR)
     yield data, province
     province.close()
 
@@ -164,3 +173,59 @@ def test_a_leaf_that_is_down_fails_the_provincial_query_naming_it(tmp_path, key)
         province.close()
     assert info.value.code == "UNAVAILABLE"
     assert city in info.value.reason and leaves[1] in info.value.reason
+
+
+def test_a_supervisor_fetches_city_and_leaf_ledgers_over_rpc_and_follows_the_relays(governed, key):
+    data, province = governed
+    with province.client(key) as client:
+        result = client.query(QUERIES[2])
+    receipts = [Receipt.decode(json.dumps(r)) for r in result.meta["receipts"]]
+    addresses = {**province.city_addresses, **province.holder_addresses}
+    tls = province.tls["supervisor"]
+    ranges = []
+    for name, address in addresses.items():
+        holder, merged, _ = fetch_ledger(address, SUPERVISOR, tls=tls)
+        assert holder == name
+        ranges.append(LedgerRange.from_dict(merged))
+    keys = {name: k.public_key for name, k in province.ledger_keys.items()}
+    assert check_receipts(receipts, ranges, keys).ok
+    relays = follow_relays(receipts, ranges)
+    assert {r.receipt.holder for r in relays} == set(data.cities)
+    assert all(r.status == "ok" for r in relays)
+
+
+def test_levels_nest_a_region_of_cities_under_the_province(tmp_path, key):
+    """Province → region (a city coordinator over two city coordinators) and a city → leaves."""
+    data = write_province(tmp_path / "data", cities=3, holders=lambda i: 2)
+    servers, coordinators = [], []
+
+    def serve(coordinator: Coordinator, name: str | None) -> str:
+        coordinators.append(coordinator)
+        city = CityHolder(name, coordinator) if name else None
+        server, port = serve_coordinator(coordinator, "127.0.0.1:0", city=city)
+        servers.append(server)
+        return f"127.0.0.1:{port}"
+
+    try:
+        cities = {}
+        for city, leaves in data.cities.items():
+            addresses = []
+            for leaf in leaves:
+                node = HolderNode.quickstart(leaf, {"power": data.shards[leaf]})
+                server, port = serve_holder(node, "127.0.0.1:0")
+                servers.append(server)
+                addresses.append(f"127.0.0.1:{port}")
+            cities[city] = serve(Coordinator.connect(addresses), city)
+        names = list(cities)
+        region = serve(Coordinator.connect([cities[n] for n in names[:2]]), "east")
+        top = serve(Coordinator.connect([region, cities[names[2]]]), None)
+        with Client(top, key=key) as client:
+            for sql in QUERIES:
+                result, problems = check_query(client, data, sql)
+                assert not problems, sql
+        assert set(result.meta["holders"]) == set(data.shards)
+    finally:
+        for coordinator in reversed(coordinators):
+            coordinator.close()
+        for server in reversed(servers):
+            server.stop(None).wait()
