@@ -229,3 +229,20 @@ def test_levels_nest_a_region_of_cities_under_the_province(tmp_path, key):
             coordinator.close()
         for server in reversed(servers):
             server.stop(None).wait()
+
+
+def test_a_request_the_leaves_refuse_is_ledgered_at_the_city_and_at_each_leaf(governed, key):
+    data, province = governed
+    city = next(iter(data.cities))
+    before = {n: read_ledger(p).head for n, p in province.ledgers.items()}
+    client = province.client(key)
+    client.vouchers = []  # no voucher: every leaf refuses
+    with client, pytest.raises(RemoteError) as info:
+        client.query(QUERIES[0])
+    assert info.value.code == "PERMISSION_DENIED"
+    (entry,) = read_ledger(province.ledgers[city], before[city] + 1).entries
+    assert (entry.kind, entry.outcome) == ("relay", "refused")
+    assert entry.reason.startswith("PERMISSION_DENIED from holder ")
+    for leaf in data.cities[city]:
+        refused = read_ledger(province.ledgers[leaf], before[leaf] + 1).entries
+        assert [e.outcome for e in refused] == ["refused"]

@@ -104,10 +104,6 @@ class CityHolder:
         assert self.governance is not None
         return self.governance
 
-    @property
-    def keys(self) -> Any:
-        return self.coordinator.keys
-
     # -- catalog ---------------------------------------------------------------
     def catalog(self, budget: float | None = None) -> Catalog:
         """The city's holders' catalogs merged under the city's name, with their mask keys.
@@ -222,12 +218,20 @@ class CityHolder:
         ledger = self.gov.ledger
         if ledger is None:
             return
+        # As a holder's ledger words it: a refusal's reason, a failure's class; a
+        # holder's refusal by its status and name (its ledger keeps the reason).
+        if isinstance(exc, HolderError):
+            refused = exc.code == "PERMISSION_DENIED"
+            reason = f"{exc.code} from holder {exc.holder}"
+        else:
+            refused = isinstance(exc, PolicyError)
+            reason = str(exc) if refused else f"failed: {type(exc).__name__}"
         ledger.append(
             kind="relay",
             analyst=key_id,
-            outcome="refused" if isinstance(exc, PolicyError) else "failed",
+            outcome="refused" if refused else "failed",
             plan_digest=digest(plan_bytes),
-            reason=type(exc).__name__ if not isinstance(exc, HolderError) else exc.code,
+            reason=reason,
         )
 
     def _put(self, query_id: str, entry: RelayedRound) -> None:
