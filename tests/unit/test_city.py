@@ -127,3 +127,10 @@ def test_a_relay_digest_does_not_depend_on_how_a_receipt_was_spelled():
     spaced = json.dumps(receipt, indent=2)
     assert relay_digest([compact]) == relay_digest([spaced])
     assert relay_digest([compact]) != relay_digest([])
+
+
+def test_a_table_in_conflict_at_one_city_is_refused_at_the_province():
+    broken = Catalog("north", (), conflicts=(("power", "holders disagree"),), leaves=(_leaf("a1"),))
+    merged = merge([broken, _city("south", ("b1", "b2"))])
+    assert merged.table("power") is None
+    assert merged.conflict("power") == "at north: holders disagree"

@@ -266,9 +266,18 @@ def merge(catalogs: Sequence[Catalog]) -> Catalog:
             tables.append(_merge_table(hosted[0][1].name, hosted, leaves))
         except CatalogConflict as exc:
             conflicts.append((hosted[0][1].name, str(exc)))
+    # A city coordinator's own conflicts stay conflicts above it: leaving the
+    # table to the other cities would answer without that city's rows.
+    for catalog in catalogs:
+        for table_name, reason in catalog.conflicts:
+            if all(t.lower() != table_name.lower() for t, _ in conflicts):
+                conflicts.append((table_name, f"at {catalog.holder}: {reason}"))
+    refused = {t.lower() for t, _ in conflicts}
     return Catalog(
         holder="",
-        tables=tuple(sorted(tables, key=lambda t: t.name)),
+        tables=tuple(
+            sorted((t for t in tables if t.name.lower() not in refused), key=lambda t: t.name)
+        ),
         vouchers_required=any(c.vouchers_required for c in catalogs),
         conflicts=tuple(conflicts),
     )
