@@ -6,17 +6,23 @@ from __future__ import annotations
 import json
 from fractions import Fraction
 
+import numpy as np
 import pytest
 
+from tests.unit.test_coordinator import _PLAN, FakeHolder, _coordinator
 from unseen.engine.config import load_coordinator_config
-from unseen.engine.errors import ConfigError, PlanError
+from unseen.engine.crypto import ckks
+from unseen.engine.crypto.keys import AnalystKey
+from unseen.engine.errors import ConfigError, HolderError, PlanError, PolicyError, RemoteError
 from unseen.engine.governance.audit import relay_digest
 from unseen.engine.privacy.dp_policy import DpPolicy
 from unseen.engine.privacy.masks import MAX_PARTICIPANTS, MaskKey, Participant
 from unseen.engine.query.catalog import Catalog, ColumnInfo, TableInfo, merge
 from unseen.engine.query.types import SqlType
 from unseen.engine.transport import serde
+from unseen.engine.transport.peers import encode_plan
 from unseen.nodes.aggregate import participating
+from unseen.nodes.city import CityHolder
 from unseen.nodes.vouchers import vouchers_for
 
 
@@ -134,3 +140,61 @@ def test_a_table_in_conflict_at_one_city_is_refused_at_the_province():
     merged = merge([broken, _city("south", ("b1", "b2"))])
     assert merged.table("power") is None
     assert merged.conflict("power") == "at north: holders disagree"
+
+
+# -- CityHolder over fake holders (tests/unit/test_coordinator.py) -----------------------
+
+NONCE = b"n" * 32
+
+
+@pytest.fixture(scope="module")
+def analyst() -> AnalystKey:
+    return AnalystKey.generate()
+
+
+def test_a_city_relays_both_rounds_unchanged_and_sums_its_leaves(analyst):
+    a, b = FakeHolder("a", 1.0), FakeHolder("b", 2.0, suppressed=(1,))
+    city = CityHolder("north", _coordinator(analyst, a, b))
+    catalog = city.catalog()
+    assert [k.holder for k in catalog.leaves] == ["h-a", "h-b"] and catalog.mask_key is None
+    failing, receipts = city.prepare_aggregate(analyst.key_id, _PLAN, encode_plan(_PLAN), "q1")
+    assert failing == {1: "k"} and len(receipts) == 2
+    participants = (*catalog.leaves, Participant("elsewhere", MaskKey.generate().public))
+    sums = city.aggregate(analyst.key_id, "q1", NONCE, participants, frozenset({1}))
+    slots = np.concatenate([ckks.decrypt(analyst.secret, c) for c in sums])
+    assert np.allclose(slots, 3.0, atol=1e-3)
+    # Same query id, nonce, participants (other cities' leaves too) and suppressed set.
+    assert a.rounds[-1] == ("masked", ("q1", NONCE, participants, (1,)))
+    assert b.rounds[-1] == a.rounds[-1]
+
+
+def test_a_silent_host_keeps_its_table_listed_and_fails_round_one_by_name(analyst):
+    a, b = FakeHolder("a"), FakeHolder("b")
+    city = CityHolder("north", _coordinator(analyst, a, b))
+    city.catalog()
+    b.catalog_error = RemoteError("UNAVAILABLE", "down")
+    catalog = city.catalog()
+    assert catalog.table("t") is not None
+    assert [k.holder for k in catalog.leaves] == ["h-a"]
+    with pytest.raises(HolderError) as info:
+        city.prepare_aggregate(analyst.key_id, _PLAN, encode_plan(_PLAN), "q2")
+    assert info.value.code == "UNAVAILABLE" and info.value.holder.startswith("h-b")
+
+
+def test_a_leaf_listed_but_silent_in_round_one_refuses_round_two(analyst):
+    a, b, masks_only = FakeHolder("a"), FakeHolder("b"), FakeHolder("c", tables=())
+    city = CityHolder("north", _coordinator(analyst, a, b, masks_only))
+    catalog = city.catalog()  # what the province lists: three leaves
+    masks_only.catalog_error = RemoteError("UNAVAILABLE", "down")
+    city.prepare_aggregate(analyst.key_id, _PLAN, encode_plan(_PLAN), "q3")  # c hosts nothing
+    with pytest.raises(PolicyError, match="did not take part in round 1"):
+        city.aggregate(analyst.key_id, "q3", NONCE, catalog.leaves, frozenset())
+
+
+def test_a_round_two_omitting_a_leaf_of_round_one_is_refused(analyst):
+    a, b = FakeHolder("a"), FakeHolder("b")
+    city = CityHolder("north", _coordinator(analyst, a, b))
+    catalog = city.catalog()
+    city.prepare_aggregate(analyst.key_id, _PLAN, encode_plan(_PLAN), "q4")
+    with pytest.raises(PolicyError, match="not among the participants"):
+        city.aggregate(analyst.key_id, "q4", NONCE, catalog.leaves[:1], frozenset())

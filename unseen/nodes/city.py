@@ -61,7 +61,7 @@ from unseen.engine.transport.peers import retry_not_found
 from unseen.engine.transport.rpc import DEADLINES
 from unseen.nodes.aggregate import load_answer
 from unseen.nodes.coordinator import Coordinator
-from unseen.nodes.holders import Peer
+from unseen.nodes.holders import Peer, combine
 from unseen.nodes.vouchers import route_vouchers, vouchers_for
 
 __all__ = ["CityHolder", "RelayedRound"]
@@ -77,6 +77,9 @@ class RelayedRound:
     plan: AggregatePlan
     peers: tuple[Peer, ...]
     leaves: tuple[Participant, ...]  # the mask keys of ``peers``' leaves, as published
+    # Every leaf name behind this city, silent ones included: a participant of
+    # these names that did not take part in round 1 would leave masks uncancelled.
+    mine: frozenset[str]
     created: float
 
 
@@ -111,8 +114,10 @@ class CityHolder:
         Fetched fresh (not from the analyst-facing cache): the province fixes its
         participants from this answer, and they must be the leaves round 1 reaches.
         """
-        fresh = self.coordinator.holders.whole([], budget)
-        merged = merge([catalog for _, catalog in fresh])
+        fresh, silent = self.coordinator.holders.published(budget)
+        # A silent holder's tables stay listed (a query on them fails naming it);
+        # only the leaves answering now are offered as mask participants.
+        merged = merge([catalog for _, catalog in fresh] + [catalog for catalog, _ in silent])
         # Each merged table lists the leaf holders behind it (a nested city's leaves too).
         tables = merged.tables
         leaves = tuple(key for _, catalog in fresh for key in catalog.mask_participants)
@@ -152,7 +157,12 @@ class CityHolder:
             # Every holder of the city takes part (a leaf without the table with
             # masks only): the province lists every leaf the city published. A
             # holder that does not answer and may host the table fails the query.
-            fresh = coordinator.holders.whole([plan.table], budget)
+            fresh, silent = coordinator.holders.published(budget)
+            # A holder silent now that hosted the table fails the query, named.
+            missing = [error for catalog, error in silent if catalog.table(plan.table)]
+            if missing:
+                raise combine(missing)
+            mine = {k.holder for catalog, _ in silent for k in catalog.mask_participants}
             merged = merge([catalog for _, catalog in fresh])
             table = merged.table(plan.table)
             if table is not None:
@@ -162,6 +172,7 @@ class CityHolder:
             # else no holder here hosts the table: the whole city masks only.
             peers = tuple(peer for peer, _ in fresh)
             leaves = tuple(key for _, catalog in fresh for key in catalog.mask_participants)
+            mine |= {leaf.holder for leaf in leaves}
             routed = route_vouchers(vouchers)
             # Each holder is given the vouchers issued for it (or its own leaves).
             names = {
@@ -191,7 +202,8 @@ class CityHolder:
         reasons = first_reasons(suppressed, failing_sets)
         below = [r for _, receipts in prepared for r in receipts]
         own = self._ledger_relay(key_id, plan_bytes, below)
-        self._put(query_id, RelayedRound(key_id, plan, peers, leaves, time.monotonic()))
+        entry = RelayedRound(key_id, plan, peers, leaves, frozenset(mine), time.monotonic())
+        self._put(query_id, entry)
         log.info(
             "relayed round 1 of an aggregate on %s to %d holders: %d groups failing",
             plan.table,
@@ -288,6 +300,14 @@ class CityHolder:
                     f"city {self.name}: holder {leaf.holder} is not among the participants "
                     "under the mask key it published; start the query again"
                 )
+        # A leaf of this city listed but not reached in round 1 (it went silent
+        # since the province read the catalog) would leave its peers' masks in the sum.
+        absent = sorted(set(listed) & entry.mine - {leaf.holder for leaf in entry.leaves})
+        if absent:
+            raise PolicyError(
+                f"city {self.name}: holder {absent[0]} is listed but did not take part in "
+                "round 1; start the query again"
+            )
         ctx = coordinator.keys.get(key_id)
         layout = layout_for(entry.plan, coordinator.limits)
         slots = entry.plan.codec.slots
