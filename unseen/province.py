@@ -301,12 +301,17 @@ def run_province_demo(
                     began = time.perf_counter()
                     result, problems = check_query(client, data, sql)
                     took = time.perf_counter() - began
-                    hidden = [tuple(s["group"].values()) for s in result.meta["suppressed"]]
+                    hidden = [
+                        f"{'/'.join(map(str, s['group'].values()))} ({s.get('reason') or '?'})"
+                        for s in result.meta["suppressed"]
+                    ]
                     verdict = "ok" if not problems else "MISMATCH"
                     out(
                         f"  [{verdict}] {len(result.rows)} rows, {len(hidden)} suppressed, "
                         f"{took:.1f} s: {sql}"
                     )
+                    if hidden:
+                        out(f"    suppressed: {', '.join(hidden[:6])}{' ...' * (len(hidden) > 6)}")
                     for problem in problems:
                         out(f"    {problem}")
                     failures += bool(problems)
