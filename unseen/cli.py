@@ -387,7 +387,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
         if not 1 <= args.cities <= 21:
             raise ConfigError("--cities is 1 to 21")
-        return EXIT_OK if run_province_demo(args.cities, seed=args.seed) == 0 else EXIT_MISMATCH
+        outcome = run_province_demo(args.cities, seed=args.seed, governed=args.governed)
+        return EXIT_OK if outcome == 0 else EXIT_MISMATCH
     from unseen.demo import run_demo
 
     return (
@@ -436,6 +437,11 @@ def _parser() -> argparse.ArgumentParser:
         help="city coordinators under a provincial coordinator, each answer checked in DuckDB",
     )
     demo.add_argument("--cities", type=int, default=21, help="with --province: 1 to 21")
+    demo.add_argument(
+        "--governed",
+        action="store_true",
+        help="with --province: mTLS, vouchers and ledgers, and the receipts audited at the end",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     sample = commands.add_parser(

@@ -17,6 +17,7 @@ and a ledger at every leaf and every city.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -31,7 +32,8 @@ from unseen.engine.client import Client
 from unseen.engine.crypto.keys import AnalystKey
 from unseen.engine.data.synth.province import CITIES, INDUSTRIES
 from unseen.engine.governance.access import Governance
-from unseen.engine.governance.ledger import Ledger
+from unseen.engine.governance.audit import check_receipts, follow_relays
+from unseen.engine.governance.ledger import Ledger, Receipt, read_ledger
 from unseen.engine.governance.signing import SigningKey
 from unseen.engine.governance.voucher import VoucherPolicy, issue
 from unseen.engine.transport.tls import TlsFiles, make_bundle
@@ -272,11 +274,18 @@ def run_province_demo(
     out: Callable[[str], None] = print,
     workdir: Path | None = None,
     seed: int = 7,
+    governed: bool = False,
 ) -> int:
-    """Start the province, run :data:`QUERIES`, verify each; 0 when all agree."""
+    """Start the province, run :data:`QUERIES`, verify each; 0 when all agree.
+
+    ``governed``: mTLS on every channel, vouchers naming every leaf, a ledger at
+    every leaf and city, and at the end every receipt checked against its ledger
+    and each city's relay entry followed down to its holders' receipts.
+    """
     import tempfile
 
     started = time.perf_counter()
+    analyst = AnalystKey.generate()
     with tempfile.TemporaryDirectory(prefix="unseen-province-") as tmp:
         work = workdir or Path(tmp)
         data = write_province(work / "data", cities, seed=seed)
@@ -286,21 +295,28 @@ def run_province_demo(
         level = holder_log.level
         holder_log.setLevel(logging.ERROR)
         try:
-            province = start_province(data, work)
+            province = start_province(data, work, governed, analyst)
         finally:
             holder_log.setLevel(level)
+        mode = (
+            "governed (mTLS, vouchers naming every leaf, ledgers at every leaf and city)"
+            if governed
+            else f"quick-start (k = {K})"
+        )
         out(
-            f"unseen demo --province: {cities} city coordinators over {leaves} quick-start "
-            f"holders (k = {K}, masks between all {leaves}) under one provincial coordinator "
+            f"unseen demo --province: {cities} city coordinators over {leaves} holders, "
+            f"{mode}, masks between all {leaves}, under one provincial coordinator "
             f"(started in {time.perf_counter() - started:.1f} s)"
         )
         failures = 0
+        receipts: list[str] = []
         try:
-            with province.client(AnalystKey.generate()) as client:
+            with province.client(analyst) as client:
                 for sql in QUERIES:
                     began = time.perf_counter()
                     result, problems = check_query(client, data, sql)
                     took = time.perf_counter() - began
+                    receipts += [json.dumps(r) for r in result.meta.get("receipts", [])]
                     hidden = [
                         f"{'/'.join(map(str, s['group'].values()))} ({s.get('reason') or '?'})"
                         for s in result.meta["suppressed"]
@@ -315,11 +331,28 @@ def run_province_demo(
                     for problem in problems:
                         out(f"    {problem}")
                     failures += bool(problems)
+            audited = _audit(province, receipts, out) if governed else True
         finally:
             province.close()
         total = time.perf_counter() - started
         out(
             f"province: {len(QUERIES) - failures}/{len(QUERIES)} answers agree with DuckDB "
-            f"over the pooled rows ({total:.1f} s)"
+            f"over the pooled rows{'' if audited else '; the AUDIT FAILED'} ({total:.1f} s)"
         )
-    return 0 if failures == 0 else 1
+    return 0 if failures == 0 and audited else 1
+
+
+def _audit(province: Province, lines: list[str], out: Callable[[str], None]) -> bool:
+    """Every receipt matches its ledger; every city's relay entry commits to its holders'."""
+    receipts = [Receipt.decode(line) for line in lines]
+    ledgers = [read_ledger(path) for path in province.ledgers.values()]
+    keys = {name: k.public_key for name, k in province.ledger_keys.items()}
+    report = check_receipts(receipts, ledgers, keys)
+    relays = follow_relays(receipts, ledgers)
+    broken = [r for r in relays if r.status != "ok"]
+    out(
+        f"  [{'ok' if report.ok and not broken else 'MISMATCH'}] audit: {len(receipts)} receipts "
+        f"match {len(ledgers)} ledgers ({len(report.problems)} problems); {len(relays)} city "
+        f"relay entries followed down to their holders' receipts ({len(broken)} broken)"
+    )
+    return report.ok and not broken

@@ -94,9 +94,17 @@ def test_a_ledger_needs_a_city_name(tmp_path):
 def test_the_21_city_province_demo_verifies_every_answer():
     done = unseen("demo", "--province", timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "21 city coordinators over 52 quick-start holders" in done.stdout
+    assert "21 city coordinators over 52 holders, quick-start" in done.stdout
     assert re.search(r"4/4 answers agree with DuckDB", done.stdout)
     assert "MISMATCH" not in done.stdout
+
+
+def test_the_governed_province_demo_audits_every_receipt_down_to_the_holders():
+    done = unseen("demo", "--province", "--cities", "2", "--governed", timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "governed (mTLS" in done.stdout
+    assert re.search(r"\[ok\] audit: \d+ receipts match 7 ledgers \(0 problems\)", done.stdout)
+    assert "(0 broken)" in done.stdout
 
 
 @pytest.mark.parametrize("cities", ["0", "22"])
