@@ -280,6 +280,24 @@ class HolderSet:
             stale = [self._known[a] for a in current.unknown if a in self._known]
         return merge([c for _, c in current.fresh] + stale)
 
+    def published(
+        self, budget: float | None = None
+    ) -> tuple[list[tuple[Peer, Catalog]], list[tuple[Catalog, HolderError]]]:
+        """Catalogs fetched now, and the last known ones of holders silent now.
+
+        What a city coordinator publishes upward (unseen.nodes.city): a silent
+        holder's tables stay listed, so a query on them reaches the city and
+        fails naming that holder rather than being answered without the city's
+        rows. A holder never reached may host anything: the call fails naming it.
+        """
+        current = self._fetch(budget, refresh=True)
+        with self._lock:
+            known = dict(self._known)
+        never = [e for a, e in current.unknown.items() if a not in known]
+        if never:
+            raise combine(never)
+        return current.fresh, [(known[a], e) for a, e in current.unknown.items()]
+
     def names(self, budget: float | None = None) -> None:
         """Learn the holders' names (for messages) if a catalog round has not yet."""
         if any(not p.name for p in self.peers):
