@@ -379,6 +379,7 @@ def serve_holder(
         metrics.gauge(
             "unseen_models_cached", "Scoring models registered", lambda: len(node._models)
         )
+        node.gov.on_left = metrics.voucher_left  # quota and rho left, as the ledger charges
         interceptors.append(metrics.interceptor())
     return create_server(
         listen,
@@ -398,13 +399,18 @@ def serve_coordinator(
 ) -> tuple[Any, int]:
     """Start serving ``coordinator`` on ``listen``; returns (server, port).
 
-    With ``metrics`` every call is recorded and the key cache is gauged.
+    With ``metrics`` every call is recorded and the key and model caches are gauged.
     """
     servicer = CoordinatorServicer(coordinator)
     interceptors = []
     if metrics is not None:
         metrics.gauge(
             "unseen_keys_cached", "Public contexts registered", lambda: len(coordinator.keys)
+        )
+        metrics.gauge(
+            "unseen_models_cached",
+            "Scoring models registered",
+            lambda: len(coordinator.models._models),
         )
         interceptors.append(metrics.interceptor())
     return create_server(
