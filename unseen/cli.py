@@ -43,6 +43,7 @@ from unseen.stewardship import add_commands as add_stewardship_commands
 
 if TYPE_CHECKING:  # imported where used, so only the commands that talk to a coordinator load it
     from unseen.engine.client import Client
+    from unseen.engine.governance.signing import PublicKey
     from unseen.engine.transport.telemetry import NodeMetrics
     from unseen.nodes.coordinator import Coordinator
 
@@ -181,10 +182,46 @@ def _cmd_certs(args: argparse.Namespace) -> int:
 def _cmd_coordinator_serve(args: argparse.Namespace) -> int:
     from unseen.nodes.coordinator import Coordinator, serve_coordinator
 
+    if args.config is not None:
+        from unseen.engine.config import load_coordinator_config
+
+        config = load_coordinator_config(args.config)
+        args.listen = args.listen or config.listen
+        args.holder = args.holder or list(config.holders)
+        args.as_holder = args.as_holder or config.as_holder
+        args.ledger = args.ledger or config.ledger
+        args.signing_key = args.signing_key or config.signing_key
+    if not args.listen:
+        raise ConfigError("give --listen (or [coordinator] listen in a --config file)")
+    if not args.holder:
+        raise ConfigError("give at least one --holder (or [coordinator] holders in --config)")
+    try:
+        listen = _address(args.listen)
+        holders = [_address(h) for h in args.holder]
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(f"coordinator serve: {exc}") from exc
+    if (args.ledger is None) != (args.signing_key is None):
+        raise ConfigError("a city ledger needs both --ledger and --signing-key")
+    if args.ledger is not None and not args.as_holder:
+        raise ConfigError("--ledger keeps a city's relay entries: it needs --as-holder NAME")
     tls = _tls(args, server=True)
-    coordinator = Coordinator.connect(args.holder, tls=tls)
-    metrics = _metrics(args, "coordinator", "coordinator")
-    server, port = serve_coordinator(coordinator, args.listen, tls, metrics)
+    coordinator = Coordinator.connect(holders, tls=tls)
+    city = None
+    if args.as_holder:
+        from unseen.engine.governance.access import Governance
+        from unseen.engine.governance.ledger import Ledger
+        from unseen.engine.governance.signing import SigningKey
+        from unseen.nodes.city import CityHolder
+
+        ledger = None
+        if args.ledger is not None:
+            ledger = Ledger(args.ledger, args.as_holder, SigningKey.load(args.signing_key))
+        supervisors = {k.key_id: k for k in map(_supervisor_key, args.supervisor)}
+        governance = Governance(args.as_holder, ledger=ledger, supervisors=supervisors)
+        city = CityHolder(args.as_holder, coordinator, governance)
+        print(f"coordinator serves as holder {args.as_holder} of a higher coordinator", flush=True)
+    metrics = _metrics(args, "coordinator", args.as_holder or "coordinator")
+    server, port = serve_coordinator(coordinator, listen, tls, metrics, city=city)
     # Ask every configured holder for its catalog now, so that one that is down or
     # misconfigured shows in the log at start-up, not first in an analyst's error.
     threading.Thread(target=_first_catalogs, args=(coordinator,), daemon=True).start()
@@ -194,6 +231,13 @@ def _cmd_coordinator_serve(args: argparse.Namespace) -> int:
         coordinator.close()
         if metrics is not None:
             metrics.close()
+
+
+def _supervisor_key(spec: str) -> PublicKey:
+    """A supervisor's public key: inline (``ed25519:…``) or a key file."""
+    from unseen.engine.governance.signing import PublicKey
+
+    return PublicKey.from_text(spec) if spec.startswith("ed25519:") else PublicKey.load(Path(spec))
 
 
 def _first_catalogs(coordinator: Coordinator) -> None:
@@ -338,6 +382,12 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.province:
+        from unseen.province import run_province_demo
+
+        if not 1 <= args.cities <= 21:
+            raise ConfigError("--cities is 1 to 21")
+        return EXIT_OK if run_province_demo(args.cities, seed=args.seed) == 0 else EXIT_MISMATCH
     from unseen.demo import run_demo
 
     return (
@@ -379,6 +429,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="keep generated data and logs here (default: a temporary folder)",
     )
+    # -- hierarchy (issue 14.1) --
+    demo.add_argument(
+        "--province",
+        action="store_true",
+        help="city coordinators under a provincial coordinator, each answer checked in DuckDB",
+    )
+    demo.add_argument("--cities", type=int, default=21, help="with --province: 1 to 21")
     demo.set_defaults(func=_cmd_demo)
 
     sample = commands.add_parser(
@@ -426,9 +483,26 @@ def _parser() -> argparse.ArgumentParser:
         dest="coordinator_command", required=True, parser_class=_Parser
     )
     cserve = coord.add_parser("serve", help="compose holders' encrypted answers")
-    cserve.add_argument("--listen", required=True, type=_address)
+    cserve.add_argument("--listen", default=None)
+    cserve.add_argument("--holder", action="append", default=[], metavar="HOST:PORT")
+    cserve.add_argument("--config", type=Path, default=None, help="coordinator config file (TOML)")
+    # -- hierarchy (issue 14.1): a city coordinator under a provincial one --
     cserve.add_argument(
-        "--holder", action="append", type=_address, default=[], required=True, metavar="HOST:PORT"
+        "--as-holder",
+        default=None,
+        metavar="NAME",
+        help="also answer the holder service as NAME to a higher (provincial) coordinator",
+    )
+    cserve.add_argument(
+        "--ledger", type=Path, default=None, help="the city's relay ledger (SQLite)"
+    )
+    cserve.add_argument("--signing-key", type=Path, default=None, help="key signing the ledger")
+    cserve.add_argument(
+        "--supervisor",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a supervisor's public key allowed to read the city's ledger (repeatable)",
     )
     add_tls_flags(cserve)
     _add_metrics_flag(cserve)

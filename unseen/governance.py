@@ -18,7 +18,7 @@ from unseen.engine.crypto.keys import META_FILE
 from unseen.engine.errors import ConfigError, VerificationError
 from unseen.engine.governance.access import sign_ledger_request
 from unseen.engine.governance.approval import ModelApproval
-from unseen.engine.governance.audit import check_receipts, verify_ledger
+from unseen.engine.governance.audit import check_receipts, follow_relays, verify_ledger
 from unseen.engine.governance.consent import CONSENT_PREFIX, publish
 from unseen.engine.governance.ledger import Checkpoint, LedgerRange, Receipt, read_ledger
 from unseen.engine.governance.revocation import revoke
@@ -358,7 +358,13 @@ def cmd_audit_check(args: argparse.Namespace) -> int:
     for finding in report.findings:
         detail = f": {finding.detail}" if finding.detail else ""
         print(f"{finding.receipt.holder} #{finding.receipt.index}: {finding.status}{detail}")
-    ok = report.ok and not report.unchecked
+    # Hierarchy (issue 14.1): a city's relay entry commits to its holders' receipts.
+    relays = follow_relays(receipts, ranges)
+    for relay in relays:
+        print(
+            f"{relay.receipt.holder} #{relay.receipt.index}: relay {relay.status}: {relay.detail}"
+        )
+    ok = report.ok and not report.unchecked and all(r.status == "ok" for r in relays)
     print(
         f"{len(receipts)} receipt(s) checked: {'all match the ledgers' if ok else 'PROBLEMS FOUND'}"
     )

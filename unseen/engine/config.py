@@ -90,12 +90,14 @@ from unseen.engine.query.types import SqlType, normalize_value
 __all__ = [
     "AUTO",
     "ColumnPolicy",
+    "CoordinatorConfig",
     "DistinctValues",
     "GovernanceConfig",
     "NodeConfig",
     "TableConfig",
     "TlsConfig",
     "load_config",
+    "load_coordinator_config",
     "load_tables",
     "parse_config",
     "table_info",
@@ -793,3 +795,57 @@ def load_tables(
         opened[key] = source
         infos[key] = table_info(table, source.schema(), source.distinct_values)
     return opened, infos
+
+
+# -- hierarchy (issue 14.1): a coordinator's config file ---------------------------
+
+_COORDINATOR_KEYS = {"listen", "holders", "as_holder", "ledger", "signing_key"}
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    """``[coordinator]`` of a coordinator config file; flags given on the command line win.
+
+    ``as_holder`` makes the coordinator a city under a provincial coordinator
+    (unseen.nodes.city); ``ledger`` and ``signing_key`` keep its relay entries.
+    """
+
+    listen: str | None = None
+    holders: tuple[str, ...] = ()
+    as_holder: str | None = None
+    ledger: Path | None = None
+    signing_key: Path | None = None
+
+
+def load_coordinator_config(path: Path | str) -> CoordinatorConfig:
+    """Read a coordinator config file; raises :class:`ConfigError` naming the problem."""
+    import tomllib
+
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    top = _table(data, "", {"coordinator"})
+    section = _table(top.get("coordinator", {}), "coordinator", _COORDINATOR_KEYS)
+    base = path.resolve().parent
+    holders = section.get("holders", [])
+    if not isinstance(holders, list):
+        raise _error("coordinator.holders", f"expected a list, got {_kind(holders)}")
+    return CoordinatorConfig(
+        listen=_text(section["listen"], "coordinator.listen") if "listen" in section else None,
+        holders=tuple(_text(h, _key("coordinator.holders", i)) for i, h in enumerate(holders)),
+        as_holder=(
+            _text(section["as_holder"], "coordinator.as_holder") if "as_holder" in section else None
+        ),
+        ledger=_path(section["ledger"], "coordinator.ledger", base)
+        if "ledger" in section
+        else None,
+        signing_key=(
+            _path(section["signing_key"], "coordinator.signing_key", base, must_exist=True)
+            if "signing_key" in section
+            else None
+        ),
+    )

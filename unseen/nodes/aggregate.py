@@ -49,7 +49,7 @@ from unseen.engine.transport.rpc import DEADLINES
 from unseen.nodes.holders import HolderSet, Peer, display
 from unseen.nodes.vouchers import federation_of, route_vouchers, vouchers_for
 
-__all__ = ["CombinedAnswer", "aggregate", "participating"]
+__all__ = ["CombinedAnswer", "aggregate", "load_answer", "participating"]
 
 log = logging.getLogger(__name__)
 
@@ -73,32 +73,38 @@ def participating(
     fresh: Sequence[tuple[Peer, Catalog]],
     federation: frozenset[str] = frozenset(),
     least: int = DEFAULT_MIN_HOLDERS,
-) -> list[tuple[Peer, Participant]]:
-    """The participants of one query with their published mask keys.
+) -> list[tuple[Peer, tuple[Participant, ...]]]:
+    """The participants of one query with their published mask keys (a city's: its leaves').
 
     Every host of the table; every holder a voucher names as the federation;
     and, while they are fewer than ``least``, other holders in name order
     (they take part with masks only).
     """
     catalogs = {peer.address: catalog for peer, catalog in fresh}
+
+    def named(peer: Peer) -> bool:  # a city is named when one of its leaves is
+        catalog = catalogs[peer.address]
+        return bool({catalog.holder, *(k.holder for k in catalog.leaves)} & federation)
+
     chosen = list(hosts)
     others = sorted(
         (peer for peer, _ in fresh if peer not in chosen),
-        key=lambda peer: (catalogs[peer.address].holder not in federation, peer.name),
+        key=lambda peer: (not named(peer), peer.name),
     )
-    named = sum(1 for peer in others if catalogs[peer.address].holder in federation)
-    chosen += others[: max(named, least - len(chosen))]
-    if len(chosen) < least:
+    count = sum(1 for peer in others if named(peer))
+    chosen += others[: max(count, least - len(chosen))]
+    out = []
+    for peer in chosen:
+        catalog = catalogs.get(peer.address)
+        if catalog is None or not catalog.mask_participants:
+            raise HolderError(display(peer), "FAILED_PRECONDITION", "publishes no mask key")
+        # A city coordinator (unseen.nodes.city) takes part with its leaves' keys.
+        out.append((peer, catalog.mask_participants))
+    if sum(len(keys) for _, keys in out) < least:
         raise PolicyError(
             f"an aggregate needs at least {least} holders taking part (each answer is "
             f"masked by its peers'); {len(chosen)} can be reached"
         )
-    out = []
-    for peer in chosen:
-        catalog = catalogs.get(peer.address)
-        if catalog is None or catalog.mask_key is None:
-            raise HolderError(display(peer), "FAILED_PRECONDITION", "publishes no mask key")
-        out.append((peer, catalog.mask_key))
     return out
 
 
@@ -129,6 +135,8 @@ def aggregate(
     slots = plan.codec.slots
     chosen = participating(hosts.peers, hosts.fresh, federation_of(vouchers))
     peers = [peer for peer, _ in chosen]
+    # Vouchers are issued for leaf holders: a city relays those of its leaves.
+    leaf_names = {peer.address: {peer.name, *(k.holder for k in keys)} for peer, keys in chosen}
     query_id = secrets.token_hex(16)
 
     def prepare(peer: Peer) -> tuple[dict[int, str], tuple[str, ...]]:
@@ -137,7 +145,7 @@ def aggregate(
                 key_id,
                 encoded,
                 query_id,
-                vouchers_for(peer.name, routed),
+                vouchers_for(leaf_names[peer.address], routed),
                 budget=budget,
                 subject=subject,
             ),
@@ -148,13 +156,13 @@ def aggregate(
     suppressed = sorted({i for failing, _ in prepared for i in failing})
     reasons = first_reasons(suppressed, [failing for failing, _ in prepared])
     nonce = os.urandom(NONCE_BYTES)
-    participants = [key for _, key in chosen]
+    participants = [key for _, keys in chosen for key in keys]
 
     def answer(peer: Peer) -> list[ts.CKKSVector]:
         reply = peer.masked_aggregate(
             key_id, query_id, nonce, participants, suppressed, budget=budget, subject=subject
         )
-        return _load(reply, ctx, layout.ciphertexts, slots)
+        return load_answer(reply, ctx, layout.ciphertexts, slots)
 
     answers = holders.each(peers, answer, budget).require_all(peers)
     sums = [ckks.add_all([a[i] for a in answers]) for i in range(layout.ciphertexts)]
@@ -170,14 +178,15 @@ def aggregate(
     return CombinedAnswer(
         [bytes(v.serialize()) for v in sums],
         tuple(suppressed),
-        tuple(peer.name or peer.address for peer in hosts.peers),
+        # The leaf holders inside (a city's, behind it), so the analyst counts dp shares right.
+        hosts.table.holders or tuple(peer.name or peer.address for peer in hosts.peers),
         tuple(r for _, receipts in prepared for r in receipts),
         hosts.missing,
         reasons,
     )
 
 
-def _load(
+def load_answer(
     answer: AggregateAnswer, ctx: ts.Context, expected: int, slots: int
 ) -> list[ts.CKKSVector]:
     """A holder's ciphertexts as vectors under the analyst's key; anything else is refused."""

@@ -192,7 +192,11 @@ class Coordinator:
 
 
 def serve_coordinator(
-    coordinator: Coordinator, listen: str, tls: TlsFiles | None = None, metrics: Any = None
+    coordinator: Coordinator,
+    listen: str,
+    tls: TlsFiles | None = None,
+    metrics: Any = None,
+    city: Any = None,
 ) -> Any:
     """Start serving ``coordinator`` on ``listen``; returns (server, port).
 
@@ -201,4 +205,4 @@ def serve_coordinator(
     """
     from unseen.nodes.servicers import serve_coordinator as serve  # the edge imports us, not we it
 
-    return serve(coordinator, listen, tls, metrics=metrics)
+    return serve(coordinator, listen, tls, metrics=metrics, city=city)

@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import grpc
 
 from unseen.engine.crypto import ckks
+from unseen.engine.errors import PolicyError
 from unseen.engine.query.model import FeatureSpec
 from unseen.engine.transport import serde
 from unseen.engine.transport.memory_budget import MemoryBudget
+from unseen.engine.transport.peers import EncodedPlan
 from unseen.engine.transport.rpc import create_server, servicer_errors
 from unseen.engine.transport.telemetry import NodeMetrics
 from unseen.engine.transport.tls import ANALYST_SUBJECT_HEADER, TlsFiles, caller, caller_identity
@@ -43,12 +45,14 @@ from unseen.v1 import (
 
 if TYPE_CHECKING:
     from unseen.engine.crypto.keystore import KeyStore
+    from unseen.nodes.city import CityHolder
     from unseen.nodes.coordinator import Coordinator
     from unseen.nodes.holder import HolderNode
 
 __all__ = [
     "COORDINATOR_SERVICE",
     "HOLDER_SERVICE",
+    "CityServicer",
     "CoordinatorServicer",
     "HolderServicer",
     "analyst_subject",
@@ -356,6 +360,104 @@ class CoordinatorServicer(_SharedMethods, coordinator_pb2_grpc.CoordinatorServic
         return serde.train_answer_to_proto(answer)
 
 
+# -- hierarchy (issue 14.1): a city coordinator's holder face ---------------------
+
+
+def _from_coordinator(context: grpc.ServicerContext) -> None:
+    """Under mTLS, only a peer certified as a coordinator (the province) may ask a city."""
+    who = caller(context)
+    if who.authenticated and who.role != "coordinator":
+        raise PolicyError("a city coordinator answers the holder service only to a coordinator")
+
+
+class CityServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
+    """The holder service a city coordinator answers its provincial coordinator with.
+
+    GetCatalog, RegisterKey, HasKey, PrepareAggregate, Aggregate and ReadLedger
+    are relayed (:class:`~unseen.nodes.city.CityHolder`); the scoring, model,
+    alignment and training RPCs answer UNIMPLEMENTED.
+    """
+
+    subject = staticmethod(holder_subject)
+
+    def __init__(self, city: CityHolder):
+        self.city = city
+        self.party = city.coordinator
+
+    def _unimplemented(self, context: grpc.ServicerContext) -> Any:
+        context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            f"city coordinator {self.city.name} relays only aggregates to the province; "
+            "score, train and align at the city's own coordinator",
+        )
+
+    @servicer_errors
+    def GetCatalog(
+        self, request: catalog_pb2.GetCatalogRequest, context: grpc.ServicerContext
+    ) -> catalog_pb2.Catalog:
+        return serde.catalog_to_proto(self.city.catalog(budget(context)))
+
+    @servicer_errors
+    def PrepareAggregate(
+        self, request: query_pb2.AggregateRequest, context: grpc.ServicerContext
+    ) -> mask_pb2.PrepareAggregateReply:
+        _from_coordinator(context)
+        plan = serde.plan_from_proto(request.plan)
+        failing, receipts = self.city.prepare_aggregate(
+            request.key_id,
+            plan,
+            EncodedPlan(request.plan),  # forwarded as received: the leaves digest these bytes
+            request.request_id,
+            tuple(request.vouchers),
+            request.plan.SerializeToString(deterministic=True),
+            holder_subject(context),
+            budget(context),
+        )
+        return serde.failing_groups_reply(request.request_id, failing, receipts)
+
+    @servicer_errors
+    def Aggregate(
+        self, request: query_pb2.AggregateRequest, context: grpc.ServicerContext
+    ) -> Iterator[query_pb2.AggregateReply]:
+        _from_coordinator(context)
+        nonce, participants, suppressed = serde.mask_round_from_proto(request)
+        ciphertexts = self.city.aggregate(
+            request.key_id,
+            request.request_id,
+            nonce,
+            participants,
+            suppressed,
+            holder_subject(context),
+            budget(context),
+        )
+        yield serde.header_to_proto(len(ciphertexts), sorted(suppressed), [self.city.name])
+        for index, data in enumerate(ciphertexts):
+            yield serde.ciphertext_reply(index, data)
+
+    @servicer_errors
+    def ReadLedger(
+        self, request: audit_pb2.ReadLedgerRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.ReadLedgerReply:
+        fields = {"holder": self.city.name, **serde.ledger_request_fields(request)}
+        ledger_range, checkpoint = self.city.read_ledger(fields, request.signature)
+        return serde.ledger_reply(ledger_range, checkpoint)
+
+    def PrepareModel(self, request_iterator: Any, context: grpc.ServicerContext) -> Any:
+        return self._unimplemented(context)
+
+    def RegisterModel(self, request_iterator: Any, context: grpc.ServicerContext) -> Any:
+        return self._unimplemented(context)
+
+    def Score(self, request_iterator: Any, context: grpc.ServicerContext) -> Any:
+        return self._unimplemented(context)
+
+    def Align(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._unimplemented(context)
+
+    def Train(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._unimplemented(context)
+
+
 def serve_holder(
     node: HolderNode,
     listen: str,
@@ -396,12 +498,21 @@ def serve_coordinator(
     listen: str,
     tls: TlsFiles | None = None,
     metrics: NodeMetrics | None = None,
+    city: CityHolder | None = None,
 ) -> tuple[Any, int]:
     """Start serving ``coordinator`` on ``listen``; returns (server, port).
 
-    With ``metrics`` every call is recorded and the key and model caches are gauged.
+    With ``metrics`` every call is recorded and the key and model caches are gauged. With
+    ``city`` the same server also answers the holder service to a provincial
+    coordinator (``--as-holder``, :mod:`unseen.nodes.city`).
     """
     servicer = CoordinatorServicer(coordinator)
+    adders = [lambda s: coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, s)]
+    services = [COORDINATOR_SERVICE]
+    if city is not None:
+        city_servicer = CityServicer(city)
+        adders.append(lambda s: holder_pb2_grpc.add_HolderServicer_to_server(city_servicer, s))
+        services.append(HOLDER_SERVICE)
     interceptors = []
     if metrics is not None:
         metrics.gauge(
@@ -413,10 +524,4 @@ def serve_coordinator(
             lambda: len(coordinator.models._models),
         )
         interceptors.append(metrics.interceptor())
-    return create_server(
-        listen,
-        [lambda s: coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, s)],
-        [COORDINATOR_SERVICE],
-        tls=tls,
-        interceptors=interceptors,
-    )
+    return create_server(listen, adders, services, tls=tls, interceptors=interceptors)

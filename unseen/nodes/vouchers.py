@@ -7,7 +7,7 @@ other holders' scopes and entity lists stay with them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from unseen.engine.errors import UnseenError
 from unseen.engine.governance.voucher import SignedVoucher
@@ -33,9 +33,15 @@ def route_vouchers(vouchers: Sequence[str]) -> Routed:
     return tuple(routed)
 
 
-def vouchers_for(holder: str, routed: Routed) -> tuple[str, ...]:
-    """The vouchers ``holder`` (its catalog name) may see."""
-    return tuple(text for issued_for, text in routed if issued_for is None or issued_for == holder)
+def vouchers_for(holder: str | Collection[str], routed: Routed) -> tuple[str, ...]:
+    """The vouchers ``holder`` (its catalog name) may see.
+
+    A city coordinator serving as a holder (unseen.nodes.city) is given a
+    collection of names, its own and its leaves': each leaf holder checks the
+    vouchers issued for it, so the city relays them.
+    """
+    names = {holder} if isinstance(holder, str) else set(holder)
+    return tuple(text for issued_for, text in routed if issued_for is None or issued_for in names)
 
 
 def federation_of(vouchers: Sequence[str]) -> frozenset[str]:

@@ -79,18 +79,20 @@ class TableConflict(_message.Message):
     def __init__(self, table: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Catalog(_message.Message):
-    __slots__ = ("holder", "tables", "vouchers_required", "conflicts", "mask_key")
+    __slots__ = ("holder", "tables", "vouchers_required", "conflicts", "mask_key", "leaf_keys")
     HOLDER_FIELD_NUMBER: _ClassVar[int]
     TABLES_FIELD_NUMBER: _ClassVar[int]
     VOUCHERS_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     CONFLICTS_FIELD_NUMBER: _ClassVar[int]
     MASK_KEY_FIELD_NUMBER: _ClassVar[int]
+    LEAF_KEYS_FIELD_NUMBER: _ClassVar[int]
     holder: str
     tables: _containers.RepeatedCompositeFieldContainer[TableInfo]
     vouchers_required: bool
     conflicts: _containers.RepeatedCompositeFieldContainer[TableConflict]
     mask_key: _mask_pb2.MaskKey
-    def __init__(self, holder: _Optional[str] = ..., tables: _Optional[_Iterable[_Union[TableInfo, _Mapping]]] = ..., vouchers_required: _Optional[bool] = ..., conflicts: _Optional[_Iterable[_Union[TableConflict, _Mapping]]] = ..., mask_key: _Optional[_Union[_mask_pb2.MaskKey, _Mapping]] = ...) -> None: ...
+    leaf_keys: _containers.RepeatedCompositeFieldContainer[_mask_pb2.MaskParticipant]
+    def __init__(self, holder: _Optional[str] = ..., tables: _Optional[_Iterable[_Union[TableInfo, _Mapping]]] = ..., vouchers_required: _Optional[bool] = ..., conflicts: _Optional[_Iterable[_Union[TableConflict, _Mapping]]] = ..., mask_key: _Optional[_Union[_mask_pb2.MaskKey, _Mapping]] = ..., leaf_keys: _Optional[_Iterable[_Union[_mask_pb2.MaskParticipant, _Mapping]]] = ...) -> None: ...
 
 class GetCatalogRequest(_message.Message):
     __slots__ = ()

@@ -9,7 +9,8 @@ writes. What these checks can and cannot prove is set out in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +21,10 @@ from unseen.engine.governance.ledger import (
     LedgerEntry,
     LedgerRange,
     Receipt,
+    result_digest,
     scan_ledger,
 )
-from unseen.engine.governance.signing import PublicKey, utc_text
+from unseen.engine.governance.signing import PublicKey, canonical_json, utc_text
 
 __all__ = [
     "RECEIPT_STATUSES",
@@ -30,7 +32,10 @@ __all__ = [
     "LedgerReport",
     "ReceiptFinding",
     "ReceiptReport",
+    "RelayFinding",
     "check_receipts",
+    "follow_relays",
+    "relay_digest",
     "verify_ledger",
 ]
 
@@ -307,3 +312,83 @@ def _check_receipt(
     if not entry.signature_valid(key):
         return "rewritten", f"{where}: the entry's signature is not valid (rewritten)"
     return "ok", f"{where}: present and intact"
+
+
+# -- hierarchy (issue 14.1): following a provincial answer's receipts down --------------------
+
+
+def relay_digest(receipts: Sequence[str]) -> str:
+    """What a city's ``relay`` entry commits to: its holders' receipts, in the order answered.
+
+    Each receipt is taken as canonical JSON, so a receipt the analyst stored
+    and re-read (``--receipts`` files) digests the same as the line the city saw.
+    """
+    return result_digest([canonical_json(json.loads(r)) for r in receipts])
+
+
+@dataclass(frozen=True)
+class RelayFinding:
+    """What :func:`follow_relays` concluded about one city's receipt.
+
+    ``status`` is ``ok`` (the city's ledger entry commits to exactly the
+    receipts ``below`` it, which follow it in the answer), ``broken`` (no run
+    of the following receipts matches: the city's answer or the holders'
+    receipts were altered, or a holder's receipt was dropped). A city
+    receipt whose ledger was not given is not recognised as one:
+    :func:`check_receipts` reports it ``unchecked``.
+    """
+
+    receipt: Receipt
+    status: str
+    below: tuple[Receipt, ...]
+    detail: str
+
+
+def follow_relays(
+    receipts: Sequence[Receipt], ledgers: Iterable[LedgerRange]
+) -> tuple[RelayFinding, ...]:
+    """Follow each city's receipt in a provincial answer down to its holders' receipts.
+
+    A city answers its own receipt first, then its holders' in the order it
+    relayed them (:class:`unseen.nodes.city.CityHolder`); its ``relay`` entry's
+    result digest is :func:`relay_digest` of those. So for every receipt whose
+    ledger entry is a relay, the receipts that follow it must contain a run that
+    digests to it. Whether each of those receipts matches its own holder's
+    ledger is :func:`check_receipts`' job; together they follow a provincial
+    answer down to the city and holder ledgers.
+    """
+    entries = {(rng.holder, e.index): e for rng in ledgers for e in rng.entries}
+    findings = []
+    for position, receipt in enumerate(receipts):
+        entry = entries.get((receipt.holder, receipt.index))
+        # Not a relay, or not its entry: check_receipts reports a missing or altered one.
+        if entry is None or entry.kind != "relay" or entry.entry_hash != receipt.entry_hash:
+            continue
+        rest = receipts[position + 1 :]
+        match = next(
+            (
+                n
+                for n in range(len(rest) + 1)
+                if relay_digest([r.encode() for r in rest[:n]]) == entry.result_digest
+            ),
+            None,
+        )
+        where = f"relay {receipt.holder}#{receipt.index}"
+        if match is None:
+            findings.append(
+                RelayFinding(
+                    receipt, "broken", (), f"{where}: no run of the receipts after it matches"
+                )
+            )
+        else:
+            below = tuple(rest[:match])
+            holders = sorted({r.holder for r in below})
+            findings.append(
+                RelayFinding(
+                    receipt,
+                    "ok",
+                    below,
+                    f"{where}: commits to {match} receipt(s) of {', '.join(holders) or 'none'}",
+                )
+            )
+    return tuple(findings)

@@ -11,7 +11,7 @@ must have one schema, and a merged column permits only what every host permits.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from unseen.engine.errors import PlanError
@@ -95,6 +95,17 @@ class Catalog:
     conflicts: tuple[tuple[str, str], ...] = ()
     # The holder's mask key (unseen.engine.privacy.masks); None in a merged catalog.
     mask_key: Participant | None = None
+    # Hierarchy (issue 14.1): a city coordinator serving as a holder relays its
+    # leaf holders' mask keys instead of a key of its own; masks are pairwise
+    # between leaves, so no coordinator holds a mask key (unseen.nodes.city).
+    leaves: tuple[Participant, ...] = ()
+
+    @property
+    def mask_participants(self) -> tuple[Participant, ...]:
+        """The mask keys taking part for this catalog's publisher: its own, or its leaves'."""
+        if self.leaves:
+            return self.leaves
+        return () if self.mask_key is None else (self.mask_key,)
 
     def table(self, name: str) -> TableInfo | None:
         for table in self.tables:
@@ -150,7 +161,13 @@ def merge_bounds(
         return None
 
 
-def _merge_table(name: str, hosted: Sequence[tuple[str, TableInfo]]) -> TableInfo:
+def _merge_table(
+    name: str,
+    hosted: Sequence[tuple[str, TableInfo]],
+    behind: Mapping[str, tuple[str, ...]] | None = None,
+) -> TableInfo:
+    """One table from its hosts' views; ``behind`` maps a city coordinator to its leaves."""
+    behind = behind or {}
     first_holder, first = hosted[0]
     names = [c.name for c in first.columns]
     merged: list[ColumnInfo] = []
@@ -197,10 +214,14 @@ def _merge_table(name: str, hosted: Sequence[tuple[str, TableInfo]]) -> TableInf
                 f"table {name}: holder {holder} has column {extra[0]} that holder "
                 f"{first_holder} lacks"
             )
-    if first.dp is not None and first.dp.honest_holders > len(hosted):
+    # A city coordinator's table lists the leaf holders behind it: every leaf adds
+    # its own noise share, so the count that matters is of leaves, not of catalogs.
+    holders = tuple(leaf for h, _ in hosted for leaf in behind.get(h, (h,)))
+    leaves = len(holders)
+    if first.dp is not None and first.dp.honest_holders > leaves:
         raise CatalogConflict(
             f"table {name}: its dp policy assumes {first.dp.honest_holders} honest holders but "
-            f"{len(hosted)} serve it, so the noise would fall short"
+            f"{leaves} serve it, so the noise would fall short"
         )
     if any(t.dp != first.dp for _, t in hosted[1:]):
         raise CatalogConflict(f"table {name}: its holders publish different dp policies")
@@ -209,7 +230,7 @@ def _merge_table(name: str, hosted: Sequence[tuple[str, TableInfo]]) -> TableInf
         dp=first.dp,
         columns=tuple(merged),
         min_group_size=max(t.min_group_size for _, t in hosted),
-        holders=tuple(h for h, _ in hosted),
+        holders=holders,
         assets=tuple(sorted({a for _, t in hosted for a in t.assets})),
     )
 
@@ -231,14 +252,18 @@ def merge(catalogs: Sequence[Catalog]) -> Catalog:
     of the federation down with it.
     """
     by_table: dict[str, list[tuple[str, TableInfo]]] = {}
+    behind: dict[tuple[str, str], tuple[str, ...]] = {}
     for catalog in catalogs:
         for table in catalog.tables:
             by_table.setdefault(table.name.lower(), []).append((catalog.holder, table))
+            if catalog.leaves and table.holders:  # a city: the leaves hosting the table
+                behind[table.name.lower(), catalog.holder] = table.holders
     tables: list[TableInfo] = []
     conflicts: list[tuple[str, str]] = []
-    for hosted in by_table.values():
+    for key, hosted in by_table.items():
+        leaves = {h: behind[key, h] for h, _ in hosted if (key, h) in behind}
         try:
-            tables.append(_merge_table(hosted[0][1].name, hosted))
+            tables.append(_merge_table(hosted[0][1].name, hosted, leaves))
         except CatalogConflict as exc:
             conflicts.append((hosted[0][1].name, str(exc)))
     return Catalog(

@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 from unseen.engine.errors import CryptoError, PlanError
 from unseen.engine.governance.signing import is_hex_digest
 from unseen.engine.privacy.dp_policy import DpPolicy
-from unseen.engine.privacy.masks import Participant
+from unseen.engine.privacy.masks import MAX_PARTICIPANTS, Participant
 from unseen.engine.query.catalog import Catalog, ColumnInfo, TableInfo
 from unseen.engine.query.expr import (
     Between,
@@ -579,10 +579,14 @@ def catalog_to_proto(catalog: Catalog) -> catalog_pb2.Catalog:
         msg.conflicts.add(table=table_name, reason=reason)
     if catalog.mask_key is not None:
         msg.mask_key.CopyFrom(mask_key_to_proto(catalog.mask_key))
+    for leaf in catalog.leaves:  # hierarchy (issue 14.1)
+        msg.leaf_keys.add(holder=leaf.holder, key=mask_key_to_proto(leaf))
     return msg
 
 
 def catalog_from_proto(msg: catalog_pb2.Catalog) -> Catalog:
+    if len(msg.leaf_keys) > MAX_PARTICIPANTS:
+        raise PlanError(f"a catalog relays at most {MAX_PARTICIPANTS} leaf holders' mask keys")
     tables = []
     for t in msg.tables:
         columns = []
@@ -617,6 +621,7 @@ def catalog_from_proto(msg: catalog_pb2.Catalog) -> Catalog:
         mask_key=mask_key_from_proto(msg.holder, msg.mask_key)
         if msg.HasField("mask_key")
         else None,
+        leaves=tuple(mask_key_from_proto(p.holder, p.key) for p in msg.leaf_keys),
     )
 
 
