@@ -25,6 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.netns import Network, TlsArgs, network, python_in, run_in, start_in, stop
 from tests.shards import load_duckdb, write_shard
 
+pytestmark = pytest.mark.slow  # starts 5-8 processes in namespaces (CI runs it)
+
 ADDRESSES = {"coord": 10, "h1": 11, "h2": 12, "h3": 13, "analyst": 20}
 HOLDERS = ("h1", "h2", "h3")
 SCHEMA = [("city", "VARCHAR"), ("industry", "VARCHAR"), ("kwh", "DOUBLE")]

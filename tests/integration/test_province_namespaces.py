@@ -22,6 +22,8 @@ import pytest
 from tests.netns import Network, TlsArgs, network, run_in, start_in, stop
 from unseen.province import QUERIES, SMALL_INDUSTRY, ProvinceData, write_province
 
+pytestmark = pytest.mark.slow  # starts 5-8 processes in namespaces (CI runs it)
+
 CITIES = 2
 LEAVES_PER_CITY = 2
 
