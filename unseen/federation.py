@@ -38,11 +38,11 @@ class NodeProcess:
 class LocalFederation:
     """Holders plus a coordinator, as child processes.
 
-    ``holders`` maps a holder's name to its tables (``{table: path}``, quick-start
+    ``holders`` maps a holder's name to its tables (``{table: path or URL}``, quick-start
     mode) or to the path of its node config file.
     """
 
-    holders: Mapping[str, Mapping[str, Path] | Path]
+    holders: Mapping[str, Mapping[str, Path | str] | Path]
     log_dir: Path
     holder_args: Sequence[str] = ()
     coordinator_args: Sequence[str] = ()

@@ -481,6 +481,7 @@ def serve_holder(
         metrics.gauge(
             "unseen_models_cached", "Scoring models registered", lambda: len(node._models)
         )
+        node.gov.on_left = metrics.voucher_left  # quota and rho left, as the ledger charges
         interceptors.append(metrics.interceptor())
     return create_server(
         listen,
@@ -501,7 +502,7 @@ def serve_coordinator(
 ) -> tuple[Any, int]:
     """Start serving ``coordinator`` on ``listen``; returns (server, port).
 
-    With ``metrics`` every call is recorded and the key cache is gauged. With
+    With ``metrics`` every call is recorded and the key and model caches are gauged. With
     ``city`` the same server also answers the holder service to a provincial
     coordinator (``--as-holder``, :mod:`unseen.nodes.city`).
     """
@@ -516,6 +517,11 @@ def serve_coordinator(
     if metrics is not None:
         metrics.gauge(
             "unseen_keys_cached", "Public contexts registered", lambda: len(coordinator.keys)
+        )
+        metrics.gauge(
+            "unseen_models_cached",
+            "Scoring models registered",
+            lambda: len(coordinator.models._models),
         )
         interceptors.append(metrics.interceptor())
     return create_server(listen, adders, services, tls=tls, interceptors=interceptors)

@@ -112,6 +112,11 @@ class Governance:
     # Issue 16: registration, grade and consent checks (unseen.engine.governance.stewardship), run
     # after the voucher check and before the answer; returns the ledger note.
     steward: Callable[[AccessRequest, Voucher | None], str] | None = None
+    # Told ``(kind, voucher id, amount left)`` whenever a request under a voucher is
+    # ledgered: ``"quota"`` (queries left) or ``"rho"`` (zCDP budget left, after a dp
+    # charge). The node's metrics gauge them (unseen.engine.transport.telemetry);
+    # the arguments are voucher ids and counts, never data.
+    on_left: Callable[[str, str, float], None] | None = None
 
     @property
     def required(self) -> bool:
@@ -185,15 +190,27 @@ class Governance:
                 note[0] = self.steward(request, signed.voucher if signed is not None else None)
             return answer()
 
-        result, receipt = self.ledger.authorize_and_append(
-            request,
-            signed,
-            self.policy,
-            stewarded,
-            digest=lambda value: result_digest(result_bytes(value)),
-            note=lambda: note[0],
-        )
+        try:
+            result, receipt = self.ledger.authorize_and_append(
+                request,
+                signed,
+                self.policy,
+                stewarded,
+                digest=lambda value: result_digest(result_bytes(value)),
+                note=lambda: note[0],
+            )
+        finally:
+            # Answered, failed or refused: what the ledger now counts against the quota.
+            self._report_quota(signed)
         return result, [receipt.encode()]
+
+    def _report_quota(self, signed: SignedVoucher | None) -> None:
+        if self.on_left is None or self.ledger is None or signed is None:
+            return
+        if signed.voucher.quota is None:
+            return
+        used = self.ledger.answered_count(signed.voucher_id)
+        self.on_left("quota", signed.voucher_id, float(max(signed.voucher.quota - used, 0)))
 
     def charge_privacy(
         self, request: AccessRequest, vouchers: Iterable[str], cost: Fraction
@@ -219,6 +236,8 @@ class Governance:
         state, receipt = self.ledger.charge_privacy(
             request, signed.voucher_id, cost, signed.voucher.privacy_rho
         )
+        if self.on_left is not None:
+            self.on_left("rho", signed.voucher_id, float(state.left))
         annotated = {**receipt.to_dict(), "privacy": state.to_dict()}
         return state, canonical_json(annotated).decode("utf-8")
 

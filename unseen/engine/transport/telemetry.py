@@ -8,23 +8,34 @@ serves ``/metrics`` over HTTP with:
   last streamed message);
 - ``unseen_refusals_total{reason}``: calls that ended in an error, by status
   class (``permission_denied``, ``invalid_argument``, ``resource_exhausted`` ...);
+- ``unseen_voucher_quota_left{voucher}`` and ``unseen_voucher_rho_left{voucher}``
+  (holders): queries left in a voucher's quota and zCDP privacy budget
+  (rho) left, updated as the ledger charges them, for the vouchers most
+  recently used (at most :data:`MAX_VOUCHERS`, so the label set is bounded);
 - gauges the node registers for its caches (registered keys, models).
 
-Labels are method names and status codes only, values are counts and
+Labels are method names, status codes and voucher ids only (a voucher id
+is a digest of the signed voucher), values are counts, budgets and
 seconds: never a table value, a literal, a weight or a key. Each node has
 a registry of its own, so several nodes in one process do not mix.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-__all__ = ["NodeMetrics"]
+__all__ = ["MAX_VOUCHERS", "NodeMetrics"]
+
+# Vouchers gauged at once; the least recently charged ones drop out of the scrape
+# (their ledger entries stay the record), so a busy node's label set stays bounded.
+MAX_VOUCHERS = 1024
 
 # From a cached catalog lookup (ms) to a large score request (minutes).
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -54,6 +65,22 @@ class NodeMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.voucher_gauges = {
+            "quota": Gauge(
+                "unseen_voucher_quota_left",
+                "Queries left in a voucher's quota at this holder",
+                ["voucher"],
+                registry=self.registry,
+            ),
+            "rho": Gauge(
+                "unseen_voucher_rho_left",
+                "Privacy budget (zCDP rho) left to a voucher at this holder",
+                ["voucher"],
+                registry=self.registry,
+            ),
+        }
+        self._vouchers: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._vouchers_lock = threading.Lock()
         info = Gauge(
             "unseen_node_info", "The node's role and name", ["role", "name"], registry=self.registry
         )
@@ -63,6 +90,20 @@ class NodeMetrics:
     def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A gauge read at scrape time (cache sizes and the like)."""
         Gauge(name, documentation, registry=self.registry).set_function(read)
+
+    def voucher_left(self, kind: str, voucher_id: str, left: float) -> None:
+        """Set what is left of a voucher's ``kind`` (``"quota"`` or ``"rho"``).
+
+        Called by the holder's governance each time it ledgers a charge.
+        """
+        gauge = self.voucher_gauges[kind]
+        with self._vouchers_lock:
+            gauge.labels(voucher=voucher_id).set(left)
+            self._vouchers[(kind, voucher_id)] = None
+            self._vouchers.move_to_end((kind, voucher_id))
+            while len(self._vouchers) > MAX_VOUCHERS:
+                (old_kind, old_id), _ = self._vouchers.popitem(last=False)
+                self.voucher_gauges[old_kind].remove(old_id)
 
     def interceptor(self) -> grpc.ServerInterceptor:
         """The server interceptor recording every call on this node."""
