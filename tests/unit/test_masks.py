@@ -331,3 +331,36 @@ def test_round_two_refuses_a_union_missing_its_own_failing_group():
 def test_round_two_adds_the_masks():
     _, flat = _round_two({1}, masks=lambda n: np.full(n, 7, dtype=np.int64))
     assert flat[0] == 47 and flat[-1] == 7
+
+
+def test_mask_words_at_or_above_t_are_rejected_not_wrapped(monkeypatch):
+    """Rejection sampling: a 40-bit word >= t is skipped, so each kept value is uniform mod t.
+
+    Reducing such words modulo t instead would make the values below 2^40 - t twice as
+    likely; a scripted keystream whose words alternate between ``t + 5`` and valid
+    values shows they are dropped.
+    """
+    import unseen.engine.privacy.masks as masks
+
+    words = [MOD + 5, 7, MOD, 11, (1 << 40) - 1, 13] * 8
+
+    class Script:
+        def __init__(self) -> None:
+            self.at = 0
+
+        def update(self, data: bytes) -> bytes:
+            count = len(data) // 8
+            out = [words[(self.at + i) % len(words)] for i in range(count)]
+            self.at += count
+            return np.asarray(out, dtype="<u8").tobytes()
+
+    class FakeCipher:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def encryptor(self) -> Script:
+            return Script()
+
+    monkeypatch.setattr(masks, "Cipher", FakeCipher)
+    values = masks._stream(b"\x01" * 32, NONCE, b"ctx", 30)
+    assert values.tolist() == [7, 11, 13] * 10
