@@ -144,6 +144,10 @@ def test_keystore_keeps_both_contexts_under_one_id(key):
     assert ckks.slot_count(store.get(kid)) == 4096
     assert store.public_bytes(kid) == key.public
     assert store.aggregate_public(kid) == registration.split(key.public).bfv
+    # A registration is vetted whole: a good CKKS part does not carry an unsafe BFV part.
+    other_t = _bfv_public(poly_modulus_degree=4096, plain_modulus=1032193)
+    with pytest.raises(CryptoError, match="plaintext"):
+        store.register(registration.join(registration.split(key.public).ckks, other_t))
     legacy = store.register(registration.split(AnalystKey.generate().public).ckks)
     assert store.get(legacy) is not None
     with pytest.raises(CryptoError, match="no BFV part"):
