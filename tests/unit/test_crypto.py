@@ -227,3 +227,17 @@ def test_ciphertexts_at_an_unexpected_level_are_refused(key):
         ckks.load_ciphertext(ctx, once.serialize(), 4096, depth=0)
     with pytest.raises(CryptoError, match="modulus level"):
         ckks.load_ciphertext(ctx, fresh.serialize(), 4096, depth=1)
+
+
+def test_a_read_only_key_written_before_bfv_says_what_to_do(tmp_path, key, monkeypatch):
+    directory = tmp_path / "k"
+    key.save(directory)
+    (directory / "aggregate-secret.tenseal").unlink()
+    (directory / "public.tenseal").write_bytes(registration.split(key.public).ckks)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("unseen.engine.crypto.keys.write_atomic", refuse)
+    with pytest.raises(ConfigError, match="unseen keys new"):
+        AnalystKey.load(directory)

@@ -164,14 +164,20 @@ class AnalystKey:
 
 def _add_aggregate_key(directory: Path, old: AnalystKey) -> AnalystKey:
     """Give a key written before BFV aggregates its BFV part (a new key id)."""
-    with _locked(directory):
-        if (directory / AGGREGATE_SECRET_FILE).exists():
-            return AnalystKey.load(directory)  # another process did it first
-        aggregate = bfv.new_secret_context()
-        ckks_public = registration.split(old.public).ckks
-        public = registration.join(ckks_public, bfv.public_bytes(aggregate))
-        key = AnalystKey(old.secret, public, old.salt, aggregate)
-        key._save_public(directory)
+    try:
+        with _locked(directory):
+            if (directory / AGGREGATE_SECRET_FILE).exists():
+                return AnalystKey.load(directory)  # another process did it first
+            aggregate = bfv.new_secret_context()
+            ckks_public = registration.split(old.public).ckks
+            public = registration.join(ckks_public, bfv.public_bytes(aggregate))
+            key = AnalystKey(old.secret, public, old.salt, aggregate)
+            key._save_public(directory)
+    except OSError as exc:
+        raise ConfigError(
+            f"the key in {directory} has no BFV part for aggregates and one cannot be "
+            f"added there ({exc.strerror}); create a new key with: unseen keys new"
+        ) from exc
     log.warning(
         "key in %s had no BFV part for aggregates: added one; its key id is now %s "
         "(was %s): vouchers for the old id must be issued again",
