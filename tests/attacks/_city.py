@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.shards import write_shard
-from unseen.engine.crypto import ckks
+from unseen.engine.crypto import bfv
 from unseen.engine.crypto.keys import AnalystKey
 from unseen.engine.query.layout import layout_for, unpack
 from unseen.engine.query.plan import AggregatePlan
@@ -45,8 +45,8 @@ def alpha_truth(holder: int, alpha_base: int = 1000) -> tuple[int, int]:
 
 def decrypt_moments(key: AnalystKey, plan: AggregatePlan, ciphertexts: list[bytes]) -> list:
     """What the analyst reads out of ciphertexts with its own secret key, the old way:
-    round each slot and recombine limbs, no modular reduction."""
-    slots = np.concatenate([ckks.decrypt(key.secret, c) for c in ciphertexts])
+    decrypt each slot and recombine limbs, nothing else."""
+    slots = np.concatenate([bfv.decrypt(key.aggregate_secret, c) for c in ciphertexts])
     return unpack(plan, layout_for(plan), slots)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests.attacks._city import SQL, alpha_truth, decrypt_moments, read_stream, write_city
-from unseen.engine.crypto import ckks
+from unseen.engine.crypto import bfv
 from unseen.engine.errors import CryptoError
 from unseen.engine.privacy.masks import MASK_BITS, reduce_slots
 from unseen.engine.query.layout import layout_for
@@ -68,14 +68,14 @@ def test_the_unmasked_one_round_protocol_is_refused(attack, key):
 def test_a_masked_answer_alone_is_uniformly_random(attack, key):
     plan, stubs = attack
     ciphertexts = _masked_round(key, plan, stubs, ["h0", "h1", "h2"])
-    slots = np.concatenate([ckks.decrypt(key.secret, c) for c in ciphertexts])
+    slots = np.concatenate([bfv.decrypt(key.aggregate_secret, c) for c in ciphertexts])
     layout = layout_for(plan)
     used = reduce_slots(slots)[: layout.total_slots]
     rows, _ = alpha_truth(0)
     alpha = plan.groups[0].domain.index("Alpha")
-    record = np.round(used[alpha * layout.record_width : (alpha + 1) * layout.record_width])
+    record = used[alpha * layout.record_width : (alpha + 1) * layout.record_width]
     assert record[0] != rows  # the low limb of Alpha's row count
-    # Every used slot reads as a uniform value modulo 2^32, not a 20-bit limb: with
+    # Every used slot reads as a uniform value modulo t, not a 20-bit limb: with
     # 24 slots, all of them below 2^20 in magnitude would happen with chance 2^-288.
     assert np.sum(np.abs(used) >= 2**20) >= layout.total_slots // 2
     assert np.max(np.abs(used)) < 2 ** (MASK_BITS - 1) + 1

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.attacks._city import SQL, alpha_truth, decrypt_moments, write_city
-from unseen.engine.crypto import ckks
+from unseen.engine.crypto import bfv
 from unseen.engine.errors import UnseenError
 from unseen.engine.query.layout import layout_for
 from unseen.nodes.servicers import HolderServicer
@@ -36,18 +36,16 @@ def _relayed(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[bytes]]:
 
 def _alpha_slots(key, plan, ciphertexts) -> np.ndarray:  # type: ignore[no-untyped-def]
     layout = layout_for(plan)
-    slots = np.concatenate([ckks.decrypt(key.secret, c) for c in ciphertexts])
+    slots = np.concatenate([bfv.decrypt(key.aggregate_secret, c) for c in ciphertexts])
     alpha = plan.groups[0].domain.index("Alpha")
     return slots[alpha * layout.record_width : (alpha + 1) * layout.record_width]
 
 
 def _sum(key, answers):  # type: ignore[no-untyped-def]
-    ctx = key.secret
+    ctx = key.aggregate_secret
     per_index = zip(*answers, strict=True)
     return [
-        bytes(
-            ckks.add_all([ckks.load_ciphertext(ctx, c, ckks.PARAMS.slots) for c in cs]).serialize()
-        )
+        bfv.serialize(bfv.add_all([bfv.load_ciphertext(ctx, c, bfv.PARAMS.slots) for c in cs]))
         for cs in per_index
     ]
 
@@ -74,8 +72,8 @@ def test_one_relayed_answer_reveals_nothing(tmp_path, federation_factory, key, m
 
 
 def decrypt_moments_or_none(key, plan, ciphertexts):  # type: ignore[no-untyped-def]
-    # Masked answers are uniformly random modulo 2^b: far from the small integers the
-    # old unpack expects, they may not even recombine.
+    # Masked answers are uniformly random modulo t: far from the small integers
+    # unpack expects, they may not even recombine.
     try:
         return decrypt_moments(key, plan, ciphertexts)
     except UnseenError:  # any failure to read is the attack failing
@@ -92,7 +90,6 @@ def test_the_suppressed_group_sums_to_exact_zero(
     plan = client.compile(SQL).plan
     client.query(SQL)
     total = _alpha_slots(key, plan, _sum(key, [seen[h] for h in ("h0", "h1", "h2")]))
-    rounded = np.round(total).astype(np.int64)
-    # Independent of the data: zero after rounding (and modular reduction) for both datasets.
-    assert np.all(rounded % (1 << 32) == 0)
-    assert np.max(np.abs(total - rounded)) < 0.125
+    # Independent of the data: exactly zero for both datasets (BFV adds exactly modulo t).
+    assert total.dtype == np.int64
+    assert np.all(total == 0)

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from tests.attacks.small_group import SQL, start_small_group
-from unseen.engine.crypto import ckks
+from unseen.engine.crypto import bfv
 from unseen.engine.errors import RemoteError
 from unseen.engine.privacy.masks import NONCE_BYTES, reduce_slots
 from unseen.engine.query.layout import layout_for, unpack
@@ -69,11 +69,11 @@ def test_raw_holder_answers_hold_nothing_of_a_suppressed_group(federation, key):
     # The honest union: the sum of every answer holds nothing of the small group.
     failing = _round_one(peers, key, plan, "q-honest")
     nonce = os.urandom(NONCE_BYTES)
-    total = np.zeros(layout.ciphertexts * plan.codec.slots)
+    total = np.zeros(layout.ciphertexts * plan.codec.slots, dtype=np.int64)
     for peer in peers:
         answer = peer.masked_aggregate(key.key_id, "q-honest", nonce, participants, sorted(failing))
         assert answer.suppressed == (small,)
-        total += np.concatenate([ckks.decrypt(key.secret, c) for c in answer.ciphertexts])
+        total += np.concatenate([bfv.decrypt(key.aggregate_secret, c) for c in answer.ciphertexts])
     moments = unpack(plan, layout, reduce_slots(total))
     assert moments[small].rows == 0
     assert all(m.count == 0 and not m.total for m in moments[small].measures)

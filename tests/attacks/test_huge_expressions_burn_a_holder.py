@@ -24,7 +24,7 @@ import pytest
 from tests.attacks.target import Target, start_target
 from tests.hostile import MemoryWatch
 from unseen.engine.client import Client
-from unseen.engine.crypto import ckks
+from unseen.engine.crypto import bfv
 from unseen.engine.privacy.masks import reduce_slots
 from unseen.engine.query.expr import Binary, BinaryOp, Column, Expr, InList, Literal
 from unseen.engine.query.layout import layout_for, unpack
@@ -138,7 +138,7 @@ def test_a_measure_at_the_node_limit_is_answered_in_both_rounds(target: Target):
     plan = AggregatePlan("t", None, (), (Measure(balanced_sum(250), Encoding.INTEGER, 0, True),))
     with Client(target.fed.address, key=target.key, timeout=60) as client:
         reply = client.aggregate(plan)
-    slots = np.concatenate([ckks.decrypt(target.key.secret, c) for c in reply.ciphertexts])
+    slots = np.concatenate([bfv.decrypt(target.key.aggregate_secret, c) for c in reply.ciphertexts])
     (group,) = unpack(plan, layout_for(plan), reduce_slots(slots))
     ((total,),) = target.reference.con.cursor().sql("SELECT SUM(v) FROM t").fetchall()
     assert group.measures[0].total == sum(range(250)) * total

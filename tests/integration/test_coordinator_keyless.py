@@ -7,6 +7,7 @@ import pytest
 import tenseal as ts
 
 from tests.shards import write_shard
+from unseen.engine.crypto import registration
 from unseen.engine.transport import serde
 from unseen.engine.transport.rpc import create_channel
 from unseen.v1 import coordinator_pb2_grpc
@@ -46,13 +47,16 @@ def test_everything_the_coordinator_received_is_public(fed, key, monkeypatch):
     assert result.rows == [["a", 2 * sum(range(20))]]
     # Registration may repeat (a retry after a restart); every copy is the public part.
     assert received and set(received) == {key.public}
-    assert not ts.context_from(received[0]).has_secret_key()
-    for _, (ctx, _) in fed.coordinator.keys._contexts.items():
-        assert not ctx.has_secret_key() and not ctx.is_private()
-    # What passed through are CKKS ciphertexts: without the key they do not decrypt.
-    public_ctx = ts.context_from(key.public)
+    parts = registration.split(received[0])
+    assert parts.bfv and not ts.context_from(parts.ckks).has_secret_key()
+    assert not ts.context_from(parts.bfv).has_secret_key()
+    for entry in fed.coordinator.keys._contexts.values():
+        for ctx in (entry.ckks, entry.aggregate):
+            assert not ctx.has_secret_key() and not ctx.is_private()
+    # What passed through are BFV ciphertexts: without the key they do not decrypt.
+    public_ctx = ts.context_from(parts.bfv)
     with pytest.raises(ValueError):
-        ts.ckks_vector_from(public_ctx, ciphertexts[0]).decrypt()
+        ts.bfv_vector_from(public_ctx, ciphertexts[0]).decrypt()
     assert str(2 * sum(range(20))).encode() not in b"".join(ciphertexts)
 
 

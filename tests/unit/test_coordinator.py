@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-import tenseal as ts
 
-from unseen.engine.crypto import ckks
+from unseen.engine.crypto import bfv, ckks, registration
 from unseen.engine.crypto.keys import AnalystKey
 from unseen.engine.errors import HolderError, PlanError, PolicyError, RemoteError, UnseenError
 from unseen.engine.privacy.masks import MaskKey, Participant
@@ -130,7 +129,7 @@ class FakeHolder:
             count -= 1
         # A holder without the table sends masks only; the fakes send no masks.
         value = self.value if "t" in self.tables or "u" in self.tables else 0.0
-        data = ckks.encrypt_all(self.ctx, [np.full(SLOTS, value)] * count)
+        data = bfv.encrypt_all(self.ctx, [np.full(SLOTS, int(value))] * count)
         return AggregateAnswer(data, tuple(suppressed), (self.name,))
 
     def prepare_model(
@@ -176,7 +175,7 @@ def analyst() -> AnalystKey:
 
 
 def _coordinator(analyst: AnalystKey, *holders: FakeHolder) -> Coordinator:
-    public = ts.context_from(analyst.public)
+    public = bfv.load_public_context(registration.split(analyst.public).bfv)
     for holder in holders:
         holder.ctx, holder.count = public, layout_for(_PLAN).ciphertexts
     coordinator = Coordinator.of(list(holders))
@@ -185,7 +184,7 @@ def _coordinator(analyst: AnalystKey, *holders: FakeHolder) -> Coordinator:
 
 
 def _decrypt(analyst: AnalystKey, ciphertexts: list[bytes]) -> np.ndarray:
-    return np.concatenate([ckks.decrypt(analyst.secret, c) for c in ciphertexts])
+    return np.concatenate([bfv.decrypt(analyst.aggregate_secret, c) for c in ciphertexts])
 
 
 def test_the_sum_of_every_holder_is_returned_and_everyone_zeroes_the_union(analyst):
@@ -410,7 +409,7 @@ def test_prepare_fails_by_name_when_a_host_refuses_or_is_silent(analyst):
 
 def _partial_blocks(analyst: AnalystKey, values: Sequence[np.ndarray]) -> list[bytes]:
     """Blocks one rescale deep, as a holder's weights x features product is."""
-    public = ts.context_from(analyst.public)
+    public = ckks.load_public_context(analyst.public)
     ones = [1.0] * SLOTS
     return [bytes((ckks.encrypt(public, v) * ones).serialize()) for v in values]
 
@@ -456,7 +455,8 @@ class _Stream:
 def _scoring(analyst: AnalystKey, *holders: ScoringHolder) -> tuple[Coordinator, str, list[str]]:
     coordinator = _coordinator(analyst, *holders)
     feature = FeatureSpec(table="t", column="v", key="id")
-    weight = bytes(ckks.encrypt(ts.context_from(analyst.public), np.ones(SLOTS)).serialize())
+    public = ckks.load_public_context(analyst.public)
+    weight = bytes(ckks.encrypt(public, np.ones(SLOTS)).serialize())
     model_id = "ab" * 32
     coordinator.register_model(analyst.key_id, model_id, (feature,), (0,), (weight,))
     return coordinator, model_id, [f"e{i}" for i in range(SLOTS + 5)]  # two blocks

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
+import numpy as np
 import pytest
 import tenseal as ts
 
-from unseen.engine.crypto import ckks
+from unseen.engine.crypto import bfv, ckks, registration
 from unseen.engine.crypto.keys import AnalystKey, default_key_dir, load_or_create
 from unseen.engine.crypto.keystore import KeyStore
 from unseen.engine.errors import ConfigError, CryptoError, UnknownKeyError
@@ -18,19 +20,34 @@ def test_key_files_are_private_and_reload_to_the_same_id(tmp_path, key):
     directory = tmp_path / "k"
     key.save(directory)
     assert stat.S_IMODE((directory / "secret.tenseal").stat().st_mode) == 0o600
+    assert stat.S_IMODE((directory / "aggregate-secret.tenseal").stat().st_mode) == 0o600
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     again = AnalystKey.load(directory)
     assert again.key_id == key.key_id
-    assert again.secret.has_secret_key()
+    assert again.secret.has_secret_key() and again.aggregate_secret.has_secret_key()
     with pytest.raises(ConfigError, match="already exists"):
         key.save(directory)
 
 
-def test_world_readable_secret_is_refused(tmp_path, key):
+@pytest.mark.parametrize("name", ["secret.tenseal", "aggregate-secret.tenseal"])
+def test_world_readable_secret_is_refused(tmp_path, key, name):
     key.save(tmp_path / "k")
-    os.chmod(tmp_path / "k" / "secret.tenseal", 0o644)
+    os.chmod(tmp_path / "k" / name, 0o644)
     with pytest.raises(ConfigError, match="readable by others"):
         AnalystKey.load(tmp_path / "k")
+
+
+def test_a_key_written_before_bfv_aggregates_gets_its_bfv_part_once(tmp_path, key):
+    directory = tmp_path / "k"
+    key.save(directory)
+    ckks_only = registration.split(key.public).ckks
+    (directory / "aggregate-secret.tenseal").unlink()
+    (directory / "public.tenseal").write_bytes(ckks_only)
+    upgraded = AnalystKey.load(directory)
+    assert upgraded.key_id != key.key_id  # the id commits to the new BFV key
+    assert registration.split(upgraded.public).ckks == ckks_only
+    assert json.loads((directory / "key.json").read_text())["key_id"] == upgraded.key_id
+    assert AnalystKey.load(directory).key_id == upgraded.key_id
 
 
 def test_default_key_is_created_once_on_first_use():
@@ -45,9 +62,96 @@ def test_missing_explicit_key_dir_says_how_to_create_one(tmp_path):
 
 
 def test_public_bytes_carry_no_secret_and_no_galois_keys(key):
-    ctx = ts.context_from(key.public)
-    assert not ctx.has_secret_key() and not ctx.has_galois_keys()
+    parts = registration.split(key.public)
+    for data in (parts.ckks, parts.bfv):
+        ctx = ts.context_from(data)
+        assert not ctx.has_secret_key() and not ctx.has_galois_keys()
+        assert not ctx.has_relin_keys()
+    assert bfv.load_public_context(parts.bfv) and ckks.load_public_context(key.public)
     assert len(key.public) < 1_000_000  # the registration budget per holder
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (registration.MAGIC + b"\x00\x00\x00\x09abc", "truncated"),
+        (registration.join(b"a", b"b") + b"!", "trailing"),
+        (registration.join(b"a", b""), "empty"),
+    ],
+)
+def test_malformed_registrations_are_refused(data, reason):
+    with pytest.raises(CryptoError, match=reason):
+        registration.split(data)
+
+
+def _bfv_public(**kwargs) -> bytes:
+    ctx = ts.context(ts.SCHEME_TYPE.BFV, **kwargs)
+    return bytes(ctx.serialize(save_secret_key=False, save_relin_keys=False))
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda k: bytes(k.aggregate_secret.serialize(save_secret_key=True)), "secret key"),
+        (lambda k: registration.split(k.public).ckks, "use BFV"),
+        (
+            lambda k: _bfv_public(poly_modulus_degree=8192, plain_modulus=bfv.PARAMS.plain_modulus),
+            "ring degree",
+        ),
+        # Another t: holders' masks modulo unseen's t would not cancel under it.
+        (lambda k: _bfv_public(poly_modulus_degree=4096, plain_modulus=1032193), "plaintext"),
+        (
+            lambda k: bytes(
+                k.aggregate_secret.serialize(save_secret_key=False, save_relin_keys=True)
+            ),
+            "Galois or relinearisation",
+        ),
+        (lambda k: b"\x00" * 100, "does not parse"),
+    ],
+)
+def test_unsafe_aggregate_contexts_are_refused(key, make, reason):
+    with pytest.raises(CryptoError, match=reason):
+        bfv.load_public_context(make(key))
+
+
+def test_bfv_sums_are_exact_modulo_t_and_centred(key):
+    ctx = bfv.load_public_context(registration.split(key.public).bfv)
+    t = bfv.PARAMS.plain_modulus
+    rng = np.random.default_rng(3)
+    values = [rng.integers(-(t // 2), t // 2, bfv.PARAMS.slots) for _ in range(5)]
+    vectors = [bfv.load_ciphertext(ctx, c, 4096) for c in bfv.encrypt_all(ctx, values)]
+    got = bfv.decrypt(key.aggregate_secret, bfv.serialize(bfv.add_all(vectors)))
+    want = (sum(v.astype(object) for v in values) + t // 2) % t - t // 2
+    assert got.tolist() == want.tolist()
+
+
+def test_foreign_or_malformed_bfv_ciphertexts_are_refused(key):
+    ctx = bfv.load_public_context(registration.split(key.public).bfv)
+    good = bfv.encrypt_all(ctx, [np.ones(4096, dtype=np.int64)])[0]
+    with pytest.raises(CryptoError, match="claims 10 slots"):
+        bfv.load_ciphertext(ctx, bytes(ts.bfv_vector(ctx, [1] * 10).serialize()), 4096)
+    with pytest.raises(CryptoError, match="does not parse"):
+        bfv.load_ciphertext(ctx, good[: len(good) // 2], 4096)
+    with pytest.raises(CryptoError):  # a CKKS ciphertext is no aggregate answer
+        ckks_ctx = ckks.load_public_context(key.public)
+        bfv.load_ciphertext(ctx, bytes(ckks.encrypt(ckks_ctx, [1.0] * 4096).serialize()), 4096)
+
+
+def test_keystore_keeps_both_contexts_under_one_id(key):
+    store = KeyStore()
+    kid = store.register(key.public)
+    assert bfv.slot_count(store.aggregate_context(kid)) == 4096
+    assert ckks.slot_count(store.get(kid)) == 4096
+    assert store.public_bytes(kid) == key.public
+    assert store.aggregate_public(kid) == registration.split(key.public).bfv
+    # A registration is vetted whole: a good CKKS part does not carry an unsafe BFV part.
+    other_t = _bfv_public(poly_modulus_degree=4096, plain_modulus=1032193)
+    with pytest.raises(CryptoError, match="plaintext"):
+        store.register(registration.join(registration.split(key.public).ckks, other_t))
+    legacy = store.register(registration.split(AnalystKey.generate().public).ckks)
+    assert store.get(legacy) is not None
+    with pytest.raises(CryptoError, match="no BFV part"):
+        store.aggregate_context(legacy)
 
 
 def _with_relin_keys(key):
@@ -123,3 +227,17 @@ def test_ciphertexts_at_an_unexpected_level_are_refused(key):
         ckks.load_ciphertext(ctx, once.serialize(), 4096, depth=0)
     with pytest.raises(CryptoError, match="modulus level"):
         ckks.load_ciphertext(ctx, fresh.serialize(), 4096, depth=1)
+
+
+def test_a_read_only_key_written_before_bfv_says_what_to_do(tmp_path, key, monkeypatch):
+    directory = tmp_path / "k"
+    key.save(directory)
+    (directory / "aggregate-secret.tenseal").unlink()
+    (directory / "public.tenseal").write_bytes(registration.split(key.public).ckks)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("unseen.engine.crypto.keys.write_atomic", refuse)
+    with pytest.raises(ConfigError, match="unseen keys new"):
+        AnalystKey.load(directory)

@@ -49,9 +49,13 @@ def test_limb_overflow_is_a_clear_error():
         split_limbs(2**60, 3, 20, "row count")
 
 
-def test_noisy_slot_is_refused_not_rounded():
-    with pytest.raises(CryptoError, match="not near an integer"):
+def test_a_slot_that_is_no_limb_sum_is_refused():
+    # Not an integer, or beyond what 2^14 participants' limbs can add up to.
+    with pytest.raises(CryptoError, match="out of the limbs' range"):
         combine_limbs([3.4, 0.0], 20)
+    with pytest.raises(CryptoError, match="out of the limbs' range"):
+        combine_limbs([0, 1 << 35], 20)
+    assert combine_limbs([(1 << 35) - 1, 0], 20) == (1 << 35) - 1
 
 
 def _plan(groups: int, encoding: Encoding = Encoding.FLOAT, square: bool = True) -> AggregatePlan:

@@ -23,6 +23,7 @@ from unseen.engine.errors import CryptoError, PlanError, PolicyError
 from unseen.engine.privacy.masks import (
     MASK_BITS,
     MAX_PARTICIPANTS,
+    MODULUS,
     MaskKey,
     Participant,
     apply_masks,
@@ -36,7 +37,7 @@ from unseen.engine.query.layout import GroupMoments, MeasureMoments, combine_lim
 from unseen.engine.query.plan import AggregatePlan, Encoding, GroupColumn, Measure
 from unseen.engine.transport.tls import make_bundle
 
-MOD = 1 << MASK_BITS
+MOD = MODULUS
 NONCE = bytes(range(32))
 
 
@@ -90,7 +91,22 @@ def test_query_context_binds_everything_and_ignores_order():
     assert query_context("plan", "q", [a, Participant("b", b"\x03" * 32)], [1, 3]) != base
 
 
-def test_one_share_is_uniform_modulo_2_to_the_mask_bits():
+def test_mask_modulus_is_bfvs_plaintext_prime():
+    """Masks live in the group the answer lives in: the integers modulo BFV's t."""
+    from unseen.engine.crypto.bfv import PARAMS
+
+    assert PARAMS.plain_modulus == MOD
+    assert MOD % 8192 == 1 and 1 << 39 < MOD < 1 << 40
+    # t is prime (deterministic Miller-Rabin bases for n < 3.3e24).
+    d, r = MOD - 1, 0
+    while d % 2 == 0:
+        d, r = d // 2, r + 1
+    for a in (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41):
+        x = pow(a, d, MOD)
+        assert x in (1, MOD - 1) or any(pow(x, 2**i, MOD) == MOD - 1 for i in range(1, r))
+
+
+def test_one_share_is_uniform_modulo_t():
     """Chi-square goodness of fit of the top 4 bits of one holder's share (seeded keys)."""
     keys = [MaskKey(X25519PrivateKey.from_private_bytes(bytes([i + 1]) * 32)) for i in range(2)]
     holders = [(k, Participant(f"h{i}", k.public)) for i, k in enumerate(keys)]
@@ -105,21 +121,24 @@ def test_masked_sums_reduce_to_the_true_limbs():
     holders = _holders(3)
     shares = _shares(holders, length=8)
     rng = np.random.default_rng(5)
-    values = [rng.integers(-(1 << 20) + 1, 1 << 20, 8).astype(np.float64) for _ in holders]
+    values = [rng.integers(-(1 << 20) + 1, 1 << 20, 8) for _ in holders]
     masked = [apply_masks([v[:4], v[4:]], s) for v, s in zip(values, shares, strict=True)]
     for part in masked:
         for vector in part:
-            assert np.all(np.abs(vector) <= 1 << (MASK_BITS - 1))
-    total = sum(np.concatenate(m) for m in masked) + 0.01  # decryption noise
-    assert np.array_equal(np.round(reduce_slots(total)), sum(values))
+            assert vector.dtype == np.int64
+            assert np.all(np.abs(vector) <= MOD // 2)
+    total = sum(np.concatenate(m) for m in masked)  # what BFV adds, before its reduction
+    assert np.array_equal(reduce_slots(total), sum(values))
 
 
-def test_reduce_keeps_the_rounding_guard():
-    assert combine_limbs(reduce_slots(np.array([float(MOD) + 5.02])), 20) == 5
+def test_reduce_centres_modulo_t_and_the_range_guard_refuses_garbage():
+    assert reduce_slots(np.array([MOD + 5, 2 * MOD - 5, -MOD + 3])).tolist() == [5, -5, 3]
+    assert combine_limbs(reduce_slots(np.array([MOD + 5])), 20) == 5
+    # A wrong key decrypts to integers uniform modulo t: far outside the limbs' range.
     with pytest.raises(CryptoError):
-        combine_limbs(reduce_slots(np.array([float(MOD) + 5.4])), 20)
+        combine_limbs(reduce_slots(np.array([MOD // 3])), 20)
     with pytest.raises(CryptoError):
-        combine_limbs(reduce_slots(np.array([np.nan])), 20)
+        combine_limbs(np.array([np.nan]), 20)
 
 
 def test_a_bad_peer_key_or_nonce_is_refused():
@@ -312,3 +331,36 @@ def test_round_two_refuses_a_union_missing_its_own_failing_group():
 def test_round_two_adds_the_masks():
     _, flat = _round_two({1}, masks=lambda n: np.full(n, 7, dtype=np.int64))
     assert flat[0] == 47 and flat[-1] == 7
+
+
+def test_mask_words_at_or_above_t_are_rejected_not_wrapped(monkeypatch):
+    """Rejection sampling: a 40-bit word >= t is skipped, so each kept value is uniform mod t.
+
+    Reducing such words modulo t instead would make the values below 2^40 - t twice as
+    likely; a scripted keystream whose words alternate between ``t + 5`` and valid
+    values shows they are dropped.
+    """
+    import unseen.engine.privacy.masks as masks
+
+    words = [MOD + 5, 7, MOD, 11, (1 << 40) - 1, 13] * 8
+
+    class Script:
+        def __init__(self) -> None:
+            self.at = 0
+
+        def update(self, data: bytes) -> bytes:
+            count = len(data) // 8
+            out = [words[(self.at + i) % len(words)] for i in range(count)]
+            self.at += count
+            return np.asarray(out, dtype="<u8").tobytes()
+
+    class FakeCipher:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def encryptor(self) -> Script:
+            return Script()
+
+    monkeypatch.setattr(masks, "Cipher", FakeCipher)
+    values = masks._stream(b"\x01" * 32, NONCE, b"ctx", 30)
+    assert values.tolist() == [7, 11, 13] * 10

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 import tenseal as ts
 
-from unseen.engine.crypto import ckks
+from unseen.engine.crypto import bfv, ckks
 from unseen.engine.crypto.keys import AnalystKey, load_or_create
 from unseen.engine.errors import PlanError, RemoteError
 from unseen.engine.governance.approval import ApprovedWeights
@@ -202,7 +202,7 @@ class Client:
 
     # -- aggregates -------------------------------------------------------------
     def compile(self, sql: str, catalog: Catalog | None = None) -> CompiledQuery:
-        codec = SlotCodec(slots=ckks.PARAMS.slots)
+        codec = SlotCodec(slots=bfv.PARAMS.slots)
         return compile_sql(sql, catalog or self.catalog(), codec)
 
     def aggregate(self, plan: AggregatePlan) -> AggregateReply:
@@ -233,8 +233,9 @@ class Client:
         reply = self.aggregate(plan)
         if len(reply.ciphertexts) != layout.ciphertexts:
             raise PlanError("the coordinator answered with the wrong number of ciphertexts")
-        slots = np.concatenate([ckks.decrypt(self.key.secret, c) for c in reply.ciphertexts])
-        # Holders' pairwise masks cancel modulo 2^MASK_BITS in the sum of all answers.
+        secret = self.key.aggregate_secret
+        slots = np.concatenate([bfv.decrypt(secret, c) for c in reply.ciphertexts])
+        # Holders' pairwise masks cancel modulo BFV's t in the sum of all answers.
         moments = unpack(plan, layout, reduce_slots(slots))
         meta = {
             "holders": list(reply.holders),

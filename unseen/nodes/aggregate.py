@@ -15,12 +15,14 @@ One query, in order:
 3. Round 2: every participant gets the same query id, a fresh nonce, the
    participants with their mask keys and the union of failing groups; it
    zeroes the union, adds its pairwise masks (:mod:`unseen.engine.privacy.masks`) and
-   encrypts. Its ciphertexts are loaded under the analyst's key, so garbage
-   bytes fail naming the holder.
+   encrypts under the analyst's BFV key. Its ciphertexts are loaded under that
+   key, so garbage bytes fail naming the holder.
 4. All answered, or the query fails naming every holder that did not: never
    a partial sum. The coordinator adds the ciphertexts; it has nothing to
    zero (suppression happened before encryption) and no answer it sees
-   alone means anything (each is uniformly random modulo 2^32).
+   alone means anything (each is uniformly random modulo BFV's prime ``t``).
+   Loading, adding and serialising go through :mod:`unseen.engine.crypto.bfv`
+   only, so this module does not depend on the scheme's API.
 
 The coordinator holds no secret key and no mask key.
 """
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 
 import tenseal as ts
 
-from unseen.engine.crypto import ckks
+from unseen.engine.crypto import bfv
 from unseen.engine.crypto.keystore import KeyStore
 from unseen.engine.errors import HolderError, PolicyError, RemoteError
 from unseen.engine.privacy.masks import NONCE_BYTES, Participant
@@ -125,7 +127,7 @@ def aggregate(
     ``subject`` is the analyst's certificate name (mTLS), forwarded to the
     holders so that a voucher bound to it can be checked there.
     """
-    ctx = keys.get(key_id)
+    ctx = keys.aggregate_context(key_id)
     budget = min(budget or DEADLINES["aggregate"], DEADLINES["aggregate"])
     hosts = holders.hosts(plan.table, budget, allow_partial)
     check_plan(plan, hosts.table, limits)
@@ -158,14 +160,14 @@ def aggregate(
     nonce = os.urandom(NONCE_BYTES)
     participants = [key for _, keys in chosen for key in keys]
 
-    def answer(peer: Peer) -> list[ts.CKKSVector]:
+    def answer(peer: Peer) -> list[ts.BFVVector]:
         reply = peer.masked_aggregate(
             key_id, query_id, nonce, participants, suppressed, budget=budget, subject=subject
         )
         return load_answer(reply, ctx, layout.ciphertexts, slots)
 
     answers = holders.each(peers, answer, budget).require_all(peers)
-    sums = [ckks.add_all([a[i] for a in answers]) for i in range(layout.ciphertexts)]
+    sums = [bfv.add_all([a[i] for a in answers]) for i in range(layout.ciphertexts)]
     log.info(
         "aggregate on %s over %d holders (%d hosting): %d ciphertexts, %d groups suppressed%s",
         plan.table,
@@ -176,7 +178,7 @@ def aggregate(
         f", {len(hosts.missing)} holders left out (partial)" if hosts.missing else "",
     )
     return CombinedAnswer(
-        [bytes(v.serialize()) for v in sums],
+        [bfv.serialize(v) for v in sums],
         tuple(suppressed),
         # The leaf holders inside (a city's, behind it), so the analyst counts dp shares right.
         hosts.table.holders or tuple(peer.name or peer.address for peer in hosts.peers),
@@ -188,11 +190,11 @@ def aggregate(
 
 def load_answer(
     answer: AggregateAnswer, ctx: ts.Context, expected: int, slots: int
-) -> list[ts.CKKSVector]:
-    """A holder's ciphertexts as vectors under the analyst's key; anything else is refused."""
+) -> list[ts.BFVVector]:
+    """A holder's ciphertexts as vectors under the analyst's BFV key; anything else is refused."""
     if len(answer.ciphertexts) != expected:
         raise RemoteError(
             "INTERNAL", f"sent {len(answer.ciphertexts)} ciphertexts; the plan needs {expected}"
         )
     # Holders encrypt aggregates fresh: any other level is not theirs.
-    return [ckks.load_ciphertext(ctx, data, slots, depth=0) for data in answer.ciphertexts]
+    return [bfv.load_ciphertext(ctx, data, slots) for data in answer.ciphertexts]

@@ -202,7 +202,8 @@ class HolderNode:
         table hosted by one holder still needs a peer to mask its answer): it
         reads nothing, so nothing is charged or logged.
         """
-        ctx = self.keys.get(key_id)  # unknown keys fail before anything is logged
+        # Unknown keys, or keys without a BFV part, fail before anything is logged.
+        ctx = self.keys.aggregate_context(key_id)
         # A table held back for its registration is refused (and ledgered), not
         # mistaken for one this holder does not serve.
         self._refuse_unserved(
@@ -282,7 +283,7 @@ class HolderNode:
 
         No data is read here: the moments are round 1's, taken once.
         """
-        ctx = self.keys.get(key_id)
+        ctx = self.keys.aggregate_context(key_id)
         entry = self.pending.take(query_id, key_id, nonce)
         check_participants(
             self.mask_identity,
@@ -303,7 +304,9 @@ class HolderNode:
             masks,
             ctx,
             self.limits,
-            lambda vectors: self.pool.encrypt(key_id, self.keys.public_bytes(key_id), ctx, vectors),
+            lambda vectors: self.pool.encrypt(
+                key_id, self.keys.aggregate_public(key_id), ctx, vectors
+            ),
         )
 
     # -- entity alignment (issue 15) --------------------------------------------------
@@ -396,7 +399,7 @@ class HolderNode:
         )
         model = HolderModel(model_id, key_id, features, exponents, weights, digests)
         # The pool refuses weights that are not fresh ciphertexts under this key.
-        self.pool.register(model, self.keys.public_bytes(key_id), ctx)
+        self.pool.register(model, self.keys.ckks_public(key_id), ctx)
         with self._models_lock:
             self._models[model_id] = model
             self._models.move_to_end(model_id)

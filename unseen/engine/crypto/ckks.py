@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import tenseal as ts
 
+from unseen.engine.crypto import registration
 from unseen.engine.errors import CryptoError
 
 __all__ = [
@@ -92,12 +93,15 @@ def key_id(public: bytes) -> str:
 def load_public_context(data: bytes, max_bytes: int = MAX_PUBLIC_CONTEXT_BYTES) -> ts.Context:
     """Load and vet a context an analyst sent; refuse anything but a safe public CKKS key.
 
-    Refused: oversized blobs, unparsable bytes, contexts carrying a secret key,
-    schemes other than CKKS, ring degrees or modulus sizes outside the 128-bit
-    table, and contexts without a public key (they could not encrypt).
+    ``data`` may be a whole registration (:mod:`unseen.engine.crypto.registration`):
+    its CKKS part is loaded. Refused: oversized blobs, unparsable bytes,
+    contexts carrying a secret key, schemes other than CKKS, ring degrees or
+    modulus sizes outside the 128-bit table, and contexts without a public key
+    (they could not encrypt).
     """
     if len(data) > max_bytes:
         raise CryptoError(f"public context of {len(data)} bytes exceeds {max_bytes} bytes")
+    data = registration.split(data).ckks
     try:
         ctx = ts.context_from(data)
     except Exception as exc:

@@ -1,10 +1,16 @@
-"""The analyst's CKKS key pair on disk.
+"""The analyst's key pairs on disk: CKKS for scores and training, BFV for aggregates.
 
-A key directory holds ``secret.tenseal`` (the full context, mode 0600),
-``public.tenseal`` (what is sent to the federation) and ``key.json`` (key id
-and parameters). The secret file never leaves the analyst's machine; the
-public bytes are written once and always sent verbatim, so the key id (their
+A key directory holds ``secret.tenseal`` (the full CKKS context, mode 0600),
+``aggregate-secret.tenseal`` (the full BFV context, 0600), ``public.tenseal``
+(the registration sent to the federation: both public contexts,
+:mod:`unseen.engine.crypto.registration`) and ``key.json`` (key id and
+parameters). The secret files never leave the analyst's machine; the public
+bytes are written once and always sent verbatim, so the key id (their
 SHA-256) is stable across runs.
+
+A directory written before aggregates moved to BFV has no BFV key: loading
+it adds one, which changes its key id (vouchers issued to the old id must be
+issued again); it is logged once.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import fcntl
 import functools
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,13 +28,16 @@ from pathlib import Path
 
 import tenseal as ts
 
-from unseen.engine.crypto import ckks
+from unseen.engine.crypto import bfv, ckks, registration
 from unseen.engine.errors import ConfigError
 from unseen.engine.governance.signing import write_atomic
 
 __all__ = ["AnalystKey", "default_key_dir", "load_or_create"]
 
+log = logging.getLogger(__name__)
+
 SECRET_FILE = "secret.tenseal"  # noqa: S105 - a file name, not a secret
+AGGREGATE_SECRET_FILE = "aggregate-secret.tenseal"  # noqa: S105 - a file name, not a secret
 PUBLIC_FILE = "public.tenseal"
 META_FILE = "key.json"
 SALT_FILE = "salt.bin"  # keys model fingerprints (unseen.engine.query.model.model_fingerprint)
@@ -54,9 +64,12 @@ def _locked(directory: Path) -> Iterator[None]:
 
 @dataclass
 class AnalystKey:
+    """``secret``: CKKS (scores, training); ``aggregate``: BFV; ``public``: the registration."""
+
     secret: ts.Context
     public: bytes
     salt: bytes = b""
+    aggregate: ts.Context | None = None
 
     def __post_init__(self) -> None:
         if not self.salt:
@@ -67,10 +80,19 @@ class AnalystKey:
         # Cached: hashing the 0.5 MB public context costs a millisecond each time.
         return ckks.key_id(self.public)
 
+    @property
+    def aggregate_secret(self) -> ts.Context:
+        """The BFV secret context that decrypts aggregates."""
+        if self.aggregate is None:
+            raise ConfigError("this key has no BFV part for aggregates: unseen keys new")
+        return self.aggregate
+
     @classmethod
     def generate(cls, params: ckks.CkksParams = ckks.PARAMS) -> AnalystKey:
         ctx = ckks.new_secret_context(params)
-        return cls(ctx, ckks.public_bytes(ctx))
+        aggregate = bfv.new_secret_context()
+        public = registration.join(ckks.public_bytes(ctx), bfv.public_bytes(aggregate))
+        return cls(ctx, public, aggregate=aggregate)
 
     def save(self, directory: Path) -> None:
         """Write the key files; refuses to overwrite an existing key."""
@@ -82,14 +104,24 @@ class AnalystKey:
             raise ConfigError(f"a key already exists in {directory}")
         secret = bytes(self.secret.serialize(save_secret_key=True))
         write_atomic(directory / SECRET_FILE, secret, 0o600)
-        write_atomic(directory / PUBLIC_FILE, self.public, 0o644)
         write_atomic(directory / SALT_FILE, self.salt, 0o600)
+        self._save_public(directory)
+
+    def _save_public(self, directory: Path) -> None:
+        aggregate = bytes(self.aggregate_secret.serialize(save_secret_key=True))
+        write_atomic(directory / AGGREGATE_SECRET_FILE, aggregate, 0o600)
+        write_atomic(directory / PUBLIC_FILE, self.public, 0o644)
         meta = {
             "key_id": self.key_id,
             "scheme": "CKKS",
             "poly_modulus_degree": ckks.PARAMS.poly_modulus_degree,
             "coeff_mod_bit_sizes": list(ckks.PARAMS.coeff_mod_bit_sizes),
             "scale_bits": ckks.PARAMS.scale_bits,
+            "aggregates": {
+                "scheme": "BFV",
+                "poly_modulus_degree": bfv.PARAMS.poly_modulus_degree,
+                "plain_modulus": bfv.PARAMS.plain_modulus,
+            },
         }
         write_atomic(directory / META_FILE, json.dumps(meta, indent=2).encode(), 0o644)
 
@@ -100,26 +132,60 @@ class AnalystKey:
             raise ConfigError(
                 f"no key in {directory}; create one with: unseen keys new --out {directory}"
             )
-        mode = secret_path.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise ConfigError(
-                f"{secret_path} is readable by others (mode {mode:o}); run chmod 600 on it"
-            )
+        aggregate_path = directory / AGGREGATE_SECRET_FILE
+        for path in (secret_path, aggregate_path):
+            mode = path.stat().st_mode & 0o777 if path.exists() else 0
+            if mode & 0o077:
+                raise ConfigError(
+                    f"{path} is readable by others (mode {mode:o}); run chmod 600 on it"
+                )
         try:
             secret_bytes = secret_path.read_bytes()
             secret = ts.context_from(secret_bytes)
             public = (directory / PUBLIC_FILE).read_bytes()
+            aggregate = (
+                ts.context_from(aggregate_path.read_bytes()) if aggregate_path.exists() else None
+            )
         except (OSError, ValueError) as exc:
             raise ConfigError(f"the key in {directory} is damaged: {exc}") from exc
-        if not secret.has_secret_key():
-            raise ConfigError(f"{secret_path} holds no secret key")
+        if not secret.has_secret_key() or not (aggregate is None or aggregate.has_secret_key()):
+            raise ConfigError(f"{directory} holds no secret key")
         salt_path = directory / SALT_FILE
         salt = (
             salt_path.read_bytes()
             if salt_path.exists()
             else hashlib.sha256(b"unseen-salt" + secret_bytes).digest()
         )
-        return cls(secret, public, salt)
+        key = cls(secret, public, salt, aggregate)
+        if aggregate is None:
+            key = _add_aggregate_key(directory, key)
+        return key
+
+
+def _add_aggregate_key(directory: Path, old: AnalystKey) -> AnalystKey:
+    """Give a key written before BFV aggregates its BFV part (a new key id)."""
+    try:
+        with _locked(directory):
+            if (directory / AGGREGATE_SECRET_FILE).exists():
+                return AnalystKey.load(directory)  # another process did it first
+            aggregate = bfv.new_secret_context()
+            ckks_public = registration.split(old.public).ckks
+            public = registration.join(ckks_public, bfv.public_bytes(aggregate))
+            key = AnalystKey(old.secret, public, old.salt, aggregate)
+            key._save_public(directory)
+    except OSError as exc:
+        raise ConfigError(
+            f"the key in {directory} has no BFV part for aggregates and one cannot be "
+            f"added there ({exc.strerror}); create a new key with: unseen keys new"
+        ) from exc
+    log.warning(
+        "key in %s had no BFV part for aggregates: added one; its key id is now %s "
+        "(was %s): vouchers for the old id must be issued again",
+        directory,
+        key.key_id[:16],
+        old.key_id[:16],
+    )
+    return key
 
 
 def load_or_create(directory: Path | None) -> AnalystKey:

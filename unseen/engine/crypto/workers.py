@@ -1,4 +1,4 @@
-"""Worker processes for a holder's CKKS work.
+"""Worker processes for a holder's HE work (CKKS scores, BFV aggregate answers).
 
 TenSEAL holds the GIL for the whole of a ciphertext-plaintext product, so a
 holder scoring many blocks in threads would use one core. Blocks are instead
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import tenseal as ts
 
-from unseen.engine.crypto import ckks
+from unseen.engine.crypto import bfv, ckks
 from unseen.engine.crypto.partials import PartialScorer
 from unseen.engine.data.scoring import HolderModel, partial_score
 
@@ -35,7 +35,7 @@ __all__ = ["ScoringPool"]
 _CACHE_MODELS = 4
 # Worker-process cache: model id -> its weights, ready for products.
 _loaded: OrderedDict[str, PartialScorer] = OrderedDict()
-# Worker-process cache: key id -> public context (for aggregate encryption).
+# Worker-process cache: key id -> BFV public context (for aggregate encryption).
 _contexts: dict[str, ts.Context] = {}
 
 
@@ -67,7 +67,7 @@ def _encrypt(key_id: str, path: str, vectors: list[np.ndarray]) -> list[bytes]:
         _contexts[key_id] = ctx
         while len(_contexts) > _CACHE_MODELS:
             _contexts.pop(next(iter(_contexts)))
-    return ckks.encrypt_all(ctx, vectors)
+    return bfv.encrypt_all(ctx, vectors)
 
 
 def _warm() -> int:
@@ -126,12 +126,13 @@ class ScoringPool:
     def encrypt(
         self, key_id: str, public: bytes, ctx: ts.Context, vectors: list[np.ndarray]
     ) -> list[bytes]:
-        """Encrypt slot vectors under an analyst's public key, in a worker when there are any."""
+        """Encrypt aggregate slot vectors under an analyst's BFV public key (``public``), in a
+        worker when there are any."""
         if not self.workers:
-            return ckks.encrypt_all(ctx, vectors)
+            return bfv.encrypt_all(ctx, vectors)
         self.start()
         assert self._executor is not None
-        path = self._spool / f"{_file_name(key_id)}.context"
+        path = self._spool / f"{_file_name(key_id)}.bfv"
         if not path.exists():
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(public)

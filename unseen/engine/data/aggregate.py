@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import tenseal as ts
 
-from unseen.engine.crypto import ckks
+from unseen.engine.crypto import bfv
 from unseen.engine.data.pushdown import build_aggregate_query
 from unseen.engine.data.source import TableSource
 from unseen.engine.errors import EncodingOverflowError, PlanError, PolicyError, SourceError
@@ -277,7 +277,7 @@ def prepare_aggregate(
 ) -> PreparedAnswer:
     """Round 1: validate, read the data once, and find the groups failing suppression."""
     check_plan(plan, table, limits)
-    if plan.codec.slots != ckks.slot_count(ctx):
+    if plan.codec.slots != bfv.slot_count(ctx):
         raise PlanError("the plan's slot count does not match the registered key")
     layout_for(plan, limits)  # refuse an oversized answer before reading
     if table.dp is not None:
@@ -294,7 +294,7 @@ def mask_only(
     plan: AggregatePlan, ctx: ts.Context, limits: Limits = DEFAULT_LIMITS
 ) -> PreparedAnswer:
     """Round 1 at a holder that does not serve the table: no data, masks only."""
-    if plan.codec.slots != ckks.slot_count(ctx):
+    if plan.codec.slots != bfv.slot_count(ctx):
         raise PlanError("the plan's slot count does not match the registered key")
     layout_for(plan, limits)  # the answer it will mask is bounded like any other
     return PreparedAnswer({}, frozenset())
@@ -331,7 +331,7 @@ def answer_masked(
         vectors = add_noise(plan, layout, vectors, noise, prepared.dp.honest_holders)
     masked = apply_masks(vectors, masks(layout.ciphertexts * plan.codec.slots))
     checkpoint()  # a caller gone during the query gets no encryption either
-    ciphertexts = tuple(ckks.encrypt_all(ctx, masked) if encrypt is None else encrypt(masked))
+    ciphertexts = tuple(bfv.encrypt_all(ctx, masked) if encrypt is None else encrypt(masked))
     log.info(
         "aggregate on %s: %d groups, %d suppressed, %d ciphertexts",
         plan.table,

@@ -4,11 +4,16 @@ Why: the analyst holds the secret key and the coordinator may share with it
 every ciphertext it relays, so a holder's answer must not be readable alone.
 In the manner of Bonawitz et al.'s secure aggregation, every pair of holders
 ``(i, j)`` taking part in a query agrees on a mask ``m_ij`` (one value per
-slot, uniform modulo ``2^MASK_BITS``); holder ``i`` adds ``m_ij`` when its
-name sorts before ``j``'s and subtracts it otherwise. Each answer is then
-uniformly random modulo ``2^MASK_BITS`` to anyone missing one of its peers'
-keys, and the masks cancel exactly in the sum over all participants, which
-the analyst reduces modulo ``2^MASK_BITS`` (:func:`reduce_slots`).
+slot, uniform modulo ``t``, the prime plaintext modulus of the BFV
+ciphertexts answers travel in, :mod:`unseen.engine.crypto.bfv`); holder ``i``
+adds ``m_ij`` when its name sorts before ``j``'s and subtracts it otherwise.
+The answer lives in the group of integers modulo ``t`` — BFV adds slots
+modulo ``t`` — so masks uniform in that very group make any proper subset of
+the answers (with everything the coordinator sees) uniformly random: each
+answer missing from the subset carries a mask shared with a holder outside
+it, which acts as a one-time pad modulo ``t``. The masks cancel exactly in the
+sum over all participants, which decrypts to the true limb sums modulo ``t``
+(:func:`reduce_slots`).
 
 Key agreement is X25519 between holders' long-lived mask keys; per query, the
 shared secret goes through HKDF-SHA256 with the coordinator's fresh nonce as
@@ -17,17 +22,16 @@ salt and a digest of everything the holders must agree on as ``info``
 their keys, the suppressed groups). A coordinator that tells different holders
 different stories therefore gets masks that do not cancel: random garbage, not
 a subtotal. The 32-byte HKDF output keys ChaCha20, whose keystream is read as
-little-endian 64-bit words reduced modulo ``2^MASK_BITS`` (a power of two
-dividing 2^64, so uniform). Nothing here is a hand-made primitive.
+little-endian 64-bit words cut to their low ``MASK_BITS`` = 40 bits and
+kept when below ``t`` (rejection sampling: ``t > 2^39``, so nearly every word
+is kept, and each kept value is exactly uniform modulo ``t``). Nothing here
+is a hand-made primitive.
 
-Why ``MASK_BITS = 32``: slots carry signed 20-bit limbs, so the true sum over
-``n <= MAX_PARTICIPANTS`` holders stays far inside ``(-2^31, 2^31)`` and the
-centred reduction recovers it. Each holder sends its masked slot centred in
-``[-2^31, 2^31)``, so the encrypted sum stays below ``n * 2^31``; CKKS at
-scale 2^50 decrypts 64 such values summed with a measured worst error of
-1.1e-5 (2.9e-3 at 2^40), 256 with 2.3e-5, far inside the analyst's 0.125
-rounding guard. A slot holds at most 2^20 per holder, so the true sum over
-256 holders (below 2^28) is still recovered by the centred reduction.
+Headroom: slots carry signed limbs of at most 24 bits plus a noise limb of
+the same size, so the true sum over ``n`` participants stays below
+``n * 2^25``, inside ``(-t/2, t/2)`` for ``n`` up to 2^14; the analyst's
+decryption is centred there and reads it exactly. ``MAX_PARTICIPANTS``
+(1024) bounds the work instead: each holder derives one keystream per peer.
 """
 
 from __future__ import annotations
@@ -43,11 +47,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from unseen.engine.crypto.bfv import PARAMS as BFV
 from unseen.engine.errors import CryptoError, PolicyError
 
 __all__ = [
     "MASK_BITS",
     "MAX_PARTICIPANTS",
+    "MODULUS",
     "NONCE_BYTES",
     "MaskKey",
     "Participant",
@@ -57,14 +63,13 @@ __all__ = [
     "reduce_slots",
 ]
 
-MASK_BITS = 32
-MODULUS = 1 << MASK_BITS
+MODULUS = BFV.plain_modulus  # t, a prime just below 2^40
+MASK_BITS = MODULUS.bit_length()  # 40: candidate words are cut to this many bits
 _HALF = MODULUS >> 1
 # Each holder derives one keystream per peer and slot: cost grows with n * slots
-# (measured ~15 ms per holder per query at 64 peers, 3 ciphertexts' slots), and
-# the CKKS precision above was measured up to 256 summed answers. 256 lets a
-# province of city federations (unseen.nodes.city) mask between all its leaves.
-MAX_PARTICIPANTS = 256
+# (1024 peers and 4096 slots: 32 MB of ChaCha20, about 30 ms). A province of
+# city federations (unseen.nodes.city) masks between all its leaves.
+MAX_PARTICIPANTS = 1024
 NONCE_BYTES = 32
 _HKDF_INFO_PREFIX = b"unseen.v1.mask\n"
 
@@ -132,14 +137,23 @@ def _sorted(participants: Sequence[Participant]) -> list[Participant]:
 
 
 def _stream(shared: bytes, nonce: bytes, context: bytes, length: int) -> np.ndarray:
-    """``length`` values uniform modulo 2^MASK_BITS from one pair's shared secret."""
+    """``length`` values uniform modulo ``t`` from one pair's shared secret."""
     seed = HKDF(
         algorithm=hashes.SHA256(), length=32, salt=nonce, info=_HKDF_INFO_PREFIX + context
     ).derive(shared)
     # The key is fresh per query and pair, so a fixed ChaCha20 nonce is safe.
     encryptor = Cipher(algorithms.ChaCha20(seed, bytes(16)), mode=None).encryptor()
-    words = np.frombuffer(encryptor.update(bytes(8 * length)), dtype="<u8")
-    return (words & np.uint64(MODULUS - 1)).astype(np.int64)
+    kept: list[np.ndarray] = []
+    have = 0
+    while have < length:
+        # A few spare words: almost never is a second round needed.
+        need = length - have + 16
+        words = np.frombuffer(encryptor.update(bytes(8 * need)), dtype="<u8")
+        candidates = words & np.uint64((1 << MASK_BITS) - 1)
+        good = candidates[candidates < np.uint64(MODULUS)]
+        kept.append(good)
+        have += len(good)
+    return np.concatenate(kept)[:length].astype(np.int64)
 
 
 def pair_masks(
@@ -150,7 +164,7 @@ def pair_masks(
     context: bytes,
     length: int,
 ) -> np.ndarray:
-    """This holder's share of the zero-sum masks: ``sum_j ±m_ij mod 2^MASK_BITS``."""
+    """This holder's share of the zero-sum masks: ``sum_j ±m_ij mod t``."""
     if len(nonce) != NONCE_BYTES:
         raise PolicyError(f"a mask nonce has {NONCE_BYTES} bytes")
     total = np.zeros(length, dtype=np.int64)
@@ -159,35 +173,33 @@ def pair_masks(
             continue
         mask = _stream(own.shared(peer.public), nonce, context, length)
         total = total + mask if own_name < peer.holder else total - mask
-        total &= MODULUS - 1
+        total %= MODULUS
     return total
 
 
 def apply_masks(vectors: Sequence[np.ndarray], masks: np.ndarray) -> list[np.ndarray]:
-    """Slot vectors plus masks modulo 2^MASK_BITS, centred in [-2^31, 2^31).
+    """Slot vectors plus masks modulo ``t``, centred in ``[-(t-1)/2, (t-1)/2]``.
 
-    ``vectors`` hold exact small integers (limbs) as floats; centring halves
-    the magnitude the encrypted sum reaches, which is what CKKS precision
-    depends on.
+    ``vectors`` hold exact small integers (limbs); the result is what BFV
+    encodes (it takes signed integers of magnitude below ``t/2``).
     """
     flat = np.concatenate(vectors).astype(np.int64) if vectors else np.zeros(0, np.int64)
     if flat.shape != masks.shape:
         raise CryptoError("mask length does not match the answer's slots")
-    masked = ((flat + masks + _HALF) & (MODULUS - 1)) - _HALF
-    out = masked.astype(np.float64)
+    out = _centred(flat + masks)
     sizes = np.cumsum([len(v) for v in vectors])[:-1]
     return list(np.split(out, sizes))
 
 
-def reduce_slots(slots: np.ndarray) -> np.ndarray:
-    """Decrypted sums of masked answers brought back to the signed limb range.
+def _centred(values: np.ndarray) -> np.ndarray:
+    """Integers reduced modulo ``t`` into ``[-(t-1)/2, (t-1)/2]`` (all below 2^62 in magnitude)."""
+    return ((values + _HALF) % MODULUS) - _HALF
 
-    Each slot is rounded, reduced modulo 2^MASK_BITS into [-2^31, 2^31), and
-    given back its distance to the nearest integer, so that the rounding guard
-    of :func:`unseen.engine.query.layout.combine_limbs` still sees corruption or a wrong key.
+
+def reduce_slots(slots: np.ndarray) -> np.ndarray:
+    """Decrypted sums of masked answers as signed integers modulo ``t``.
+
+    BFV already decrypts into the centred range; reducing again costs nothing
+    and keeps the contract independent of the decoder's convention.
     """
-    values = np.asarray(slots, dtype=np.float64)
-    finite = np.isfinite(values) & (np.abs(values) < 2.0**62)
-    nearest = np.where(finite, np.round(values), 0.0)
-    centred = ((nearest.astype(np.int64) + _HALF) & (MODULUS - 1)) - _HALF
-    return np.where(finite, centred + (values - nearest), np.nan)
+    return _centred(np.asarray(slots, dtype=np.int64))

@@ -63,7 +63,7 @@ def add_noise(
 ) -> list[np.ndarray]:
     """The packed vectors with this holder's noise share added to every group's quantities."""
     codec = plan.codec
-    flat = np.concatenate(vectors) if vectors else np.zeros(0)
+    flat = np.concatenate(vectors) if vectors else np.zeros(0, dtype=np.int64)
     for c in calibrated:
         shares = sample(c.share_sigma(honest_holders), layout.groups)
         width = _width(c.quantity.part, plan)
@@ -77,5 +77,5 @@ def add_noise(
                 value = combine_limbs(limbs, codec.limb_bits)
                 delta += (value + c.step // 2) // c.step * c.step - value
             noise = split_limbs(delta, width, codec.limb_bits, "a noisy quantity")
-            flat[at : at + width] = limbs + np.asarray(noise, dtype=np.float64)
+            flat[at : at + width] = limbs + np.asarray(noise, dtype=np.int64)
     return [flat[i * codec.slots : (i + 1) * codec.slots] for i in range(len(vectors))]

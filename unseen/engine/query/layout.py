@@ -1,14 +1,15 @@
 """Slot layout and exact limb codec for grouped moments.
 
-Why limbs: CKKS is approximate. A value ``v`` decrypts as ``v + e`` with
-``|e|`` growing with ``|v|`` (about 1e-5 at 2^34 with scale 2^50). Exact
-integers survive if every slot stays small enough that rounding to the
-nearest integer is always right. So every exact integer ``I`` (a count, a sum
-on its grid, a second moment on the float grid) is split into signed limbs of
+Why limbs: answers travel as BFV slots, exact integers modulo a prime
+``t`` just below 2^40 (:mod:`unseen.engine.crypto.bfv`). A sum that reached
+``t / 2`` would wrap. So every exact integer ``I`` (a count, a sum on its
+grid, a second moment on the float grid) is split into signed limbs of
 ``limb_bits`` bits, ``I = sign * sum(l_i * 2^(limb_bits*i))``; each limb is
-below 2^20 and the sum of a thousand holders' limbs below 2^30. Holders add
-limbs homomorphically; the analyst rounds each slot and recombines them with
-Python integers, so the totals are exact however large they grow.
+below 2^20 (at most 2^24), a noise share adds another such limb, and the sum
+over 2^14 participants stays below 2^39 < t/2. Holders add limbs
+homomorphically; the analyst reads each slot as a signed integer and
+recombines them with Python integers, so the totals are exact however large
+they grow.
 
 Layout: group ``g`` (row-major over the GROUP BY domains) owns a record of
 ``record_width`` consecutive slots::
@@ -57,9 +58,11 @@ __all__ = [
     "unpack",
 ]
 
-# Rounding a combined limb is trusted only when the slot sits this close to an
-# integer; a wrong key or a corrupted ciphertext decrypts to noise and fails here.
-_MAX_RESIDUAL = 0.125
+# A limb sum is trusted only below this many bits above the limb size: 2^14
+# participants each adding a limb and a noise limb. A wrong key or a corrupted
+# ciphertext decrypts to integers uniform modulo t (~2^40): each slot passes with
+# probability 2^-(40 - 1 - limb_bits - 15), so a record of several slots fails here.
+_HEADROOM_BITS = 15
 
 
 @dataclass(frozen=True)
@@ -130,17 +133,21 @@ def split_limbs(value: int, limbs: int, bits: int, what: str = "value") -> list[
     return [sign * ((magnitude >> (bits * i)) & mask) for i in range(limbs)]
 
 
-def combine_limbs(slots: Sequence[float] | np.ndarray, bits: int) -> int:
-    """Round decrypted limb sums and recombine them into one exact integer."""
+def combine_limbs(slots: Sequence[int] | np.ndarray, bits: int) -> int:
+    """Recombine decrypted limb sums (signed integers) into one exact integer."""
     total = 0
+    bound = 1 << (bits + _HEADROOM_BITS)
     for i, raw in enumerate(slots):
-        nearest = round(float(raw)) if math.isfinite(raw) else 0
-        if not math.isfinite(raw) or abs(raw - nearest) > _MAX_RESIDUAL:
+        try:
+            limb = int(raw)
+        except (ValueError, OverflowError):  # NaN or infinity: never a limb
+            limb = bound
+        if limb != raw or abs(limb) >= bound:
             raise CryptoError(
-                "decrypted slot is not near an integer: the ciphertext is corrupted "
+                "decrypted slot is out of the limbs' range: the ciphertext is corrupted "
                 "or was encrypted under another key"
             )
-        total += nearest << (bits * i)
+        total += limb << (bits * i)
     return total
 
 
@@ -165,7 +172,7 @@ def pack(plan: AggregatePlan, layout: Layout, groups: dict[int, GroupMoments]) -
     the *grid-rounded* S1, so the analyst's subtraction cancels exactly.
     """
     codec = plan.codec
-    flat = np.zeros(layout.ciphertexts * codec.slots, dtype=np.float64)
+    flat = np.zeros(layout.ciphertexts * codec.slots, dtype=np.int64)
     square_grid = Fraction(1, 1 << codec.fraction_bits)
     for index, moments in groups.items():
         base = index * layout.record_width
