@@ -4,9 +4,12 @@ TenSEAL's ``CKKSVector.mul`` encodes the plaintext, multiplies and rescales
 every product; a partial score only needs one rescale. Here each feature
 column is encoded once at the weight's level, multiplied without rescaling,
 the products are added, and the sum is rescaled once — then re-randomised
-with a fresh public-key encryption of zero. The plaintext is encoded at the
-scale of the prime that the rescale divides by, so the result's scale is
-exactly the weights' (2^50), as TenSEAL's own path leaves it.
+with a fresh public-key encryption of zero (so the ciphertext is unlinkable
+to a recomputation from a guess) and flooded (so its *noise* says nothing
+about the features beyond the score: unseen.engine.crypto.flooding). The
+plaintext is encoded at the scale of the prime that the rescale divides by,
+so the result's scale is exactly the weights' (2^50), as TenSEAL's own path
+leaves it. Encoded columns are kept in an :class:`EncodedCache`.
 
 The result is returned in TenSEAL's vector serialisation, so the coordinator
 and the analyst read it as any other ciphertext.
@@ -14,6 +17,7 @@ and the analyst read it as any other ciphertext.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import tempfile
@@ -23,13 +27,26 @@ import numpy as np
 import tenseal as ts
 import tenseal.sealapi as sealapi
 
-__all__ = ["PartialScorer"]
+from unseen.engine.crypto.encodings import EncodedCache
+from unseen.engine.crypto.flooding import FloodBudget, Flooder, computed_noise_bound
+
+__all__ = ["SCORE_TOLERANCE", "PartialScorer"]
+
+# The documented precision of a score (README): the flood is sized to stay inside it.
+SCORE_TOLERANCE = 1e-6
+# Floods from this many holders add up in one score and must still fit the tolerance.
+_HOLDERS = 8
 
 
 class PartialScorer:
     """One model's weights, ready for block after block of products."""
 
-    def __init__(self, ctx: ts.Context, weights: Sequence[ts.CKKSVector]):
+    def __init__(
+        self,
+        ctx: ts.Context,
+        weights: Sequence[ts.CKKSVector],
+        cache: EncodedCache | None = None,
+    ):
         seal = ctx.seal_context().data
         self._seal = seal
         self._encoder = sealapi.CKKSEncoder(seal)
@@ -43,14 +60,32 @@ class PartialScorer:
         # product at exactly the weight's scale.
         self._prime = float(level.parms().coeff_modulus()[-1].value())
         self._scale = float(self._weights[0].scale)
+        self._cache = cache if cache is not None else EncodedCache(0)
+        self._flooder = Flooder(seal, self._evaluator)
+        degree = level.parms().poly_modulus_degree()
+        bound = computed_noise_bound(
+            degree,
+            features=len(self._weights),
+            feature_bound=1.0,
+            weight_bound=1.0,
+            plain_scale=self._prime,
+            dropped_prime=self._prime,
+            weight_scale=self._scale,
+        )
+        self.flood = FloodBudget.for_precision(
+            degree, self._scale, SCORE_TOLERANCE / math.sqrt(_HOLDERS), bound
+        )
 
     def partial(self, columns: np.ndarray, slots: int) -> bytes:
         """``sum_j weight_j * columns[:, j]`` (columns zero-padded to ``slots`` rows),
-        rescaled once and re-randomised; serialised as a TenSEAL vector."""
+        rescaled once, re-randomised and flooded; serialised as a TenSEAL vector."""
         total = self.products(columns)
         # Re-randomise: a fresh encryption of zero, so the answer is unlinkable to
         # the weights and the (deterministic) products.
         self._evaluator.add_inplace(total, self._zero(total.parms_id()))
+        # Flood: fresh uniform noise in every coefficient, so the error the analyst
+        # can compute from its weights' noise is drowned (docs/threat-model.md).
+        self._flooder.flood(total, self.flood.bits)
         return _tenseal_bytes(total, slots, self._scale)
 
     def unmasked(self, columns: np.ndarray, slots: int) -> bytes:
@@ -64,8 +99,9 @@ class PartialScorer:
         for weight, column in zip(self._weights, columns.T, strict=True):
             if not column.any():
                 continue  # SEAL refuses a product with an all-zero plaintext
-            plain = sealapi.Plaintext()
-            self._encoder.encode(column.tolist(), self._parms, self._prime, plain)
+            plain = self._cache.get(
+                column, self._parms, self._prime, lambda c=column: self._encode(c)
+            )
             term = sealapi.Ciphertext(self._seal)
             self._evaluator.multiply_plain(weight, plain, term)
             if total is None:
@@ -78,6 +114,11 @@ class PartialScorer:
         self._evaluator.rescale_to_next_inplace(total)
         total.scale = self._scale  # exact up to the float holding 2^50
         return total
+
+    def _encode(self, column: np.ndarray) -> sealapi.Plaintext:
+        plain = sealapi.Plaintext()
+        self._encoder.encode(column.tolist(), self._parms, self._prime, plain)
+        return plain
 
     def _zero(self, parms: object) -> sealapi.Ciphertext:
         plain = sealapi.Plaintext()
