@@ -55,7 +55,7 @@ def bank(tmp_path_factory):
 
 def _separation(key, model, answer: bytes, ids: list[str]) -> float:
     """The attacker's statistic: how much better the right guess explains the answer,
-    in standard deviations of the residual (``≈ ||δ|| / 2σ`` plus unit noise)."""
+    in standard deviations of the residual (about ``||delta|| / 2 sigma`` plus unit noise)."""
     public = ts.context_from(ckks.public_bytes(key.secret))
     weights = [ts.ckks_vector_from(public, w) for w in model.weights]
     scorer = PartialScorer(public, weights)

@@ -17,6 +17,7 @@ and the analyst read it as any other ciphertext.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import struct
@@ -100,7 +101,7 @@ class PartialScorer:
             if not column.any():
                 continue  # SEAL refuses a product with an all-zero plaintext
             plain = self._cache.get(
-                column, self._parms, self._prime, lambda c=column: self._encode(c)
+                column, self._parms, self._prime, functools.partial(self._encode, column)
             )
             term = sealapi.Ciphertext(self._seal)
             self._evaluator.multiply_plain(weight, plain, term)
