@@ -39,6 +39,7 @@ def test_the_sampler_is_uniform_on_its_power_of_two_range():
 def test_wide_draws_use_every_bit():
     draws = uniform_noise(4000, 100, KEY)
     assert all(-(2**100) <= d < 2**100 for d in draws)
+    assert max(draws) > 2**99 and min(draws) < -(2**99)
     # The top bit and a low bit are both fair coins (no zeroed low bits, as a double has).
     top = sum(d >= 0 for d in draws)
     low = sum(d & 1 for d in draws)
@@ -47,8 +48,9 @@ def test_wide_draws_use_every_bit():
 
 
 def test_fresh_keys_give_fresh_noise():
-    assert uniform_noise(16, 40) != uniform_noise(16, 40)
-    assert uniform_noise(16, 40, KEY) == uniform_noise(16, 40, KEY)
+    assert list(uniform_noise(16, 40)) != list(uniform_noise(16, 40))
+    assert list(uniform_noise(16, 40, KEY)) == list(uniform_noise(16, 40, KEY))
+    assert list(uniform_noise(16, 80, KEY)) == list(uniform_noise(16, 80, KEY))
 
 
 def _decode(ctx: ts.Context, cipher: sealapi.Ciphertext) -> np.ndarray:
@@ -58,15 +60,16 @@ def _decode(ctx: ts.Context, cipher: sealapi.Ciphertext) -> np.ndarray:
     return np.array(sealapi.CKKSEncoder(seal).decode_complex(plain))
 
 
-def test_the_flood_covers_real_and_imaginary_parts_at_the_predicted_size(ctx):
+@pytest.mark.parametrize("bits", [30, 70])  # int64 draws, and Python integers past 62 bits
+def test_the_flood_covers_real_and_imaginary_parts_at_the_predicted_size(ctx, bits):
     seal = ctx.seal_context().data
     evaluator = sealapi.Evaluator(seal)
     values = np.linspace(-3.0, 3.0, ckks.PARAMS.slots)
     cipher = ts.ckks_vector(ctx, values.tolist()).ciphertext()[0]
     before = _decode(ctx, cipher)
-    Flooder(seal, evaluator).flood(cipher, 30, KEY)
+    Flooder(seal, evaluator).flood(cipher, bits, KEY)
     added = _decode(ctx, cipher) - before
-    budget = FloodBudget.of(ckks.PARAMS.poly_modulus_degree, 30, cipher.scale, 1.0)
+    budget = FloodBudget.of(ckks.PARAMS.poly_modulus_degree, bits, cipher.scale, 1.0)
     # Each part of a slot sums N uniform coefficients: normal, of the predicted deviation.
     for part in (added.real, added.imag):
         assert stats.kstest(part / budget.error, "norm").pvalue > 1e-3

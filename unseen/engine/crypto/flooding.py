@@ -160,37 +160,41 @@ class FloodBudget:
         )
 
 
-def uniform_noise(count: int, bits: int, key: bytes | None = None) -> list[int]:
+def uniform_noise(count: int, bits: int, key: bytes | None = None) -> np.ndarray:
     """``count`` integers uniform on ``[-2^bits, 2^bits)`` from a ChaCha20 keystream.
 
     A power-of-two width needs no rejection: each draw is ``bits + 1``
     keystream bits exactly. ``key`` (32 bytes) is for seeded tests; by
-    default a fresh key comes from ``os.urandom``.
+    default a fresh key comes from ``os.urandom``. Returns ``int64`` below
+    63 bits, Python integers (``object``) beyond.
     """
     key = os.urandom(32) if key is None else key
     words = (bits + 1 + 63) // 64
     stream = Cipher(algorithms.ChaCha20(key, b"\x00" * 16), mode=None).encryptor()
     raw = stream.update(b"\x00" * (8 * words * count))
     draws = np.frombuffer(raw, dtype="<u8").reshape(count, words)
-    if words == 1:
+    if bits < _NATIVE_BITS:
         mask = np.uint64((1 << (bits + 1)) - 1)
-        return ((draws[:, 0] & mask).astype(np.int64) - (1 << bits)).tolist()
+        return (draws[:, 0] & mask).astype(np.int64) - np.int64(1 << bits)
     top = bits + 1 - 64 * (words - 1)
-    out = []
-    for row in draws.tolist():
+    out = np.empty(count, dtype=object)
+    for index, row in enumerate(draws.tolist()):
         value = row[-1] & ((1 << top) - 1)
         for word in reversed(row[:-1]):
             value = (value << 64) | word
-        out.append(value - (1 << bits))
+        out[index] = value - (1 << bits)
     return out
 
 
-def _residues(noise: list[int], moduli: list[int]) -> np.ndarray:
+# Draws of fewer bits fit an int64 with room for the sign.
+_NATIVE_BITS = 62
+
+
+def _residues(noise: np.ndarray, moduli: list[int]) -> np.ndarray:
     """The noise polynomial in RNS form: one row of residues per limb."""
-    if all(abs(n) < 2**62 for n in noise[:1]) and max(map(abs, noise)) < 2**62:
-        signed = np.asarray(noise, dtype=np.int64)
-        return np.stack([np.mod(signed, np.int64(q)).astype(np.uint64) for q in moduli])
-    return np.array([[n % q for n in noise] for q in moduli], dtype=np.uint64)
+    if noise.dtype == np.int64:
+        return np.stack([np.mod(noise, np.int64(q)).astype(np.uint64) for q in moduli])
+    return np.array([[int(n) % q for n in noise] for q in moduli], dtype=np.uint64)
 
 
 def _varint(n: int) -> bytes:
