@@ -42,14 +42,26 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 __all__ = [
     "FRESH_SIGMA",
+    "SCORE_BITS",
+    "SECURITY_BITS",
+    "WEIGHT_BOUND",
     "FloodBudget",
+    "FloodPlan",
+    "Flooder",
     "computed_noise_bound",
     "flood",
+    "plan_flood",
     "uniform_noise",
 ]
 
 # SEAL's error distribution: a centred discrete Gaussian of this deviation.
 FRESH_SIGMA = 3.2
+# The statistical security a smudging flood must reach (issue 11: s >= 30).
+SECURITY_BITS = 30
+# What the smudging plan assumes of the model: |w·2^e| at most this (the issuer
+# approves the weights), and |score| of one partial below 2^SCORE_BITS.
+WEIGHT_BOUND = 2.0**20
+SCORE_BITS = 25
 # The flood's width is chosen so that the decoded flood error's standard
 # deviation is at most ``tolerance / _SIGMAS``: the largest of 4096 slots then
 # stays under the tolerance with overwhelming probability (P(|z| > 8) < 1.3e-15).
@@ -158,6 +170,60 @@ class FloodBudget:
             security=bits + 1 - math.log2(degree * bound),
             error=2.0**bits * math.sqrt(degree / 6.0) / scale,
         )
+
+
+@dataclass(frozen=True)
+class FloodPlan:
+    """How a scorer encodes, rescales and floods, chosen from the weights' parameters.
+
+    Attributes:
+        plain_scale: the scale the features are encoded at.
+        out_scale: the partial score's scale after the one rescale.
+        budget: the flood's width and what it buys.
+        smudging: True when ``budget.security >= SECURITY_BITS`` within the
+            precision (then the partial's scale is ``Δw·Δx/q_L``, not ``Δw``).
+    """
+
+    plain_scale: float
+    out_scale: float
+    budget: FloodBudget
+    smudging: bool
+
+
+def plan_flood(
+    degree: int, features: int, moduli: list[int], weight_scale: float, tolerance: float
+) -> FloodPlan:
+    """The strongest flood the parameters allow with scores within ``tolerance``.
+
+    Smudging first: features encoded at the largest power of two that leaves a
+    partial of ``|score| < 2^SCORE_BITS`` room below ``q/2`` after the one
+    rescale, the flood sized for ``SECURITY_BITS``; taken if its decoded error
+    (times 8 standard deviations) fits the tolerance and the flood fits the
+    modulus. Otherwise (the project's N = 8192 key at 2^50: the weights' own
+    noise is then too large a share of the score) the features are encoded at
+    the dropped prime, the partial keeps the weights' scale, and the flood is
+    the widest the tolerance allows — a cost to an attacker, with the
+    statistical security it reaches (negative there) reported, not claimed.
+    """
+    last = float(moduli[-1])
+    total_bits = sum(math.log2(m) for m in moduli)
+    after = total_bits - math.log2(last)
+    out_bits = math.floor(after) - 2 - SCORE_BITS
+    plain = 2.0 ** math.floor(out_bits + math.log2(last) - math.log2(weight_scale))
+    if plain >= 1.0:
+        out = weight_scale * plain / last
+        bound = computed_noise_bound(degree, features, 1.0, WEIGHT_BOUND, plain, last, weight_scale)
+        budget = FloodBudget.for_security(degree, out, SECURITY_BITS, bound)
+        if (
+            budget.error * _SIGMAS <= tolerance
+            and budget.bits + 2 < out_bits + SCORE_BITS
+            and math.log2(weight_scale * WEIGHT_BOUND) < total_bits - 1
+            and math.log2(plain) < total_bits - 1
+        ):
+            return FloodPlan(plain, out, budget, True)
+    bound = computed_noise_bound(degree, features, 1.0, 1.0, last, last, weight_scale)
+    budget = FloodBudget.for_precision(degree, weight_scale, tolerance, bound)
+    return FloodPlan(last, weight_scale, budget, False)
 
 
 def uniform_noise(count: int, bits: int, key: bytes | None = None) -> np.ndarray:

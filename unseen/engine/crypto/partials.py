@@ -29,7 +29,7 @@ import tenseal as ts
 import tenseal.sealapi as sealapi
 
 from unseen.engine.crypto.encodings import EncodedCache
-from unseen.engine.crypto.flooding import FloodBudget, Flooder, computed_noise_bound
+from unseen.engine.crypto.flooding import FloodBudget, Flooder, plan_flood
 
 __all__ = ["SCORE_TOLERANCE", "PartialScorer"]
 
@@ -57,25 +57,25 @@ class PartialScorer:
         level = seal.get_context_data(self._weights[0].parms_id())
         self._parms = self._weights[0].parms_id()
         self._next = level.next_context_data().parms_id()
-        # Encoding x at the scale of the prime the rescale removes leaves the
-        # product at exactly the weight's scale.
-        self._prime = float(level.parms().coeff_modulus()[-1].value())
-        self._scale = float(self._weights[0].scale)
         self._cache = cache if cache is not None else EncodedCache(0)
         self._flooder = Flooder(seal, self._evaluator)
-        degree = level.parms().poly_modulus_degree()
-        bound = computed_noise_bound(
-            degree,
-            features=len(self._weights),
-            feature_bound=1.0,
-            weight_bound=1.0,
-            plain_scale=self._prime,
-            dropped_prime=self._prime,
-            weight_scale=self._scale,
+        # At the project's key, x is encoded at the scale of the prime the rescale
+        # removes, which leaves the product at exactly the weight's scale; a key
+        # with room for smudging encodes it larger (unseen.engine.crypto.flooding).
+        self.plan = plan_flood(
+            level.parms().poly_modulus_degree(),
+            len(self._weights),
+            [m.value() for m in level.parms().coeff_modulus()],
+            float(self._weights[0].scale),
+            SCORE_TOLERANCE / math.sqrt(_HOLDERS),
         )
-        self.flood = FloodBudget.for_precision(
-            degree, self._scale, SCORE_TOLERANCE / math.sqrt(_HOLDERS), bound
-        )
+        self._plain_scale = self.plan.plain_scale
+        self._scale = self.plan.out_scale
+
+    @property
+    def flood(self) -> FloodBudget:
+        """The flood this scorer adds to every partial score."""
+        return self.plan.budget
 
     def partial(self, columns: np.ndarray, slots: int) -> bytes:
         """``sum_j weight_j * columns[:, j]`` (columns zero-padded to ``slots`` rows),
@@ -101,7 +101,7 @@ class PartialScorer:
             if not column.any():
                 continue  # SEAL refuses a product with an all-zero plaintext
             plain = self._cache.get(
-                column, self._parms, self._prime, functools.partial(self._encode, column)
+                column, self._parms, self._plain_scale, functools.partial(self._encode, column)
             )
             term = sealapi.Ciphertext(self._seal)
             self._evaluator.multiply_plain(weight, plain, term)
@@ -113,12 +113,14 @@ class PartialScorer:
             # Every feature is zero here: an encryption of zero at the same level.
             return self._zero(self._next)
         self._evaluator.rescale_to_next_inplace(total)
-        total.scale = self._scale  # exact up to the float holding 2^50
+        # Exact: SEAL divides the scale by the prime in floating point (2^50 then is
+        # 2^50 up to the float), and every holder must land on the same value.
+        total.scale = self._scale
         return total
 
     def _encode(self, column: np.ndarray) -> sealapi.Plaintext:
         plain = sealapi.Plaintext()
-        self._encoder.encode(column.tolist(), self._parms, self._prime, plain)
+        self._encoder.encode(column.tolist(), self._parms, self._plain_scale, plain)
         return plain
 
     def _zero(self, parms: object) -> sealapi.Ciphertext:
