@@ -131,3 +131,15 @@ def test_the_cache_holds_at_most_its_capacity(ctx):
     for i in range(6):
         scorer.products(np.full((ckks.PARAMS.slots, 1), 0.1 * (i + 1)))
     assert len(cache) == 3 and cache.size <= cache.capacity
+
+
+def test_the_project_key_has_no_room_to_smudge_and_a_wide_key_has(ctx):
+    # N = 8192 at 2^50: the weights' own noise is too large a share of the score.
+    assert ckks.weight_scale(ctx, 30) is None
+    wide = ts.context(ts.SCHEME_TYPE.CKKS, 16384, coeff_mod_bit_sizes=[60] * 5)
+    scale = ckks.weight_scale(wide, 30)
+    assert scale is not None and scale >= 2.0**90
+    weights = [ts.ckks_vector(wide, [0.5] * ckks.PARAMS.slots, scale) for _ in range(30)]
+    plan = PartialScorer(wide, weights).plan
+    assert plan.smudging and plan.budget.security >= 30
+    assert plan.budget.error * 8 <= SCORE_TOLERANCE

@@ -42,7 +42,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 __all__ = [
     "FRESH_SIGMA",
+    "HOLDER_TOLERANCE",
     "SCORE_BITS",
+    "SCORE_TOLERANCE",
     "SECURITY_BITS",
     "WEIGHT_BOUND",
     "FloodBudget",
@@ -51,6 +53,7 @@ __all__ = [
     "computed_noise_bound",
     "flood",
     "plan_flood",
+    "smudging_weight_scale",
     "uniform_noise",
 ]
 
@@ -62,6 +65,10 @@ SECURITY_BITS = 30
 # approves the weights), and |score| of one partial below 2^SCORE_BITS.
 WEIGHT_BOUND = 2.0**20
 SCORE_BITS = 25
+# The documented precision of a score (README), and one holder's share of it:
+# floods from up to 8 holders add up in one score and must still fit.
+SCORE_TOLERANCE = 1e-6
+HOLDER_TOLERANCE = SCORE_TOLERANCE / math.sqrt(8)
 # The flood's width is chosen so that the decoded flood error's standard
 # deviation is at most ``tolerance / _SIGMAS``: the largest of 4096 slots then
 # stays under the tolerance with overwhelming probability (P(|z| > 8) < 1.3e-15).
@@ -224,6 +231,22 @@ def plan_flood(
     bound = computed_noise_bound(degree, features, 1.0, 1.0, last, last, weight_scale)
     budget = FloodBudget.for_precision(degree, weight_scale, tolerance, bound)
     return FloodPlan(last, weight_scale, budget, False)
+
+
+def smudging_weight_scale(degree: int, features: int, moduli: list[int]) -> float | None:
+    """The scale to encrypt weights at so holders can smudge, or None if no scale can.
+
+    Tries every power of two the modulus could hold and keeps the one whose
+    smudging flood costs the least precision. None at the project's N = 8192
+    key: weights are then encrypted at the context's own scale.
+    """
+    total_bits = sum(math.log2(m) for m in moduli)
+    best: tuple[float, float] | None = None
+    for bits in range(40, math.floor(total_bits)):
+        plan = plan_flood(degree, features, moduli, 2.0**bits, HOLDER_TOLERANCE)
+        if plan.smudging and (best is None or plan.budget.error < best[0]):
+            best = (plan.budget.error, 2.0**bits)
+    return None if best is None else best[1]
 
 
 def uniform_noise(count: int, bits: int, key: bytes | None = None) -> np.ndarray:

@@ -18,7 +18,6 @@ and the analyst read it as any other ciphertext.
 from __future__ import annotations
 
 import functools
-import math
 import os
 import struct
 import tempfile
@@ -29,14 +28,15 @@ import tenseal as ts
 import tenseal.sealapi as sealapi
 
 from unseen.engine.crypto.encodings import EncodedCache
-from unseen.engine.crypto.flooding import FloodBudget, Flooder, plan_flood
+from unseen.engine.crypto.flooding import (
+    HOLDER_TOLERANCE,
+    SCORE_TOLERANCE,
+    FloodBudget,
+    Flooder,
+    plan_flood,
+)
 
 __all__ = ["SCORE_TOLERANCE", "PartialScorer"]
-
-# The documented precision of a score (README): the flood is sized to stay inside it.
-SCORE_TOLERANCE = 1e-6
-# Floods from this many holders add up in one score and must still fit the tolerance.
-_HOLDERS = 8
 
 
 class PartialScorer:
@@ -67,7 +67,7 @@ class PartialScorer:
             len(self._weights),
             [m.value() for m in level.parms().coeff_modulus()],
             float(self._weights[0].scale),
-            SCORE_TOLERANCE / math.sqrt(_HOLDERS),
+            HOLDER_TOLERANCE,
         )
         self._plain_scale = self.plan.plain_scale
         self._scale = self.plan.out_scale

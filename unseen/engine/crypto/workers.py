@@ -114,9 +114,11 @@ class ScoringPool:
     def register(self, model: HolderModel, public: bytes, ctx: ts.Context) -> None:
         """Make a model available to the workers (a spool file) and, without any, inline.
 
-        Refuses weights that are not fresh ciphertexts of this key's slot count.
+        Refuses weights that are not fresh ciphertexts of a score block's size
+        (``PARAMS.slots``, as the client, the coordinator and the blocks use,
+        whatever the key's ring degree).
         """
-        slots = ckks.slot_count(ctx)
+        slots = ckks.PARAMS.slots
         weights = [ckks.load_ciphertext(ctx, w, slots, depth=0) for w in model.weights]
         path = self._spool / f"{_file_name(model.model_id)}.model"
         with open(path, "wb") as handle:
