@@ -109,7 +109,7 @@ def test_scores_stay_within_the_tolerance_with_the_flood_on(ctx):
 def test_the_cache_returns_the_same_plaintext_for_the_same_column_only(ctx):
     rng = np.random.default_rng(9)
     weights = [ts.ckks_vector(ctx, [0.25] * ckks.PARAMS.slots) for _ in range(3)]
-    cache = EncodedCache()
+    cache = EncodedCache(1 << 26)
     scorer = PartialScorer(ctx, weights, cache)
     columns = rng.uniform(-1, 1, (ckks.PARAMS.slots, 3))
     first = ckks.decrypt(ctx, scorer.partial(columns, ckks.PARAMS.slots))
@@ -143,3 +143,12 @@ def test_the_project_key_has_no_room_to_smudge_and_a_wide_key_has(ctx):
     plan = PartialScorer(wide, weights).plan
     assert plan.smudging and plan.budget.security >= 30
     assert plan.budget.error * 8 <= SCORE_TOLERANCE
+
+
+def test_the_cache_size_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("UNSEEN_ENCODED_CACHE_MB", "0")
+    assert EncodedCache().capacity == 0
+    monkeypatch.setenv("UNSEEN_ENCODED_CACHE_MB", "3")
+    assert EncodedCache().capacity == 3 << 20
+    monkeypatch.setenv("UNSEEN_ENCODED_CACHE_MB", "lots")
+    assert EncodedCache().capacity == 64 << 20

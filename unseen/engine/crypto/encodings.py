@@ -14,6 +14,7 @@ entry evicted first.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,18 +22,27 @@ from collections.abc import Callable
 import numpy as np
 import tenseal.sealapi as sealapi
 
-__all__ = ["DEFAULT_CACHE_BYTES", "EncodedCache"]
+__all__ = ["DEFAULT_CACHE_BYTES", "EncodedCache", "default_capacity"]
 
 # 64 MiB per process: about 330 encoded columns at N = 8192 and three limbs,
 # eleven 4096-entity blocks of 30 features.
 DEFAULT_CACHE_BYTES = 64 << 20
 
 
+def default_capacity() -> int:
+    """Bytes per process: ``UNSEEN_ENCODED_CACHE_MB`` (0 turns the cache off), else 64 MiB."""
+    value = os.environ.get("UNSEEN_ENCODED_CACHE_MB", "")
+    try:
+        return max(0, int(value)) << 20 if value.strip() else DEFAULT_CACHE_BYTES
+    except ValueError:
+        return DEFAULT_CACHE_BYTES
+
+
 class EncodedCache:
     """Encoded plaintexts by digest of (column, level, scale), at most ``capacity`` bytes."""
 
-    def __init__(self, capacity: int = DEFAULT_CACHE_BYTES):
-        self.capacity = capacity
+    def __init__(self, capacity: int | None = None):
+        self.capacity = default_capacity() if capacity is None else capacity
         self.hits = 0
         self.misses = 0
         self._size = 0
