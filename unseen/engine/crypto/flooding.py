@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +52,6 @@ __all__ = [
     "FloodPlan",
     "Flooder",
     "computed_noise_bound",
-    "flood",
     "plan_flood",
     "smudging_weight_scale",
     "uniform_noise",
@@ -286,15 +286,6 @@ def _residues(noise: np.ndarray, moduli: list[int]) -> np.ndarray:
     return np.array([[int(n) % q for n in noise] for q in moduli], dtype=np.uint64)
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 # SEAL's serialisation header: magic 0xA15E, header size 16, version 4.x, no
 # compression, then the total size (8 bytes, filled in).
 _MAGIC = b"\x5e\xa1\x10"
@@ -378,21 +369,15 @@ class Flooder:
         return one
 
 
-def flood(
-    seal: sealapi.SEALContext,
-    evaluator: sealapi.Evaluator,
-    cipher: sealapi.Ciphertext,
-    bits: int,
-) -> None:
-    """Flood ``cipher`` in place (see :class:`Flooder`)."""
-    Flooder(seal, evaluator).flood(cipher, bits)
+# A memory-backed directory for the noise's round trip through a file, when there is
+# one; files in it come from mkstemp (unpredictable names, mode 0600).
+_SHM = "/dev/shm"  # noqa: S108
+_SCRATCH = _SHM if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK) else None
 
 
 def _saved_version(cipher: sealapi.Ciphertext) -> bytes:
     """SEAL's serialisation version bytes, read from a ciphertext it saved."""
-    import tempfile
-
-    fd, path = tempfile.mkstemp(prefix="unseen-flood-")
+    fd, path = tempfile.mkstemp(prefix="unseen-flood-", dir=_SCRATCH)
     os.close(fd)
     try:
         cipher.save(path)
@@ -404,10 +389,13 @@ def _saved_version(cipher: sealapi.Ciphertext) -> bytes:
 
 
 def _load(seal: sealapi.SEALContext, data: bytes) -> sealapi.Ciphertext:
-    """Load SEAL bytes (the binding reads from a path only)."""
-    import tempfile
+    """Load SEAL bytes (the binding reads from a path only).
 
-    fd, path = tempfile.mkstemp(prefix="unseen-flood-")
+    The bytes hold the flood's noise, which must stay the holder's: the file is
+    private (``mkstemp``: mode 0600), in memory where Linux offers ``/dev/shm``,
+    and removed at once.
+    """
+    fd, path = tempfile.mkstemp(prefix="unseen-flood-", dir=_SCRATCH)
     try:
         os.write(fd, data)
     finally:
