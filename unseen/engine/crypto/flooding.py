@@ -266,12 +266,11 @@ def uniform_noise(count: int, bits: int, key: bytes | None = None) -> np.ndarray
         mask = np.uint64((1 << (bits + 1)) - 1)
         return (draws[:, 0] & mask).astype(np.int64) - np.int64(1 << bits)
     top = bits + 1 - 64 * (words - 1)
-    out = np.empty(count, dtype=object)
-    for index, row in enumerate(draws.tolist()):
-        value = row[-1] & ((1 << top) - 1)
-        for word in reversed(row[:-1]):
-            value = (value << 64) | word
-        out[index] = value - (1 << bits)
+    # Wide draws: Python integers, assembled word by word in numpy's object loops.
+    value = (draws[:, -1] & np.uint64((1 << top) - 1)).astype(object)
+    for word in range(words - 2, -1, -1):
+        value = value * (1 << 64) + draws[:, word].astype(object)
+    out: np.ndarray = value - (1 << bits)
     return out
 
 
@@ -283,7 +282,7 @@ def _residues(noise: np.ndarray, moduli: list[int]) -> np.ndarray:
     """The noise polynomial in RNS form: one row of residues per limb."""
     if noise.dtype == np.int64:
         return np.stack([np.mod(noise, np.int64(q)).astype(np.uint64) for q in moduli])
-    return np.array([[int(n) % q for n in noise] for q in moduli], dtype=np.uint64)
+    return np.stack([(noise % q).astype(np.uint64) for q in moduli])
 
 
 # SEAL's serialisation header: magic 0xA15E, header size 16, version 4.x, no
