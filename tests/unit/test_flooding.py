@@ -152,3 +152,15 @@ def test_the_cache_size_comes_from_the_environment(monkeypatch):
     assert EncodedCache().capacity == 3 << 20
     monkeypatch.setenv("UNSEEN_ENCODED_CACHE_MB", "lots")
     assert EncodedCache().capacity == 64 << 20
+
+
+def test_one_models_cached_columns_are_not_anothers(ctx):
+    # A hit would be faster: it must not tell one analyst what another scored.
+    weights = [ts.ckks_vector(ctx, [1.0] * ckks.PARAMS.slots)]
+    cache = EncodedCache(1 << 26)
+    column = np.full((ckks.PARAMS.slots, 1), 0.5)
+    PartialScorer(ctx, weights, cache, b"model-a").products(column)
+    PartialScorer(ctx, weights, cache, b"model-b").products(column)
+    assert (cache.hits, cache.misses) == (0, 2)
+    PartialScorer(ctx, weights, cache, b"model-a").products(column)
+    assert (cache.hits, cache.misses) == (1, 2)

@@ -4,11 +4,14 @@ Encoding a feature column (a CKKS encode: an inverse FFT and one NTT per RNS
 limb) is most of a holder's scoring time; the product with the weight is a
 fraction of it. A bank that scores the same applicants again, or a bench that
 repeats a request, encodes the same columns at the same level and scale again.
-The cache keys each plaintext by a SHA-256 digest of the column's bytes, the
-level (``parms_id``) and the scale: a hit is exactly the plaintext a fresh
-encode would give, a changed value is a miss, and the key says nothing about
-the values (nothing here logs at all). Memory is bounded in bytes, oldest
-entry evicted first.
+The cache keys each plaintext by a SHA-256 digest of a namespace (the model's
+id, which names the analyst's key), the column's bytes, the level
+(``parms_id``) and the scale: a hit is exactly the plaintext a fresh encode
+would give, a changed value is a miss, and the key says nothing about the
+values (nothing here logs at all). The namespace keeps one analyst's requests
+from hitting another's entries: a faster answer would tell an analyst that
+someone else scored the same entities with the same feature recently. Memory
+is bounded in bytes, oldest entry evicted first.
 """
 
 from __future__ import annotations
@@ -55,11 +58,12 @@ class EncodedCache:
         parms_id: list[int],
         scale: float,
         encode: Callable[[], sealapi.Plaintext],
+        namespace: bytes = b"",
     ) -> sealapi.Plaintext:
         """The plaintext for ``column`` at this level and scale, encoded on a miss."""
         if self.capacity <= 0:
             return encode()
-        digest = hashlib.sha256()
+        digest = hashlib.sha256(hashlib.sha256(namespace).digest())
         digest.update(np.ascontiguousarray(column, dtype="<f8").tobytes())
         digest.update(np.asarray(parms_id, dtype="<u8").tobytes())
         digest.update(np.float64(scale).tobytes())

@@ -47,8 +47,10 @@ class PartialScorer:
         ctx: ts.Context,
         weights: Sequence[ts.CKKSVector],
         cache: EncodedCache | None = None,
+        namespace: bytes = b"",
     ):
         seal = ctx.seal_context().data
+        self._namespace = namespace
         self._seal = seal
         self._encoder = sealapi.CKKSEncoder(seal)
         self._evaluator = sealapi.Evaluator(seal)
@@ -101,7 +103,11 @@ class PartialScorer:
             if not column.any():
                 continue  # SEAL refuses a product with an all-zero plaintext
             plain = self._cache.get(
-                column, self._parms, self._plain_scale, functools.partial(self._encode, column)
+                column,
+                self._parms,
+                self._plain_scale,
+                functools.partial(self._encode, column),
+                self._namespace,
             )
             term = sealapi.Ciphertext(self._seal)
             self._evaluator.multiply_plain(weight, plain, term)

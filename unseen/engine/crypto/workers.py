@@ -50,7 +50,9 @@ def _load(model_id: str, path: str) -> PartialScorer:
         with open(path, "rb") as handle:
             public, weights = pickle.load(handle)  # noqa: S301 - our own spool file
         ctx = ts.context_from(public)
-        entry = PartialScorer(ctx, [ts.ckks_vector_from(ctx, w) for w in weights], _encoded)
+        entry = PartialScorer(
+            ctx, [ts.ckks_vector_from(ctx, w) for w in weights], _encoded, model_id.encode()
+        )
         _loaded[model_id] = entry
         while len(_loaded) > _CACHE_MODELS:
             _loaded.popitem(last=False)
@@ -127,7 +129,9 @@ class ScoringPool:
         if self.workers:
             return  # the workers load their own copies; these would only hold memory
         with self._lock:
-            self._inline[model.model_id] = PartialScorer(ctx, weights, self._encoded)
+            self._inline[model.model_id] = PartialScorer(
+                ctx, weights, self._encoded, model.model_id.encode()
+            )
             while len(self._inline) > _CACHE_MODELS * 4:
                 self._inline.popitem(last=False)
 
