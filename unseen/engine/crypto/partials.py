@@ -6,10 +6,11 @@ column is encoded once at the weight's level, multiplied without rescaling,
 the products are added, and the sum is rescaled once — then re-randomised
 with a fresh public-key encryption of zero (so the ciphertext is unlinkable
 to a recomputation from a guess) and flooded (so its *noise* says nothing
-about the features beyond the score: unseen.engine.crypto.flooding). The
-plaintext is encoded at the scale of the prime that the rescale divides by,
-so the result's scale is exactly the weights' (2^50), as TenSEAL's own path
-leaves it. Encoded columns are kept in an :class:`EncodedCache`.
+about the features beyond the score: unseen.engine.crypto.flooding). At the
+project's key the plaintext is encoded at the scale of the prime that the
+rescale divides by, so the result's scale is exactly the weights' (2^50), as
+TenSEAL's own path leaves it; a key with room to smudge encodes it larger
+(``plan_flood``). Encoded columns are kept in an :class:`EncodedCache`.
 
 The result is returned in TenSEAL's vector serialisation, so the coordinator
 and the analyst read it as any other ciphertext.
