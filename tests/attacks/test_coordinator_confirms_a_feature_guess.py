@@ -5,7 +5,9 @@ randomness it could recompute ``Enc(w·2^e) · (x'·2^-e)`` for a guess ``x'`` o
 holder's features and compare ciphertexts: a match confirms the guess.
 
 It must learn nothing: every partial score leaves the holder re-randomised, so no
-recomputation from a guess — even the right one — reproduces it. The analyst, who
+recomputation from a guess — even the right one — reproduces it, in either of the
+ciphertext's two polynomials (flooding changes only the first: a holder that
+flooded without re-randomising would still hand out the products' second one). The analyst, who
 decrypts, must see zeros in every slot past the last requested entity.
 """
 
@@ -42,6 +44,12 @@ def _partial(grid, key, ids):
     return node._models[model_id], list(blocks)
 
 
+def _polynomial(cipher, index: int) -> list[int]:
+    """Every 61st coefficient of one of the ciphertext's polynomials (all limbs)."""
+    size = cipher.poly_modulus_degree() * cipher.coeff_modulus_size()
+    return [cipher[index * size + i] for i in range(0, size, 61)]
+
+
 def test_a_right_guess_of_the_features_does_not_reproduce_the_partial(grid, key):
     ids = [r[0] for r in ROWS[:40]]
     model, blocks = _partial(grid, key, ids)
@@ -54,6 +62,8 @@ def test_a_right_guess_of_the_features_does_not_reproduce_the_partial(grid, key)
     ours = ts.ckks_vector_from(public, recomputed).ciphertext()[0]
     assert ours.parms_id() == theirs.parms_id()  # same level: the comparison is fair
     assert recomputed != blocks[0]
+    assert _polynomial(ours, 0) != _polynomial(theirs, 0)
+    assert _polynomial(ours, 1) != _polynomial(theirs, 1)
     # The same guess does reproduce the unmasked products: the attack is real.
     assert scorer.unmasked(guess, ckks.PARAMS.slots) == recomputed
     # ... and yet the holder's answer is the right one.

@@ -27,7 +27,7 @@ import secrets
 import numpy as np
 import pytest
 
-from unseen.engine.crypto import ckks
+from unseen.engine.crypto import bfv
 from unseen.engine.errors import RemoteError
 from unseen.engine.privacy.masks import reduce_slots
 from unseen.engine.query.catalog import merge
@@ -60,7 +60,7 @@ def _rounds(province, key, sql, participants_of, suppressed_of):  # type: ignore
     """Run both rounds at every city as the colluding province; the cities' ciphertexts."""
     _, running, peers = province
     catalogs = {city: peer.catalog() for city, peer in peers.items()}
-    plan = compile_sql(sql, merge(list(catalogs.values())), SlotCodec(slots=ckks.PARAMS.slots)).plan
+    plan = compile_sql(sql, merge(list(catalogs.values())), SlotCodec(slots=bfv.PARAMS.slots)).plan
     routed = route_vouchers(running.vouchers)
     query_id = secrets.token_hex(16)
     failing = {}
@@ -86,7 +86,7 @@ def _rounds(province, key, sql, participants_of, suppressed_of):  # type: ignore
 
 
 def _slots(key, ciphertexts) -> np.ndarray:  # type: ignore[no-untyped-def]
-    return np.concatenate([ckks.decrypt(key.secret, c) for c in ciphertexts])
+    return np.concatenate([bfv.decrypt(key.aggregate_secret, c) for c in ciphertexts])
 
 
 SQL = "SELECT city, COUNT(*), SUM(kwh) FROM power GROUP BY city"
@@ -101,7 +101,7 @@ def test_each_city_answer_decrypts_to_noise_and_only_their_sum_to_limbs(province
     per_city = {city: reduce_slots(_slots(key, cts)) for city, cts in answers.items()}
     for city, slots in per_city.items():
         small = np.mean(np.abs(slots) < SMALL)
-        # Uniform modulo 2^32 puts 2^-10 of the slots below 2^22; a subtotal puts all.
+        # Uniform modulo t (~2^40) puts 2^-17 of the slots below 2^22; a subtotal puts all.
         assert small < 0.01, f"{city}'s answer is readable: {small:.1%} of slots are small"
     total = reduce_slots(sum(_slots(key, cts) for cts in answers.values()))
     assert np.all(np.abs(total) < SMALL)  # the attack's own rounds are the honest protocol
@@ -149,7 +149,7 @@ def test_the_analyst_alone_may_not_call_a_citys_holder_service(province, key):
     peer = HolderPeer(running.city_addresses[city], running.tls["analyst"])
     try:
         catalog = peer.catalog()  # public, as a holder's
-        plan = compile_sql(SQL, catalog, SlotCodec(slots=ckks.PARAMS.slots)).plan
+        plan = compile_sql(SQL, catalog, SlotCodec(slots=bfv.PARAMS.slots)).plan
         with pytest.raises(RemoteError) as info:
             peer.prepare_aggregate(key.key_id, plan, secrets.token_hex(16), running.vouchers)
     finally:

@@ -95,7 +95,14 @@ def test_tiny_bench_writes_complete_sane_json(tmp_path):
     assert agg["max_rel_error"] < 1e-6
 
     (score,) = results["scoring"]
-    for key in ("end_to_end_s", "kernel_floor_s", "sealapi_floor_s", "numpy_s"):
+    for key in (
+        "end_to_end_s",
+        "kernel_floor_s",
+        "sealapi_floor_s",
+        "sealapi_floor_cached_s",
+        "flood_per_block_s",
+        "numpy_s",
+    ):
         _positive_stat(score[key])
     assert score["ratio_to_floor"] > 0
     assert score["bytes_per_entity_per_holder"] > 0

@@ -338,6 +338,24 @@ NO_VOUCHERS = "[governance]\nrequire_vouchers = false\n"
             NO_VOUCHERS + "[tables.loans.columns]\nrate = { uses = [], p = 1 }",
             "config tables.loans.columns.rate.p: must be between 10",
         ),
+        (
+            NO_VOUCHERS + '[tables.loans.columns]\nrate = { uses = ["score"], score_bound = 0 }',
+            "config tables.loans.columns.rate.score_bound: expected a finite bound above zero",
+        ),
+        (
+            NO_VOUCHERS + '[tables.loans.columns]\nrate = { uses = ["score"], score_bound = "x" }',
+            "config tables.loans.columns.rate.score_bound: expected a number",
+        ),
+        (
+            NO_VOUCHERS
+            + '[tables.loans.columns]\nrate = { uses = ["score"], score_sum_bound = inf }',
+            "config tables.loans.columns.rate.score_sum_bound: expected a finite bound",
+        ),
+        (
+            NO_VOUCHERS
+            + '[tables.loans.columns]\nrate = { uses = ["aggregate"], score_bound = 9 }',
+            "config tables.loans.columns.rate: a score bound needs the 'score' use",
+        ),
     ],
 )
 def test_invalid_configs_name_the_key(tmp_path, text, message):

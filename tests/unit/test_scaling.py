@@ -1,14 +1,19 @@
-"""Feature scaling from whole tables, and which quick-start columns key entities."""
+"""Feature scaling from policy or whole tables, and which quick-start columns key entities."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+
+import numpy as np
 
 from tests.shards import write_shard
 from unseen.engine.data.scaling import LOG1P_EXPONENT, FeatureScaling
+from unseen.engine.data.scoring import feature_blocks
 from unseen.engine.data.source import open_source
 from unseen.engine.governance.identifiers import is_identifier
 from unseen.engine.governance.policy import quickstart_table
+from unseen.engine.query.catalog import TableInfo
 from unseen.engine.query.model import FeatureSpec
 
 SCHEMA = [("account", "VARCHAR"), ("city", "VARCHAR"), ("amount", "DOUBLE")]
@@ -44,3 +49,39 @@ def test_identifiers_are_thin_keys_not_dimensions(tmp_path):
     assert not is_identifier(source, "amount", schema["amount"], 100)  # floats never key
     uses = {c.name: c.uses for c in quickstart_table(source).columns}
     assert "entity" in uses["account"] and "entity" not in uses["city"]
+
+
+def _declared(table: TableInfo, value: float | None, total: float | None) -> TableInfo:
+    columns = tuple(
+        dataclasses.replace(c, score_bound=value, score_sum_bound=total)
+        if c.name == "amount"
+        else c
+        for c in table.columns
+    )
+    return dataclasses.replace(table, columns=columns, _index={})
+
+
+def test_declared_bounds_replace_the_data_and_clip_it(tmp_path):
+    sources, tables = _world(tmp_path)
+    tables = {"t": _declared(tables["t"], 100.0, 5000.0)}
+    features = [
+        FeatureSpec("t", "amount", "account", "sum"),
+        FeatureSpec("t", "amount", "account", "max"),
+        FeatureSpec("t", "amount", "account", "count"),
+    ]
+    # 100 and 5000 from the policy (the data's 1000 and 1999 are never read); count
+    # has no declared bound and falls back to the whole table.
+    assert FeatureScaling().exponents(features, sources, tables) == [13, 7, 1]
+    (block,) = feature_blocks(features, sources, tables, ["acct-1", "acct-2"], 4)
+    # acct-1's max of 1000 is clipped to the declared 100; its sum of 1 and acct-2's
+    # values are inside their bounds and pass unchanged.
+    assert np.array_equal(block, [[1.0, 100.0, 2.0], [3.0, 3.0, 1.0]])
+
+
+def test_without_a_declared_bound_values_pass_unclipped(tmp_path):
+    sources, tables = _world(tmp_path)
+    tables = {"t": _declared(tables["t"], None, 5000.0)}
+    features = [FeatureSpec("t", "amount", "account", "max")]
+    assert FeatureScaling().exponents(features, sources, tables) == [10]
+    (block,) = feature_blocks(features, sources, tables, ["acct-1"], 4)
+    assert block.tolist() == [[1000.0]]

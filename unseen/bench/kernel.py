@@ -12,6 +12,12 @@ protocol in one process, block by block (holders' products, additions,
 re-randomisation and serialisation; the coordinator's loads, sums and
 serialisation; the analyst's load and decryption), which shows where the
 gap between the floor and the end-to-end time is spent.
+
+Issue 11 added two figures beside the floors: the cost of flooding one block's
+partial score (:func:`flood_per_block`: sampling, RNS reduction, NTT, add) and
+the SEAL floor when every feature column is already encoded
+(:func:`sealapi_floor` with ``cached=True``: what the encoded-column cache buys
+a repeated request).
 """
 
 from __future__ import annotations
@@ -22,12 +28,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import tenseal as ts
+import tenseal.sealapi as sealapi
 
 from unseen.bench.measure import Stat, timings
 from unseen.engine.crypto import ckks
+from unseen.engine.crypto.encodings import EncodedCache
+from unseen.engine.crypto.flooding import Flooder
 from unseen.engine.crypto.partials import PartialScorer
 
-__all__ = ["kernel_floor", "numpy_scores", "pipeline", "sealapi_floor"]
+__all__ = ["flood_per_block", "kernel_floor", "numpy_scores", "pipeline", "sealapi_floor"]
 
 
 def _setup(
@@ -60,19 +69,41 @@ def kernel_floor(entities: int, features: int, runs: int, seed: int = 11) -> Sta
     return stat
 
 
-def sealapi_floor(entities: int, features: int, runs: int, seed: int = 11) -> Stat:
-    """Seconds for the same products through SEAL's evaluator, one rescale per block."""
+def sealapi_floor(
+    entities: int, features: int, runs: int, seed: int = 11, cached: bool = False
+) -> Stat:
+    """Seconds for the same products through SEAL's evaluator, one rescale per block.
+
+    With ``cached``, every column's plaintext is already in the encoded-column
+    cache (one untimed warm-up run): the products, additions and rescale only.
+    """
     blocks = math.ceil(entities / ckks.PARAMS.slots)
     ctx, weights, lists = _setup(features, blocks, seed)
-    scorer = PartialScorer(ctx, weights)
+    scorer = PartialScorer(ctx, weights, EncodedCache(1 << 30) if cached else None)
     matrices = [np.array(columns).T for columns in lists]
 
     def products() -> None:
         for block in range(blocks):
             scorer.products(matrices[block % len(matrices)])
 
-    stat = timings(products, runs)
-    stat.note = f"{blocks} blocks x {features} products, one rescale per block"
+    stat = timings(products, runs, warmup=1 if cached else 0)
+    stat.note = f"{blocks} blocks x {features} products, one rescale per block" + (
+        ", columns already encoded" if cached else ""
+    )
+    return stat
+
+
+def flood_per_block(runs: int, seed: int = 11) -> Stat:
+    """Seconds to flood one block's partial score (at the width the holders use)."""
+    ctx, weights, lists = _setup(1, 1, seed)
+    scorer = PartialScorer(ctx, weights)
+    cipher = scorer.products(np.array(lists[0]).T)
+    seal = ctx.seal_context().data
+    flooder = Flooder(seal, sealapi.Evaluator(seal))
+    stat = timings(lambda: flooder.flood(cipher, scorer.flood.bits), runs, warmup=1)
+    stat.note = (
+        f"uniform noise of 2^{scorer.flood.bits} in {ckks.PARAMS.poly_modulus_degree} coefficients"
+    )
     return stat
 
 

@@ -263,6 +263,12 @@ def scoring_cell(
     plain = kernel.numpy_scores(matrix, weights, max(5, repeats))
     cell["kernel_floor_s"] = floor.to_json()
     cell["sealapi_floor_s"] = seal_floor.to_json()
+    # Issue 11: the SEAL floor with every column already encoded (the encoded-column
+    # cache's hit), and flooding one block (each holder floods each of its blocks).
+    cell["sealapi_floor_cached_s"] = kernel.sealapi_floor(
+        entities, features, repeats, cached=True
+    ).to_json()
+    cell["flood_per_block_s"] = kernel.flood_per_block(max(5, repeats)).to_json()
     cell["numpy_s"] = plain.to_json()
     cell["ratio_to_floor"] = ratio(end_to_end, floor)
     if entities * features <= 3_000_000:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import tenseal as ts
 
 from unseen.engine.crypto import bfv, ckks
 from unseen.engine.crypto.keys import AnalystKey, load_or_create
@@ -307,8 +306,13 @@ class Client:
         else:
             exponents, receipts = self.prepare(specs, entities)
             slots = ckks.PARAMS.slots
+            scale = ckks.weight_scale(self.key.secret, len(model.features))
             weights = [
-                bytes(ts.ckks_vector(self.key.secret, [f.weight * 2.0**e] * slots).serialize())
+                bytes(
+                    ckks.encrypt(
+                        self.key.secret, np.full(slots, f.weight * 2.0**e), scale
+                    ).serialize()
+                )
                 for f, e in zip(model.features, exponents, strict=True)
             ]
         self.model_bytes_sent = sum(len(w) for w in weights)

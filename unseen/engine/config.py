@@ -49,7 +49,13 @@ Format (relative paths are relative to the config file's directory)::
     uscc = { uses = ["entity", "filter"] }
     city = { uses = ["filter", "group"], domain = "auto" }
     month = { uses = ["group"], domain = ["2025-01", "2025-02"] }
-    revenue = { uses = ["aggregate", "score"] }
+    revenue = { uses = ["aggregate", "score"], score_bound = 1e9, score_sum_bound = 1e10 }
+
+``score_bound`` and ``score_sum_bound`` are public bounds on a column's score
+features (unseen.engine.data.scaling): the largest ``|value|`` of a row (plain,
+``avg``, ``min``, ``max`` features) and of one entity's ``sum``. A feature the
+policy bounds is scaled by the declared bound, never by data, and values beyond
+it are clipped to it; a feature it does not bound is scaled by its whole-table bound.
 
 A group domain is published when ``domain`` is given (a list of values, or
 ``"auto"``: the column's distinct values, read from the data when the node
@@ -139,7 +145,7 @@ _KEYS = {
         "p",
     },
     "dp": {"unit", "max_rows", "rho", "honest_holders", "unit_holders", "bounds"},
-    "column": {"uses", "domain", "publish_domain", "p"},
+    "column": {"uses", "domain", "publish_domain", "p", "score_bound", "score_sum_bound"},
 }
 
 
@@ -233,6 +239,8 @@ class ColumnPolicy:
     uses: frozenset[str]
     domain: tuple[Any, ...] | str | None = None
     p: float | None = None  # a tighter p% dominance rule for measures reading this column
+    score_bound: float | None = None  # declared bound on |a row's value| in a score feature
+    score_sum_bound: float | None = None  # declared bound on |one entity's sum|
 
 
 @dataclass(frozen=True)
@@ -489,7 +497,22 @@ def _parse_column(name: str, raw: Any, path: str) -> ColumnPolicy:
             "a published domain needs the 'group' use",
         )
     p = _dominance_p(column["p"], _key(path, "p")) if "p" in column else None
-    return ColumnPolicy(name, uses, domain, p)
+    bounds = [
+        _score_bound(column[k], _key(path, k)) if k in column else None
+        for k in ("score_bound", "score_sum_bound")
+    ]
+    if any(b is not None for b in bounds) and "score" not in uses:
+        raise _error(path, "a score bound needs the 'score' use")
+    return ColumnPolicy(name, uses, domain, p, bounds[0], bounds[1])
+
+
+def _score_bound(value: Any, path: str) -> float:
+    """A declared feature bound: a finite number above zero."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _error(path, f"expected a number, got {_kind(value)}")
+    if not 0 < value < float("inf"):
+        raise _error(path, f"expected a finite bound above zero, got {value}")
+    return float(value)
 
 
 def _parse_governance(raw: Any, base: Path) -> GovernanceConfig:
@@ -707,7 +730,17 @@ def table_info(
                 raise _error(_key(path, "uses"), f"column {name} has a type unseen cannot read")
             uses = frozenset()  # default_uses never reach a column unseen cannot read
         domain = _domain(policy, name, sql_type, table, distinct, _key(path, "domain"))
-        columns.append(ColumnInfo(name, sql_type, uses, domain, dominance_p=policy.p))
+        columns.append(
+            ColumnInfo(
+                name,
+                sql_type,
+                uses,
+                domain,
+                dominance_p=policy.p,
+                score_bound=policy.score_bound,
+                score_sum_bound=policy.score_sum_bound,
+            )
+        )
     if table.dp is not None:
         _check_dp(table, present, base)
     return TableInfo(

@@ -48,7 +48,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from unseen.engine.crypto import ckks
+from unseen.engine.crypto import bfv
 from unseen.engine.errors import HolderError, PlanError, PolicyError, UnseenError
 from unseen.engine.governance.access import Governance, digest
 from unseen.engine.governance.audit import relay_digest
@@ -308,7 +308,7 @@ class CityHolder:
                 f"city {self.name}: holder {absent[0]} is listed but did not take part in "
                 "round 1; start the query again"
             )
-        ctx = coordinator.keys.get(key_id)
+        ctx = coordinator.keys.aggregate_context(key_id)
         layout = layout_for(entry.plan, coordinator.limits)
         slots = entry.plan.codec.slots
         budget = min(budget or DEADLINES["aggregate"], DEADLINES["aggregate"])
@@ -327,9 +327,9 @@ class CityHolder:
             return load_answer(reply, ctx, layout.ciphertexts, slots)
 
         answers = coordinator.holders.each(peers, answer, budget).require_all(peers)
-        sums = [ckks.add_all([a[i] for a in answers]) for i in range(layout.ciphertexts)]
+        sums = [bfv.add_all([a[i] for a in answers]) for i in range(layout.ciphertexts)]
         log.info("relayed round 2 to %d holders: %d ciphertexts", len(peers), len(sums))
-        return [bytes(v.serialize()) for v in sums]
+        return [bfv.serialize(v) for v in sums]
 
     def read_ledger(self, request: dict[str, object], signature: bytes) -> tuple[str, str]:
         return self.gov.read_ledger(request, signature)

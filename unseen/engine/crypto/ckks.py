@@ -38,6 +38,7 @@ __all__ = [
     "public_bytes",
     "rerandomize",
     "slot_count",
+    "weight_scale",
 ]
 
 
@@ -132,9 +133,24 @@ def load_public_context(data: bytes, max_bytes: int = MAX_PUBLIC_CONTEXT_BYTES) 
     return ctx
 
 
-def encrypt(ctx: ts.Context, values: np.ndarray) -> ts.CKKSVector:
+def encrypt(ctx: ts.Context, values: np.ndarray, scale: float | None = None) -> ts.CKKSVector:
     """Encrypt a full slot vector (callers pad with zeros so no slot is garbage)."""
-    return ts.ckks_vector(ctx, np.asarray(values, dtype=np.float64).tolist())
+    listed = np.asarray(values, dtype=np.float64).tolist()
+    return ts.ckks_vector(ctx, listed) if scale is None else ts.ckks_vector(ctx, listed, scale)
+
+
+def weight_scale(ctx: ts.Context, features: int) -> float | None:
+    """The scale a model's weight ciphertexts are encrypted at (None: the context's own).
+
+    A key whose modulus has room for holders to smudge their partial scores
+    (unseen.engine.crypto.flooding; N = 16384 with 240 data bits does) gets
+    weights at the scale that smudging needs; the project's N = 8192 key does not.
+    """
+    from unseen.engine.crypto.flooding import smudging_weight_scale
+
+    data = ctx.seal_context().data.first_context_data().parms()
+    moduli = [m.value() for m in data.coeff_modulus()]
+    return smudging_weight_scale(data.poly_modulus_degree(), features, moduli)
 
 
 def encrypt_all(ctx: ts.Context, vectors: Sequence[np.ndarray]) -> list[bytes]:

@@ -4,9 +4,13 @@ TenSEAL's ``CKKSVector.mul`` encodes the plaintext, multiplies and rescales
 every product; a partial score only needs one rescale. Here each feature
 column is encoded once at the weight's level, multiplied without rescaling,
 the products are added, and the sum is rescaled once — then re-randomised
-with a fresh public-key encryption of zero. The plaintext is encoded at the
-scale of the prime that the rescale divides by, so the result's scale is
-exactly the weights' (2^50), as TenSEAL's own path leaves it.
+with a fresh public-key encryption of zero (so the ciphertext is unlinkable
+to a recomputation from a guess) and flooded (so its *noise* says nothing
+about the features beyond the score: unseen.engine.crypto.flooding). At the
+project's key the plaintext is encoded at the scale of the prime that the
+rescale divides by, so the result's scale is exactly the weights' (2^50), as
+TenSEAL's own path leaves it; a key with room to smudge encodes it larger
+(``plan_flood``). Encoded columns are kept in an :class:`EncodedCache`.
 
 The result is returned in TenSEAL's vector serialisation, so the coordinator
 and the analyst read it as any other ciphertext.
@@ -14,6 +18,7 @@ and the analyst read it as any other ciphertext.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import tempfile
@@ -23,14 +28,30 @@ import numpy as np
 import tenseal as ts
 import tenseal.sealapi as sealapi
 
-__all__ = ["PartialScorer"]
+from unseen.engine.crypto.encodings import EncodedCache
+from unseen.engine.crypto.flooding import (
+    HOLDER_TOLERANCE,
+    SCORE_TOLERANCE,
+    FloodBudget,
+    Flooder,
+    plan_flood,
+)
+
+__all__ = ["SCORE_TOLERANCE", "PartialScorer"]
 
 
 class PartialScorer:
     """One model's weights, ready for block after block of products."""
 
-    def __init__(self, ctx: ts.Context, weights: Sequence[ts.CKKSVector]):
+    def __init__(
+        self,
+        ctx: ts.Context,
+        weights: Sequence[ts.CKKSVector],
+        cache: EncodedCache | None = None,
+        namespace: bytes = b"",
+    ):
         seal = ctx.seal_context().data
+        self._namespace = namespace
         self._seal = seal
         self._encoder = sealapi.CKKSEncoder(seal)
         self._evaluator = sealapi.Evaluator(seal)
@@ -39,18 +60,36 @@ class PartialScorer:
         level = seal.get_context_data(self._weights[0].parms_id())
         self._parms = self._weights[0].parms_id()
         self._next = level.next_context_data().parms_id()
-        # Encoding x at the scale of the prime the rescale removes leaves the
-        # product at exactly the weight's scale.
-        self._prime = float(level.parms().coeff_modulus()[-1].value())
-        self._scale = float(self._weights[0].scale)
+        self._cache = cache if cache is not None else EncodedCache(0)
+        self._flooder = Flooder(seal, self._evaluator)
+        # At the project's key, x is encoded at the scale of the prime the rescale
+        # removes, which leaves the product at exactly the weight's scale; a key
+        # with room for smudging encodes it larger (unseen.engine.crypto.flooding).
+        self.plan = plan_flood(
+            level.parms().poly_modulus_degree(),
+            len(self._weights),
+            [m.value() for m in level.parms().coeff_modulus()],
+            float(self._weights[0].scale),
+            HOLDER_TOLERANCE,
+        )
+        self._plain_scale = self.plan.plain_scale
+        self._scale = self.plan.out_scale
+
+    @property
+    def flood(self) -> FloodBudget:
+        """The flood this scorer adds to every partial score."""
+        return self.plan.budget
 
     def partial(self, columns: np.ndarray, slots: int) -> bytes:
         """``sum_j weight_j * columns[:, j]`` (columns zero-padded to ``slots`` rows),
-        rescaled once and re-randomised; serialised as a TenSEAL vector."""
+        rescaled once, re-randomised and flooded; serialised as a TenSEAL vector."""
         total = self.products(columns)
         # Re-randomise: a fresh encryption of zero, so the answer is unlinkable to
         # the weights and the (deterministic) products.
         self._evaluator.add_inplace(total, self._zero(total.parms_id()))
+        # Flood: fresh uniform noise in every coefficient, so the error the analyst
+        # can compute from its weights' noise is drowned (docs/threat-model.md).
+        self._flooder.flood(total, self.flood.bits)
         return _tenseal_bytes(total, slots, self._scale)
 
     def unmasked(self, columns: np.ndarray, slots: int) -> bytes:
@@ -64,8 +103,13 @@ class PartialScorer:
         for weight, column in zip(self._weights, columns.T, strict=True):
             if not column.any():
                 continue  # SEAL refuses a product with an all-zero plaintext
-            plain = sealapi.Plaintext()
-            self._encoder.encode(column.tolist(), self._parms, self._prime, plain)
+            plain = self._cache.get(
+                column,
+                self._parms,
+                self._plain_scale,
+                functools.partial(self._encode, column),
+                self._namespace,
+            )
             term = sealapi.Ciphertext(self._seal)
             self._evaluator.multiply_plain(weight, plain, term)
             if total is None:
@@ -76,8 +120,15 @@ class PartialScorer:
             # Every feature is zero here: an encryption of zero at the same level.
             return self._zero(self._next)
         self._evaluator.rescale_to_next_inplace(total)
-        total.scale = self._scale  # exact up to the float holding 2^50
+        # Exact: SEAL divides the scale by the prime in floating point (2^50 then is
+        # 2^50 up to the float), and every holder must land on the same value.
+        total.scale = self._scale
         return total
+
+    def _encode(self, column: np.ndarray) -> sealapi.Plaintext:
+        plain = sealapi.Plaintext()
+        self._encoder.encode(column.tolist(), self._parms, self._plain_scale, plain)
+        return plain
 
     def _zero(self, parms: object) -> sealapi.Ciphertext:
         plain = sealapi.Plaintext()

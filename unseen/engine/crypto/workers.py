@@ -7,6 +7,8 @@ gRPC is unsafe). A model's public context and encrypted weights are written
 once to a spool file; each worker loads it on first use and caches it, so a
 task carries only the model id, the file's path and one block of features.
 With ``workers=0`` everything runs in the calling process (tests, tiny jobs).
+Each process keeps one bounded cache of encoded feature columns
+(unseen.engine.crypto.encodings) shared by all its models.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 import tenseal as ts
 
 from unseen.engine.crypto import bfv, ckks
+from unseen.engine.crypto.encodings import EncodedCache
 from unseen.engine.crypto.partials import PartialScorer
 from unseen.engine.data.scoring import HolderModel, partial_score
 
@@ -37,6 +40,8 @@ _CACHE_MODELS = 4
 _loaded: OrderedDict[str, PartialScorer] = OrderedDict()
 # Worker-process cache: key id -> BFV public context (for aggregate encryption).
 _contexts: dict[str, ts.Context] = {}
+# Worker-process cache: encoded feature columns, by digest.
+_encoded = EncodedCache()
 
 
 def _load(model_id: str, path: str) -> PartialScorer:
@@ -45,7 +50,9 @@ def _load(model_id: str, path: str) -> PartialScorer:
         with open(path, "rb") as handle:
             public, weights = pickle.load(handle)  # noqa: S301 - our own spool file
         ctx = ts.context_from(public)
-        entry = PartialScorer(ctx, [ts.ckks_vector_from(ctx, w) for w in weights])
+        entry = PartialScorer(
+            ctx, [ts.ckks_vector_from(ctx, w) for w in weights], _encoded, model_id.encode()
+        )
         _loaded[model_id] = entry
         while len(_loaded) > _CACHE_MODELS:
             _loaded.popitem(last=False)
@@ -85,6 +92,7 @@ class ScoringPool:
         self._lock = threading.Lock()
         self._paths: dict[str, Path] = {}
         self._inline: OrderedDict[str, PartialScorer] = OrderedDict()
+        self._encoded = EncodedCache()
 
     def start(self) -> None:
         """Start the workers now (their imports take a second) rather than on first use."""
@@ -108,9 +116,11 @@ class ScoringPool:
     def register(self, model: HolderModel, public: bytes, ctx: ts.Context) -> None:
         """Make a model available to the workers (a spool file) and, without any, inline.
 
-        Refuses weights that are not fresh ciphertexts of this key's slot count.
+        Refuses weights that are not fresh ciphertexts of a score block's size
+        (``PARAMS.slots``, as the client, the coordinator and the blocks use,
+        whatever the key's ring degree).
         """
-        slots = ckks.slot_count(ctx)
+        slots = ckks.PARAMS.slots
         weights = [ckks.load_ciphertext(ctx, w, slots, depth=0) for w in model.weights]
         path = self._spool / f"{_file_name(model.model_id)}.model"
         with open(path, "wb") as handle:
@@ -119,7 +129,9 @@ class ScoringPool:
         if self.workers:
             return  # the workers load their own copies; these would only hold memory
         with self._lock:
-            self._inline[model.model_id] = PartialScorer(ctx, weights)
+            self._inline[model.model_id] = PartialScorer(
+                ctx, weights, self._encoded, model.model_id.encode()
+            )
             while len(self._inline) > _CACHE_MODELS * 4:
                 self._inline.popitem(last=False)
 

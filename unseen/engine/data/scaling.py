@@ -1,4 +1,4 @@
-"""Feature scaling: the power-of-two bound ``2^e`` of each feature, from whole tables.
+"""Feature scaling: the power-of-two bound ``2^e`` of each feature, from policy or whole tables.
 
 The analyst encrypts ``w * 2^e`` and the holder multiplies by ``x / 2^e``, so the
 CKKS noise of a weight is never multiplied by a large feature value (precision).
@@ -16,6 +16,13 @@ feature's filter:
 
 What this publishes is one table-wide number per feature shape, rounded up to a
 power of two, the same for every request (stated in docs/threat-model.md).
+
+A node's policy may instead *declare* the bound (``score_bound`` for a row's
+value — plain, ``avg``, ``min``, ``max`` — and ``score_sum_bound`` for one
+entity's ``sum``; unseen.engine.config). A declared bound comes from no data at
+all: it is used as it is, and feature values beyond it are clipped to it
+(:func:`declared_bound` is what both the scaling and the clipping read), so the
+flood's bound on the scaled features (``|x·2^-e| ≤ 1``) holds whatever the data.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from unseen.engine.errors import EncodingOverflowError
 from unseen.engine.query.catalog import TableInfo
 from unseen.engine.query.model import FeatureSpec
 
-__all__ = ["LOG1P_EXPONENT", "FeatureScaling", "exponent_of"]
+__all__ = ["LOG1P_EXPONENT", "FeatureScaling", "declared_bound", "exponent_of"]
 
 LOG1P_EXPONENT = 10
 
@@ -39,6 +46,20 @@ LOG1P_EXPONENT = 10
 def exponent_of(bound: float) -> int:
     """The smallest ``e >= 0`` with ``bound <= 2^e``."""
     return 0 if not bound > 1 else math.ceil(math.log2(bound))
+
+
+def declared_bound(feature: FeatureSpec, table: TableInfo) -> float | None:
+    """The bound the node's policy declares for this feature's value, if any.
+
+    ``count`` features and features of other aggregates without a declared
+    bound fall back to the whole-table bound.
+    """
+    column = table.column(feature.column)
+    if column is None or feature.aggregate == "count":
+        return None
+    if feature.aggregate == "sum":
+        return column.score_sum_bound
+    return column.score_bound
 
 
 def _table_bound(feature: FeatureSpec, source: TableSource, table: TableInfo) -> float:
@@ -107,6 +128,8 @@ class FeatureScaling:
             )
             with self._lock:
                 bound = self._bounds.get(shape)
+            if bound is None:
+                bound = declared_bound(feature, tables[feature.table.lower()])
             if bound is None:
                 name = feature.table.lower()
                 bound = _table_bound(feature, sources[name], tables[name])

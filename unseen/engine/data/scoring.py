@@ -2,6 +2,7 @@
 
 For the entities of a request, in request order, the holder computes its
 features (per-entity aggregates pushed down as SQL to each table's engine),
+clips values to the bounds its policy declares (unseen.engine.data.scaling),
 substitutes defaults for entities it lacks, scales feature ``j`` by
 ``2^-e_j`` (the analyst encrypted ``w_j * 2^e_j``), and for every block of
 ``slots`` entities returns one ciphertext ``sum_j Enc(w_j 2^e_j) * x_j 2^-e_j``,
@@ -21,6 +22,7 @@ from sqlglot import exp
 
 from unseen.engine.crypto.partials import PartialScorer
 from unseen.engine.data.pushdown import _Builder
+from unseen.engine.data.scaling import declared_bound
 from unseen.engine.data.source import TableSource
 from unseen.engine.errors import EncodingOverflowError, PlanError, PolicyError, SourceError
 from unseen.engine.governance.identifiers import not_an_identifier
@@ -228,7 +230,8 @@ def feature_blocks(
             source, table = sources[name], tables[name]
             sql, params, order, plain = _feature_sql(members, table, source)
             cursors.append((source.stream(sql, params, req), members, order, plain))
-        yield from _blocks(cursors, features, len(ids), block)
+        limits = [declared_bound(f, tables[f.table.lower()]) for f in features]
+        yield from _blocks(cursors, features, limits, len(ids), block)
     finally:
         for stream, *_ in cursors:
             stream.close()
@@ -237,6 +240,7 @@ def feature_blocks(
 def _blocks(
     cursors: list[_Cursor],
     features: Sequence[FeatureSpec],
+    limits: Sequence[float | None],
     total: int,
     block: int,
 ) -> Iterator[np.ndarray]:
@@ -253,7 +257,12 @@ def _blocks(
                     f"table {table} has several rows for one entity; give the feature an aggregate"
                 )
             for (index, feature), column in zip(members, order, strict=True):
-                values = _transform(rows[:, column], feature.transform, feature.column)
+                values = rows[:, column]
+                limit = limits[index]
+                if limit is not None:
+                    # A declared bound is a contract: values beyond it are clipped to it.
+                    values = np.clip(values, -limit, limit)
+                values = _transform(values, feature.transform, feature.column)
                 matrix[:, index] = values
         if np.isinf(matrix).any():
             column = int(np.argwhere(np.isinf(matrix))[0][1])

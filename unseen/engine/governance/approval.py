@@ -139,9 +139,10 @@ def encrypt_weights(
     if len(weights) != len(exponents):
         raise ConfigError("one exponent per feature is needed")
     ctx = ckks.load_public_context(public)
-    slots = ckks.slot_count(ctx)
+    slots = ckks.PARAMS.slots  # a score block's size, whatever the key's ring degree
+    scale = ckks.weight_scale(ctx, len(weights))
     encrypted = tuple(
-        bytes(ckks.encrypt(ctx, np.full(slots, float(w) * 2.0**e)).serialize())
+        bytes(ckks.encrypt(ctx, np.full(slots, float(w) * 2.0**e), scale).serialize())
         for w, e in zip(weights, exponents, strict=True)
     )
     return ApprovedWeights(ckks.key_id(public), tuple(int(e) for e in exponents), encrypted)

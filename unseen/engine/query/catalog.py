@@ -55,6 +55,9 @@ class ColumnInfo:
     # A tighter p for measures reading this column (unseen.engine.privacy.suppression); the
     # holder's own.
     dominance_p: float | None = None
+    # Policy-declared bounds of score features (unseen.engine.data.scaling); holder-local.
+    score_bound: float | None = None
+    score_sum_bound: float | None = None
 
     def allows(self, use: str) -> bool:
         return use in self.uses

@@ -1,0 +1,90 @@
+"""Attacker: the analyst. It holds the secret key and the weight ciphertexts its
+model registered, so it can recompute the holder's products for any guess of the
+holder's features and decrypt them: the error of ``Enc(w)·x`` depends on ``x``,
+not only on the score ``Σ w·x``. It sends an ordinary score request for entities
+whose two features it knows up to a swap (``a, b`` or ``b, a`` — the same score
+under its equal weights), decrypts the partial score, and compares it, below the
+score's own precision, with the decryption of the products for each guess.
+
+It must learn nothing beyond the scores: the holder floods every partial score
+with fresh uniform noise in the coefficient domain (unseen.engine.crypto.flooding),
+so the two guesses fit the answer equally well. Without flooding (main before
+issue 11) the right guess fits better by dozens of standard deviations, because
+re-randomisation adds noise only as large as the computed error itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tenseal as ts
+
+from tests.conftest import start_federation
+from tests.shards import write_shard
+from unseen.engine.crypto import ckks
+from unseen.engine.crypto.partials import PartialScorer
+from unseen.engine.query.model import parse_model
+
+COUNT = 400
+SCHEMA = [("account", "VARCHAR"), ("a", "DOUBLE"), ("b", "DOUBLE")]
+_rng = np.random.default_rng(20261129)
+_A = _rng.uniform(1.0, 1000.0, COUNT).round(3)
+_B = _rng.uniform(1.0, 1000.0, COUNT).round(3)
+# The same largest value in both columns: both features get the same exponent,
+# so a swap leaves every score unchanged.
+_B[np.argmax(_B)] = float(np.max(_A))
+ROWS = [(f"acct-{i:04d}", float(x), float(y)) for i, (x, y) in enumerate(zip(_A, _B, strict=True))]
+MODEL = {
+    "entity": "account",
+    "features": [
+        {"table": "ledger", "column": "a", "weight": 0.5},
+        {"table": "ledger", "column": "b", "weight": 0.5},
+    ],
+}
+# How many standard deviations apart the attacker needs the two guesses to be.
+DECISIVE = 5.0
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory):
+    path = write_shard(tmp_path_factory.mktemp("noise") / "ledger.csv", SCHEMA, ROWS)
+    fed = start_federation({"bank": {"ledger": path}})
+    yield fed
+    fed.close()
+
+
+def _separation(key, model, answer: bytes, ids: list[str]) -> float:
+    """The attacker's statistic: how much better the right guess explains the answer,
+    in standard deviations of the residual (about ``||delta|| / 2 sigma`` plus unit noise)."""
+    public = ts.context_from(ckks.public_bytes(key.secret))
+    weights = [ts.ckks_vector_from(public, w) for w in model.weights]
+    scorer = PartialScorer(public, weights)
+    slots = ckks.PARAMS.slots
+    scaled = np.exp2(-np.asarray(model.exponents, dtype=np.float64))
+    guesses = []
+    for first, second in ((_A, _B), (_B, _A)):
+        block = np.zeros((slots, 2))
+        block[: len(ids), 0] = first[: len(ids)] * scaled[0]
+        block[: len(ids), 1] = second[: len(ids)] * scaled[1]
+        guesses.append(ckks.decrypt(key.secret, scorer.unmasked(block, slots)))
+    seen = ckks.decrypt(key.secret, answer)
+    right, wrong = (seen - g for g in guesses)
+    delta = guesses[1] - guesses[0]
+    sigma = float(np.std(right))
+    return float((wrong @ wrong - right @ right) / (2.0 * sigma * np.linalg.norm(delta)))
+
+
+def test_the_noise_of_a_partial_score_does_not_tell_two_feature_guesses_apart(bank, key):
+    ids = [r[0] for r in ROWS]
+    client = bank.client(key)
+    model_id, _ = client.register_model(parse_model(MODEL), ids)
+    node = bank.holders["bank"]
+    model = node._models[model_id]
+    assert model.exponents[0] == model.exponents[1]  # the swap keeps every score
+    blocks, _ = node.score(key.key_id, model_id, ids)
+    answer = next(iter(blocks))
+    # The answer is right (the scores are all the attacker may learn) ...
+    values = ckks.decrypt(key.secret, answer)
+    assert np.allclose(values[:COUNT], 0.5 * (_A + _B), atol=1e-6)
+    # ... and its noise no longer separates the true features from the swapped ones.
+    assert abs(_separation(key, model, answer, ids)) < DECISIVE
