@@ -30,8 +30,27 @@ def _patterns(weight: float) -> list[bytes]:
     return out
 
 
+def _find(chunk: bytes, needles: list[bytes]) -> list[bytes]:
+    """Every needle in ``chunk``, at any byte offset.
+
+    A double scaled by a power of two keeps its mantissa, so the 40 scaled
+    copies of a weight share their low six bytes: ``bytes.find`` looks for
+    those few prefixes (fast, C) and each hit is checked against the whole
+    8-byte needle. A regular expression alternating a hundred binary needles
+    crawled through the servers' ~700 MB each at a few MB/s.
+    """
+    doubles = {n for n in needles if len(n) == 8}
+    found = [n for n in needles if len(n) != 8 and chunk.find(n) >= 0]
+    for prefix in sorted({n[:6] for n in doubles}):
+        at = chunk.find(prefix)
+        while at >= 0:
+            if chunk[at : at + 8] in doubles:
+                found.append(chunk[at : at + 8])
+            at = chunk.find(prefix, at + 1)
+    return found
+
+
 def _memory_contains(pid: int, needles: list[bytes]) -> list[bytes]:
-    pattern = re.compile(b"|".join(re.escape(n) for n in needles))
     found: list[bytes] = []
     maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
     with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
@@ -45,8 +64,16 @@ def _memory_contains(pid: int, needles: list[bytes]) -> list[bytes]:
                 chunk = mem.read(end - start)
             except (OSError, ValueError, OverflowError):
                 continue
-            found += [m.group(0) for m in pattern.finditer(chunk)]
+            found += _find(chunk, needles)
     return found
+
+
+def test_the_scanner_finds_doubles_at_any_offset_and_text():
+    needles = _patterns(WEIGHTS[1])
+    for offset in range(9):
+        chunk = b"x" * offset + needles[7] + b"y" * 13 + needles[0] + b"z" * 5
+        assert set(_find(chunk, needles)) == {needles[7], needles[0]}
+    assert _find(b"\x00" * 4096, needles) == []
 
 
 @pytest.mark.slow
