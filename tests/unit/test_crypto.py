@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tenseal as ts
 
-from unseen.engine.crypto import bfv, ckks, registration
+from unseen.engine.crypto import bfv, ckks, registration, seeded
 from unseen.engine.crypto.keys import AnalystKey, default_key_dir, load_or_create
 from unseen.engine.crypto.keystore import KeyStore
 from unseen.engine.errors import ConfigError, CryptoError, UnknownKeyError
@@ -84,15 +84,28 @@ def test_malformed_registrations_are_refused(data, reason):
         registration.split(data)
 
 
+def _seeded(ctx: ts.Context, **kwargs) -> bytes:
+    """``ctx`` serialised with ``kwargs``, its public key in seeded form (so later checks run)."""
+    key = seeded.public_key_field(seeded.seeded_public_context(ctx))
+    return seeded.with_public_key(bytes(ctx.serialize(save_public_key=False, **kwargs)), key)
+
+
 def _bfv_public(**kwargs) -> bytes:
     ctx = ts.context(ts.SCHEME_TYPE.BFV, **kwargs)
-    return bytes(ctx.serialize(save_secret_key=False, save_relin_keys=False))
+    return _seeded(ctx, save_secret_key=False, save_relin_keys=False)
 
 
 @pytest.mark.parametrize(
     "make, reason",
     [
-        (lambda k: bytes(k.aggregate_secret.serialize(save_secret_key=True)), "secret key"),
+        (lambda k: _seeded(k.aggregate_secret, save_secret_key=True), "secret key"),
+        # A key stored in full: its random half could be one the analyst chose.
+        (
+            lambda k: bytes(
+                k.aggregate_secret.serialize(save_secret_key=False, save_relin_keys=False)
+            ),
+            "stored in full",
+        ),
         (lambda k: registration.split(k.public).ckks, "use BFV"),
         (
             lambda k: _bfv_public(poly_modulus_degree=8192, plain_modulus=bfv.PARAMS.plain_modulus),
@@ -101,9 +114,7 @@ def _bfv_public(**kwargs) -> bytes:
         # Another t: holders' masks modulo unseen's t would not cancel under it.
         (lambda k: _bfv_public(poly_modulus_degree=4096, plain_modulus=1032193), "plaintext"),
         (
-            lambda k: bytes(
-                k.aggregate_secret.serialize(save_secret_key=False, save_relin_keys=True)
-            ),
+            lambda k: _seeded(k.aggregate_secret, save_secret_key=False, save_relin_keys=True),
             "Galois or relinearisation",
         ),
         (lambda k: b"\x00" * 100, "does not parse"),
@@ -156,22 +167,35 @@ def test_keystore_keeps_both_contexts_under_one_id(key):
 
 def _with_relin_keys(key):
     ctx = ts.context_from(bytes(key.secret.serialize(save_secret_key=True)))
-    return bytes(ctx.serialize(save_secret_key=False, save_relin_keys=True))
+    return _seeded(ctx, save_secret_key=False, save_relin_keys=True)
+
+
+def _two_keys(key):
+    """A seeded key, then a second public context carrying a key in full: protobuf
+    merges the two and TenSEAL would load the second."""
+    good = registration.split(key.public).ckks
+    full = bytes(key.secret.serialize(save_secret_key=False, save_relin_keys=False))
+    _, start, _, end = next(f for f in seeded._fields(full) if f[0] == 2)
+    return good + full[start:end]
 
 
 @pytest.mark.parametrize(
     "make, reason",
     [
-        (lambda k: bytes(k.secret.serialize(save_secret_key=True)), "secret key"),
+        (lambda k: _seeded(k.secret, save_secret_key=True), "secret key"),
         (lambda k: b"\x00" * 1000, "does not parse"),
         (
-            lambda k: bytes(
-                ts.context(ts.SCHEME_TYPE.BFV, 8192, plain_modulus=1032193).serialize(
-                    save_secret_key=False
-                )
+            lambda k: _seeded(
+                ts.context(ts.SCHEME_TYPE.BFV, 8192, plain_modulus=1032193),
+                save_secret_key=False,
             ),
             "scheme",
         ),
+        (
+            lambda k: bytes(k.secret.serialize(save_secret_key=False, save_relin_keys=False)),
+            "stored in full",
+        ),
+        (_two_keys, "more than one public key"),
         (
             lambda k: bytes(
                 ts.context(ts.SCHEME_TYPE.CKKS, 8192, coeff_mod_bit_sizes=[60, 40, 60]).serialize(

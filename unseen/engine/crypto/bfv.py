@@ -31,6 +31,7 @@ import numpy as np
 import tenseal as ts
 import tenseal.sealapi  # registers seal::Modulus, read by load_public_context
 
+from unseen.engine.crypto import seeded
 from unseen.engine.errors import CryptoError
 
 __all__ = [
@@ -75,15 +76,14 @@ def new_secret_context(params: BfvParams = PARAMS) -> ts.Context:
 
 
 def public_bytes(ctx: ts.Context) -> bytes:
-    """Serialise the public key only: aggregates never rotate or multiply."""
-    return bytes(
-        ctx.serialize(
-            save_public_key=True,
-            save_secret_key=False,
-            save_galois_keys=False,
-            save_relin_keys=False,
-        )
-    )
+    """Serialise the public key only (aggregates never rotate or multiply), in seeded form.
+
+    Seeded as the CKKS key is (:mod:`unseen.engine.crypto.seeded`), though it
+    matters less here: every aggregate answer is pairwise-masked before it is
+    encrypted, so a holder's BFV ciphertext hides no unmasked value even if
+    its re-randomisation were undone.
+    """
+    return seeded.seeded_public_context(ctx)
 
 
 def load_public_context(
@@ -94,14 +94,12 @@ def load_public_context(
     Refused: oversized or unparsable blobs, secret keys, other schemes, another
     ring degree or plaintext modulus (holders' masks live modulo ``t``: a
     different ``t`` would not cancel them), a coefficient modulus above the
-    128-bit bound, a missing public key, and Galois or relinearisation keys.
+    128-bit bound, a missing public key, a public key not in seeded form, and
+    Galois or relinearisation keys.
     """
     if len(data) > max_bytes:
         raise CryptoError(f"aggregate public context of {len(data)} bytes exceeds {max_bytes}")
-    try:
-        ctx = ts.context_from(data)
-    except Exception as exc:
-        raise CryptoError("aggregate public context does not parse as a TenSEAL context") from exc
+    ctx = seeded.load_context(data)
     if ctx.has_secret_key() or ctx.is_private():
         raise CryptoError("refused a context that carries a secret key; send the public part only")
     if not ctx.has_public_key():

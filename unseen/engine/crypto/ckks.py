@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import tenseal as ts
 
-from unseen.engine.crypto import registration
+from unseen.engine.crypto import registration, seeded
 from unseen.engine.errors import CryptoError
 
 __all__ = [
@@ -75,7 +75,14 @@ def new_secret_context(params: CkksParams = PARAMS) -> ts.Context:
 
 
 def public_bytes(ctx: ts.Context, galois: bool = False) -> bytes:
-    """Serialise the public part only: public key, and Galois keys if asked."""
+    """Serialise the public part only: a public key in seeded form (or, if asked, in full
+    with Galois keys, which nodes refuse).
+
+    The seeded form (:mod:`unseen.engine.crypto.seeded`) is the only one nodes
+    load: it fixes the key's random polynomial to SEAL's expansion of a seed.
+    """
+    if not galois:
+        return seeded.seeded_public_context(ctx)
     return bytes(
         ctx.serialize(
             save_public_key=True,
@@ -96,17 +103,16 @@ def load_public_context(data: bytes, max_bytes: int = MAX_PUBLIC_CONTEXT_BYTES) 
 
     ``data`` may be a whole registration (:mod:`unseen.engine.crypto.registration`):
     its CKKS part is loaded. Refused: oversized blobs, unparsable bytes,
-    contexts carrying a secret key, schemes other than CKKS, ring degrees or
-    modulus sizes outside the 128-bit table, and contexts without a public key
-    (they could not encrypt).
+    public keys not in seeded form (their random polynomial could be one the
+    analyst chose to undo holders' re-randomisation: see
+    :mod:`unseen.engine.crypto.seeded`), contexts carrying a secret key,
+    schemes other than CKKS, ring degrees or modulus sizes outside the 128-bit
+    table, and contexts without a public key (they could not encrypt).
     """
     if len(data) > max_bytes:
         raise CryptoError(f"public context of {len(data)} bytes exceeds {max_bytes} bytes")
     data = registration.split(data).ckks
-    try:
-        ctx = ts.context_from(data)
-    except Exception as exc:
-        raise CryptoError("public context does not parse as a TenSEAL context") from exc
+    ctx = seeded.load_context(data)
     if ctx.has_secret_key() or ctx.is_private():
         raise CryptoError("refused a context that carries a secret key; send the public part only")
     if not ctx.has_public_key():

@@ -8,9 +8,12 @@ parameters). The secret files never leave the analyst's machine; the public
 bytes are written once and always sent verbatim, so the key id (their
 SHA-256) is stable across runs.
 
-A directory written before aggregates moved to BFV has no BFV key: loading
-it adds one, which changes its key id (vouchers issued to the old id must be
-issued again); it is logged once.
+A directory written before aggregates moved to BFV has no BFV key, and one
+written before issue 11 registers its public keys in full rather than in
+seeded form (:mod:`unseen.engine.crypto.seeded`; nodes refuse that): loading
+either rewrites the registration (adding a BFV key if missing), which changes
+its key id (vouchers issued to the old id must be issued again); it is
+logged once.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 import tenseal as ts
 
 from unseen.engine.crypto import bfv, ckks, registration
-from unseen.engine.errors import ConfigError
+from unseen.engine.errors import ConfigError, CryptoError
 from unseen.engine.governance.signing import write_atomic
 
 __all__ = ["AnalystKey", "default_key_dir", "load_or_create"]
@@ -157,30 +160,47 @@ class AnalystKey:
             else hashlib.sha256(b"unseen-salt" + secret_bytes).digest()
         )
         key = cls(secret, public, salt, aggregate)
-        if aggregate is None:
-            key = _add_aggregate_key(directory, key)
+        if not _current(directory):
+            key = _upgrade_registration(directory, key)
         return key
 
 
-def _add_aggregate_key(directory: Path, old: AnalystKey) -> AnalystKey:
-    """Give a key written before BFV aggregates its BFV part (a new key id)."""
+def _current(directory: Path) -> bool:
+    """Whether the key in ``directory`` has a BFV part and a registration of this version."""
+    if not (directory / AGGREGATE_SECRET_FILE).exists():
+        return False
+    with open(directory / PUBLIC_FILE, "rb") as handle:
+        return handle.read(len(registration.MAGIC)) == registration.MAGIC
+
+
+def _ckks_part(old: AnalystKey) -> bytes:
+    """The old registration's CKKS context if nodes would still load it, else a seeded one."""
+    try:
+        part = registration.split(old.public).ckks
+        ckks.load_public_context(part)
+    except CryptoError:
+        return ckks.public_bytes(old.secret)
+    return part
+
+
+def _upgrade_registration(directory: Path, old: AnalystKey) -> AnalystKey:
+    """Rewrite an old key's registration: seeded public keys, a BFV part (a new key id)."""
     try:
         with _locked(directory):
-            if (directory / AGGREGATE_SECRET_FILE).exists():
+            if _current(directory):
                 return AnalystKey.load(directory)  # another process did it first
-            aggregate = bfv.new_secret_context()
-            ckks_public = registration.split(old.public).ckks
-            public = registration.join(ckks_public, bfv.public_bytes(aggregate))
+            aggregate = old.aggregate or bfv.new_secret_context()
+            public = registration.join(_ckks_part(old), bfv.public_bytes(aggregate))
             key = AnalystKey(old.secret, public, old.salt, aggregate)
             key._save_public(directory)
     except OSError as exc:
         raise ConfigError(
-            f"the key in {directory} has no BFV part for aggregates and one cannot be "
-            f"added there ({exc.strerror}); create a new key with: unseen keys new"
+            f"the key in {directory} predates this version's registration and cannot be "
+            f"upgraded there ({exc.strerror}); create a new key with: unseen keys new"
         ) from exc
     log.warning(
-        "key in %s had no BFV part for aggregates: added one; its key id is now %s "
-        "(was %s): vouchers for the old id must be issued again",
+        "key in %s had an old registration (public keys in full or no BFV part): rewrote it; "
+        "its key id is now %s (was %s): vouchers for the old id must be issued again",
         directory,
         key.key_id[:16],
         old.key_id[:16],

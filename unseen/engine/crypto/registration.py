@@ -12,9 +12,13 @@ key id makes the binding exact: a voucher for key id K can only ever release
 answers under the two public contexts K commits to.
 
 Format: ``MAGIC``, then the CKKS and the BFV context, each preceded by its
-length (4 bytes, big-endian). A blob without ``MAGIC`` is a CKKS context
-alone, as registered before aggregates moved to BFV: it still scores and
-trains, but aggregates refuse it.
+length (4 bytes, big-endian). Both contexts carry their public key in seeded
+form (:mod:`unseen.engine.crypto.seeded`): the magic's version says so, and a
+registration of the previous version (``LEGACY_MAGIC``: public keys stored in
+full, whose random half the analyst could have chosen) is refused in one
+line. A blob without a magic is a CKKS context alone (as registered before
+aggregates moved to BFV): it still scores and trains if its key is seeded,
+but aggregates refuse it.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from dataclasses import dataclass
 
 from unseen.engine.errors import CryptoError
 
-__all__ = ["MAGIC", "PublicParts", "join", "split"]
+__all__ = ["LEGACY_MAGIC", "MAGIC", "PublicParts", "join", "split"]
 
-MAGIC = b"unseen.v1.keys\n"
+MAGIC = b"unseen.v2.keys\n"
+# Registrations before issue 11: the same layout, public keys stored in full.
+LEGACY_MAGIC = b"unseen.v1.keys\n"
 _LENGTH = struct.Struct(">I")
 
 
@@ -52,7 +58,13 @@ def join(ckks_public: bytes, bfv_public: bytes) -> bytes:
 
 
 def split(data: bytes) -> PublicParts:
-    """The contexts of a registration blob; refuses truncation and trailing bytes."""
+    """The contexts of a registration blob; refuses old versions, truncation and trailing bytes."""
+    if data.startswith(LEGACY_MAGIC):
+        raise CryptoError(
+            "this key registration predates seeded public keys and is refused: "
+            "update unseen on the analyst's side (loading the key upgrades it) "
+            "or run unseen keys new"
+        )
     if not data.startswith(MAGIC):
         return PublicParts(data)
     parts = []
