@@ -250,11 +250,26 @@ class HolderJobs:
         request = self._request(node, step, job.features, subject, kind="predict")
 
         def answer() -> list[bytes]:
+            # A prediction is a score: the table's batch rule applies (inside the run,
+            # so a refusal is ledgered like a score's).
+            _check_batch(node, job.features, call.ids)
             mean = [float(v) for v in trainer.mean]
             return trainer.predict(_feature_matrix(node, job.features, call.ids, mean))
 
         partials, receipts = node.gov.run(request, call.vouchers, answer, lambda c: c)
         return TrainAnswer(ciphertexts=partials, receipts=receipts)
+
+
+def _check_batch(node: HolderNode, mine: TrainFeatures, ids: Sequence[str]) -> None:
+    """Refuse a prediction naming fewer distinct entities than the table's
+    ``min_score_batch`` (as :func:`unseen.engine.data.scoring.check_batch` does for scores)."""
+    table = node.tables.get(mine.table.lower())
+    distinct = len(set(ids))
+    if table is not None and distinct < table.min_score_batch:
+        raise PolicyError(
+            f"table {table.name} scores at least {table.min_score_batch} distinct entities "
+            f"per request; this one names {distinct}"
+        )
 
 
 def _voucher_holder(text: str) -> str:
