@@ -5,9 +5,10 @@ owner does not want one subject's score computed alone).
 ``unseen score`` with one entity is refused. The bank instead trains a model jointly on
 the holder's column ``w`` and then sends a ``predict`` for that model naming the one
 entity it wants: the holder's partial ``x·w_h`` for that entity alone, added to no one
-else's, which it decrypts. It must learn nothing: ``predict`` is a score and the holder
-applies the same batch rule (refused with PERMISSION_DENIED, ledgered where a ledger is
-kept); five entities are answered.
+else's, which it decrypts — or makes that entity the whole validation set of a job,
+whose joint scores it reads every iteration. It must learn nothing: both are scores and
+the holder applies the same batch rule (refused with PERMISSION_DENIED, ledgered where
+a ledger is kept); five entities are answered.
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ def test_a_prediction_names_as_many_entities_as_a_score_must(tmp_path, federatio
         predict_jointly(client._peer, key, document, ["e3"])
     with pytest.raises((PolicyError, RemoteError), match="at least 5 distinct entities"):
         predict_jointly(client._peer, key, document, ["e3"] * 5)
+
+    # Nor as the validation set of a job, whose joint scores the bank reads each iteration.
+    spec = TrainSpec(iterations=2, patience=1)
+    with pytest.raises((PolicyError, RemoteError), match="at least 5 distinct entities"):
+        train_jointly(client._peer, key, labels, [part], spec, validation=1 / 40)
+    assert not holder.training.jobs and not fed.coordinator.training.relays
+    train_jointly(client._peer, key, labels, [part], spec, validation=5 / 40)
 
     five = [f"e{i}" for i in range(3, 8)]
     scores, _ = predict_jointly(client._peer, key, document, five)

@@ -215,6 +215,9 @@ class HolderJobs:
         _check_columns(node, table, mine[0])
 
         def load() -> HolderTrainer:
+            if call.validation_ids:
+                # The bank reads joint scores of its validation entities: a score.
+                _check_batch(node, mine[0], call.validation_ids)
             train = _feature_matrix(node, mine[0], call.ids, None)
             valid = _feature_matrix(node, mine[0], call.validation_ids, None)
             return HolderTrainer(node.name, public, train, valid, spec, mine[0].intercept)
