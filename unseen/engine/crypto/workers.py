@@ -41,6 +41,9 @@ from unseen.engine.data.scoring import HolderModel, partial_score
 __all__ = ["ScoringPool"]
 
 _CACHE_MODELS = 4
+# Spooled BFV keys kept on disk (about 134 KB each); an evicted one is written again
+# when its analyst next asks.
+_MAX_KEY_FILES = 64
 # Worker-process cache: model id -> its weights, ready for products.
 _loaded: OrderedDict[str, PartialScorer] = OrderedDict()
 # Worker-process cache: key id -> BFV public context (for aggregate encryption).
@@ -113,6 +116,9 @@ class ScoringPool:
         self._paths: dict[str, Path] = {}
         self._inline: OrderedDict[str, PartialScorer] = OrderedDict()
         self._encoded = EncodedCache()
+        # BFV public keys spooled for the workers, most recently used last.
+        self._keys: OrderedDict[str, Path] = OrderedDict()
+        self.max_key_files = _MAX_KEY_FILES
 
     def start(self) -> None:
         """Start the workers now (their imports take a second) rather than on first use."""
@@ -128,7 +134,7 @@ class ScoringPool:
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
-        for path in self._paths.values():
+        for path in [*self._paths.values(), *self._keys.values()]:
             path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self._spool.rmdir()
@@ -169,10 +175,20 @@ class ScoringPool:
         assert self._executor is not None
         path = self._spool / f"{_file_name(key_id)}.bfv"
         if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(public)
+            # A private temporary name: two first queries under one key may race here.
+            fd, tmp = tempfile.mkstemp(dir=self._spool, suffix=".tmp")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(public)
             os.replace(tmp, path)
-            self._paths[f"key:{key_id}"] = path
+        with self._lock:
+            self._keys[key_id] = path
+            self._keys.move_to_end(key_id)
+            evicted = []
+            # Bounded: any client may register keys, and each would leave a file.
+            while len(self._keys) > self.max_key_files:
+                evicted.append(self._keys.popitem(last=False)[1])
+        for old in evicted:
+            old.unlink(missing_ok=True)
         return self._executor.submit(_encrypt, key_id, str(path), vectors).result()
 
     def unregister(self, model_id: str) -> None:
