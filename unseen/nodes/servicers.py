@@ -229,7 +229,11 @@ class HolderServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
             request.plan.SerializeToString(deterministic=True),
             holder_subject(context),
         )
-        return serde.failing_groups_reply(request.request_id, failing, receipts)
+        # The coordinator answers from a cached catalog; this tells it whether that
+        # copy (mask key included) is still the one this holder publishes.
+        return serde.failing_groups_reply(
+            request.request_id, failing, receipts, serde.catalog_digest(self.node.catalog())
+        )
 
     @servicer_errors
     def Aggregate(
@@ -413,7 +417,14 @@ class CityServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
             holder_subject(context),
             budget(context),
         )
-        return serde.failing_groups_reply(request.request_id, failing, receipts)
+        # The city's catalog as this round saw its holders (their mask keys included).
+        published = self.city.round_catalog(request.request_id)
+        return serde.failing_groups_reply(
+            request.request_id,
+            failing,
+            receipts,
+            "" if published is None else serde.catalog_digest(published),
+        )
 
     @servicer_errors
     def Aggregate(
