@@ -364,6 +364,21 @@ def test_a_partial_answer_only_when_asked_and_it_names_who_is_missing(analyst):
     assert np.allclose(_decrypt(analyst, answer.ciphertexts)[:8], 5.0, atol=1e-3)
 
 
+def test_a_holder_down_since_the_cached_catalogs_is_left_out_only_when_asked(analyst):
+    # Round 1 meets the holder down (UNAVAILABLE): the query starts again from
+    # catalogs fetched now, which decide as they would have from the start.
+    down = FakeHolder("b", 2.0)
+    coordinator = _coordinator(analyst, FakeHolder("a", 1.0), down, FakeHolder("c", 4.0))
+    coordinator.aggregate(analyst.key_id, _PLAN)  # every catalog cached
+    down.catalog_error = RemoteError("UNAVAILABLE", "down")
+    with pytest.raises(HolderError) as info:
+        coordinator.aggregate(analyst.key_id, _PLAN)
+    assert info.value.code == "UNAVAILABLE" and info.value.holder == "h-b (b)"
+    answer = coordinator.aggregate(analyst.key_id, _PLAN, allow_partial=True)
+    assert answer.missing == ("h-b (b)",)
+    assert np.allclose(_decrypt(analyst, answer.ciphertexts)[:8], 5.0)
+
+
 def test_a_holder_that_fails_after_its_catalog_fails_even_a_partial_query(analyst):
     # The participant set is fixed before the plan goes out: a holder that
     # answered its catalog and then fails is an error, never a smaller sum.
