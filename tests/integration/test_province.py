@@ -20,6 +20,7 @@ from unseen.engine.errors import RemoteError
 from unseen.engine.governance.audit import check_receipts, follow_relays
 from unseen.engine.governance.ledger import LedgerRange, Receipt, read_ledger
 from unseen.engine.governance.signing import SigningKey
+from unseen.engine.privacy.masks import MaskKey, Participant
 from unseen.engine.transport.peers import HolderPeer
 from unseen.engine.transport.rpc import create_channel
 from unseen.governance import fetch_ledger
@@ -246,3 +247,54 @@ def test_a_request_the_leaves_refuse_is_ledgered_at_the_city_and_at_each_leaf(go
     for leaf in data.cities[city]:
         refused = read_ledger(province.ledgers[leaf], before[leaf] + 1).entries
         assert [e.outcome for e in refused] == ["refused"]
+
+
+def test_the_province_plans_from_cached_catalogs_and_refetches_when_a_leaf_key_changes(
+    tmp_path, key
+):
+    """Issue 9 (performance): no catalog fan-out per provincial query, yet a leaf's
+    new mask key (as after a restart behind its city) is never used stale."""
+    data = write_province(tmp_path / "data", cities=2, holders=lambda i: 2)
+    servers, coordinators, leaves, cities = [], [], {}, []
+    try:
+        addresses = []
+        for city_name, names in data.cities.items():
+            below = []
+            for leaf in names:
+                node = HolderNode.quickstart(leaf, {"power": data.shards[leaf]})
+                leaves[leaf] = node
+                server, port = serve_holder(node, "127.0.0.1:0")
+                servers.append(server)
+                below.append(f"127.0.0.1:{port}")
+            coordinator = Coordinator.connect(below)
+            coordinators.append(coordinator)
+            city = CityHolder(city_name, coordinator)
+            cities.append(city)
+            server, port = serve_coordinator(coordinator, "127.0.0.1:0", city=city)
+            servers.append(server)
+            addresses.append(f"127.0.0.1:{port}")
+        top = Coordinator.connect(addresses)
+        coordinators.append(top)
+        server, port = serve_coordinator(top, "127.0.0.1:0")
+        servers.append(server)
+        asked = []
+        for city in cities:
+            published = city.catalog
+            city.catalog = lambda budget=None, p=published: asked.append(1) or p(budget)  # type: ignore[method-assign]
+        with Client(f"127.0.0.1:{port}", key=key) as client:
+            for _ in range(3):
+                _, problems = check_query(client, data, QUERIES[0])
+                assert not problems
+            # The analyst's catalog and the first query's plan: one fetch per city.
+            assert len(asked) == len(cities)
+            restarted = leaves[next(iter(data.cities.values()))[1]]
+            restarted.mask_key = MaskKey.generate()
+            restarted._mask_identity = Participant(restarted.name, restarted.mask_key.public)
+            result, problems = check_query(client, data, QUERIES[0])
+            assert not problems and result.rows
+            assert len(asked) == 2 * len(cities)  # the changed digest made it fetch again
+    finally:
+        for coordinator in reversed(coordinators):
+            coordinator.close()
+        for server in reversed(servers):
+            server.stop(None).wait()

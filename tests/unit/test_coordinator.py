@@ -29,7 +29,14 @@ from unseen.engine.query.model import FeatureSpec
 from unseen.engine.query.plan import AggregatePlan, SlotCodec
 from unseen.engine.query.sql import compile_sql
 from unseen.engine.query.types import SqlType
-from unseen.engine.transport.peers import AggregateAnswer, EncodedPlan, ModelUpload, ScoreStream
+from unseen.engine.transport.peers import (
+    AggregateAnswer,
+    EncodedPlan,
+    ModelUpload,
+    PreparedRound,
+    ScoreStream,
+)
+from unseen.engine.transport.serde import catalog_digest
 from unseen.nodes.coordinator import Coordinator
 from unseen.nodes.holders import combine
 
@@ -66,8 +73,13 @@ class FakeHolder:
     rounds: list[tuple[str, Any]] = field(default_factory=list)
     mask: MaskKey = field(default_factory=MaskKey.generate)
     release: threading.Event = field(default_factory=threading.Event)
+    catalog_calls: int = 0
 
     def catalog(self, budget: float | None = None) -> Catalog:
+        self.catalog_calls += 1
+        return self._published()
+
+    def _published(self) -> Catalog:
         if self.catalog_error is not None:
             raise self.catalog_error
         self.name = f"h-{self.address}"
@@ -109,6 +121,22 @@ class FakeHolder:
         failing = dict.fromkeys(self.suppressed, "k")
         failing.update(self.reasons)
         return failing, (f'{{"h": "{self.name}"}}',)
+
+    def prepare_round(
+        self,
+        key_id: str,
+        plan: AggregatePlan | EncodedPlan,
+        query_id: str,
+        vouchers: Sequence[str] = (),
+        *,
+        budget: float | None = None,
+        subject: str | None = None,
+    ) -> PreparedRound:
+        failing, receipts = self.prepare_aggregate(
+            key_id, plan, query_id, vouchers, budget=budget, subject=subject
+        )
+        # As a real holder's servicer: the digest of the catalog it publishes now.
+        return PreparedRound(failing, receipts, catalog_digest(self._published()))
 
     def masked_aggregate(
         self,
@@ -336,6 +364,21 @@ def test_a_partial_answer_only_when_asked_and_it_names_who_is_missing(analyst):
     assert np.allclose(_decrypt(analyst, answer.ciphertexts)[:8], 5.0, atol=1e-3)
 
 
+def test_a_holder_down_since_the_cached_catalogs_is_left_out_only_when_asked(analyst):
+    # Round 1 meets the holder down (UNAVAILABLE): the query starts again from
+    # catalogs fetched now, which decide as they would have from the start.
+    down = FakeHolder("b", 2.0)
+    coordinator = _coordinator(analyst, FakeHolder("a", 1.0), down, FakeHolder("c", 4.0))
+    coordinator.aggregate(analyst.key_id, _PLAN)  # every catalog cached
+    down.catalog_error = RemoteError("UNAVAILABLE", "down")
+    with pytest.raises(HolderError) as info:
+        coordinator.aggregate(analyst.key_id, _PLAN)
+    assert info.value.code == "UNAVAILABLE" and info.value.holder == "h-b (b)"
+    answer = coordinator.aggregate(analyst.key_id, _PLAN, allow_partial=True)
+    assert answer.missing == ("h-b (b)",)
+    assert np.allclose(_decrypt(analyst, answer.ciphertexts)[:8], 5.0)
+
+
 def test_a_holder_that_fails_after_its_catalog_fails_even_a_partial_query(analyst):
     # The participant set is fixed before the plan goes out: a holder that
     # answered its catalog and then fails is an error, never a smaller sum.
@@ -352,6 +395,50 @@ def test_a_cached_catalog_does_not_hide_a_holder_that_came_back_hosting_the_tabl
     changing.tables = ("t",)  # restarted with a different catalog
     answer = coordinator.aggregate(analyst.key_id, _PLAN)
     assert np.allclose(_decrypt(analyst, answer.ciphertexts)[:8], 3.0, atol=1e-3)
+
+
+def test_queries_after_the_first_fetch_no_catalog_and_still_add_every_holder(analyst):
+    holders = [FakeHolder("a", 1.0), FakeHolder("b", 2.0)]
+    coordinator = _coordinator(analyst, *holders)
+    coordinator.catalog_ttl = 0.0  # the cache of round 1's digests has no age limit
+    for _ in range(3):
+        answer = coordinator.aggregate(analyst.key_id, _PLAN)
+        assert np.allclose(_decrypt(analyst, answer.ciphertexts)[:8], 3.0)
+    # One catalog round for three queries: round 1's replies vouched for the rest.
+    assert [h.catalog_calls for h in holders] == [1, 1]
+
+
+def test_a_changed_mask_key_is_never_used_stale(analyst):
+    # A holder restarted with a fresh mask key between two queries: its round-1
+    # reply carries a new catalog digest, so the coordinator refetches and round 2
+    # lists the new key (a stale one would leave masks that do not cancel).
+    restarted = FakeHolder("b", 2.0)
+    coordinator = _coordinator(analyst, FakeHolder("a", 1.0), restarted)
+    coordinator.aggregate(analyst.key_id, _PLAN)
+    restarted.mask = MaskKey.generate()
+    restarted.rounds.clear()
+    answer = coordinator.aggregate(analyst.key_id, _PLAN)
+    assert np.allclose(_decrypt(analyst, answer.ciphertexts)[:8], 3.0)
+    masked = [r for kind, r in restarted.rounds if kind == "masked"]
+    assert len(masked) == 1
+    keys = {p.holder: p.public for p in masked[0][2]}
+    assert keys["h-b"] == restarted.mask.public
+    # Round 1 ran twice (the stale plan was abandoned before round 2), round 2 once.
+    assert [kind for kind, _ in restarted.rounds] == ["prepare", "prepare", "masked"]
+
+
+def test_a_cached_catalog_does_not_hide_a_holder_outside_the_query(analyst):
+    # c hosts another table and is not needed for masks (a and b are two): the
+    # query does not reach it, so its catalog is asked for, and it now hosts t.
+    changing = FakeHolder("c", 4.0, tables=("elsewhere",))
+    coordinator = _coordinator(analyst, FakeHolder("a", 1.0), FakeHolder("b", 2.0), changing)
+    first = coordinator.aggregate(analyst.key_id, _PLAN)
+    assert np.allclose(_decrypt(analyst, first.ciphertexts)[:8], 3.0)
+    assert changing.aggregates == 0
+    changing.tables = ("t",)
+    answer = coordinator.aggregate(analyst.key_id, _PLAN)
+    assert np.allclose(_decrypt(analyst, answer.ciphertexts)[:8], 7.0)
+    assert changing.aggregates == 1
 
 
 def test_a_holder_silent_now_fails_queries_on_tables_it_last_published(analyst):

@@ -11,7 +11,7 @@ from sqlglot import exp
 
 from tests.shards import write_shard
 from unseen.engine.data.aggregate import compute_moments
-from unseen.engine.data.pushdown import build_aggregate_query
+from unseen.engine.data.pushdown import aggregate_query, build_aggregate_query
 from unseen.engine.data.source import open_source
 from unseen.engine.governance.policy import quickstart_table
 from unseen.engine.privacy.dp_policy import DpPolicy
@@ -133,3 +133,34 @@ def test_a_dp_table_asks_for_no_dominance_statistics():
     )
     assert build_aggregate_query(_SUM_V, _table(), "duckdb").spread_columns != (None,)
     assert build_aggregate_query(_SUM_V, _table(policy), "duckdb").spread_columns == (None,)
+
+
+def test_remembered_sql_is_the_sql_that_would_be_built(source):
+    # The holder remembers a plan's SQL (issue 9, performance): the same plan and
+    # policy give the text build_aggregate_query gives, with the caller's own
+    # parameters; another literal or another policy is built afresh.
+    src, _ = source
+    table = quickstart_table(src, k=1)
+    catalog = Catalog("h", (table,))
+    for text in HOSTILE[:3]:
+        escaped = text.replace("'", "''")
+        plan = compile_sql(
+            f'SELECT SUM(v), COUNT(*) FROM "tab""le" WHERE "we""ird col" = \'{escaped}\'', catalog
+        ).plan
+        built = build_aggregate_query(plan, table, src.dialect, src.sql_name)
+        first = aggregate_query(plan, table, src.dialect, src.sql_name)
+        first.params.clear()  # a caller's change stays its own
+        again = aggregate_query(plan, table, src.dialect, src.sql_name)
+        assert (again.sql, again.params) == (built.sql, built.params)
+        assert text in again.params.values()
+    policy = DpPolicy(
+        unit="u", max_rows=1, rho=Fraction(1), bounds={"v": (Fraction(0), Fraction(9))}
+    )
+    plain, dp = _table(), _table(policy)
+    assert aggregate_query(_SUM_V, plain, "duckdb").sql == (
+        build_aggregate_query(_SUM_V, plain, "duckdb").sql
+    )
+    assert aggregate_query(_SUM_V, dp, "duckdb").sql == (
+        build_aggregate_query(_SUM_V, dp, "duckdb").sql
+    )
+    assert aggregate_query(_SUM_V, dp, "duckdb").sql != aggregate_query(_SUM_V, plain, "duckdb").sql

@@ -39,16 +39,21 @@ import tenseal as ts
 
 from unseen.engine.crypto import bfv
 from unseen.engine.crypto.keystore import KeyStore
-from unseen.engine.errors import HolderError, PolicyError, RemoteError
+from unseen.engine.errors import HolderError, PlanError, PolicyError, RemoteError, UnseenError
 from unseen.engine.privacy.masks import NONCE_BYTES, Participant
 from unseen.engine.privacy.participants import DEFAULT_MIN_HOLDERS
 from unseen.engine.privacy.suppression import first_reasons
 from unseen.engine.query.catalog import Catalog
 from unseen.engine.query.layout import layout_for
 from unseen.engine.query.plan import AggregatePlan, Limits, check_plan
-from unseen.engine.transport.peers import AggregateAnswer, encode_plan, retry_not_found
+from unseen.engine.transport.peers import (
+    AggregateAnswer,
+    PreparedRound,
+    encode_plan,
+    retry_not_found,
+)
 from unseen.engine.transport.rpc import DEADLINES
-from unseen.nodes.holders import HolderSet, Peer, display
+from unseen.nodes.holders import HolderSet, Hosts, Peer, display
 from unseen.nodes.vouchers import federation_of, route_vouchers, vouchers_for
 
 __all__ = ["CombinedAnswer", "aggregate", "load_answer", "participating"]
@@ -129,7 +134,72 @@ def aggregate(
     """
     ctx = keys.aggregate_context(key_id)
     budget = min(budget or DEADLINES["aggregate"], DEADLINES["aggregate"])
-    hosts = holders.hosts(plan.table, budget, allow_partial)
+    query = _Query(holders, keys, limits, key_id, plan, ctx, budget, vouchers, subject)
+    # The cached catalogs first: every holder's digest is checked before round 2
+    # (and the holders the query does not reach are asked for theirs), so a
+    # changed catalog or mask key is never used: the query starts again below.
+    hosts = holders.cached_hosts(plan.table)
+    if hosts is not None:
+        try:
+            return _answer(query, hosts)
+        except _StaleCatalog as exc:
+            log.info("the catalog of %s changed; fetching every catalog again", exc.holder)
+        except (PlanError, PolicyError):
+            pass  # raised before round 1 only: the cached catalogs may be what refuses
+        except HolderError as exc:
+            if exc.code in _SILENT:
+                holders.forget()  # the next query asks every holder for its catalog
+            if exc.code not in _UNREACHABLE:
+                raise
+            # A holder down since the cached round: the fresh round decides what it
+            # means (the query fails naming it, or allow_partial leaves it out).
+            log.info("holder %s did not answer round 1; fetching every catalog again", exc.holder)
+    return _answer(query, holders.hosts(plan.table, budget, allow_partial))
+
+
+class _StaleCatalog(UnseenError):
+    """A holder's catalog differs from the copy the query was planned with."""
+
+    def __init__(self, holder: str):
+        super().__init__(f"the catalog of holder {holder} changed during the query")
+        self.holder = holder
+
+
+# A holder that could not be reached (down, restarting): not a refusal, and known
+# at once, so the query is worth one fresh try. Not DEADLINE_EXCEEDED: the
+# caller's budget is spent by then, and the error names the holder as it is.
+_UNREACHABLE = frozenset({"UNAVAILABLE"})
+# A holder that did not answer: the cached round must not pick it again (as a
+# participant for masks only, say) when a fresh one would leave it out.
+_SILENT = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
+
+
+@dataclass(frozen=True)
+class _Query:
+    """One aggregate request as the coordinator received it."""
+
+    holders: HolderSet
+    keys: KeyStore
+    limits: Limits
+    key_id: str
+    plan: AggregatePlan
+    ctx: ts.Context
+    budget: float
+    vouchers: Sequence[str]
+    subject: str | None
+
+
+def _answer(query: _Query, hosts: Hosts) -> CombinedAnswer:
+    """Both rounds at the holders ``hosts`` names; raises _StaleCatalog if a catalog
+    (mask keys included) changed since ``hosts`` was taken from the cache."""
+    holders, keys, limits, key_id, plan = (
+        query.holders,
+        query.keys,
+        query.limits,
+        query.key_id,
+        query.plan,
+    )
+    ctx, budget, vouchers, subject = query.ctx, query.budget, query.vouchers, query.subject
     check_plan(plan, hosts.table, limits)
     layout = layout_for(plan, limits)
     encoded = encode_plan(plan)
@@ -140,10 +210,16 @@ def aggregate(
     # Vouchers are issued for leaf holders: a city relays those of its leaves.
     leaf_names = {peer.address: {peer.name, *(k.holder for k in keys)} for peer, keys in chosen}
     query_id = secrets.token_hex(16)
+    if hosts.cached:
+        # The holders this query does not reach: one that changed (now hosting the
+        # table, say) must not be left out because of a cached catalog.
+        others = [peer for peer in holders.peers if peer not in peers]
+        if not holders.unchanged(others, hosts.digests, budget):
+            raise _StaleCatalog(", ".join(display(peer) for peer in others))
 
-    def prepare(peer: Peer) -> tuple[dict[int, str], tuple[str, ...]]:
+    def prepare(peer: Peer) -> PreparedRound:
         return retry_not_found(
-            lambda: peer.prepare_aggregate(
+            lambda: peer.prepare_round(
                 key_id,
                 encoded,
                 query_id,
@@ -155,8 +231,19 @@ def aggregate(
         )
 
     prepared = holders.each(peers, prepare, budget).require_all(peers)
-    suppressed = sorted({i for failing, _ in prepared for i in failing})
-    reasons = first_reasons(suppressed, [failing for failing, _ in prepared])
+    for peer, reply in zip(peers, prepared, strict=True):
+        # Round 2 uses the mask keys of the catalogs: never a copy older than the holder's.
+        if reply.catalog_digest != hosts.digests.get(peer.address):
+            if hosts.cached:
+                raise _StaleCatalog(display(peer))
+            if reply.catalog_digest:  # changed between the fetch and round 1
+                raise HolderError(
+                    display(peer),
+                    "UNAVAILABLE",
+                    "changed its catalog during the query; start the query again",
+                )
+    suppressed = sorted({i for r in prepared for i in r.failing})
+    reasons = first_reasons(suppressed, [r.failing for r in prepared])
     nonce = os.urandom(NONCE_BYTES)
     participants = [key for _, keys in chosen for key in keys]
 
@@ -182,7 +269,7 @@ def aggregate(
         tuple(suppressed),
         # The leaf holders inside (a city's, behind it), so the analyst counts dp shares right.
         hosts.table.holders or tuple(peer.name or peer.address for peer in hosts.peers),
-        tuple(r for _, receipts in prepared for r in receipts),
+        tuple(receipt for r in prepared for receipt in r.receipts),
         hosts.missing,
         reasons,
     )

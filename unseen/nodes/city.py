@@ -81,6 +81,9 @@ class RelayedRound:
     # these names that did not take part in round 1 would leave masks uncancelled.
     mine: frozenset[str]
     created: float
+    # What the city published when round 1 fetched its holders' catalogs: its
+    # digest goes back to the province, whose cached copy must equal it.
+    catalog: Catalog | None = None
 
 
 @dataclass
@@ -115,6 +118,14 @@ class CityHolder:
         participants from this answer, and they must be the leaves round 1 reaches.
         """
         fresh, silent = self.coordinator.holders.published(budget)
+        return self._publish(fresh, silent)
+
+    def _publish(
+        self,
+        fresh: Sequence[tuple[Peer, Catalog]],
+        silent: Sequence[tuple[Catalog, HolderError]],
+    ) -> Catalog:
+        """What the city publishes, given its holders' catalogs fetched now."""
         # A silent holder's tables stay listed (a query on them fails naming it);
         # only the leaves answering now are offered as mask participants.
         merged = merge([catalog for _, catalog in fresh] + [catalog for catalog, _ in silent])
@@ -202,7 +213,15 @@ class CityHolder:
         reasons = first_reasons(suppressed, failing_sets)
         below = [r for _, receipts in prepared for r in receipts]
         own = self._ledger_relay(key_id, plan_bytes, below)
-        entry = RelayedRound(key_id, plan, peers, leaves, frozenset(mine), time.monotonic())
+        entry = RelayedRound(
+            key_id,
+            plan,
+            peers,
+            leaves,
+            frozenset(mine),
+            time.monotonic(),
+            self._publish(fresh, silent),
+        )
         self._put(query_id, entry)
         log.info(
             "relayed round 1 of an aggregate on %s to %d holders: %d groups failing",
@@ -256,6 +275,12 @@ class CityHolder:
             self._pending[query_id] = entry
             while len(self._pending) > self.max_pending:
                 self._pending.popitem(last=False)
+
+    def round_catalog(self, query_id: str) -> Catalog | None:
+        """The catalog the city published as round 1 of ``query_id`` saw its holders."""
+        with self._lock:
+            entry = self._pending.get(query_id)
+            return None if entry is None else entry.catalog
 
     def _expire(self) -> None:
         now = time.monotonic()

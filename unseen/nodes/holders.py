@@ -28,8 +28,15 @@ from unseen.engine.query.catalog import Catalog, TableInfo, merge
 from unseen.engine.query.model import FeatureSpec
 from unseen.engine.query.plan import AggregatePlan
 from unseen.engine.training.psi import AlignAsk, PsiAnswer
-from unseen.engine.transport.peers import AggregateAnswer, EncodedPlan, ModelUpload, ScoreStream
+from unseen.engine.transport.peers import (
+    AggregateAnswer,
+    EncodedPlan,
+    ModelUpload,
+    PreparedRound,
+    ScoreStream,
+)
 from unseen.engine.transport.rpc import DEADLINES
+from unseen.engine.transport.serde import catalog_digest
 
 __all__ = ["FanOut", "HolderSet", "Hosts", "Peer", "combine"]
 
@@ -70,6 +77,17 @@ class Peer(Protocol):
         budget: float | None = None,
         subject: str | None = None,
     ) -> tuple[dict[int, str], tuple[str, ...]]: ...
+
+    def prepare_round(
+        self,
+        key_id: str,
+        plan: AggregatePlan | EncodedPlan,
+        query_id: str,
+        vouchers: Sequence[str] = (),
+        *,
+        budget: float | None = None,
+        subject: str | None = None,
+    ) -> PreparedRound: ...
 
     def masked_aggregate(
         self,
@@ -162,6 +180,11 @@ class Hosts:
     missing: tuple[str, ...] = ()  # configured holders left out (allow_partial only)
     # Every holder that answered its catalog now, hosting the table or not (masks).
     fresh: tuple[tuple[Peer, Catalog], ...] = ()
+    # The digest of each of those catalogs, by address (serde.catalog_digest).
+    digests: dict[str, str] = field(default_factory=dict)
+    # From the cached catalog round: the query must check every holder's digest
+    # (round 1's replies; a catalog call to the others) before round 2.
+    cached: bool = False
 
 
 @dataclass
@@ -171,6 +194,7 @@ class _Round:
     fresh: list[tuple[Peer, Catalog]]
     unknown: dict[str, HolderError]  # by address: holders that did not answer
     at: float
+    digests: dict[str, str] = field(default_factory=dict)  # by address
 
 
 @dataclass
@@ -262,7 +286,8 @@ class HolderSet:
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise UnseenError(f"two holders share the name {sorted(duplicates)[0]}")
-        current = _Round(fresh, unknown, time.monotonic())
+        digests = {p.address: catalog_digest(c) for p, c in fresh}
+        current = _Round(fresh, unknown, time.monotonic(), digests)
         with self._lock:
             self._known.update({p.address: c for p, c in fresh})
             self._round = current
@@ -339,9 +364,49 @@ class HolderSet:
         silent = self._silent(current, [table])
         if silent and not allow_partial:
             raise combine(silent)
+        return self._hosts(current, table, tuple(sorted(e.holder for e in silent)), False)
+
+    def cached_hosts(self, table: str) -> Hosts | None:
+        """:meth:`hosts` from the last catalog round in which every holder answered,
+        whatever its age, marked ``cached``; None without one (or if it knows no ``table``).
+
+        The caller checks every holder's current digest (round 1's replies, and
+        :meth:`unchanged` for the holders the query does not reach) before it
+        relies on a catalog's mask key, and calls :meth:`hosts` if one differs.
+        """
+        with self._lock:
+            last = self._round
+        if last is None or last.unknown or len(last.digests) != len(self.peers):
+            return None
+        try:
+            return self._hosts(last, table, (), True)
+        except PlanError:
+            return None
+
+    def _hosts(self, current: _Round, table: str, missing: tuple[str, ...], cached: bool) -> Hosts:
         merged = merge([c for _, c in current.fresh])
         info = merged.table(table)
         if info is None:
             raise PlanError(merged.conflict(table) or f"no holder serves a table {table}")
         hosting = tuple(p for p, c in current.fresh if c.table(table) is not None)
-        return Hosts(hosting, info, tuple(sorted(e.holder for e in silent)), tuple(current.fresh))
+        return Hosts(hosting, info, missing, tuple(current.fresh), dict(current.digests), cached)
+
+    def forget(self) -> None:
+        """Drop the cached catalog round: a holder in it did not answer just now."""
+        with self._lock:
+            self._round = None
+
+    def unchanged(self, peers: Sequence[Peer], digests: dict[str, str], budget: float) -> bool:
+        """Whether every one of ``peers`` answers its catalog now with the digest cached.
+
+        For the holders a query does not reach: one that now hosts the table
+        (or answers nothing) must not be left out on the strength of a cached
+        catalog. Nothing is cached here; a False means "fetch them all again".
+        """
+        if not peers:
+            return True
+        wait = min(DEADLINES["catalog_fetch"], budget / 2)
+        outcome = self.each(peers, lambda peer: catalog_digest(peer.catalog(wait)), wait)
+        return not outcome.failures and all(
+            outcome.results.get(p.address) == digests.get(p.address) for p in peers
+        )

@@ -21,6 +21,7 @@ import grpc
 
 from unseen.engine.crypto import ckks
 from unseen.engine.errors import PolicyError
+from unseen.engine.query.catalog import Catalog
 from unseen.engine.query.model import FeatureSpec
 from unseen.engine.transport import serde
 from unseen.engine.transport.memory_budget import MemoryBudget
@@ -196,6 +197,16 @@ class HolderServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
     def __init__(self, node: HolderNode):
         self.node = node
         self.party = node
+        self._digest: tuple[Catalog, str] | None = None  # the last catalog digested
+
+    def _catalog_digest(self) -> str:
+        """The digest of the catalog the node publishes now (recomputed when it changes)."""
+        catalog = self.node.catalog()
+        last = self._digest
+        if last is None or last[0] != catalog:
+            last = (catalog, serde.catalog_digest(catalog))
+            self._digest = last
+        return last[1]
 
     def admit(self, context: grpc.ServicerContext, kind: str) -> None:
         coordinator_only(self.node, context, kind)
@@ -229,7 +240,11 @@ class HolderServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
             request.plan.SerializeToString(deterministic=True),
             holder_subject(context),
         )
-        return serde.failing_groups_reply(request.request_id, failing, receipts)
+        # The coordinator answers from a cached catalog; this tells it whether that
+        # copy (mask key included) is still the one this holder publishes.
+        return serde.failing_groups_reply(
+            request.request_id, failing, receipts, self._catalog_digest()
+        )
 
     @servicer_errors
     def Aggregate(
@@ -413,7 +428,14 @@ class CityServicer(_SharedMethods, holder_pb2_grpc.HolderServicer):
             holder_subject(context),
             budget(context),
         )
-        return serde.failing_groups_reply(request.request_id, failing, receipts)
+        # The city's catalog as this round saw its holders (their mask keys included).
+        published = self.city.round_catalog(request.request_id)
+        return serde.failing_groups_reply(
+            request.request_id,
+            failing,
+            receipts,
+            "" if published is None else serde.catalog_digest(published),
+        )
 
     @servicer_errors
     def Aggregate(

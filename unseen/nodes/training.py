@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -51,8 +52,14 @@ __all__ = ["CoordinatorJobs", "HolderJobs", "RemoteHolder"]
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 # Jobs a node keeps at once (each holds its features for the aligned entities).
 MAX_JOBS = 8
+# A job with no step for this long gives its place to a new one: a bank that starts
+# MAX_JOBS jobs and walks away must not lock every other bank out of training
+# (tests/attacks/test_abandoned_training_jobs_lock_out_other_banks.py).
+JOB_IDLE_SECONDS = 900.0
 
 
 # The one order of a round at a holder: which stages each step may follow. A
@@ -89,6 +96,7 @@ class _Job:
     vouchers: tuple[str, ...]
     done: set[int] = field(default_factory=set)  # iterations already charged
     stage: str = "idle"  # where the job is in its round (see _ORDER)
+    touched: float = field(default_factory=time.monotonic)  # its last step
 
 
 @dataclass
@@ -113,6 +121,7 @@ class HolderJobs:
             job = self.jobs.get(call.job_id)
         if job is None:
             raise PlanError(f"holder {node.name} has no training job {call.job_id[:16]}")
+        job.touched = time.monotonic()
         if call.step in _ORDER:
             if job.stage not in _ORDER[call.step]:
                 raise PlanError(f"training step {call.step} cannot follow {job.stage}")
@@ -215,6 +224,9 @@ class HolderJobs:
         _check_columns(node, table, mine[0])
 
         def load() -> HolderTrainer:
+            if call.validation_ids:
+                # The bank reads joint scores of its validation entities: a score.
+                _check_batch(node, mine[0], call.validation_ids)
             train = _feature_matrix(node, mine[0], call.ids, None)
             valid = _feature_matrix(node, mine[0], call.validation_ids, None)
             return HolderTrainer(node.name, public, train, valid, spec, mine[0].intercept)
@@ -223,6 +235,8 @@ class HolderJobs:
             self._request(node, call, mine[0], subject), call.vouchers, load, lambda _: b""
         )
         with self._lock:
+            if len(self.jobs) >= MAX_JOBS:
+                _drop_idle(self.jobs, lambda j: j.touched)
             if len(self.jobs) >= MAX_JOBS:
                 raise PlanError(f"holder {node.name} runs {MAX_JOBS} training jobs already")
             self.jobs[call.job_id] = _Job(trainer, mine[0], call.key_id, call.vouchers)
@@ -250,11 +264,46 @@ class HolderJobs:
         request = self._request(node, step, job.features, subject, kind="predict")
 
         def answer() -> list[bytes]:
+            # A prediction is a score: the table's batch rule applies (inside the run,
+            # so a refusal is ledgered like a score's).
+            _check_batch(node, job.features, call.ids)
             mean = [float(v) for v in trainer.mean]
             return trainer.predict(_feature_matrix(node, job.features, call.ids, mean))
 
         partials, receipts = node.gov.run(request, call.vouchers, answer, lambda c: c)
         return TrainAnswer(ciphertexts=partials, receipts=receipts)
+
+
+def _drop_idle(
+    jobs: dict[str, _T], last: Callable[[Any], float], touched: dict[str, float] | None = None
+) -> list[_T]:
+    """Remove (and return) the jobs idle for over ``JOB_IDLE_SECONDS``; caller holds the lock.
+
+    ``last`` gives a job's last step from the job (holder) or its id (coordinator).
+    """
+    now = time.monotonic()
+    idle = [
+        job_id
+        for job_id, job in jobs.items()
+        if now - last(job if touched is None else job_id) > JOB_IDLE_SECONDS
+    ]
+    for job_id in idle:
+        if touched is not None:
+            touched.pop(job_id, None)
+        log.info("dropped training job %s after it went idle", job_id[:16])
+    return [jobs.pop(job_id) for job_id in idle]
+
+
+def _check_batch(node: HolderNode, mine: TrainFeatures, ids: Sequence[str]) -> None:
+    """Refuse a prediction naming fewer distinct entities than the table's
+    ``min_score_batch`` (as :func:`unseen.engine.data.scoring.check_batch` does for scores)."""
+    table = node.tables.get(mine.table.lower())
+    distinct = len(set(ids))
+    if table is not None and distinct < table.min_score_batch:
+        raise PolicyError(
+            f"table {table.name} scores at least {table.min_score_batch} distinct entities "
+            f"per request; this one names {distinct}"
+        )
 
 
 def _voucher_holder(text: str) -> str:
@@ -373,6 +422,7 @@ class CoordinatorJobs:
     """The coordinator's relays, one per running job (bounded)."""
 
     relays: dict[str, LocalRelay] = field(default_factory=dict)
+    _touched: dict[str, float] = field(default_factory=dict)  # job id -> its last step
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handle(
@@ -390,6 +440,8 @@ class CoordinatorJobs:
             return _predict(holders, public, call, subject)
         with self._lock:
             relay = self.relays.get(call.job_id)
+            if relay is not None:
+                self._touched[call.job_id] = time.monotonic()
         if relay is None:
             raise PlanError(f"no training job {call.job_id[:16]} at this coordinator")
         if call.step == "round":
@@ -401,6 +453,7 @@ class CoordinatorJobs:
             return TrainAnswer(ciphertexts=relay.validate())
         with self._lock:
             self.relays.pop(call.job_id, None)
+            self._touched.pop(call.job_id, None)
         if call.step == "abort":
             relay.abort()
             return TrainAnswer()
@@ -443,10 +496,18 @@ class CoordinatorJobs:
                     log.warning("holder %s could not be told to drop a failed job", party.name)
             raise
         with self._lock:
+            idle = []
             if len(self.relays) >= MAX_JOBS:
-                relay.abort()
-                raise PlanError(f"the coordinator runs {MAX_JOBS} training jobs already")
-            self.relays[call.job_id] = relay
+                idle = _drop_idle(self.relays, lambda j: self._touched.get(j, 0.0), self._touched)
+            full = len(self.relays) >= MAX_JOBS
+            if not full:
+                self.relays[call.job_id] = relay
+                self._touched[call.job_id] = time.monotonic()
+        for old in idle:
+            old.abort()  # its holders drop the job too
+        if full:
+            relay.abort()
+            raise PlanError(f"the coordinator runs {MAX_JOBS} training jobs already")
         return TrainAnswer(receipts=receipts)
 
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14unseen/v1/mask.proto\x12\tunseen.v1\"E\n\x07MaskKey\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"B\n\x0fMaskParticipant\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12\x1f\n\x03key\x18\x02 \x01(\x0b\x32\x12.unseen.v1.MaskKey\"g\n\tMaskRound\x12\r\n\x05nonce\x18\x01 \x01(\x0c\x12\x30\n\x0cparticipants\x18\x02 \x03(\x0b\x32\x1a.unseen.v1.MaskParticipant\x12\x19\n\x11suppressed_groups\x18\x03 \x03(\r\"l\n\x15PrepareAggregateReply\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x16\n\x0e\x66\x61iling_groups\x18\x02 \x03(\r\x12\x10\n\x08receipts\x18\x03 \x03(\t\x12\x17\n\x0f\x66\x61iling_reasons\x18\x04 \x03(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14unseen/v1/mask.proto\x12\tunseen.v1\"E\n\x07MaskKey\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"B\n\x0fMaskParticipant\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12\x1f\n\x03key\x18\x02 \x01(\x0b\x32\x12.unseen.v1.MaskKey\"g\n\tMaskRound\x12\r\n\x05nonce\x18\x01 \x01(\x0c\x12\x30\n\x0cparticipants\x18\x02 \x03(\x0b\x32\x1a.unseen.v1.MaskParticipant\x12\x19\n\x11suppressed_groups\x18\x03 \x03(\r\"\x84\x01\n\x15PrepareAggregateReply\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x16\n\x0e\x66\x61iling_groups\x18\x02 \x03(\r\x12\x10\n\x08receipts\x18\x03 \x03(\t\x12\x17\n\x0f\x66\x61iling_reasons\x18\x04 \x03(\t\x12\x16\n\x0e\x63\x61talog_digest\x18\x05 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MASKPARTICIPANT']._serialized_end=172
   _globals['_MASKROUND']._serialized_start=174
   _globals['_MASKROUND']._serialized_end=277
-  _globals['_PREPAREAGGREGATEREPLY']._serialized_start=279
-  _globals['_PREPAREAGGREGATEREPLY']._serialized_end=387
+  _globals['_PREPAREAGGREGATEREPLY']._serialized_start=280
+  _globals['_PREPAREAGGREGATEREPLY']._serialized_end=412
 # @@protoc_insertion_point(module_scope)

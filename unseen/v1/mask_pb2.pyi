@@ -35,13 +35,15 @@ class MaskRound(_message.Message):
     def __init__(self, nonce: _Optional[bytes] = ..., participants: _Optional[_Iterable[_Union[MaskParticipant, _Mapping]]] = ..., suppressed_groups: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class PrepareAggregateReply(_message.Message):
-    __slots__ = ("query_id", "failing_groups", "receipts", "failing_reasons")
+    __slots__ = ("query_id", "failing_groups", "receipts", "failing_reasons", "catalog_digest")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     FAILING_GROUPS_FIELD_NUMBER: _ClassVar[int]
     RECEIPTS_FIELD_NUMBER: _ClassVar[int]
     FAILING_REASONS_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_DIGEST_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     failing_groups: _containers.RepeatedScalarFieldContainer[int]
     receipts: _containers.RepeatedScalarFieldContainer[str]
     failing_reasons: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, query_id: _Optional[str] = ..., failing_groups: _Optional[_Iterable[int]] = ..., receipts: _Optional[_Iterable[str]] = ..., failing_reasons: _Optional[_Iterable[str]] = ...) -> None: ...
+    catalog_digest: str
+    def __init__(self, query_id: _Optional[str] = ..., failing_groups: _Optional[_Iterable[int]] = ..., receipts: _Optional[_Iterable[str]] = ..., failing_reasons: _Optional[_Iterable[str]] = ..., catalog_digest: _Optional[str] = ...) -> None: ...

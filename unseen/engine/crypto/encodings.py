@@ -5,7 +5,8 @@ limb) is most of a holder's scoring time; the product with the weight is a
 fraction of it. A bank that scores the same applicants again, or a bench that
 repeats a request, encodes the same columns at the same level and scale again.
 The cache keys each plaintext by a SHA-256 digest of a namespace (the model's
-id, which names the analyst's key), the column's bytes, the level
+identity: its analyst key, id and weight digests, never a caller-chosen id
+alone — unseen.engine.crypto.workers), the column's bytes, the level
 (``parms_id``) and the scale: a hit is exactly the plaintext a fresh encode
 would give, a changed value is a miss, and the key says nothing about the
 values (nothing here logs at all). The namespace keeps one analyst's requests

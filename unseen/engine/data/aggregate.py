@@ -22,7 +22,7 @@ import numpy as np
 import tenseal as ts
 
 from unseen.engine.crypto import bfv
-from unseen.engine.data.pushdown import build_aggregate_query
+from unseen.engine.data.pushdown import aggregate_query
 from unseen.engine.data.source import TableSource
 from unseen.engine.errors import EncodingOverflowError, PlanError, PolicyError, SourceError
 from unseen.engine.privacy.dp_accounting import calibrate
@@ -184,7 +184,7 @@ def compute_groups(plan: AggregatePlan, source: TableSource, table: TableInfo) -
 def _run_groups(
     plan: AggregatePlan, source: TableSource, table: TableInfo, second_largest: bool
 ) -> LocalGroups:
-    query = build_aggregate_query(plan, table, source.dialect, source.sql_name, second_largest)
+    query = aggregate_query(plan, table, source.dialect, source.sql_name, second_largest)
     rows = source.run(query.sql, query.params)
     index = _group_index(plan)
     radix = [len(g.domain) for g in plan.groups]

@@ -11,7 +11,8 @@ injection tests in tests/ attack exactly this module.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -46,7 +47,13 @@ from unseen.engine.query.expr import (
 from unseen.engine.query.plan import AggregatePlan, Encoding, expr_type
 from unseen.engine.query.types import SqlType
 
-__all__ = ["SQLITE_SECOND_LARGEST", "SQLITE_VAR_POP", "LocalQuery", "build_aggregate_query"]
+__all__ = [
+    "SQLITE_SECOND_LARGEST",
+    "SQLITE_VAR_POP",
+    "LocalQuery",
+    "aggregate_query",
+    "build_aggregate_query",
+]
 
 # SQLite has no VAR_POP; the SQLite source registers this aggregate (Welford).
 SQLITE_VAR_POP = "unseen_var_pop"
@@ -312,6 +319,40 @@ def _one() -> exp.Expression:
 def _strftime(pattern: str, operand: exp.Expression) -> exp.Expression:
     text = exp.Anonymous(this="strftime", expressions=[exp.Literal.string(pattern), operand])
     return exp.cast(text, "INTEGER")
+
+
+def aggregate_query(
+    plan: AggregatePlan,
+    table: TableInfo,
+    dialect: str,
+    source_table: str | None = None,
+    second_largest: bool = True,
+) -> LocalQuery:
+    """:func:`build_aggregate_query`, remembered for the same plan and table policy.
+
+    Why: generating the SQL (sqlglot trees, copies, the dialect's generator)
+    costs about a millisecond per query at every holder, and analysts repeat
+    plans (dashboards, the bench). The SQL is a function of the plan, the
+    table's policy (``TableInfo``, dp bounds included) and the dialect only, so
+    a remembered text is the text that would be built; checks stay with the
+    caller and run on every request.
+    """
+    try:
+        query = _remembered(plan, table, dialect, source_table, second_largest)
+    except TypeError:  # a plan that cannot be hashed: build it every time
+        return build_aggregate_query(plan, table, dialect, source_table, second_largest)
+    return replace(query, params=dict(query.params))  # the caller's own parameters
+
+
+@functools.lru_cache(maxsize=256)
+def _remembered(
+    plan: AggregatePlan,
+    table: TableInfo,
+    dialect: str,
+    source_table: str | None,
+    second_largest: bool,
+) -> LocalQuery:
+    return build_aggregate_query(plan, table, dialect, source_table, second_largest)
 
 
 def build_aggregate_query(

@@ -37,6 +37,7 @@ from unseen.engine.governance.voucher import (
     Voucher,
     VoucherPolicy,
     entity_ids,
+    verify,
 )
 from unseen.engine.privacy.budget import BudgetState
 from unseen.engine.query.catalog import TableInfo
@@ -208,6 +209,12 @@ class Governance:
         if self.on_left is None or self.ledger is None or signed is None:
             return
         if signed.voucher.quota is None:
+            return
+        try:
+            # Only a trusted issuer's voucher sets a gauge: a forged one reusing a real
+            # voucher's id (and any quota it likes) would rewrite that voucher's gauge.
+            verify(signed, self.policy.trusted_issuers)
+        except PolicyError:
             return
         used = self.ledger.answered_count(signed.voucher_id)
         self.on_left("quota", signed.voucher_id, float(max(signed.voucher.quota - used, 0)))

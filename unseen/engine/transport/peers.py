@@ -43,6 +43,7 @@ __all__ = [
     "EncodedPlan",
     "HolderPeer",
     "ModelUpload",
+    "PreparedRound",
     "ScoreStream",
     "encode_plan",
     "retry_not_found",
@@ -52,6 +53,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class PreparedRound:
+    """A holder's round-1 reply: failing groups (each with its first rule), receipts,
+    and the digest of the catalog it publishes now (``serde.catalog_digest``)."""
+
+    failing: dict[int, str]
+    receipts: tuple[str, ...]
+    catalog_digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -360,7 +371,24 @@ class HolderPeer(_Peer):
         subject: str | None = None,
     ) -> tuple[dict[int, str], tuple[str, ...]]:
         """Round 1 of a masked aggregate: (the holder's failing groups, each with the
-        first rule it fails; its receipts)."""
+        first rule it fails; its receipts). :meth:`prepare_round` also gives the
+        holder's catalog digest."""
+        prepared = self.prepare_round(
+            key_id, plan, query_id, vouchers, budget=budget, subject=subject
+        )
+        return prepared.failing, prepared.receipts
+
+    def prepare_round(
+        self,
+        key_id: str,
+        plan: AggregatePlan | EncodedPlan,
+        query_id: str,
+        vouchers: Sequence[str] = (),
+        *,
+        budget: float | None = None,
+        subject: str | None = None,
+    ) -> PreparedRound:
+        """Round 1 of a masked aggregate, with the digest of the holder's current catalog."""
         encoded = plan.message if isinstance(plan, EncodedPlan) else plan
         request = serde.aggregate_request(key_id, encoded, vouchers, request_id=query_id)
         with translated(self.label):
@@ -374,7 +402,7 @@ class HolderPeer(_Peer):
         answered, failing, receipts = serde.failing_groups_from_reply(reply)
         if answered != query_id:
             raise RemoteError("INTERNAL", f"{self.label} answered another query")
-        return failing, receipts
+        return PreparedRound(failing, receipts, serde.reply_catalog_digest(reply))
 
     def masked_aggregate(
         self,

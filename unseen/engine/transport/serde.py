@@ -9,6 +9,7 @@ never a bare ``KeyError`` or ``ValueError``.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
@@ -79,6 +80,7 @@ __all__ = [
     "align_reply",
     "align_reply_from_proto",
     "align_to_proto",
+    "catalog_digest",
     "catalog_from_proto",
     "catalog_request",
     "catalog_to_proto",
@@ -114,6 +116,7 @@ __all__ = [
     "prepare_from_parts",
     "prepare_parts",
     "prepare_reply",
+    "reply_catalog_digest",
     "score_parts",
     "score_reply_ciphertext",
     "score_reply_header",
@@ -1051,15 +1054,20 @@ def mask_round_from_proto(
 
 
 def failing_groups_reply(
-    query_id: str, failing: Mapping[int, str], receipts: Sequence[str] = ()
+    query_id: str,
+    failing: Mapping[int, str],
+    receipts: Sequence[str] = (),
+    catalog_digest: str = "",
 ) -> mask_pb2.PrepareAggregateReply:
-    """Round 1's reply: each failing group with the first rule it fails."""
+    """Round 1's reply: each failing group with the first rule it fails, and the
+    digest of the catalog the holder publishes now (:func:`catalog_digest`)."""
     groups = sorted(failing)
     return mask_pb2.PrepareAggregateReply(
         query_id=query_id,
         failing_groups=groups,
         receipts=list(receipts),
         failing_reasons=[failing[g] for g in groups],
+        catalog_digest=catalog_digest,
     )
 
 
@@ -1072,6 +1080,23 @@ def failing_groups_from_reply(
     if len(reasons) != len(msg.failing_groups):
         reasons = [""] * len(msg.failing_groups)
     return msg.query_id, dict(zip(msg.failing_groups, reasons, strict=True)), tuple(msg.receipts)
+
+
+def reply_catalog_digest(msg: mask_pb2.PrepareAggregateReply) -> str:
+    """The catalog digest a round-1 reply carries ("" from a holder that sends none)."""
+    return str(msg.catalog_digest)
+
+
+def catalog_digest(catalog: Catalog) -> str:
+    """SHA-256 (hex) of ``catalog``'s deterministic wire form.
+
+    Why on the wire form: the holder digests the catalog it publishes and the
+    coordinator the one it received, decoded; both encode to the same bytes
+    (tables, policies, mask keys and a city's relayed leaf keys), so equal
+    digests mean the coordinator's cached copy is the holder's current one.
+    """
+    data = catalog_to_proto(catalog).SerializeToString(deterministic=True)
+    return hashlib.sha256(data).hexdigest()
 
 
 # -- small requests and replies (the transport seam: peers and servicers build none) --

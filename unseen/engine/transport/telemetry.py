@@ -14,8 +14,9 @@ serves ``/metrics`` over HTTP with:
   recently used (at most :data:`MAX_VOUCHERS`, so the label set is bounded);
 - gauges the node registers for its caches (registered keys, models).
 
-Labels are method names, status codes and voucher ids only (a voucher id
-is a digest of the signed voucher), values are counts, budgets and
+Labels are method names, status codes and voucher ids only (a voucher id is
+the issuer's name for the voucher, 1-128 letters, digits and ``. _ : -``; only
+vouchers a trusted issuer signed are gauged), values are counts, budgets and
 seconds: never a table value, a literal, a weight or a key. Each node has
 a registry of its own, so several nodes in one process do not mix.
 """
