@@ -73,6 +73,7 @@ _PRNG_TYPES = (1, 2)
 _BLAKE2XB = 1
 _PUBLIC_CONTEXT = 2  # TenSEALContextProto.public_context
 _PUBLIC_KEY = 1  # TenSEALPublicProto.public_key
+_PRIVATE_CONTEXT = 3  # TenSEALContextProto.private_context: the secret key
 
 _SHM = "/dev/shm"  # noqa: S108
 _SCRATCH = _SHM if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK) else None
@@ -107,14 +108,17 @@ def load_context(data: bytes) -> ts.Context:
     """Load a TenSEAL context whose public key must be in seeded form.
 
     Refused, each with a readable reason: bytes that are not a TenSEAL context,
-    a context without a public key or with more than one, and a public key
-    stored in full (its ``a`` could be anything the sender chose). The key
+    a context carrying a secret key, a context without a public key or with
+    more than one, and a public key stored in full (its ``a`` could be anything the sender chose). The key
     TenSEAL loaded is then compared with SEAL's own expansion of the seed.
     """
     try:
+        private = any(number == _PRIVATE_CONTEXT for number, *_ in _fields(data))
         blob = public_key_field(data)
     except (IndexError, ValueError) as exc:
         raise CryptoError("public context does not parse as a TenSEAL context") from exc
+    if private:
+        raise CryptoError("refused a context that carries a secret key; send the public part only")
     check_seeded(blob)
     try:
         ctx = ts.context_from(data)
