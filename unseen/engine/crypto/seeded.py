@@ -109,8 +109,9 @@ def load_context(data: bytes) -> ts.Context:
 
     Refused, each with a readable reason: bytes that are not a TenSEAL context,
     a context carrying a secret key, a context without a public key or with
-    more than one, and a public key stored in full (its ``a`` could be anything the sender chose). The key
-    TenSEAL loaded is then compared with SEAL's own expansion of the seed.
+    more than one, and a public key stored in full (its ``a`` could be anything
+    the sender chose). The key TenSEAL loaded is then compared with SEAL's own
+    expansion of the seed.
     """
     try:
         private = any(number == _PRIVATE_CONTEXT for number, *_ in _fields(data))
