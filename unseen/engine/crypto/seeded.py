@@ -144,9 +144,10 @@ def check_seeded(blob: bytes) -> None:
     at, members_end = _header(blob, 0, refusal)
     if members_end != len(blob) or at + _MEMBERS > len(blob):
         raise refusal
+    ntt = blob[at + _PARMS_ID]
     size, degree, limbs = struct.unpack_from("<3Q", blob, at + _PARMS_ID + 1)
-    if size != 2 or not 0 < degree <= 1 << 17 or not 0 < limbs <= 64:
-        raise refusal
+    if ntt != 1 or size != 2 or not 0 < degree <= 1 << 17 or not 0 < limbs <= 64:
+        raise refusal  # keys are kept in NTT form, as SEAL generates them
     at += _MEMBERS
     array_at, array_end = _header(blob, at, refusal)
     if array_at + 8 > array_end:
