@@ -139,3 +139,17 @@ def test_sealapi_still_cannot_hand_out_a_seeded_key():
     generator = sealapi.KeyGenerator(ctx.seal_context().data, ctx.secret_key().data)
     with pytest.raises(TypeError):
         generator.create_public_key()
+
+
+def test_the_key_tenseal_loads_must_be_the_seed_checked(key, monkeypatch):
+    """Second line of defence: were the single-key check fooled into checking one key
+    while TenSEAL loads another (protobuf merges repeated fields, the last key wins),
+    the comparison with SEAL's expansion of the checked seed still refuses."""
+    good = registration.split(key.public).ckks
+    full = bytes(key.secret.serialize(save_secret_key=False, save_relin_keys=False))
+    _, start, _, end = next(f for f in seeded._fields(full) if f[0] == 2)
+    monkeypatch.setattr(
+        seeded, "_only", lambda fields, number: next(f for f in fields if f[0] == number)
+    )
+    with pytest.raises(CryptoError, match="not the one expanded from its seed"):
+        seeded.load_context(good + full[start:end])
