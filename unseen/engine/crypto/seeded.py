@@ -184,7 +184,9 @@ def _generate(
     if getattr(parms.scheme(), "name", "") != "CKKS":
         own.set_plain_modulus(parms.plain_modulus())
     own.set_random_generator(sealapi.Blake2xbPRNGFactory(words))
-    twin = sealapi.SEALContext(own, True, sealapi.SEC_LEVEL_TYPE.TC128)
+    # No security level of its own: these are the parameters of a context that
+    # already exists (nodes judge security when they load the key).
+    twin = sealapi.SEALContext(own, True, sealapi.SEC_LEVEL_TYPE.NONE)
     if list(twin.key_parms_id()) != list(seal.key_parms_id()):
         raise CryptoError("could not rebuild the key's encryption parameters")
     key = sealapi.PublicKey()
