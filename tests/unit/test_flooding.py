@@ -18,6 +18,7 @@ from unseen.engine.crypto.flooding import (
     FloodBudget,
     Flooder,
     computed_noise_bound,
+    noise_residues,
     uniform_noise,
 )
 from unseen.engine.crypto.partials import SCORE_TOLERANCE, PartialScorer, require_smudging
@@ -53,6 +54,17 @@ def test_fresh_keys_give_fresh_noise():
     assert list(uniform_noise(16, 40)) != list(uniform_noise(16, 40))
     assert list(uniform_noise(16, 40, KEY)) == list(uniform_noise(16, 40, KEY))
     assert list(uniform_noise(16, 80, KEY)) == list(uniform_noise(16, 80, KEY))
+
+
+@pytest.mark.parametrize("bits", [20, 63, 64, 143, 190])
+def test_fast_residues_are_the_wide_draws_reduced_exactly(ctx, bits):
+    # The holders' path (32-bit words, float quotient estimates) against Python integers.
+    moduli = [
+        m.value() for m in ctx.seal_context().data.first_context_data().parms().coeff_modulus()
+    ]
+    fast = noise_residues(4096, bits, moduli, KEY)
+    exact = [[int(d) % q for d in uniform_noise(4096, bits, KEY)] for q in moduli]
+    assert fast.tolist() == exact
 
 
 def _decode(ctx: ts.Context, cipher: sealapi.Ciphertext) -> np.ndarray:
