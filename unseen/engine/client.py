@@ -23,7 +23,7 @@ import numpy as np
 
 from unseen.engine.crypto import bfv, ckks
 from unseen.engine.crypto.keys import AnalystKey, load_or_create
-from unseen.engine.errors import PlanError, RemoteError
+from unseen.engine.errors import PlanError, RemoteError, WeakKeyError
 from unseen.engine.governance.approval import ApprovedWeights
 from unseen.engine.privacy.dp_result import cell_noise, dp_meta
 from unseen.engine.privacy.masks import reduce_slots
@@ -307,6 +307,12 @@ class Client:
             exponents, receipts = self.prepare(specs, entities)
             slots = ckks.PARAMS.slots
             scale = ckks.weight_scale(self.key.secret, len(model.features))
+            if scale is None:
+                # Holders would refuse it (no flood of SECURITY_BITS fits this key).
+                raise WeakKeyError(
+                    "this key is too small for flooded scores (holders refuse it): "
+                    "create a new key with 'unseen keys new' and have vouchers reissued"
+                )
             weights = [
                 bytes(
                     ckks.encrypt(
