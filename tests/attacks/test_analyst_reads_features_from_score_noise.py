@@ -11,7 +11,7 @@ with fresh uniform noise in the coefficient domain (unseen.engine.crypto.floodin
 at s >= 30 bits with the default (N = 16384) key, so the two guesses fit the
 answer equally well: the statistic is standard normal. The attacker works below
 the decoded score (subtracting ciphertexts, decoding at scale 1), where the
-computed error lives at the smudging key's 2^171 output scale. Without flooding (main before
+computed error lives at the smudging key's 2^181 output scale. Without flooding (main before
 issue 11) the right guess fits better by dozens of standard deviations, because
 re-randomisation adds noise only as large as the computed error itself.
 """
@@ -60,7 +60,7 @@ def bank(tmp_path_factory):
 def _residual(key, answer: bytes, guess: bytes) -> np.ndarray:
     """``answer - guess`` below the score: the two ciphertexts subtracted, decrypted and
     decoded at scale 1, so the difference (some 2^100 coefficient units at the
-    smudging key's output scale of 2^171) is not lost in the doubles of a decoded
+    smudging key's output scale of 2^181) is not lost in the doubles of a decoded
     score. Real and imaginary parts both: the flood must cover both."""
     seal = key.secret.seal_context().data
     ours = ts.ckks_vector_from(key.secret, answer).ciphertext()[0]

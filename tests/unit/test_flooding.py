@@ -17,12 +17,14 @@ from unseen.engine.crypto.flooding import (
     SECURITY_BITS,
     FloodBudget,
     Flooder,
+    check_weight_bound,
     computed_noise_bound,
     noise_residues,
     uniform_noise,
 )
 from unseen.engine.crypto.partials import SCORE_TOLERANCE, PartialScorer, require_smudging
-from unseen.engine.errors import WeakKeyError
+from unseen.engine.errors import PlanError, WeakKeyError
+from unseen.engine.governance.approval import encrypt_weights
 
 KEY = bytes(range(32))
 
@@ -191,7 +193,7 @@ def test_the_cache_size_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("UNSEEN_ENCODED_CACHE_MB", "3")
     assert EncodedCache().capacity == 3 << 20
     monkeypatch.setenv("UNSEEN_ENCODED_CACHE_MB", "lots")
-    assert EncodedCache().capacity == 64 << 20
+    assert EncodedCache().capacity == 128 << 20
 
 
 def test_one_models_cached_columns_are_not_anothers(ctx):
@@ -204,3 +206,15 @@ def test_one_models_cached_columns_are_not_anothers(ctx):
     assert (cache.hits, cache.misses) == (0, 2)
     PartialScorer(ctx, weights, cache, b"model-a").products(column)
     assert (cache.hits, cache.misses) == (1, 2)
+
+
+def test_weights_beyond_the_bound_the_flood_was_sized_for_are_refused(ctx):
+    # |w·2^e| <= 2^40: beyond it the features' rounding outgrows computed_noise_bound.
+    check_weight_bound([1.0, -0.5], [40, 40])
+    with pytest.raises(PlanError, match="exceeds 2\\^40"):
+        check_weight_bound([1.5], [40])
+    with pytest.raises(PlanError):
+        check_weight_bound([float("nan")], [0])
+    public = ckks.public_bytes(ctx)
+    with pytest.raises(PlanError, match="exceeds 2\\^40"):
+        encrypt_weights(public, [3.0], [40])  # the issuer checks it too

@@ -35,11 +35,14 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import tenseal.sealapi as sealapi
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+from unseen.engine.errors import PlanError
 
 __all__ = [
     "FRESH_SIGMA",
@@ -51,6 +54,7 @@ __all__ = [
     "FloodBudget",
     "FloodPlan",
     "Flooder",
+    "check_weight_bound",
     "computed_noise_bound",
     "noise_residues",
     "plan_flood",
@@ -62,10 +66,11 @@ __all__ = [
 FRESH_SIGMA = 3.2
 # The statistical security a smudging flood must reach (issue 11: s >= 30).
 SECURITY_BITS = 30
-# What the smudging plan assumes of the model: |w·2^e| at most this (the issuer
-# approves the weights), and |score| of one partial below 2^SCORE_BITS.
-WEIGHT_BOUND = 2.0**20
-SCORE_BITS = 25
+# What the smudging plan assumes of the model: |w·2^e| at most this (about 1.1e12;
+# whoever encrypts the weights checks it: check_weight_bound), and |score| of one
+# partial below 2^SCORE_BITS. The default N = 16384 key has room for both.
+WEIGHT_BOUND = 2.0**40
+SCORE_BITS = 45
 # The documented precision of a score (README), and one holder's share of it:
 # floods from up to 8 holders add up in one score and must still fit.
 SCORE_TOLERANCE = 1e-6
@@ -232,6 +237,24 @@ def plan_flood(
     bound = computed_noise_bound(degree, features, 1.0, 1.0, last, last, weight_scale)
     budget = FloodBudget.for_precision(degree, weight_scale, tolerance, bound)
     return FloodPlan(last, weight_scale, budget, False)
+
+
+def check_weight_bound(weights: Sequence[float], exponents: Sequence[int]) -> None:
+    """Refuse a model the flood was not sized for: ``|w·2^e| > WEIGHT_BOUND``.
+
+    ``e`` is the feature's magnitude exponent (whole-table bound), so this is
+    the documented magnitude limit: a weight times its feature's largest value
+    at most 2^40 (about 1.1e12). Beyond it the features' encoding rounding grows
+    past what ``computed_noise_bound`` assumed and the flood's security would
+    fall below ``SECURITY_BITS``. Checked by whoever encrypts the weights (the
+    client in quick-start, the issuer under vouchers).
+    """
+    for weight, exponent in zip(weights, exponents, strict=True):
+        if not abs(float(weight)) * 2.0**exponent <= WEIGHT_BOUND:
+            raise PlanError(
+                f"a weight times its feature's magnitude bound (2^{exponent}) exceeds 2^40; "
+                "rescale the feature or the weight (scores flood at 30 bits only below it)"
+            )
 
 
 def smudging_weight_scale(degree: int, features: int, moduli: list[int]) -> float | None:
