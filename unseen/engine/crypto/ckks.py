@@ -171,11 +171,12 @@ def encrypt(ctx: ts.Context, values: np.ndarray, scale: float | None = None) -> 
 
 
 def weight_scale(ctx: ts.Context, features: int) -> float | None:
-    """The scale a model's weight ciphertexts are encrypted at (None: the context's own).
+    """The scale a model's weight ciphertexts are encrypted at; None: no scale lets
+    holders smudge, and they refuse to score with this key.
 
     A key whose modulus has room for holders to smudge their partial scores
-    (unseen.engine.crypto.flooding; N = 16384 with 240 data bits does) gets
-    weights at the scale that smudging needs; the project's N = 8192 key does not.
+    (unseen.engine.crypto.flooding; the default N = 16384 key does) gets
+    weights at the scale that smudging needs; the former N = 8192 key does not.
     """
     from unseen.engine.crypto.flooding import smudging_weight_scale
 

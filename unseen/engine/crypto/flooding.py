@@ -212,11 +212,12 @@ def plan_flood(
     partial of ``|score| < 2^SCORE_BITS`` room below ``q/2`` after the one
     rescale, the flood sized for ``SECURITY_BITS``; taken if its decoded error
     (times 8 standard deviations) fits the tolerance and the flood fits the
-    modulus. Otherwise (the project's N = 8192 key at 2^50: the weights' own
+    modulus. Otherwise (the former N = 8192 key at 2^50: the weights' own
     noise is then too large a share of the score) the features are encoded at
     the dropped prime, the partial keeps the weights' scale, and the flood is
     the widest the tolerance allows — a cost to an attacker, with the
-    statistical security it reaches (negative there) reported, not claimed.
+    statistical security it reaches (negative there) reported, not claimed;
+    holders refuse such a plan (``partials.require_smudging``).
     """
     last = float(moduli[-1])
     total_bits = sum(math.log2(m) for m in moduli)
@@ -261,8 +262,8 @@ def smudging_weight_scale(degree: int, features: int, moduli: list[int]) -> floa
     """The scale to encrypt weights at so holders can smudge, or None if no scale can.
 
     Tries every power of two the modulus could hold and keeps the one whose
-    smudging flood costs the least precision. None at the project's N = 8192
-    key: weights are then encrypted at the context's own scale.
+    smudging flood costs the least precision. None at the former N = 8192
+    key: holders then refuse to score with it.
     """
     total_bits = sum(math.log2(m) for m in moduli)
     best: tuple[float, float] | None = None
