@@ -1,7 +1,7 @@
 """Attacker: a quick-start analyst. It holds the secret key and encrypts its own
 weights, so it chooses their scale. It registers a model whose weights it encrypted
 at the context's own scale (2^50) instead of the scale ``ckks.weight_scale`` picks
-(about 2^103 at the default key): the weights' fresh noise is then some 2^53 times
+(about 2^104 at the default key): the weights' fresh noise is then some 2^54 times
 a larger share of every product, the error ``E(x)`` of a partial score grows with
 it, and no flood that keeps scores within 1e-6 covers it — the holder's features
 could be read back from the noise with enough repetitions (the statistical

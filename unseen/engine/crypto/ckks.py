@@ -9,11 +9,11 @@ Why this wide (issue 11): a holder floods its partial score so that what the
 analyst decrypts is statistically independent of the holder's features beyond
 the score, at s >= 30 bits (unseen.engine.crypto.flooding). That needs the
 error the analyst can compute to be at most about 2^-70 of the output scale
-*and* a flood that still decodes within 1e-6: weights at about 2^103 and
-features encoded at about 2^128 (``plan_flood`` picks both). No 218-bit
+*and* a flood that still decodes within 1e-6: weights at about 2^104 and
+features encoded at about 2^127 (``plan_flood`` picks both). No 218-bit
 modulus (the N = 8192 maximum) holds both; these 290 data bits do, for every
 model of up to 512 features (serde.MAX_FEATURES), with a decoded flood error
-of about 2e-10 per holder at 30 features (weights times their
+of 2.4e-8 per holder (the widest the precision allows: s = 37.6 at 30 features) (weights times their
 features' bounds up to 2^40, partial scores below 2^45).
 
 Why the last two data primes are 50 bits: TenSEAL's own vectors (training,

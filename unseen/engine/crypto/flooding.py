@@ -234,6 +234,13 @@ def plan_flood(
             and math.log2(weight_scale * WEIGHT_BOUND) < total_bits - 1
             and math.log2(plain) < total_bits - 1
         ):
+            # As wide as the precision allows, not just wide enough for s = 30 against
+            # B: the margin covers what B leaves out — SEAL encodes through a
+            # double-precision FFT, so a column's encoding error is about 2^-53 of its
+            # coefficients, not 1/2 (docs/threat-model.md, "Scoring noise").
+            widest = FloodBudget.for_precision(degree, out, tolerance, bound)
+            if widest.bits > budget.bits and widest.bits + 2 < out_bits + SCORE_BITS:
+                budget = widest
             return FloodPlan(plain, out, budget, True)
     bound = computed_noise_bound(degree, features, 1.0, 1.0, last, last, weight_scale)
     budget = FloodBudget.for_precision(degree, weight_scale, tolerance, bound)
@@ -262,16 +269,18 @@ def smudging_weight_scale(degree: int, features: int, moduli: list[int]) -> floa
     """The scale to encrypt weights at so holders can smudge, or None if no scale can.
 
     Tries every power of two the modulus could hold and keeps the one whose
-    smudging flood costs the least precision. None at the former N = 8192
+    smudging flood (as wide as the precision allows) reaches the most statistical
+    security, then the least error. None at the former N = 8192
     key: holders then refuse to score with it.
     """
     total_bits = sum(math.log2(m) for m in moduli)
-    best: tuple[float, float] | None = None
+    best: tuple[float, float, float] | None = None
     for bits in range(40, math.floor(total_bits)):
         plan = plan_flood(degree, features, moduli, 2.0**bits, HOLDER_TOLERANCE)
-        if plan.smudging and (best is None or plan.budget.error < best[0]):
-            best = (plan.budget.error, 2.0**bits)
-    return None if best is None else best[1]
+        rank = (-plan.budget.security, plan.budget.error, 2.0**bits)
+        if plan.smudging and (best is None or rank < best):
+            best = rank
+    return None if best is None else best[2]
 
 
 def _keystream_words(count: int, bits: int, key: bytes | None) -> np.ndarray:

@@ -7,9 +7,9 @@ the products are added, and the sum is rescaled once — then re-randomised
 with a fresh public-key encryption of zero (so the ciphertext is unlinkable
 to a recomputation from a guess) and flooded (so its *noise* says nothing
 about the features beyond the score: unseen.engine.crypto.flooding). The
-weights arrive at the scale ``ckks.weight_scale`` picks (about 2^103 at the
+weights arrive at the scale ``ckks.weight_scale`` picks (about 2^104 at the
 default N = 16384 key) and each column is encoded at the scale
-``plan_flood`` picks (about 2^128), so the flood reaches s >= 30 bits and
+``plan_flood`` picks (about 2^127), so the flood reaches s >= 30 bits and
 still decodes within 1e-6. Weights whose flood would fall short (an N = 8192
 key, or weights at another scale) are refused: :func:`require_smudging`.
 Encoded columns are kept in an :class:`EncodedCache`.
@@ -108,7 +108,7 @@ class PartialScorer:
         self._next = level.next_context_data().parms_id()
         self._cache = cache if cache is not None else EncodedCache(0)
         self._flooder = Flooder(seal, self._evaluator)
-        # x is encoded at the scale plan_flood picks for smudging (about 2^128 at
+        # x is encoded at the scale plan_flood picks for smudging (about 2^127 at
         # the default key); weights whose flood would fall short of SECURITY_BITS
         # are refused here (unseen.engine.crypto.flooding).
         self.plan = require_smudging(ctx, weights)
