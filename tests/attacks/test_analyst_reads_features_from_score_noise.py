@@ -8,7 +8,10 @@ score's own precision, with the decryption of the products for each guess.
 
 It must learn nothing beyond the scores: the holder floods every partial score
 with fresh uniform noise in the coefficient domain (unseen.engine.crypto.flooding),
-so the two guesses fit the answer equally well. Without flooding (main before
+at s >= 30 bits with the default (N = 16384) key, so the two guesses fit the
+answer equally well: the statistic is standard normal. The attacker works below
+the decoded score (subtracting ciphertexts, decoding at scale 1), where the
+computed error lives at the smudging key's 2^181 output scale. Without flooding (main before
 issue 11) the right guess fits better by dozens of standard deviations, because
 re-randomisation adds noise only as large as the computed error itself.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tenseal as ts
+import tenseal.sealapi as sealapi
 
 from tests.conftest import start_federation
 from tests.shards import write_shard
@@ -53,6 +57,23 @@ def bank(tmp_path_factory):
     fed.close()
 
 
+def _residual(key, answer: bytes, guess: bytes) -> np.ndarray:
+    """``answer - guess`` below the score: the two ciphertexts subtracted, decrypted and
+    decoded at scale 1, so the difference (some 2^100 coefficient units at the
+    smudging key's output scale of 2^181) is not lost in the doubles of a decoded
+    score. Real and imaginary parts both: the flood must cover both."""
+    seal = key.secret.seal_context().data
+    ours = ts.ckks_vector_from(key.secret, answer).ciphertext()[0]
+    theirs = ts.ckks_vector_from(key.secret, guess).ciphertext()[0]
+    diff = sealapi.Ciphertext(seal)
+    sealapi.Evaluator(seal).sub(ours, theirs, diff)
+    diff.scale = 1.0
+    plain = sealapi.Plaintext()
+    sealapi.Decryptor(seal, key.secret.secret_key().data).decrypt(diff, plain)
+    values = np.array(sealapi.CKKSEncoder(seal).decode_complex(plain))
+    return np.concatenate([values.real, values.imag])
+
+
 def _separation(key, model, answer: bytes, ids: list[str]) -> float:
     """The attacker's statistic: how much better the right guess explains the answer,
     in standard deviations of the residual (about ``||delta|| / 2 sigma`` plus unit noise)."""
@@ -66,12 +87,13 @@ def _separation(key, model, answer: bytes, ids: list[str]) -> float:
         block = np.zeros((slots, 2))
         block[: len(ids), 0] = first[: len(ids)] * scaled[0]
         block[: len(ids), 1] = second[: len(ids)] * scaled[1]
-        guesses.append(ckks.decrypt(key.secret, scorer.unmasked(block, slots)))
-    seen = ckks.decrypt(key.secret, answer)
-    right, wrong = (seen - g for g in guesses)
-    delta = guesses[1] - guesses[0]
+        guesses.append(scorer.unmasked(block, slots))
+    right = _residual(key, answer, guesses[0])
+    # wrong - right, computed exactly (wrong @ wrong - right @ right would cancel
+    # catastrophically under a flood some 2^45 times the difference).
+    delta = _residual(key, guesses[0], guesses[1])
     sigma = float(np.std(right))
-    return float((wrong @ wrong - right @ right) / (2.0 * sigma * np.linalg.norm(delta)))
+    return float((2.0 * right @ delta + delta @ delta) / (2.0 * sigma * np.linalg.norm(delta)))
 
 
 def test_the_noise_of_a_partial_score_does_not_tell_two_feature_guesses_apart(bank, key):
@@ -88,3 +110,18 @@ def test_the_noise_of_a_partial_score_does_not_tell_two_feature_guesses_apart(ba
     assert np.allclose(values[:COUNT], 0.5 * (_A + _B), atol=1e-6)
     # ... and its noise no longer separates the true features from the swapped ones.
     assert abs(_separation(key, model, answer, ids)) < DECISIVE
+
+
+def test_without_the_flood_the_attack_reads_the_features(bank, key, monkeypatch):
+    """The statistic is sharp: with the flood switched off (the holder re-randomises
+    only, as before issue 11) the same request tells the guesses apart decisively."""
+    from unseen.engine.crypto.flooding import Flooder
+
+    monkeypatch.setattr(Flooder, "flood", lambda self, cipher, bits, key=None: None)
+    ids = [r[0] for r in ROWS]
+    client = bank.client(key)
+    model_id, _ = client.register_model(parse_model(MODEL), ids)
+    node = bank.holders["bank"]
+    blocks, _ = node.score(key.key_id, model_id, ids)
+    separation = _separation(key, node._models[model_id], next(iter(blocks)), ids)
+    assert separation > DECISIVE

@@ -48,7 +48,9 @@ def _complex_weight(key, real: float, imag_slot: int) -> bytes:
     context = key.secret.seal_context().data
     plain = sealapi.Plaintext()
     values = [complex(real, 1.0 if i == imag_slot else 0.0) for i in range(ckks.PARAMS.slots)]
-    sealapi.CKKSEncoder(context).encode(values, 2.0**ckks.PARAMS.scale_bits, plain)
+    # At the scale holders require (ckks.weight_scale): only the digest check is left.
+    scale = ckks.weight_scale(key.secret, 1)
+    sealapi.CKKSEncoder(context).encode(values, scale, plain)
     cipher = sealapi.Ciphertext(context)
     sealapi.Encryptor(context, key.secret.public_key().data).encrypt(plain, cipher)
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,7 +58,7 @@ def _complex_weight(key, real: float, imag_slot: int) -> bytes:
         cipher.save(path)
         raw = Path(path).read_bytes()
     # TenSEAL's vector message: packed size (field 1), SEAL ciphertext (2), scale (3).
-    template = bytes(ckks.encrypt(key.secret, np.zeros(ckks.PARAMS.slots)).serialize())
+    template = bytes(ckks.encrypt(key.secret, np.zeros(ckks.PARAMS.slots), scale).serialize())
     head = template[: template.index(b"\x12")]
     scale = template[-9:]
     return head + b"\x12" + _varint(len(raw)) + raw + scale
@@ -104,7 +106,10 @@ def test_weights_the_issuer_did_not_encrypt_are_refused(fed, key, crafted):
     approval, approved = world.approve(client, model)
     weight = model.features[0].weight * 2.0 ** approved.exponents[0]
     if crafted == "own-encryption":
-        forged = bytes(ckks.encrypt(key.secret, np.full(ckks.PARAMS.slots, weight)).serialize())
+        scale = ckks.weight_scale(key.secret, 1)
+        forged = bytes(
+            ckks.encrypt(key.secret, np.full(ckks.PARAMS.slots, weight), scale).serialize()
+        )
     else:
         # Slot 0's imaginary part would carry entity 0's raw kwh.
         forged = _complex_weight(key, weight, 0)

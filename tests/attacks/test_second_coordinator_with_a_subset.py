@@ -23,7 +23,7 @@ import pytest
 
 from tests.attacks._city import SQL, write_city
 from unseen.engine.client import Client
-from unseen.engine.crypto import ckks
+from unseen.engine.crypto import bfv
 from unseen.engine.errors import RemoteError
 from unseen.engine.governance.access import Governance
 from unseen.engine.governance.signing import SigningKey
@@ -125,7 +125,7 @@ def test_a_peer_key_the_caller_made_is_refused(governed, key):
     stub = holder_pb2_grpc.HolderStub(channel)
     stub.RegisterKey(serde.key_chunks(key.public), timeout=30)
     catalog = serde.catalog_from_proto(stub.GetCatalog(catalog_pb2.GetCatalogRequest(), timeout=10))
-    plan = compile_sql(SQL, catalog, SlotCodec(slots=ckks.PARAMS.slots)).plan
+    plan = compile_sql(SQL, catalog, SlotCodec(slots=bfv.PARAMS.slots)).plan
     query_id = os.urandom(8).hex()
     request = serde.aggregate_request(key.key_id, plan, vouchers, request_id=query_id)
     try:

@@ -735,7 +735,7 @@ class Generator:
         )
         kinds = rng.choices(
             [*self.m.weights, "garbage", "truncated", "flipped", "empty"],
-            [30, 8, 8, 8, 6, 8, 8, 8, 6],
+            [30, 8, 8, 8, 8, 6, 8, 8, 8, 6],  # valid, other-key, low-scale, degree, short, bfv, ...
             k=max(count, 1),
         )
         parts = [score_pb2.ModelPart(header=header).SerializeToString()]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from unseen.engine.crypto import ckks
+from unseen.engine.crypto import bfv
 from unseen.engine.query.plan import SlotCodec
 from unseen.v1 import audit_pb2, plan_pb2, query_pb2, score_pb2
 
@@ -97,7 +97,7 @@ def deep_expr(depth: int, boolean: bool) -> bytes:
 
 def default_codec() -> plan_pb2.SlotCodec:
     """The codec a real client sends (unseen.engine.query.plan.SlotCodec's defaults)."""
-    c = SlotCodec(slots=ckks.PARAMS.slots)
+    c = SlotCodec(slots=bfv.PARAMS.slots)
     return plan_pb2.SlotCodec(
         limb_bits=c.limb_bits,
         count_limbs=c.count_limbs,

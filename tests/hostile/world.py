@@ -270,9 +270,14 @@ def make_material(fed: LocalFederation, world: World, key: AnalystKey) -> Materi
         "other": other.public,
         "valid": key.public,
     }
+    # At the scale holders require for a 30-bit flood (ckks.weight_scale), as a client sends.
+    scale = ckks.weight_scale(key.secret, 1)
     weights = {
-        "valid": bytes(ts.ckks_vector(key.secret, [1.0] * ckks.PARAMS.slots).serialize()),
-        "other-key": bytes(ts.ckks_vector(other.secret, [1.0] * ckks.PARAMS.slots).serialize()),
+        "valid": bytes(ckks.encrypt(key.secret, [1.0] * ckks.PARAMS.slots, scale).serialize()),
+        "other-key": bytes(
+            ckks.encrypt(other.secret, [1.0] * ckks.PARAMS.slots, scale).serialize()
+        ),
+        "low-scale": bytes(ts.ckks_vector(key.secret, [1.0] * ckks.PARAMS.slots).serialize()),
         "degree-16384": bytes(ts.ckks_vector(big, [1.0] * 8).serialize()),
         "short": bytes(ts.ckks_vector(key.secret, [1.0] * 4).serialize()),
         "bfv": bytes(ts.bfv_vector(bfv, [1, 2, 3]).serialize()),

@@ -438,3 +438,64 @@ def test_issuer_approves_a_model_and_the_analyst_scores_with_its_weights(setup, 
     expected = plaintext_scores(setup.world.reference, parse_model(spec), ids)
     assert [r[0] for r in rows] == ids
     assert max(abs(r[1] - e) for r, e in zip(rows, expected, strict=True)) < 1e-6
+
+
+def test_issuer_encrypted_weights_give_holders_a_30_bit_flood(setup, tmp_path):
+    """Governed mode's guarantee, through the CLI: the weights ``voucher issue --model``
+    encrypts are fresh public-key encryptions of real values at ``ckks.weight_scale``
+    (the issuer's honest noise, not the analyst's), so the holders' flood plan for
+    exactly those ciphertexts reaches s >= 30 with scores within 1e-6
+    (docs/threat-model.md, "Scoring noise"). A weights file re-encrypted by the
+    analyst at another scale is refused by the holders: FAILED_PRECONDITION."""
+    from unseen.engine.crypto import ckks
+    from unseen.engine.crypto.flooding import SCORE_TOLERANCE, SECURITY_BITS
+    from unseen.engine.crypto.keys import AnalystKey
+    from unseen.engine.crypto.partials import require_smudging
+    from unseen.engine.governance.approval import ApprovedWeights
+
+    spec = {
+        "entity": "account",
+        "features": [{"table": "loans", "column": "amount", "weight": -2.5e-6, "aggregate": "sum"}],
+        "intercept": 0.1,
+        "link": "identity",
+    }
+    model_file = tmp_path / "model.json"
+    model_file.write_text(json.dumps(spec))
+    entities = tmp_path / "entities.txt"
+    entities.write_text("acct-001\nacct-004\n")
+    score = [
+        "score", "--coordinator", setup.federation.address, "--key", setup.key_dir,
+        "--model", model_file, "--entities", entities, "--format", "json",
+    ]  # fmt: skip
+    plain = [tmp_path / f"{h}.plain" for h in BANKS]
+    for holder, path in zip(BANKS, plain, strict=True):
+        assert setup.issue(holder, path, "--read", "loans.amount=score").returncode == 0
+    prepared = unseen(*score, "--prepare-only", *[a for p in plain for a in ("--voucher", p)])
+    assert prepared.returncode == 0, prepared.stderr
+    exponents = ",".join(map(str, json.loads(prepared.stdout)["exponents"]))
+    weights = tmp_path / "weights.json"
+    approved = [tmp_path / f"{h}.model" for h in BANKS]
+    for holder, path in zip(BANKS, approved, strict=True):
+        done = setup.issue(
+            holder, path, "--read", "loans.amount=score", "--model", model_file,
+            "--exponents", exponents, "--coordinator", setup.federation.address,
+            "--weights-out", weights,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    key = AnalystKey.load(setup.key_dir)
+    public = ckks.load_public_context(key.public)
+    issued = ApprovedWeights.load(weights)
+    ciphers = [ckks.load_ciphertext(public, w, ckks.PARAMS.slots, depth=0) for w in issued.weights]
+    plan = require_smudging(public, ciphers)
+    assert plan.smudging and plan.budget.security >= SECURITY_BITS
+    assert plan.budget.error * 8 <= SCORE_TOLERANCE
+    vouchers = [a for p in approved for a in ("--voucher", p)]
+    done = unseen(*score, "--approved", weights, *vouchers)
+    assert done.returncode == 0, done.stderr
+    # The analyst's own encryption of the same real weights at the context's scale.
+    real = [-2.5e-6 * 2.0**e for e in issued.exponents]
+    own = tuple(bytes(ckks.encrypt(key.secret, [w] * ckks.PARAMS.slots).serialize()) for w in real)
+    ApprovedWeights(issued.key_id, issued.exponents, own).save(tmp_path / "own.json")
+    refused = unseen(*score, "--approved", tmp_path / "own.json", *vouchers)
+    assert refused.returncode != 0 and "30 bits" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr

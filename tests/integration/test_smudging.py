@@ -1,8 +1,8 @@
-"""Scoring under a key with room for smudging: every partial score flooded at 30 bits of
-statistical security, the scores still within 1e-6 of numpy.
+"""Scoring under the default key, which has room for smudging: every partial score
+flooded at 30 bits of statistical security, the scores still within 1e-6 of numpy.
 
-The project's own key (N = 8192, 218 bits) cannot do both (docs/threat-model.md);
-an analyst key at N = 16384 with 240 data bits can. Real gRPC, real TenSEAL, real
+The former N = 8192 key (218 bits) could not do both (docs/threat-model.md); the
+default N = 16384 key (290 data bits) does. Real gRPC, real TenSEAL, real
 DuckDB: two holders, a model over both, compared with the same model in numpy.
 """
 
@@ -13,7 +13,6 @@ import pytest
 
 from tests.conftest import start_federation
 from tests.shards import write_shard
-from unseen.engine.crypto.ckks import CkksParams
 from unseen.engine.crypto.flooding import SECURITY_BITS
 from unseen.engine.crypto.keys import AnalystKey
 from unseen.engine.query.model import parse_model
@@ -35,7 +34,7 @@ MODEL = {
 
 @pytest.fixture(scope="module")
 def wide_key() -> AnalystKey:
-    return AnalystKey.generate(CkksParams(16384, (60, 60, 60, 60, 60), 50))
+    return AnalystKey.generate()  # the default parameters: what unseen keys new makes
 
 
 @pytest.fixture(scope="module")

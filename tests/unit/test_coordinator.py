@@ -40,7 +40,8 @@ from unseen.engine.transport.serde import catalog_digest
 from unseen.nodes.coordinator import Coordinator
 from unseen.nodes.holders import combine
 
-SLOTS = ckks.PARAMS.slots
+SLOTS = bfv.PARAMS.slots  # an aggregate ciphertext's slots
+SCORE_SLOTS = ckks.PARAMS.slots  # a score block's entities (8192 at the default key)
 
 
 def _table(name: str = "t") -> TableInfo:
@@ -497,7 +498,7 @@ def test_prepare_fails_by_name_when_a_host_refuses_or_is_silent(analyst):
 def _partial_blocks(analyst: AnalystKey, values: Sequence[np.ndarray]) -> list[bytes]:
     """Blocks one rescale deep, as a holder's weights x features product is."""
     public = ckks.load_public_context(analyst.public)
-    ones = [1.0] * SLOTS
+    ones = [1.0] * SCORE_SLOTS
     return [bytes((ckks.encrypt(public, v) * ones).serialize()) for v in values]
 
 
@@ -543,15 +544,15 @@ def _scoring(analyst: AnalystKey, *holders: ScoringHolder) -> tuple[Coordinator,
     coordinator = _coordinator(analyst, *holders)
     feature = FeatureSpec(table="t", column="v", key="id")
     public = ckks.load_public_context(analyst.public)
-    weight = bytes(ckks.encrypt(public, np.ones(SLOTS)).serialize())
+    weight = bytes(ckks.encrypt(public, np.ones(SCORE_SLOTS)).serialize())
     model_id = "ab" * 32
     coordinator.register_model(analyst.key_id, model_id, (feature,), (0,), (weight,))
-    return coordinator, model_id, [f"e{i}" for i in range(SLOTS + 5)]  # two blocks
+    return coordinator, model_id, [f"e{i}" for i in range(SCORE_SLOTS + 5)]  # two blocks
 
 
 def test_scores_are_the_sum_of_every_holders_partials_block_by_block(analyst):
-    a = [np.arange(SLOTS) * 1.0, np.full(SLOTS, 2.0)]
-    b = [np.full(SLOTS, 0.5), np.arange(SLOTS) * -1.0]
+    a = [np.arange(SCORE_SLOTS) * 1.0, np.full(SCORE_SLOTS, 2.0)]
+    b = [np.full(SCORE_SLOTS, 0.5), np.arange(SCORE_SLOTS) * -1.0]
     coordinator, model_id, ids = _scoring(
         analyst,
         ScoringHolder("a", 1, _partial_blocks(analyst, a)),
@@ -566,10 +567,12 @@ def test_scores_are_the_sum_of_every_holders_partials_block_by_block(analyst):
 
 def test_a_holder_that_lost_the_model_gets_it_again_and_scores(analyst):
     forgetful = ScoringHolder(
-        "b", 1, _partial_blocks(analyst, [np.ones(SLOTS)] * 2), mode="lost_model"
+        "b", 1, _partial_blocks(analyst, [np.ones(SCORE_SLOTS)] * 2), mode="lost_model"
     )
     coordinator, model_id, ids = _scoring(
-        analyst, ScoringHolder("a", 1, _partial_blocks(analyst, [np.ones(SLOTS)] * 2)), forgetful
+        analyst,
+        ScoringHolder("a", 1, _partial_blocks(analyst, [np.ones(SCORE_SLOTS)] * 2)),
+        forgetful,
     )
     registered = len(forgetful.models)
     answer = coordinator.score(analyst.key_id, model_id, ids)
@@ -591,7 +594,7 @@ def test_a_holder_that_lost_the_model_gets_it_again_and_scores(analyst):
     ],
 )
 def test_a_failing_scorer_fails_the_score_by_name(analyst, mode, code, when):
-    blocks = _partial_blocks(analyst, [np.ones(SLOTS)] * 2)
+    blocks = _partial_blocks(analyst, [np.ones(SCORE_SLOTS)] * 2)
     bad = ScoringHolder("b", 1, blocks, mode=mode)
     coordinator, model_id, ids = _scoring(analyst, ScoringHolder("a", 1, blocks), bad)
     with pytest.raises(HolderError) as info:

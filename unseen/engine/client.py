@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 from unseen.engine.crypto import bfv, ckks
+from unseen.engine.crypto.flooding import check_weight_bound
 from unseen.engine.crypto.keys import AnalystKey, load_or_create
-from unseen.engine.errors import PlanError, RemoteError
+from unseen.engine.errors import PlanError, RemoteError, WeakKeyError
 from unseen.engine.governance.approval import ApprovedWeights
 from unseen.engine.privacy.dp_result import cell_noise, dp_meta
 from unseen.engine.privacy.masks import reduce_slots
@@ -319,9 +320,17 @@ class Client:
         if approved is not None:
             exponents, weights = list(approved.exponents), list(approved.weights)
         else:
+            scale = ckks.weight_scale(self.key.secret, len(model.features))
+            if scale is None:
+                # Holders would refuse it (no flood of SECURITY_BITS fits this key): say so
+                # before the preparation is charged.
+                raise WeakKeyError(
+                    "this key is too small for flooded scores (holders refuse it): "
+                    "create a new key with 'unseen keys new' and have vouchers reissued"
+                )
             exponents, receipts = self.prepare(specs, entities)
             slots = ckks.PARAMS.slots
-            scale = ckks.weight_scale(self.key.secret, len(model.features))
+            check_weight_bound([f.weight for f in model.features], exponents)
             weights = [
                 bytes(
                     ckks.encrypt(

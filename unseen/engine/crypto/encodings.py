@@ -28,13 +28,14 @@ import tenseal.sealapi as sealapi
 
 __all__ = ["DEFAULT_CACHE_BYTES", "EncodedCache", "default_capacity"]
 
-# 64 MiB per process: about 330 encoded columns at N = 8192 and three limbs,
-# eleven 4096-entity blocks of 30 features.
-DEFAULT_CACHE_BYTES = 64 << 20
+# 128 MiB per process: about 200 encoded columns at the default key (N = 16384,
+# five limbs at the weights' level: 640 KB each), e.g. 100k entities x 10 features
+# (13 blocks of 8192) with room to spare, or seven blocks of 30 features.
+DEFAULT_CACHE_BYTES = 128 << 20
 
 
 def default_capacity() -> int:
-    """Bytes per process: ``UNSEEN_ENCODED_CACHE_MB`` (0 turns the cache off), else 64 MiB."""
+    """Bytes per process: ``UNSEEN_ENCODED_CACHE_MB`` (0 turns the cache off), else 128 MiB."""
     value = os.environ.get("UNSEEN_ENCODED_CACHE_MB", "")
     try:
         return max(0, int(value)) << 20 if value.strip() else DEFAULT_CACHE_BYTES

@@ -35,11 +35,14 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import tenseal.sealapi as sealapi
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+from unseen.engine.errors import PlanError
 
 __all__ = [
     "FRESH_SIGMA",
@@ -51,7 +54,9 @@ __all__ = [
     "FloodBudget",
     "FloodPlan",
     "Flooder",
+    "check_weight_bound",
     "computed_noise_bound",
+    "noise_residues",
     "plan_flood",
     "smudging_weight_scale",
     "uniform_noise",
@@ -61,10 +66,11 @@ __all__ = [
 FRESH_SIGMA = 3.2
 # The statistical security a smudging flood must reach (issue 11: s >= 30).
 SECURITY_BITS = 30
-# What the smudging plan assumes of the model: |w·2^e| at most this (the issuer
-# approves the weights), and |score| of one partial below 2^SCORE_BITS.
-WEIGHT_BOUND = 2.0**20
-SCORE_BITS = 25
+# What the smudging plan assumes of the model: |w·2^e| at most this (about 1.1e12;
+# whoever encrypts the weights checks it: check_weight_bound), and |score| of one
+# partial below 2^SCORE_BITS. The default N = 16384 key has room for both.
+WEIGHT_BOUND = 2.0**40
+SCORE_BITS = 45
 # The documented precision of a score (README), and one holder's share of it:
 # floods from up to 8 holders add up in one score and must still fit.
 SCORE_TOLERANCE = 1e-6
@@ -206,11 +212,12 @@ def plan_flood(
     partial of ``|score| < 2^SCORE_BITS`` room below ``q/2`` after the one
     rescale, the flood sized for ``SECURITY_BITS``; taken if its decoded error
     (times 8 standard deviations) fits the tolerance and the flood fits the
-    modulus. Otherwise (the project's N = 8192 key at 2^50: the weights' own
+    modulus. Otherwise (the former N = 8192 key at 2^50: the weights' own
     noise is then too large a share of the score) the features are encoded at
     the dropped prime, the partial keeps the weights' scale, and the flood is
     the widest the tolerance allows — a cost to an attacker, with the
-    statistical security it reaches (negative there) reported, not claimed.
+    statistical security it reaches (negative there) reported, not claimed;
+    holders refuse such a plan (``partials.require_smudging``).
     """
     last = float(moduli[-1])
     total_bits = sum(math.log2(m) for m in moduli)
@@ -227,26 +234,62 @@ def plan_flood(
             and math.log2(weight_scale * WEIGHT_BOUND) < total_bits - 1
             and math.log2(plain) < total_bits - 1
         ):
+            # As wide as the precision allows, not just wide enough for s = 30 against
+            # B: the margin covers what B leaves out — SEAL encodes through a
+            # double-precision FFT, so a column's encoding error is about 2^-53 of its
+            # coefficients, not 1/2 (docs/threat-model.md, "Scoring noise").
+            widest = FloodBudget.for_precision(degree, out, tolerance, bound)
+            if widest.bits > budget.bits and widest.bits + 2 < out_bits + SCORE_BITS:
+                budget = widest
             return FloodPlan(plain, out, budget, True)
     bound = computed_noise_bound(degree, features, 1.0, 1.0, last, last, weight_scale)
     budget = FloodBudget.for_precision(degree, weight_scale, tolerance, bound)
     return FloodPlan(last, weight_scale, budget, False)
 
 
+def check_weight_bound(weights: Sequence[float], exponents: Sequence[int]) -> None:
+    """Refuse a model the flood was not sized for: ``|w·2^e| > WEIGHT_BOUND``.
+
+    ``e`` is the feature's magnitude exponent (whole-table bound), so this is
+    the documented magnitude limit: a weight times its feature's largest value
+    at most 2^40 (about 1.1e12). Beyond it the features' encoding rounding grows
+    past what ``computed_noise_bound`` assumed and the flood's security would
+    fall below ``SECURITY_BITS``. Checked by whoever encrypts the weights (the
+    client in quick-start, the issuer under vouchers).
+    """
+    for weight, exponent in zip(weights, exponents, strict=True):
+        if not abs(float(weight)) * 2.0**exponent <= WEIGHT_BOUND:
+            raise PlanError(
+                f"a weight times its feature's magnitude bound (2^{exponent}) exceeds 2^40; "
+                "rescale the feature or the weight (scores flood at 30 bits only below it)"
+            )
+
+
 def smudging_weight_scale(degree: int, features: int, moduli: list[int]) -> float | None:
     """The scale to encrypt weights at so holders can smudge, or None if no scale can.
 
     Tries every power of two the modulus could hold and keeps the one whose
-    smudging flood costs the least precision. None at the project's N = 8192
-    key: weights are then encrypted at the context's own scale.
+    smudging flood (as wide as the precision allows) reaches the most statistical
+    security, then the least error. None at the former N = 8192
+    key: holders then refuse to score with it.
     """
     total_bits = sum(math.log2(m) for m in moduli)
-    best: tuple[float, float] | None = None
+    best: tuple[float, float, float] | None = None
     for bits in range(40, math.floor(total_bits)):
         plan = plan_flood(degree, features, moduli, 2.0**bits, HOLDER_TOLERANCE)
-        if plan.smudging and (best is None or plan.budget.error < best[0]):
-            best = (plan.budget.error, 2.0**bits)
-    return None if best is None else best[1]
+        rank = (-plan.budget.security, plan.budget.error, 2.0**bits)
+        if plan.smudging and (best is None or rank < best):
+            best = rank
+    return None if best is None else best[2]
+
+
+def _keystream_words(count: int, bits: int, key: bytes | None) -> np.ndarray:
+    """``count`` rows of ``ceil((bits + 1) / 64)`` little-endian ChaCha20 words."""
+    key = os.urandom(32) if key is None else key
+    words = (bits + 1 + 63) // 64
+    stream = Cipher(algorithms.ChaCha20(key, b"\x00" * 16), mode=None).encryptor()
+    raw = stream.update(b"\x00" * (8 * words * count))
+    return np.frombuffer(raw, dtype="<u8").reshape(count, words)
 
 
 def uniform_noise(count: int, bits: int, key: bytes | None = None) -> np.ndarray:
@@ -257,11 +300,8 @@ def uniform_noise(count: int, bits: int, key: bytes | None = None) -> np.ndarray
     default a fresh key comes from ``os.urandom``. Returns ``int64`` below
     63 bits, Python integers (``object``) beyond.
     """
-    key = os.urandom(32) if key is None else key
-    words = (bits + 1 + 63) // 64
-    stream = Cipher(algorithms.ChaCha20(key, b"\x00" * 16), mode=None).encryptor()
-    raw = stream.update(b"\x00" * (8 * words * count))
-    draws = np.frombuffer(raw, dtype="<u8").reshape(count, words)
+    draws = _keystream_words(count, bits, key)
+    words = draws.shape[1]
     if bits < _NATIVE_BITS:
         mask = np.uint64((1 << (bits + 1)) - 1)
         return (draws[:, 0] & mask).astype(np.int64) - np.int64(1 << bits)
@@ -283,6 +323,55 @@ def _residues(noise: np.ndarray, moduli: list[int]) -> np.ndarray:
     if noise.dtype == np.int64:
         return np.stack([np.mod(noise, np.int64(q)).astype(np.uint64) for q in moduli])
     return np.stack([(noise % q).astype(np.uint64) for q in moduli])
+
+
+def noise_residues(
+    count: int, bits: int, moduli: list[int], key: bytes | None = None
+) -> np.ndarray:
+    """The residues of :func:`uniform_noise` (same key, same draws) modulo each ``q``.
+
+    Why not ``_residues(uniform_noise(...))``: past 62 bits that goes through
+    Python integers, about 20 ms per 16384 coefficients and four limbs. Here
+    the draw is split into 32-bit words ``w_k`` (``U = Σ w_k·2^(32k) - 2^bits``)
+    and each limb is ``Σ w_k·(2^(32k) mod q) - 2^bits mod q``, reduced with a
+    floating-point quotient estimate: ``w·c < 2^93``, the estimate is off by at
+    most one, and the remainder, computed modulo 2^64, is exact because it lies
+    in ``[-q, 2q)`` with ``q < 2^61``. Integers all the way; the doubles only
+    estimate quotients.
+    """
+    if bits < _NATIVE_BITS:
+        return _residues(uniform_noise(count, bits, key), moduli)
+    draws = _keystream_words(count, bits, key)
+    top = bits + 1 - 64 * (draws.shape[1] - 1)
+    draws = draws.copy()
+    draws[:, -1] &= np.uint64((1 << top) - 1)
+    halves = []
+    for word in range(draws.shape[1]):
+        halves.append(draws[:, word] & np.uint64(0xFFFFFFFF))
+        halves.append(draws[:, word] >> np.uint64(32))
+    out = np.empty((len(moduli), count), dtype=np.uint64)
+    for row, q in enumerate(moduli):
+        if q >= 1 << 61:
+            raise ValueError("noise_residues needs primes below 2^61")
+        acc = np.zeros(count, dtype=np.uint64)
+        for k, half in enumerate(halves):
+            acc = _add_mod(acc, _mul_mod(half, pow(2, 32 * k, q), q), q)
+        out[row] = _add_mod(acc, np.full(count, (-(1 << bits)) % q, dtype=np.uint64), q)
+    return out
+
+
+def _mul_mod(x: np.ndarray, c: int, q: int) -> np.ndarray:
+    """``x·c mod q`` for ``x < 2^32``, ``c < q < 2^61`` (uint64 arrays, wrapping)."""
+    quotient = np.floor(x.astype(np.float64) * (c / q)).astype(np.uint64)
+    rem = (x * np.uint64(c) - quotient * np.uint64(q)).view(np.int64)
+    rem = np.where(rem < 0, rem + np.int64(q), rem)
+    rem = np.where(rem >= np.int64(q), rem - np.int64(q), rem)
+    return rem.astype(np.uint64)
+
+
+def _add_mod(a: np.ndarray, b: np.ndarray, q: int) -> np.ndarray:
+    total = a + b  # both below q < 2^61: no wrap
+    return np.where(total >= np.uint64(q), total - np.uint64(q), total)
 
 
 # SEAL's serialisation header: magic 0xA15E, header size 16, version 4.x, no
@@ -343,7 +432,7 @@ class Flooder:
         level = self._seal.get_context_data(cipher.parms_id())
         moduli = [m.value() for m in level.parms().coeff_modulus()]
         degree = cipher.poly_modulus_degree()
-        residues = _residues(uniform_noise(degree, bits, key), moduli)
+        residues = noise_residues(degree, bits, moduli, key)
         noise = self._ntt(cipher.parms_id(), residues, degree, cipher.scale)
         self._evaluator.add_inplace(cipher, noise)
         self._evaluator.sub_inplace(cipher, self._one(cipher, moduli))

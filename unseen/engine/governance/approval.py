@@ -138,6 +138,9 @@ def encrypt_weights(
 
     if len(weights) != len(exponents):
         raise ConfigError("one exponent per feature is needed")
+    from unseen.engine.crypto.flooding import check_weight_bound
+
+    check_weight_bound(weights, exponents)
     ctx = ckks.load_public_context(public)
     slots = ckks.PARAMS.slots  # a score block's size, whatever the key's ring degree
     scale = ckks.weight_scale(ctx, len(weights))
