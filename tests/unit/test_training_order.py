@@ -23,7 +23,7 @@ def started(tmp_path):
     key = AnalystKey.generate()
     node.keys.register(key.public)
     features = (TrainFeatures("h0", "power", "uscc", ("a", "b"), True),)
-    spec = TrainSpec(iterations=2, patience=1)
+    spec = TrainSpec(iterations=2, patience=1, negative_weight=1.0)  # unweighted: no Enc(c)
     ids = tuple(f"E{i}" for i in range(20))
     node.train(TrainCall("j", "start", key_id=key.key_id, spec=spec_to_json(spec),
                          features=features, ids=ids, validation_ids=("E25", "E26")))  # fmt: skip

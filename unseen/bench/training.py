@@ -58,7 +58,7 @@ def measure(entities: int, features: int, holders: int, iterations: int) -> dict
         HolderTrainer(f"h{i}", key.public, b, b[:0], spec, carries_intercept=i == 0)
         for i, b in enumerate(blocks)
     ]
-    relay = LocalRelay(parties, key.public)
+    relay = LocalRelay(parties, key.public, spec.weighted)
     bank = BankTrainer(key.secret, labels, labels[:0], spec)
     cpu = time.process_time()
     run = run_training(bank, relay, spec)
