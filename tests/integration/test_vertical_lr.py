@@ -157,7 +157,8 @@ def test_training_bench_smoke_size_reports_its_figures():
 
     figures = measure(entities=300, features=4, holders=2, iterations=1)
     assert figures["bytes_per_iteration"] > 0 and figures["seconds_per_iteration"] > 0
-    assert figures["public_context_bytes"] < 1 << 20  # the public key alone, no Galois keys
+    # The public key alone (N = 16384, six primes: about 1.5 MB), no Galois keys (~35 MB).
+    assert figures["public_context_bytes"] < 2 << 20
     assert figures["fate_seconds_per_epoch"] == 136.0
 
 

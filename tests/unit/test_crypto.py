@@ -50,6 +50,27 @@ def test_a_key_written_before_bfv_aggregates_gets_its_bfv_part_once(tmp_path, ke
     assert AnalystKey.load(directory).key_id == upgraded.key_id
 
 
+def test_key_json_records_the_keys_own_parameters(tmp_path, key):
+    # Not ckks.PARAMS whatever the key: a key of other (still wide) parameters says so.
+    key.save(tmp_path / "default")
+    meta = json.loads((tmp_path / "default" / "key.json").read_text())
+    assert meta["poly_modulus_degree"] == 16384 and meta["scale_bits"] == 50
+    assert tuple(meta["coeff_mod_bit_sizes"]) == ckks.PARAMS.coeff_mod_bit_sizes
+    other = AnalystKey.generate(ckks.CkksParams(16384, (60, 60, 60, 60, 60), 45))
+    other.save(tmp_path / "other")
+    meta = json.loads((tmp_path / "other" / "key.json").read_text())
+    assert meta["coeff_mod_bit_sizes"] == [60, 60, 60, 60, 60] and meta["scale_bits"] == 45
+
+
+def test_an_old_n8192_key_directory_is_refused_with_what_to_run(tmp_path):
+    # Holders would refuse every score with it (no room to flood at s >= 30).
+    old = AnalystKey.generate(_SMALL_CKKS)
+    old.save(tmp_path / "old")
+    with pytest.raises(ConfigError, match=r"N=8192.*unseen keys new --out") as info:
+        AnalystKey.load(tmp_path / "old")
+    assert "\n" not in str(info.value)
+
+
 def test_default_key_is_created_once_on_first_use():
     first = load_or_create(None)
     assert (default_key_dir() / "secret.tenseal").exists()
@@ -68,7 +89,9 @@ def test_public_bytes_carry_no_secret_and_no_galois_keys(key):
         assert not ctx.has_secret_key() and not ctx.has_galois_keys()
         assert not ctx.has_relin_keys()
     assert bfv.load_public_context(parts.bfv) and ckks.load_public_context(key.public)
-    assert len(key.public) < 1_000_000  # the registration budget per holder
+    # The registration budget per holder: the N = 16384 CKKS public key (about 1.5 MB,
+    # the price of flooding at s >= 30) and the BFV one (134 KB).
+    assert len(key.public) < 2_000_000
 
 
 @pytest.mark.parametrize(
@@ -84,6 +107,10 @@ def test_malformed_registrations_are_refused(data, reason):
         registration.split(data)
 
 
+# A CKKS key small enough for the BFV loader's size check, so its scheme check speaks.
+_SMALL_CKKS = ckks.CkksParams(8192, (60, 50, 50, 58), 50)
+
+
 def _bfv_public(**kwargs) -> bytes:
     ctx = ts.context(ts.SCHEME_TYPE.BFV, **kwargs)
     return bytes(ctx.serialize(save_secret_key=False, save_relin_keys=False))
@@ -93,7 +120,7 @@ def _bfv_public(**kwargs) -> bytes:
     "make, reason",
     [
         (lambda k: bytes(k.aggregate_secret.serialize(save_secret_key=True)), "secret key"),
-        (lambda k: registration.split(k.public).ckks, "use BFV"),
+        (lambda k: ckks.public_bytes(ckks.new_secret_context(_SMALL_CKKS)), "use BFV"),
         (
             lambda k: _bfv_public(poly_modulus_degree=8192, plain_modulus=bfv.PARAMS.plain_modulus),
             "ring degree",
@@ -141,7 +168,7 @@ def test_keystore_keeps_both_contexts_under_one_id(key):
     store = KeyStore()
     kid = store.register(key.public)
     assert bfv.slot_count(store.aggregate_context(kid)) == 4096
-    assert ckks.slot_count(store.get(kid)) == 4096
+    assert ckks.slot_count(store.get(kid)) == ckks.PARAMS.slots == 8192
     assert store.public_bytes(kid) == key.public
     assert store.aggregate_public(kid) == registration.split(key.public).bfv
     # A registration is vetted whole: a good CKKS part does not carry an unsafe BFV part.
@@ -155,7 +182,9 @@ def test_keystore_keeps_both_contexts_under_one_id(key):
 
 
 def _with_relin_keys(key):
-    ctx = ts.context_from(bytes(key.secret.serialize(save_secret_key=True)))
+    # At N = 8192: the default key's relinearisation keys alone pass the size limit,
+    # which would refuse them first.
+    ctx = ckks.new_secret_context(_SMALL_CKKS)
     return bytes(ctx.serialize(save_secret_key=False, save_relin_keys=True))
 
 

@@ -14,12 +14,15 @@ from scipy import stats
 from unseen.engine.crypto import ckks
 from unseen.engine.crypto.encodings import EncodedCache
 from unseen.engine.crypto.flooding import (
+    SECURITY_BITS,
     FloodBudget,
     Flooder,
     computed_noise_bound,
+    noise_residues,
     uniform_noise,
 )
-from unseen.engine.crypto.partials import SCORE_TOLERANCE, PartialScorer
+from unseen.engine.crypto.partials import SCORE_TOLERANCE, PartialScorer, require_smudging
+from unseen.engine.errors import WeakKeyError
 
 KEY = bytes(range(32))
 
@@ -51,6 +54,17 @@ def test_fresh_keys_give_fresh_noise():
     assert list(uniform_noise(16, 40)) != list(uniform_noise(16, 40))
     assert list(uniform_noise(16, 40, KEY)) == list(uniform_noise(16, 40, KEY))
     assert list(uniform_noise(16, 80, KEY)) == list(uniform_noise(16, 80, KEY))
+
+
+@pytest.mark.parametrize("bits", [20, 63, 64, 143, 190])
+def test_fast_residues_are_the_wide_draws_reduced_exactly(ctx, bits):
+    # The holders' path (32-bit words, float quotient estimates) against Python integers.
+    moduli = [
+        m.value() for m in ctx.seal_context().data.first_context_data().parms().coeff_modulus()
+    ]
+    fast = noise_residues(4096, bits, moduli, KEY)
+    exact = [[int(d) % q for d in uniform_noise(4096, bits, KEY)] for q in moduli]
+    assert fast.tolist() == exact
 
 
 def _decode(ctx: ts.Context, cipher: sealapi.Ciphertext) -> np.ndarray:
@@ -96,20 +110,26 @@ def test_the_bound_grows_with_what_the_analyst_can_compute():
     )
 
 
+def _weights(ctx: ts.Context, values) -> list[ts.CKKSVector]:
+    """Weight ciphertexts as the client and the issuer make them (at ckks.weight_scale)."""
+    scale = ckks.weight_scale(ctx, len(values))
+    return [ckks.encrypt(ctx, np.full(ckks.PARAMS.slots, w), scale) for w in values]
+
+
 def test_scores_stay_within_the_tolerance_with_the_flood_on(ctx):
     rng = np.random.default_rng(5)
     weights = rng.normal(size=30)
     columns = rng.uniform(-1, 1, (ckks.PARAMS.slots, 30))
-    scorer = PartialScorer(ctx, [ts.ckks_vector(ctx, [w] * ckks.PARAMS.slots) for w in weights])
-    assert scorer.flood.bits >= 20
+    scorer = PartialScorer(ctx, _weights(ctx, weights))
+    assert scorer.plan.smudging and scorer.flood.security >= SECURITY_BITS
     got = ckks.decrypt(ctx, scorer.partial(columns, ckks.PARAMS.slots))
     assert np.max(np.abs(got - columns @ weights)) < SCORE_TOLERANCE / 2
 
 
 def test_the_cache_returns_the_same_plaintext_for_the_same_column_only(ctx):
     rng = np.random.default_rng(9)
-    weights = [ts.ckks_vector(ctx, [0.25] * ckks.PARAMS.slots) for _ in range(3)]
-    cache = EncodedCache(1 << 26)
+    weights = _weights(ctx, [0.25] * 3)
+    cache = EncodedCache(1 << 28)
     scorer = PartialScorer(ctx, weights, cache)
     columns = rng.uniform(-1, 1, (ckks.PARAMS.slots, 3))
     first = ckks.decrypt(ctx, scorer.partial(columns, ckks.PARAMS.slots))
@@ -125,24 +145,44 @@ def test_the_cache_returns_the_same_plaintext_for_the_same_column_only(ctx):
 
 
 def test_the_cache_holds_at_most_its_capacity(ctx):
-    weights = [ts.ckks_vector(ctx, [1.0] * ckks.PARAMS.slots)]
-    cache = EncodedCache(capacity=3 * 8 * 3 * ckks.PARAMS.poly_modulus_degree)
+    weights = _weights(ctx, [1.0])
+    limbs = len(ckks.PARAMS.coeff_mod_bit_sizes) - 1  # fresh weights: every data prime
+    cache = EncodedCache(capacity=3 * 8 * limbs * ckks.PARAMS.poly_modulus_degree)
     scorer = PartialScorer(ctx, weights, cache)
     for i in range(6):
         scorer.products(np.full((ckks.PARAMS.slots, 1), 0.1 * (i + 1)))
     assert len(cache) == 3 and cache.size <= cache.capacity
 
 
-def test_the_project_key_has_no_room_to_smudge_and_a_wide_key_has(ctx):
-    # N = 8192 at 2^50: the weights' own noise is too large a share of the score.
-    assert ckks.weight_scale(ctx, 30) is None
-    wide = ts.context(ts.SCHEME_TYPE.CKKS, 16384, coeff_mod_bit_sizes=[60] * 5)
-    scale = ckks.weight_scale(wide, 30)
+@pytest.mark.parametrize("features", [1, 30, 512])
+def test_the_default_key_smudges_at_30_bits_within_the_precision(ctx, features):
+    scale = ckks.weight_scale(ctx, features)
     assert scale is not None and scale >= 2.0**90
-    weights = [ts.ckks_vector(wide, [0.5] * ckks.PARAMS.slots, scale) for _ in range(30)]
-    plan = PartialScorer(wide, weights).plan
-    assert plan.smudging and plan.budget.security >= 30
+    weights = [ckks.encrypt(ctx, np.full(ckks.PARAMS.slots, 0.5), scale)] * features
+    plan = PartialScorer(ctx, weights).plan
+    assert plan.smudging and plan.budget.security >= SECURITY_BITS
     assert plan.budget.error * 8 <= SCORE_TOLERANCE
+
+
+def test_an_old_n8192_key_is_refused_not_flooded_weakly():
+    # N = 8192 at 2^50: the weights' own noise is too large a share of the score,
+    # so the widest flood within 1e-6 reaches s of about -13. Holders refuse it.
+    old = ts.context(ts.SCHEME_TYPE.CKKS, 8192, coeff_mod_bit_sizes=[60, 50, 50, 58])
+    old.global_scale = 2.0**50
+    assert ckks.weight_scale(old, 30) is None
+    weights = [ts.ckks_vector(old, [0.5] * 4096) for _ in range(30)]
+    with pytest.raises(WeakKeyError, match="unseen keys new"):
+        PartialScorer(old, weights)
+    with pytest.raises(WeakKeyError):
+        require_smudging(old, weights)
+
+
+def test_weights_at_the_contexts_own_scale_are_refused_on_the_wide_key(ctx):
+    # An analyst (quick-start) encrypting at 2^50 instead of ckks.weight_scale: the
+    # weights' noise would be too large a share for any flood within 1e-6.
+    weights = [ts.ckks_vector(ctx, [0.5] * ckks.PARAMS.slots) for _ in range(30)]
+    with pytest.raises(WeakKeyError, match="30 bits"):
+        PartialScorer(ctx, weights)
 
 
 def test_the_cache_size_comes_from_the_environment(monkeypatch):
@@ -156,7 +196,7 @@ def test_the_cache_size_comes_from_the_environment(monkeypatch):
 
 def test_one_models_cached_columns_are_not_anothers(ctx):
     # A hit would be faster: it must not tell one analyst what another scored.
-    weights = [ts.ckks_vector(ctx, [1.0] * ckks.PARAMS.slots)]
+    weights = _weights(ctx, [1.0])
     cache = EncodedCache(1 << 26)
     column = np.full((ckks.PARAMS.slots, 1), 0.5)
     PartialScorer(ctx, weights, cache, b"model-a").products(column)

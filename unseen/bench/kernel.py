@@ -1,11 +1,11 @@
 """In-process baselines for scoring: the HE kernel floor, its pipeline, and numpy.
 
 The *kernel floor* is the least CKKS work any protocol of this shape must do:
-``ceil(entities / 4096)`` blocks times ``features`` ciphertext x plaintext
-products, timed alone in one process with the plaintext columns prepared
-beforehand — nothing else. Two floors: TenSEAL's ``CKKSVector.mul`` (which
-encodes, multiplies and rescales every product; the figure the bench
-reported first) and the SEAL evaluator path the holders use
+``ceil(entities / slots)`` blocks (8192 slots at the default key) times
+``features`` ciphertext x plaintext products, timed alone in one process
+with the plaintext columns prepared beforehand — nothing else. Two floors:
+TenSEAL's ``CKKSVector.mul`` (which encodes, multiplies and rescales every
+product; the figure the bench reported first) and the SEAL evaluator path the holders use
 (``unseen.engine.crypto.partials``: encode at the weight's level, ``multiply_plain``
 without rescaling, add, one rescale per block). The *pipeline* times every HE step of the real
 protocol in one process, block by block (holders' products, additions,
@@ -40,12 +40,18 @@ __all__ = ["flood_per_block", "kernel_floor", "numpy_scores", "pipeline", "seala
 
 
 def _setup(
-    features: int, blocks: int, seed: int
+    features: int, blocks: int, seed: int, smudging: bool = False
 ) -> tuple[ts.Context, list[ts.CKKSVector], list[list[list[float]]]]:
+    """A key, weights and two blocks of columns. ``smudging``: weights at the scale
+    ``ckks.weight_scale`` picks, as the holders' scorer requires (TenSEAL's own
+    ``mul`` path keeps the context's scale: its floor is timing only)."""
     ctx = ckks.new_secret_context()
     slots = ckks.PARAMS.slots
     rng = np.random.default_rng(seed)
-    weights = [ts.ckks_vector(ctx, [float(w)] * slots) for w in rng.normal(size=features)]
+    scale = ckks.weight_scale(ctx, features) if smudging else None
+    weights = [
+        ckks.encrypt(ctx, np.full(slots, float(w)), scale) for w in rng.normal(size=features)
+    ]
     # A product's cost does not depend on the values: two distinct blocks, reused.
     lists = [
         [rng.uniform(-1, 1, slots).tolist() for _ in range(features)] for _ in range(min(blocks, 2))
@@ -78,7 +84,7 @@ def sealapi_floor(
     cache (one untimed warm-up run): the products, additions and rescale only.
     """
     blocks = math.ceil(entities / ckks.PARAMS.slots)
-    ctx, weights, lists = _setup(features, blocks, seed)
+    ctx, weights, lists = _setup(features, blocks, seed, smudging=True)
     scorer = PartialScorer(ctx, weights, EncodedCache(1 << 30) if cached else None)
     matrices = [np.array(columns).T for columns in lists]
 
@@ -95,14 +101,16 @@ def sealapi_floor(
 
 def flood_per_block(runs: int, seed: int = 11) -> Stat:
     """Seconds to flood one block's partial score (at the width the holders use)."""
-    ctx, weights, lists = _setup(1, 1, seed)
+    ctx, weights, lists = _setup(30, 1, seed, smudging=True)
     scorer = PartialScorer(ctx, weights)
     cipher = scorer.products(np.array(lists[0]).T)
+    limbs = cipher.coeff_modulus_size()
     seal = ctx.seal_context().data
     flooder = Flooder(seal, sealapi.Evaluator(seal))
     stat = timings(lambda: flooder.flood(cipher, scorer.flood.bits), runs, warmup=1)
     stat.note = (
-        f"uniform noise of 2^{scorer.flood.bits} in {ckks.PARAMS.poly_modulus_degree} coefficients"
+        f"uniform noise of 2^{scorer.flood.bits} in {ckks.PARAMS.poly_modulus_degree} "
+        f"coefficients x {limbs} limbs, s = {scorer.flood.security:.1f} bits at 30 features"
     )
     return stat
 

@@ -53,6 +53,7 @@ __all__ = [
     "UnseenError",
     "UnsupportedError",
     "VerificationError",
+    "WeakKeyError",
 ]
 
 
@@ -137,6 +138,13 @@ class UnknownKeyError(CryptoError):
     """The request names a key id this node has not registered."""
 
     grpc_code = "NOT_FOUND"
+
+
+class WeakKeyError(CryptoError):
+    """The registered key (or the weights' scale) leaves no room for a flood of the
+    required statistical security; the holder refuses to score rather than flood weakly."""
+
+    grpc_code = "FAILED_PRECONDITION"
 
 
 class EncodingOverflowError(UnseenError):

@@ -1,11 +1,27 @@
 """CKKS parameters, public-context checks and the few HE operations unseen uses.
 
-Parameters (recorded in docs/architecture.md): N = 8192 (4096 slots), data
-moduli 60 + 50 + 50 bits and a 58-bit special prime, 218 bits in all, the
-HE-standard maximum for 128-bit security at N = 8192; scale 2^50. The design
-page started from [60, 40, 40, 60] at 2^40; that leaves a fresh weight with
-about 7e-9 of absolute noise, which a feature of 1e5 turns into 7e-4 of score
-error. At 2^50 the noise is about 1e-11, so scores meet 1e-6.
+Parameters (recorded in docs/architecture.md): N = 16384 (8192 slots), data
+primes of 60 + 60 + 60 + 50 + 50 bits and a 60-bit special prime, 340 bits in
+all (the HE-standard maximum for 128-bit security at N = 16384 is 438); the
+context's scale is 2^50.
+
+Why this wide (issue 11): a holder floods its partial score so that what the
+analyst decrypts is statistically independent of the holder's features beyond
+the score, at s >= 30 bits (unseen.engine.crypto.flooding). That needs the
+error the analyst can compute to be at most about 2^-70 of the output scale
+*and* a flood that still decodes within 1e-6: weights at about 2^123 and
+features encoded at about 2^128 (``plan_flood`` picks both). No 218-bit
+modulus (the N = 8192 maximum) holds both; these 290 data bits do, for every
+model of up to 512 features (serde.MAX_FEATURES), with a decoded flood error
+of about 2e-16 per holder at 30 features.
+
+Why the last two data primes are 50 bits: TenSEAL's own vectors (training,
+aggregates of old) assume every rescale divides by the context's scale and set
+the result's scale to 2^50 whatever the prime was; a 60-bit prime there would
+silently divide values by 1024. With two 50-bit primes last, training gets two
+exact levels (one product and a second one), and 180 bits remain after them
+for masked values. Scoring rescales once (by the last 50-bit prime) and sets
+its own scale, so the wide 60-bit primes serve it.
 
 Every function here works on TenSEAL objects and bytes only; nothing here
 knows about plans or the wire.
@@ -14,11 +30,13 @@ knows about plans or the wire.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import tenseal as ts
+import tenseal.sealapi  # registers SEAL's types (Modulus) for parms()
 
 from unseen.engine.crypto import registration
 from unseen.engine.errors import CryptoError
@@ -35,6 +53,7 @@ __all__ = [
     "load_ciphertext",
     "load_public_context",
     "new_secret_context",
+    "params_of",
     "public_bytes",
     "rerandomize",
     "slot_count",
@@ -44,8 +63,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class CkksParams:
-    poly_modulus_degree: int = 8192
-    coeff_mod_bit_sizes: tuple[int, ...] = (60, 50, 50, 58)
+    poly_modulus_degree: int = 16384
+    coeff_mod_bit_sizes: tuple[int, ...] = (60, 60, 60, 50, 50, 60)
     scale_bits: int = 50
 
     @property
@@ -59,7 +78,8 @@ PARAMS = CkksParams()
 # HomomorphicEncryption.org standard, keyed by ring degree. Contexts outside
 # this table are refused by holders and the coordinator.
 MAX_MODULUS_BITS = {8192: 218, 16384: 438, 32768: 881}
-# A public key alone is 0.5 MB at N = 8192 and under 8 MB at N = 32768.
+# A public key alone is 0.5 MB at N = 8192, 1.9 MB at the default N = 16384 and
+# under 8 MB at N = 32768.
 MAX_PUBLIC_CONTEXT_BYTES = 8 << 20
 
 
@@ -72,6 +92,16 @@ def new_secret_context(params: CkksParams = PARAMS) -> ts.Context:
     )
     ctx.global_scale = 2.0**params.scale_bits
     return ctx
+
+
+def params_of(ctx: ts.Context) -> CkksParams:
+    """The parameters a context was actually made with (key.json records these)."""
+    parms = ctx.seal_context().data.key_context_data().parms()
+    return CkksParams(
+        poly_modulus_degree=int(parms.poly_modulus_degree()),
+        coeff_mod_bit_sizes=tuple(int(m.bit_count()) for m in parms.coeff_modulus()),
+        scale_bits=round(math.log2(ctx.global_scale)),
+    )
 
 
 def public_bytes(ctx: ts.Context, galois: bool = False) -> bytes:

@@ -10,7 +10,10 @@ SHA-256) is stable across runs.
 
 A directory written before aggregates moved to BFV has no BFV key: loading
 it adds one, which changes its key id (vouchers issued to the old id must be
-issued again); it is logged once.
+issued again); it is logged once. A directory whose CKKS key is too small to
+flood partial scores at s >= 30 (the N = 8192 keys made before issue 11) is
+refused with a one-line message to run ``unseen keys new``: holders would
+refuse every score with it, and a new CKKS key means a new key id anyway.
 """
 
 from __future__ import annotations
@@ -111,12 +114,16 @@ class AnalystKey:
         aggregate = bytes(self.aggregate_secret.serialize(save_secret_key=True))
         write_atomic(directory / AGGREGATE_SECRET_FILE, aggregate, 0o600)
         write_atomic(directory / PUBLIC_FILE, self.public, 0o644)
+        # The key's own parameters, read from its context (not ckks.PARAMS: a key
+        # generated with other parameters, or written before they changed, is
+        # described as it is).
+        params = ckks.params_of(self.secret)
         meta = {
             "key_id": self.key_id,
             "scheme": "CKKS",
-            "poly_modulus_degree": ckks.PARAMS.poly_modulus_degree,
-            "coeff_mod_bit_sizes": list(ckks.PARAMS.coeff_mod_bit_sizes),
-            "scale_bits": ckks.PARAMS.scale_bits,
+            "poly_modulus_degree": params.poly_modulus_degree,
+            "coeff_mod_bit_sizes": list(params.coeff_mod_bit_sizes),
+            "scale_bits": params.scale_bits,
             "aggregates": {
                 "scheme": "BFV",
                 "poly_modulus_degree": bfv.PARAMS.poly_modulus_degree,
@@ -150,6 +157,15 @@ class AnalystKey:
             raise ConfigError(f"the key in {directory} is damaged: {exc}") from exc
         if not secret.has_secret_key() or not (aggregate is None or aggregate.has_secret_key()):
             raise ConfigError(f"{directory} holds no secret key")
+        if ckks.weight_scale(secret, 1) is None:
+            # A key made before scoring floods at s >= 30 (N = 8192): holders refuse
+            # to score with it, so say so here, once, before any request.
+            degree = ckks.params_of(secret).poly_modulus_degree
+            raise ConfigError(
+                f"the key in {directory} (CKKS N={degree}) is too small for flooded scores; "
+                f"move it away and create a new one with: unseen keys new --out {directory} "
+                "(its key id changes: vouchers must be issued again)"
+            )
         salt_path = directory / SALT_FILE
         salt = (
             salt_path.read_bytes()

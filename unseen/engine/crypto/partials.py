@@ -6,11 +6,13 @@ column is encoded once at the weight's level, multiplied without rescaling,
 the products are added, and the sum is rescaled once — then re-randomised
 with a fresh public-key encryption of zero (so the ciphertext is unlinkable
 to a recomputation from a guess) and flooded (so its *noise* says nothing
-about the features beyond the score: unseen.engine.crypto.flooding). At the
-project's key the plaintext is encoded at the scale of the prime that the
-rescale divides by, so the result's scale is exactly the weights' (2^50), as
-TenSEAL's own path leaves it; a key with room to smudge encodes it larger
-(``plan_flood``). Encoded columns are kept in an :class:`EncodedCache`.
+about the features beyond the score: unseen.engine.crypto.flooding). The
+weights arrive at the scale ``ckks.weight_scale`` picks (about 2^103 at the
+default N = 16384 key) and each column is encoded at the scale
+``plan_flood`` picks (about 2^108), so the flood reaches s >= 30 bits and
+still decodes within 1e-6. Weights whose flood would fall short (an N = 8192
+key, or weights at another scale) are refused: :func:`require_smudging`.
+Encoded columns are kept in an :class:`EncodedCache`.
 
 The result is returned in TenSEAL's vector serialisation, so the coordinator
 and the analyst read it as any other ciphertext.
@@ -19,6 +21,7 @@ and the analyst read it as any other ciphertext.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import struct
 import tempfile
@@ -32,12 +35,55 @@ from unseen.engine.crypto.encodings import EncodedCache
 from unseen.engine.crypto.flooding import (
     HOLDER_TOLERANCE,
     SCORE_TOLERANCE,
+    SECURITY_BITS,
     FloodBudget,
     Flooder,
+    FloodPlan,
     plan_flood,
 )
+from unseen.engine.errors import CryptoError, WeakKeyError
 
-__all__ = ["SCORE_TOLERANCE", "PartialScorer"]
+__all__ = ["SCORE_TOLERANCE", "PartialScorer", "flood_plan", "require_smudging"]
+
+
+def flood_plan(seal: sealapi.SEALContext, weights: Sequence[sealapi.Ciphertext]) -> FloodPlan:
+    """The flood a holder adds to partials computed with ``weights`` (pure arithmetic)."""
+    level = seal.get_context_data(weights[0].parms_id())
+    return plan_flood(
+        level.parms().poly_modulus_degree(),
+        len(weights),
+        [m.value() for m in level.parms().coeff_modulus()],
+        float(weights[0].scale),
+        HOLDER_TOLERANCE,
+    )
+
+
+def require_smudging(ctx: ts.Context, weights: Sequence[ts.CKKSVector]) -> FloodPlan:
+    """The flood plan for these weights; refuses a plan below ``SECURITY_BITS``.
+
+    Why refuse rather than flood as wide as the precision allows: a weak flood
+    (N = 8192 keys reach s of about -13) is a cost to an attacker, not a
+    guarantee, and a holder that answered anyway would let an analyst keep an
+    old key and read features from the noise with enough repetitions. The
+    reason says what to do: make a new key (``unseen keys new``), whose weights
+    the client or issuer encrypts at ``ckks.weight_scale``.
+    """
+    if not weights:
+        raise CryptoError("a model needs at least one weight ciphertext")
+    seal = ctx.seal_context().data
+    ciphers = [w.ciphertext()[0] for w in weights]
+    if len({round(math.log2(c.scale), 6) for c in ciphers}) != 1:
+        raise WeakKeyError("a model's weight ciphertexts must all have the same scale")
+    plan = flood_plan(seal, ciphers)
+    if not plan.smudging or plan.budget.security < SECURITY_BITS:
+        degree = plan.budget.degree
+        raise WeakKeyError(
+            f"this key (N={degree}) or its weights' scale (2^{math.log2(ciphers[0].scale):.0f}) "
+            f"leaves no room to flood partial scores at {SECURITY_BITS} bits of statistical "
+            "security; holders do not score with it: create a new key with 'unseen keys new' "
+            "(its key id changes: vouchers must be issued again)"
+        )
+    return plan
 
 
 class PartialScorer:
@@ -62,16 +108,10 @@ class PartialScorer:
         self._next = level.next_context_data().parms_id()
         self._cache = cache if cache is not None else EncodedCache(0)
         self._flooder = Flooder(seal, self._evaluator)
-        # At the project's key, x is encoded at the scale of the prime the rescale
-        # removes, which leaves the product at exactly the weight's scale; a key
-        # with room for smudging encodes it larger (unseen.engine.crypto.flooding).
-        self.plan = plan_flood(
-            level.parms().poly_modulus_degree(),
-            len(self._weights),
-            [m.value() for m in level.parms().coeff_modulus()],
-            float(self._weights[0].scale),
-            HOLDER_TOLERANCE,
-        )
+        # x is encoded at the scale plan_flood picks for smudging (about 2^108 at
+        # the default key); weights whose flood would fall short of SECURITY_BITS
+        # are refused here (unseen.engine.crypto.flooding).
+        self.plan = require_smudging(ctx, weights)
         self._plain_scale = self.plan.plain_scale
         self._scale = self.plan.out_scale
 

@@ -30,7 +30,7 @@ import tenseal as ts
 
 from unseen.engine.crypto import bfv, ckks
 from unseen.engine.crypto.encodings import EncodedCache
-from unseen.engine.crypto.partials import PartialScorer
+from unseen.engine.crypto.partials import PartialScorer, require_smudging
 from unseen.engine.data.scoring import HolderModel, partial_score
 
 __all__ = ["ScoringPool"]
@@ -122,6 +122,9 @@ class ScoringPool:
         """
         slots = ckks.PARAMS.slots
         weights = [ckks.load_ciphertext(ctx, w, slots, depth=0) for w in model.weights]
+        # Before any worker sees the model: no flood below s = 30 (a stale N = 8192
+        # key, or weights not at ckks.weight_scale) is ever computed.
+        require_smudging(ctx, weights)
         path = self._spool / f"{_file_name(model.model_id)}.model"
         with open(path, "wb") as handle:
             pickle.dump((public, list(model.weights)), handle)
