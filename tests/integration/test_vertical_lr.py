@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from unseen.engine.crypto import ckks
 from unseen.engine.crypto.keys import AnalystKey
 from unseen.engine.errors import HolderError, RemoteError
 from unseen.engine.training.joint_training import LocalRelay, run_training
@@ -19,6 +20,7 @@ from unseen.engine.training.vertical_lr import (
     Layout,
     TrainSpec,
     batch_indices,
+    mask_scale,
     plaintext_training,
     standardise,
 )
@@ -170,3 +172,19 @@ def test_paillier_training_bench_computes_the_same_gradients_at_a_tiny_size():
     figures = paillier_estimate(measured, entities=1000, features=2, holders=2)
     assert figures["paillier_seconds_per_iteration_estimate"] > 0
     assert figures["paillier_bytes_per_iteration"] == 512 * (1000 * 5 + 2 * 3)
+
+
+def test_a_key_with_little_room_left_scales_masks_and_signal_together():
+    # At N = 8192 (60 + 50 + 50 bits, scale 2^50) a class-weighted product has 2^9 of
+    # room after its two rescales: the ±2^16 masks would wrap around the modulus.
+    narrow = AnalystKey.generate(ckks.CkksParams(8192, (60, 50, 50, 58), 50))
+    spec = TrainSpec(iterations=5, learning_rate=0.5, batch_size=600, seed=2)
+    bound, factor = mask_scale(narrow.secret, spec.product_depth)
+    assert factor < 1 and bound == factor * 2.0**16
+    blocks, labels = _world(5, 1500)
+    bank, holders = _parties(narrow, blocks, labels, spec)
+    run = run_training(bank, LocalRelay(holders, narrow.public, spec.weighted), spec)
+    weights, intercept = plaintext_training(blocks, labels, spec, spec.iterations)
+    for holder, expected in zip(holders, weights, strict=True):
+        assert np.abs(holder.weights - expected).max() < 1e-6
+    assert abs(run.intercept - intercept) < 1e-6

@@ -119,11 +119,13 @@ def mask_scale(ctx: ts.Context, depth: int) -> tuple[float, float]:
     """``(bound, factor)`` of the slot masks at a product of ``depth`` rescales.
 
     A decrypted slot must stay below ``q/(2·scale)`` where ``q`` is the modulus
-    left after ``depth`` rescales: at N = 8192 (60 + 50 + 50 bits, scale 2^50)
-    that is 2^59 after one rescale but only 2^9 after two (the class-weighted
-    round). The masks keep their ±2^MASK_BITS ratio to the signal: where there is
-    no room for them, the holder multiplies its column by ``factor < 1`` and masks
-    with ``bound = factor·2^MASK_BITS``; both parties divide the sums by ``factor``.
+    left after ``depth`` rescales. The default key (N = 16384, 180 bits left after
+    two rescales) has ample room: ``factor`` is 1. An N = 8192 key (60 + 50 + 50
+    bits, scale 2^50) has 2^59 after one rescale but only 2^9 after two (the
+    class-weighted round): there the masks keep their ±2^MASK_BITS ratio to the
+    signal instead — the holder multiplies its column by ``factor < 1`` and masks
+    with ``bound = factor·2^MASK_BITS``; both parties divide the sums by ``factor``
+    (CKKS noise then weighs 1/factor more: ~1e-7 on the weights, not ~1e-9).
     Both compute it from the (public) parameters, so they agree.
     """
     data = ctx.seal_context().data
