@@ -22,6 +22,7 @@ from unseen.engine.training.vertical_lr import (
     Layout,
     TrainSpec,
     batch_indices,
+    class_weights,
 )
 
 
@@ -57,6 +58,6 @@ def test_a_right_guess_of_a_holders_partial_does_not_reproduce_its_product(key):
     assert _polynomial(ours, 0) != _polynomial(theirs, 0)
     assert _polynomial(ours, 1) != _polynomial(theirs, 1)
     # ... and yet the holder's product is the right value for the bank.
-    c = np.where(labels > 0.5, 1.0, 0.25)
+    c = class_weights(labels, spec, labels)
     expected = c * (holder.whitening.apply(features) @ holder.weights) / 4
     assert np.allclose(ckks.decrypt(key.secret, product)[:300], expected, atol=1e-6)

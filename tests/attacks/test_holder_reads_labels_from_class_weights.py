@@ -1,6 +1,6 @@
 """Attacker: a holder, and the coordinator, of a class-weighted training job
 (real gRPC, real TenSEAL). Class weights ``c_i`` (1 for a default, 0.25 for a
-repaid loan) are the bank's labels in another form: a protocol that sent them
+repaid loan, normalised to mean 1) are the bank's labels in another form: a protocol that sent them
 to holders in the clear — so that each could weight its own partial scores —
 would hand every holder the label of every training entity.
 
@@ -27,7 +27,7 @@ from tests.conftest import start_federation
 from tests.shards import write_shard
 from unseen.engine.crypto import ckks
 from unseen.engine.training.train_job import TrainFeatures
-from unseen.engine.training.vertical_lr import TrainSpec
+from unseen.engine.training.vertical_lr import TrainSpec, class_weights
 
 SCHEMA = [("uscc", "VARCHAR"), ("kwh", "DOUBLE"), ("peak", "DOUBLE")]
 N, DEFAULTS = 120, 30
@@ -106,7 +106,8 @@ def test_holders_and_the_coordinator_cannot_read_the_class_weights(grid, key):
     assert len(received) == 1 and rounds[0].ciphertexts[1] == received[0]
 
     public = ckks.load_public_context(grid.coordinator.keys.public_bytes(key.key_id))
-    c_first = np.where(np.array(list(first.values())) > 0.5, 1.0, 0.25)
+    y_first = np.array(list(first.values()))
+    c_first = class_weights(y_first, SPEC, y_first)
     for data in [*received, *rounds[0].ciphertexts]:
         vector = ckks.load_ciphertext(public, data, ckks.slot_count(public))
         with pytest.raises(ValueError):  # the public context holds no secret key

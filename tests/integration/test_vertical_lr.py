@@ -101,7 +101,7 @@ def test_auc_matches_plaintext_logistic_regression(key):
 
 def test_early_stopping_keeps_the_best_validation_iteration(key):
     blocks, labels = _world(3, 1500)
-    spec = TrainSpec(iterations=12, learning_rate=15.0, patience=2)  # a rate that overshoots
+    spec = TrainSpec(iterations=12, learning_rate=8.0, patience=2)  # a rate that overshoots
     bank, holders = _parties(key, blocks, labels, spec, validation=400)
     run = run_training(bank, LocalRelay(holders, key.public, spec.weighted), spec)
     best = int(np.argmin(run.losses))
