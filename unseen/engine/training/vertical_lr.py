@@ -60,9 +60,10 @@ __all__ = [
     "sum_ciphertexts",
 ]
 
-# Slot masks are uniform in ±2^MASK_BITS: large against a product x·d/|B|
-# (|x| ≲ 10 after whitening, |d| ≲ 2), small enough that CKKS at scale
-# 2^50 keeps the decrypted slot sums exact to ~1e-10.
+# Slot masks are uniform in ±2^MASK_BITS: large against a product x·c·d/|B|
+# (|x| ≲ 10 after whitening, |d| ≲ 2, class weights c ≲ 4 at 1 % positives),
+# small enough that CKKS at scale 2^50 keeps the decrypted slot sums exact to ~1e-10
+# (mask_scale shrinks both on a key without room for them).
 MASK_BITS = 16
 
 # The fewest entities a batch (and a training set) may hold; see TrainSpec.
@@ -82,9 +83,9 @@ class TrainSpec:
     # Class weight of a negative (label 0) against a positive's 1 (1: unweighted).
     # The Taylor objective's optimum ranks as least squares does, which class
     # imbalance (~9 % defaults) pulls away from the logistic optimum; weighting
-    # negatives 0.25 brings the AUC back within 0.005 of exact logistic
-    # regression on every seed tried (docs/training.md, "Accuracy"). The weights
-    # depend on the labels, so they travel encrypted (BankTrainer.label_part).
+    # negatives 0.25 keeps the AUC within 0.003 below exact logistic regression
+    # on every seed tried (docs/training.md, "Accuracy"; unweighted: up to 0.009).
+    # The weights depend on the labels, so they travel encrypted (BankTrainer.label_part).
     negative_weight: float = 0.25
 
     def __post_init__(self) -> None:
