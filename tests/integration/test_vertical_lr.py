@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from unseen.engine.crypto import ckks
 from unseen.engine.crypto.keys import AnalystKey
 from unseen.engine.errors import HolderError, RemoteError
 from unseen.engine.training.joint_training import LocalRelay, run_training
@@ -19,6 +20,7 @@ from unseen.engine.training.vertical_lr import (
     Layout,
     TrainSpec,
     batch_indices,
+    mask_scale,
     plaintext_training,
     standardise,
 )
@@ -54,13 +56,14 @@ def key():
     [
         TrainSpec(iterations=6, learning_rate=0.5),
         TrainSpec(iterations=7, learning_rate=0.8, l2=0.01, batch_size=700, seed=3),
+        TrainSpec(iterations=6, learning_rate=0.5, negative_weight=1.0),
     ],
-    ids=["full-batch", "mini-batch-l2"],
+    ids=["full-batch", "mini-batch-l2", "unweighted"],
 )
 def test_weights_equal_plaintext_training_of_the_same_objective(key, spec):
     blocks, labels = _world(1, 2000)
     bank, holders = _parties(key, blocks, labels, spec)
-    run = run_training(bank, LocalRelay(holders, key.public), spec)
+    run = run_training(bank, LocalRelay(holders, key.public, spec.weighted), spec)
     weights, intercept = plaintext_training(blocks, labels, spec, spec.iterations)
     for holder, expected in zip(holders, weights, strict=True):
         assert np.abs(holder.weights - expected).max() < 1e-6
@@ -77,7 +80,7 @@ def test_auc_matches_plaintext_logistic_regression(key):
     test_blocks, test_labels = [b[3000:] for b in world], outcomes[3000:]
     spec = TrainSpec(iterations=15, learning_rate=1.0)
     bank, holders = _parties(key, blocks, labels, spec)
-    run = run_training(bank, LocalRelay(holders, key.public), spec)
+    run = run_training(bank, LocalRelay(holders, key.public, spec.weighted), spec)
     # Each holder scores fresh entities with its own statistics and weights.
     joint = run.intercept + sum(
         h.whitening.apply(t) @ h.weights for t, h in zip(test_blocks, holders, strict=True)
@@ -98,9 +101,9 @@ def test_auc_matches_plaintext_logistic_regression(key):
 
 def test_early_stopping_keeps_the_best_validation_iteration(key):
     blocks, labels = _world(3, 1500)
-    spec = TrainSpec(iterations=12, learning_rate=5.0, patience=2)  # a rate that overshoots
+    spec = TrainSpec(iterations=12, learning_rate=8.0, patience=2)  # a rate that overshoots
     bank, holders = _parties(key, blocks, labels, spec, validation=400)
-    run = run_training(bank, LocalRelay(holders, key.public), spec)
+    run = run_training(bank, LocalRelay(holders, key.public, spec.weighted), spec)
     best = int(np.argmin(run.losses))
     assert run.iterations == best + 1
     assert len(run.losses) < spec.iterations  # it stopped early
@@ -131,7 +134,7 @@ def test_a_holder_leaving_mid_training_fails_the_job_and_keeps_nothing(key):
     bank, holders = _parties(key, blocks, labels, spec)
     holders[2] = _Leaves("h2", key.public, blocks[2], blocks[2][:0], spec)
     with pytest.raises(HolderError) as failed:
-        run_training(bank, LocalRelay(holders, key.public), spec)
+        run_training(bank, LocalRelay(holders, key.public, spec.weighted), spec)
     assert failed.value.holder == "h2" and failed.value.code == "UNAVAILABLE"
     assert "iteration 3" in str(failed.value)
     for holder in holders:  # every holder dropped the job's weights
@@ -169,3 +172,19 @@ def test_paillier_training_bench_computes_the_same_gradients_at_a_tiny_size():
     figures = paillier_estimate(measured, entities=1000, features=2, holders=2)
     assert figures["paillier_seconds_per_iteration_estimate"] > 0
     assert figures["paillier_bytes_per_iteration"] == 512 * (1000 * 5 + 2 * 3)
+
+
+def test_a_key_with_little_room_left_scales_masks_and_signal_together():
+    # At N = 8192 (60 + 50 + 50 bits, scale 2^50) a class-weighted product has 2^9 of
+    # room after its two rescales: the ±2^16 masks would wrap around the modulus.
+    narrow = AnalystKey.generate(ckks.CkksParams(8192, (60, 50, 50, 58), 50))
+    spec = TrainSpec(iterations=5, learning_rate=0.5, batch_size=600, seed=2)
+    bound, factor = mask_scale(narrow.secret, spec.product_depth)
+    assert factor < 1 and bound == factor * 2.0**16
+    blocks, labels = _world(5, 1500)
+    bank, holders = _parties(narrow, blocks, labels, spec)
+    run = run_training(bank, LocalRelay(holders, narrow.public, spec.weighted), spec)
+    weights, intercept = plaintext_training(blocks, labels, spec, spec.iterations)
+    for holder, expected in zip(holders, weights, strict=True):
+        assert np.abs(holder.weights - expected).max() < 1e-6
+    assert abs(run.intercept - intercept) < 1e-6

@@ -23,7 +23,7 @@ def started(tmp_path):
     key = AnalystKey.generate()
     node.keys.register(key.public)
     features = (TrainFeatures("h0", "power", "uscc", ("a", "b"), True),)
-    spec = TrainSpec(iterations=2, patience=1)
+    spec = TrainSpec(iterations=2, patience=1, negative_weight=1.0)  # unweighted: no Enc(c)
     ids = tuple(f"E{i}" for i in range(20))
     node.train(TrainCall("j", "start", key_id=key.key_id, spec=spec_to_json(spec),
                          features=features, ids=ids, validation_ids=("E25", "E26")))  # fmt: skip
@@ -86,3 +86,17 @@ def test_a_batch_too_small_to_hide_labels_is_refused(tmp_path):
                       features=features, ids=("E1", "E2", "E3"))  # fmt: skip
     with pytest.raises(PlanError, match="at least 10 entities"):
         node.train(start)
+
+
+def test_class_weights_must_match_the_jobs_spec(started):
+    node, key = started  # an unweighted job: Enc(c) has no place in it
+    with pytest.raises(PlanError, match="unweighted job"):
+        node.train(TrainCall("j", "partial", 0, ciphertexts=_residual(key)))
+    features = (TrainFeatures("h0", "power", "uscc", ("a", "b"), True),)
+    weighted = spec_to_json(TrainSpec(iterations=2, negative_weight=0.25))
+    ids = tuple(f"E{i}" for i in range(20))
+    node.train(
+        TrainCall("w", "start", key_id=key.key_id, spec=weighted, features=features, ids=ids)
+    )
+    with pytest.raises(PlanError, match="class-weight ciphertexts"):
+        node.train(TrainCall("w", "partial", 0))

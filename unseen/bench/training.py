@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from unseen.engine.crypto import ckks
 from unseen.engine.crypto.keys import AnalystKey
 from unseen.engine.training.joint_training import LocalRelay, run_training
 from unseen.engine.training.vertical_lr import (
@@ -42,23 +43,30 @@ def _widths(features: int, holders: int) -> list[int]:
     return [features // holders + (1 if i < features % holders else 0) for i in range(holders)]
 
 
-def measure(entities: int, features: int, holders: int, iterations: int) -> dict[str, float]:
+def measure(
+    entities: int,
+    features: int,
+    holders: int,
+    iterations: int,
+    negative_weight: float = TrainSpec.negative_weight,
+) -> dict[str, float]:
     """The CKKS protocol (all parties in this process, one after another) and plaintext numpy.
 
     Seconds are wall time per iteration (``run_training``'s own clock) and this
     process's CPU time per iteration; on a shared machine the CPU figure is the
     steadier one. One full-batch iteration over every entity is one epoch.
+    ``negative_weight`` 1 measures the unweighted round (one CKKS level less).
     """
     rng = np.random.default_rng(0)
     blocks = [rng.normal(size=(entities, w)) for w in _widths(features, holders)]
     labels = (rng.random(entities) < 0.2).astype(float)
     key = AnalystKey.generate()
-    spec = TrainSpec(iterations=iterations, learning_rate=0.5)
+    spec = TrainSpec(iterations=iterations, learning_rate=0.5, negative_weight=negative_weight)
     parties = [
         HolderTrainer(f"h{i}", key.public, b, b[:0], spec, carries_intercept=i == 0)
         for i, b in enumerate(blocks)
     ]
-    relay = LocalRelay(parties, key.public)
+    relay = LocalRelay(parties, key.public, spec.weighted)
     bank = BankTrainer(key.secret, labels, labels[:0], spec)
     cpu = time.process_time()
     run = run_training(bank, relay, spec)
@@ -71,6 +79,8 @@ def measure(entities: int, features: int, holders: int, iterations: int) -> dict
         "entities": entities,
         "features": features,
         "holders": holders,
+        "negative_weight": negative_weight,
+        "ckks_poly_modulus_degree": ckks.params_of(key.secret).poly_modulus_degree,
         "seconds_per_iteration": encrypted,
         "cpu_seconds_per_iteration": cpu,
         "bytes_per_iteration": relay.moved / iterations,
@@ -185,10 +195,18 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=9)
     parser.add_argument("--holders", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument(
+        "--negative-weight",
+        type=float,
+        default=TrainSpec.negative_weight,
+        help="class weight of negatives (1: the unweighted protocol)",
+    )
     parser.add_argument("--paillier-sample", type=int, default=0, help="0: skip Paillier")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args()
-    figures: dict[str, float] = measure(args.entities, args.features, args.holders, args.iterations)
+    figures: dict[str, float] = measure(
+        args.entities, args.features, args.holders, args.iterations, args.negative_weight
+    )
     if args.paillier_sample:
         paillier = paillier_iteration(args.paillier_sample, args.features, args.holders)
         figures |= {f"paillier_{k}": v for k, v in paillier.items()}

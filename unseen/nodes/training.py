@@ -143,7 +143,7 @@ class HolderJobs:
             return TrainAnswer()
         if call.step == "partial":
             self._charge(node, job, call, subject)
-            return TrainAnswer(ciphertexts=trainer.partial(call.iteration))
+            return TrainAnswer(ciphertexts=trainer.partial(call.iteration, call.ciphertexts))
         if call.step == "products":
             return TrainAnswer(
                 ciphertexts=trainer.masked_products(call.iteration, call.ciphertexts)
@@ -393,8 +393,8 @@ class RemoteHolder:
     def _call(self, step: str, **kwargs: object) -> TrainAnswer:
         return self.peer.train(TrainCall(self.job_id, step, **kwargs), subject=self.subject)  # type: ignore[arg-type]
 
-    def partial(self, iteration: int) -> list[bytes]:
-        return self._call("partial", iteration=iteration).ciphertexts
+    def partial(self, iteration: int, weights: Sequence[bytes] = ()) -> list[bytes]:
+        return self._call("partial", iteration=iteration, ciphertexts=tuple(weights)).ciphertexts
 
     def masked_products(self, iteration: int, residual: Sequence[bytes]) -> list[bytes]:
         return self._call("products", iteration=iteration, ciphertexts=tuple(residual)).ciphertexts
@@ -486,7 +486,7 @@ class CoordinatorJobs:
                         len(features.columns), subject,
                     )
                 )  # fmt: skip
-            relay = LocalRelay(parties, public)
+            relay = LocalRelay(parties, public, spec_from_json(call.spec).weighted)
         except UnseenError:
             # All or nothing: the holders that did start drop the job again.
             for party in parties:

@@ -45,7 +45,7 @@ class HolderParty(Protocol):
     @property
     def features(self) -> int: ...
 
-    def partial(self, iteration: int) -> list[bytes]: ...
+    def partial(self, iteration: int, weights: Sequence[bytes] = ()) -> list[bytes]: ...
 
     def masked_products(self, iteration: int, residual: Sequence[bytes]) -> list[bytes]: ...
 
@@ -83,6 +83,7 @@ class LocalRelay:
 
     holders: Sequence[HolderParty]
     public: bytes
+    weighted: bool = False  # class-weighted rounds (TrainSpec.weighted): Enc(c) travels too
     moved: int = 0  # ciphertext bytes relayed so far
 
     def __post_init__(self) -> None:
@@ -104,9 +105,17 @@ class LocalRelay:
         return out
 
     def round(self, iteration: int, label_part: Sequence[bytes]) -> dict[str, list[bytes]]:
-        partials = self._each(lambda h: h.partial(iteration))
+        weights: list[bytes] = []
+        if self.weighted:
+            # The bank's Enc(c·(0.5 + b/4 - y)) blocks, then its Enc(c) blocks.
+            if len(label_part) % 2:
+                raise PlanError("a class-weighted round carries as many weights as residuals")
+            half = len(label_part) // 2
+            label_part, weights = list(label_part[:half]), list(label_part[half:])
+            self.moved += sum(len(c) for c in weights) * (1 + len(self.holders))
+        partials = self._each(lambda h: h.partial(iteration, weights))
         parts = [list(label_part), *partials.values()]
-        residual = sum_ciphertexts(self.public, parts)
+        residual = sum_ciphertexts(self.public, parts, depth=1 if self.weighted else 0)
         products = self._each(lambda h: h.masked_products(iteration, residual))
         self.moved += sum(len(c) for p in parts for c in p)
         self.moved += sum(len(c) for c in residual) * len(self.holders)
