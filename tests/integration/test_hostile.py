@@ -276,12 +276,12 @@ def test_spool_files_go_with_evicted_models(env: Env):
     ids = [hashlib.sha256(f"spool-{i}".encode()).hexdigest() for i in range(MAX_MODELS + 8)]
     for model_id in ids:
         assert _register(env, "h0", model_id).code == "OK"
-    # Spool files are named by the digest of the model id.
-    first = hashlib.sha256(ids[-1].encode()).hexdigest()
-    mine = [p.parent for p in env.spool.glob(f"unseen-spool-*/{first}.model")]
-    assert mine, "no spool folder holds the last model"
-    files = list(mine[0].glob("*.model"))
-    assert len(files) <= MAX_MODELS, f"{len(files)} spool files at h0"
+    # Spool files are named by a digest of the model's key, id and weights: the
+    # folder h0 wrote last to is the one holding the newest file.
+    spooled = sorted(env.spool.glob("unseen-spool-*/*.model"), key=lambda p: p.stat().st_mtime)
+    assert spooled, "no spool folder holds a model"
+    files = list(spooled[-1].parent.glob("*.model"))
+    assert 0 < len(files) <= MAX_MODELS, f"{len(files)} spool files at h0"
 
 
 # -- threads -----------------------------------------------------------------------------------
