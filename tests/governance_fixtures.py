@@ -84,7 +84,7 @@ PLAN = "c3" * 32
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def request(**overrides: Any) -> AccessRequest:

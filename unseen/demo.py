@@ -386,7 +386,7 @@ def _credit(demo: _Demo) -> None:
     demo.out("[2/4] credit scoring of loan applicants (grid, tax, social insurance, registry)")
     showcase = demo.showcase
     applicants = showcase.applicants
-    until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
     # The demo plays the enterprises: each signs a consent with its own key.
     consents = [
         grant(
@@ -493,7 +493,7 @@ def _joint_credit(demo: _Demo, applicants: list[str], scorecard_auc: float) -> N
     showcase = demo.showcase
     history = synth.loans(showcase.spec, synth.enterprises(showcase.spec), 0)
     labels = {str(u): float(d) for u, d in zip(history["uscc"], history["defaulted"], strict=True)}
-    until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
     holders: dict[str, tuple[str, dict[str, list[str]]]] = {}
     for part in parts:
         # What computing the features reads: their columns as scores, their filters' columns.

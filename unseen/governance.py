@@ -67,8 +67,8 @@ def _utc(text: str) -> dt.datetime:
     except ValueError as exc:
         raise ConfigError(f"{text!r} is not an ISO 8601 time") from exc
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC)
 
 
 def _scope(reads: list[str]) -> dict[str, dict[str, list[str]]]:
@@ -109,7 +109,7 @@ def cmd_voucher_issue(args: argparse.Namespace) -> int:
     not_after = (
         _utc(args.not_after)
         if args.not_after
-        else (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=args.days))
+        else (dt.datetime.now(dt.UTC) + dt.timedelta(days=args.days))
     )
     entities = None
     if args.entities is not None:
@@ -211,7 +211,7 @@ def cmd_voucher_show(args: argparse.Namespace) -> int:
 def cmd_voucher_verify(args: argparse.Namespace) -> int:
     trusted = {k.key_id: k for k in map(_public_key, args.issuer)}
     for signed in map(SignedVoucher.decode, read_vouchers([args.file])):
-        voucher = verify(signed, trusted, dt.datetime.now(dt.timezone.utc))
+        voucher = verify(signed, trusted, dt.datetime.now(dt.UTC))
         print(f"voucher {voucher.voucher_id}: signature valid, issuer trusted, within its window")
     return 0
 

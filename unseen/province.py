@@ -230,7 +230,7 @@ def start_province(
         province.address = f"{_host(tls)}:{port}"
         if governed:
             assert analyst is not None, "a governed province issues vouchers to an analyst"
-            until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)
+            until = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
             leaves = list(data.shards)
             province.vouchers = [
                 issue(

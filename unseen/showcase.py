@@ -365,7 +365,7 @@ def build_showcase(spec: synth.SynthSpec, root: Path) -> Showcase:
     showcase.consents = root / "exchange" / "consents.json"
     showcase.dp_rho = rho = dp_rho()
     suspicious = [str(a) for a in synth.suspicious_accounts(spec)]
-    until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
     for holder, tables in data.items():
         folder = root / holder
         folder.mkdir(parents=True, exist_ok=True)

@@ -40,8 +40,8 @@ def _utc(text: str) -> dt.datetime:
     except ValueError as exc:
         raise ConfigError(f"{text!r} is not an ISO 8601 time") from exc
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC)
 
 
 def _public_key(spec: str) -> PublicKey:
@@ -149,7 +149,7 @@ def cmd_consent_grant(args: argparse.Namespace) -> int:
     not_after = (
         _utc(args.not_after)
         if args.not_after
-        else dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=args.days)
+        else dt.datetime.now(dt.UTC) + dt.timedelta(days=args.days)
     )
     token = grant(
         key,

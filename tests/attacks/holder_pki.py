@@ -44,7 +44,7 @@ def ca_signed(bundle: Path, name: str, subject: x509.Name) -> TlsFiles:
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     ca_cert = x509.load_pem_x509_certificate((bundle / "ca.crt").read_bytes())
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -96,7 +96,7 @@ class GovernedHolder:
             holder="h0",
             scope={"t": {"g": ["group"], "v": ["aggregate"]}},
             purpose="attack test",
-            not_after=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1),
+            not_after=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
             grantee_subject=subject,
         ).encode()
 

@@ -52,7 +52,7 @@ def governed(tmp_path, key):  # type: ignore[no-untyped-def]
         server, port = serve_holder(node, "127.0.0.1:0", files[name])
         servers.append(server)
         peers.append(HolderPeer(f"localhost:{port}", files["coord"], timeout=60))
-    until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     vouchers = [
         issue(
             issuer,

@@ -822,7 +822,7 @@ class Generator:
             ]
         )
         start, end = 1, rng.choice([0, 3])
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         if variant == "stale":
             now -= dt.timedelta(hours=2)
         elif variant == "future":

@@ -120,7 +120,7 @@ def test_audit_flows_reports_who_got_what_under_whose_consent(setup, capsys):
     subject_key = SigningKey.load(root / "subject.key")
     consent = grant(
         subject_key, subject="s-1", grantee="ab" * 32, purpose="loan scoring",
-        holders=["grid"], not_after=dt.datetime(2099, 1, 1, tzinfo=dt.timezone.utc),
+        holders=["grid"], not_after=dt.datetime(2099, 1, 1, tzinfo=dt.UTC),
     )  # fmt: skip
     publish(register, consent)
     ledger = Ledger(root / "grid.ledger", "grid", SigningKey.generate())

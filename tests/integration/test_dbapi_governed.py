@@ -51,7 +51,7 @@ def governed(tmp_path_factory, key):
         addresses.append(f"localhost:{port}")
     coordinator = Coordinator.connect(addresses, tls=files["coord"])
     cserver, cport = serve_coordinator(coordinator, "127.0.0.1:0", files["coord"])
-    until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     voucher_file = root / "alice.vouchers"
     voucher_file.write_text(
         "\n".join(

@@ -67,7 +67,7 @@ def tls_federation(pki, tmp_path_factory):
 
 
 def _vouchers(issuer, key, subject):
-    until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     return [
         issue(
             issuer,

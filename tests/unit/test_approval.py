@@ -12,7 +12,7 @@ from unseen.engine.governance.signing import SigningKey
 from unseen.engine.governance.voucher import AccessRequest, SignedVoucher, authorize, issue
 
 GRANTEE = "ab" * 32
-NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 SCOPE = {"power": {"account": ["entity"], "kwh": ["score"]}}
 
 

@@ -178,7 +178,7 @@ def test_no_parameters_leaves_the_text_untouched():
         ("SELECT COUNT(*) FROM t WHERE a = ?", [[1, 2]], dbapi.NotSupportedError, "list"),
         (
             "SELECT COUNT(*) FROM t WHERE a = ?",
-            [dt.datetime(2022, 1, 1, tzinfo=dt.timezone.utc)],
+            [dt.datetime(2022, 1, 1, tzinfo=dt.UTC)],
             dbapi.NotSupportedError,
             "time zone",
         ),

@@ -44,7 +44,7 @@ from unseen.engine.transport.serde import catalog_from_proto, catalog_to_proto
 
 ROOT = Path(__file__).resolve().parents[2]
 ALPHA = 1e-4
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 POLICY = DpPolicy(
     unit="person",

@@ -39,7 +39,7 @@ from unseen.engine.governance.signing import SigningKey
 from unseen.engine.governance.voucher import SignedVoucher, VoucherPolicy, issue
 
 ROOT = Path(__file__).resolve().parents[2]
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 10, 12, tzinfo=UTC)
 
 

@@ -203,7 +203,7 @@ def test_governed_participants_must_be_ca_certified_holders(bundle, tmp_path):
     other = make_bundle(tmp_path / "other", [("h1", "holder")])
     with pytest.raises(PolicyError, match="trusted CA"):
         check_participants(me, [me, _certified(other["h1"], "h1", ke)], ca_pem=ca)
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=400)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=400)
     with pytest.raises(PolicyError, match="not valid now"):
         check_participants(me, [me, peer], ca_pem=ca, now=later)
 
@@ -214,7 +214,7 @@ def test_a_comma_in_the_organisation_does_not_make_a_holder(bundle):
     ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), None)
     ca_cert = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "evil,OU=holder"),

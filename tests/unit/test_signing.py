@@ -26,7 +26,7 @@ from unseen.engine.governance.signing import (
     utc_text,
 )
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def test_key_id_is_sha256_of_the_raw_public_key():

@@ -28,7 +28,7 @@ from unseen.engine.governance.stewardship import ledger_note
 from unseen.engine.governance.tokens import Token
 from unseen.engine.governance.voucher import SignedVoucher, issue
 
-NOW = dt.datetime(2026, 6, 1, 12, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
 SCHEMA = [("uscc", "VARCHAR"), ("kwh", "DOUBLE"), ("note", "VARCHAR")]
 EXCHANGE = SigningKey.generate()
 TRUSTED = {EXCHANGE.key_id: EXCHANGE.public_key}

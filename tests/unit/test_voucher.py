@@ -32,7 +32,7 @@ from unseen.engine.query.expr import Binary, BinaryOp, Column, InList, Literal
 from unseen.engine.query.plan import AggregatePlan, Encoding, GroupColumn, Measure
 
 ROOT = Path(__file__).resolve().parents[2]
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 1, tzinfo=UTC)
 T_END = dt.datetime(2026, 11, 20, tzinfo=UTC)
 NOW = dt.datetime(2026, 11, 10, 12, tzinfo=UTC)

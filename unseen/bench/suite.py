@@ -201,7 +201,7 @@ def run_suite(
     results: dict[str, Any] = {
         "schema": SCHEMA,
         "mode": grid.name,
-        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": describe_machine(),
         "grid": asdict(grid),
         "aggregates": [],
@@ -242,7 +242,7 @@ def run_suite(
                 _scoring_cells(grid, cluster, scoring, results, progress, paillier_for)
                 _analyst_cells(grid, cluster, scoring, results, progress)
     results["duration_s"] = round(time.perf_counter() - started, 1)
-    results["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    results["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     results["load_average_at_end"] = load_average()
     add_best_ratios(results)
     results["targets"] = evaluate_targets(results)

@@ -491,7 +491,7 @@ class HolderNode:
 
     # -- supervision ---------------------------------------------------------------
     def read_ledger(self, request: dict[str, object], signature: bytes) -> tuple[str, str]:
-        return self.gov.read_ledger(request, signature, dt.datetime.now(dt.timezone.utc))
+        return self.gov.read_ledger(request, signature, dt.datetime.now(dt.UTC))
 
 
 def _until_cancelled(blocks: Iterator[_T]) -> Iterator[_T]:

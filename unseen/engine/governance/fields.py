@@ -53,9 +53,9 @@ def aware_utc(moment: dt.datetime, what: str) -> dt.datetime:
         raise ConfigError(f"{what} must be a datetime")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ConfigError(f"{what} must be timezone-aware (UTC)")
-    return moment.astimezone(dt.timezone.utc)
+    return moment.astimezone(dt.UTC)
 
 
 def utc_now(now: dt.datetime | None) -> dt.datetime:
     """``now`` in UTC (checked as :func:`aware_utc` does), or the clock's time when None."""
-    return aware_utc(now, "now") if now is not None else dt.datetime.now(dt.timezone.utc)
+    return aware_utc(now, "now") if now is not None else dt.datetime.now(dt.UTC)

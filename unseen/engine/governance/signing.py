@@ -123,7 +123,7 @@ def utc_text(moment: dt.datetime) -> str:
     """
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("a signed time must be timezone-aware (use UTC)")
-    moment = moment.astimezone(dt.timezone.utc)
+    moment = moment.astimezone(dt.UTC)
     # Not strftime: its %Y drops leading zeros of years before 1000 on glibc.
     text = (
         f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
@@ -143,7 +143,7 @@ def parse_utc(text: object) -> dt.datetime:
         raise ValueError(f"{text!r} is not a UTC time like 2026-01-31T12:00:00Z")
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
     micro = int(match.group(7)) if match.group(7) else 0
-    moment = dt.datetime(year, month, day, hour, minute, second, micro, tzinfo=dt.timezone.utc)
+    moment = dt.datetime(year, month, day, hour, minute, second, micro, tzinfo=dt.UTC)
     if utc_text(moment) != text:
         raise ValueError(f"{text!r} is not in canonical form")
     return moment

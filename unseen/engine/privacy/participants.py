@@ -120,6 +120,6 @@ def check_participants(
     if expected is not None and set(names) != set(expected):
         raise PolicyError("the participants are not the holders the voucher names")
     if ca_pem is not None:
-        moment = now or dt.datetime.now(dt.timezone.utc)
+        moment = now or dt.datetime.now(dt.UTC)
         for participant in participants:
             verify_participant(participant, ca_pem, moment)

@@ -184,7 +184,7 @@ def make_bundle(
     """
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("unseen development CA", None)
     ca_cert = (
