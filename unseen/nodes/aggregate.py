@@ -56,7 +56,14 @@ from unseen.engine.transport.rpc import DEADLINES
 from unseen.nodes.holders import HolderSet, Hosts, Peer, display
 from unseen.nodes.vouchers import federation_of, route_vouchers, vouchers_for
 
-__all__ = ["CombinedAnswer", "aggregate", "load_answer", "participating"]
+__all__ = [
+    "CombinedAnswer",
+    "MaskedRound",
+    "aggregate",
+    "load_answer",
+    "masked_sum",
+    "participating",
+]
 
 log = logging.getLogger(__name__)
 
@@ -247,14 +254,16 @@ def _answer(query: _Query, hosts: Hosts) -> CombinedAnswer:
     nonce = os.urandom(NONCE_BYTES)
     participants = [key for _, keys in chosen for key in keys]
 
-    def answer(peer: Peer) -> list[ts.BFVVector]:
-        reply = peer.masked_aggregate(
-            key_id, query_id, nonce, participants, suppressed, budget=budget, subject=subject
-        )
-        return load_answer(reply, ctx, layout.ciphertexts, slots)
-
-    answers = holders.each(peers, answer, budget).require_all(peers)
-    sums = [bfv.add_all([a[i] for a in answers]) for i in range(layout.ciphertexts)]
+    sums = masked_sum(
+        holders,
+        peers,
+        MaskedRound(key_id, query_id, nonce, participants, suppressed),
+        ctx,
+        layout.ciphertexts,
+        slots,
+        budget=budget,
+        subject=subject,
+    )
     log.info(
         "aggregate on %s over %d holders (%d hosting): %d ciphertexts, %d groups suppressed%s",
         plan.table,
@@ -273,6 +282,51 @@ def _answer(query: _Query, hosts: Hosts) -> CombinedAnswer:
         hosts.missing,
         reasons,
     )
+
+
+@dataclass(frozen=True)
+class MaskedRound:
+    """What round 2 sends every participant alike."""
+
+    key_id: str
+    query_id: str
+    nonce: bytes
+    participants: Sequence[Participant]
+    suppressed: Sequence[int]
+
+
+def masked_sum(
+    holders: HolderSet,
+    peers: Sequence[Peer],
+    round_two: MaskedRound,
+    ctx: ts.Context,
+    ciphertexts: int,
+    slots: int,
+    *,
+    budget: float,
+    subject: str | None,
+) -> list[ts.BFVVector]:
+    """Round 2 at every peer, each answer checked, summed ciphertext by ciphertext.
+
+    The flat coordinator and a city (:mod:`unseen.nodes.city`) both end a masked
+    aggregate here: masks cancel only in the sum over every participant, so no
+    partial sum of fewer peers is ever formed or returned.
+    """
+
+    def answer(peer: Peer) -> list[ts.BFVVector]:
+        reply = peer.masked_aggregate(
+            round_two.key_id,
+            round_two.query_id,
+            round_two.nonce,
+            round_two.participants,
+            round_two.suppressed,
+            budget=budget,
+            subject=subject,
+        )
+        return load_answer(reply, ctx, ciphertexts, slots)
+
+    answers = holders.each(peers, answer, budget).require_all(peers)
+    return [bfv.add_all([a[i] for a in answers]) for i in range(ciphertexts)]
 
 
 def load_answer(

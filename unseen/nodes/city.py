@@ -59,7 +59,7 @@ from unseen.engine.query.layout import layout_for
 from unseen.engine.query.plan import AggregatePlan, check_plan
 from unseen.engine.transport.peers import retry_not_found
 from unseen.engine.transport.rpc import DEADLINES
-from unseen.nodes.aggregate import load_answer
+from unseen.nodes.aggregate import MaskedRound, masked_sum
 from unseen.nodes.coordinator import Coordinator
 from unseen.nodes.holders import Peer, combine
 from unseen.nodes.vouchers import route_vouchers, vouchers_for
@@ -338,21 +338,16 @@ class CityHolder:
         slots = entry.plan.codec.slots
         budget = min(budget or DEADLINES["aggregate"], DEADLINES["aggregate"])
         peers = entry.peers
-
-        def answer(peer: Peer) -> list[Any]:
-            reply = peer.masked_aggregate(
-                key_id,
-                query_id,
-                nonce,
-                participants,
-                sorted(suppressed),
-                budget=budget,
-                subject=subject,
-            )
-            return load_answer(reply, ctx, layout.ciphertexts, slots)
-
-        answers = coordinator.holders.each(peers, answer, budget).require_all(peers)
-        sums = [bfv.add_all([a[i] for a in answers]) for i in range(layout.ciphertexts)]
+        sums = masked_sum(
+            coordinator.holders,
+            peers,
+            MaskedRound(key_id, query_id, nonce, participants, sorted(suppressed)),
+            ctx,
+            layout.ciphertexts,
+            slots,
+            budget=budget,
+            subject=subject,
+        )
         log.info("relayed round 2 to %d holders: %d ciphertexts", len(peers), len(sums))
         return [bfv.serialize(v) for v in sums]
 
