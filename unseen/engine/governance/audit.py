@@ -21,6 +21,7 @@ from unseen.engine.governance.ledger import (
     LedgerEntry,
     LedgerRange,
     Receipt,
+    prefix_digests,
     result_digest,
     scan_ledger,
 )
@@ -359,17 +360,20 @@ def follow_relays(
     """
     entries = {(rng.holder, e.index): e for rng in ledgers for e in rng.entries}
     findings = []
+    canonical: list[bytes] | None = None  # each receipt as relay_digest takes it, once
     for position, receipt in enumerate(receipts):
         entry = entries.get((receipt.holder, receipt.index))
         # Not a relay, or not its entry: check_receipts reports a missing or altered one.
         if entry is None or entry.kind != "relay" or entry.entry_hash != receipt.entry_hash:
             continue
+        if canonical is None:
+            canonical = [canonical_json(json.loads(r.encode())) for r in receipts]
         rest = receipts[position + 1 :]
         match = next(
             (
                 n
-                for n in range(len(rest) + 1)
-                if relay_digest([r.encode() for r in rest[:n]]) == entry.result_digest
+                for n, found in enumerate(prefix_digests(canonical[position + 1 :]))
+                if found == entry.result_digest
             ),
             None,
         )

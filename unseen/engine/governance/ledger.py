@@ -45,7 +45,7 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -84,6 +84,7 @@ __all__ = [
     "LedgerScan",
     "LoggedRefusal",
     "Receipt",
+    "prefix_digests",
     "read_ledger",
     "result_digest",
     "scan_ledger",
@@ -156,11 +157,23 @@ def result_digest(result: bytes | Sequence[bytes]) -> str:
     """
     if isinstance(result, (bytes, bytearray, memoryview)):
         return hashlib.sha256(bytes(result)).hexdigest()
+    *_, last = prefix_digests(result)
+    return last
+
+
+def prefix_digests(parts: Iterable[bytes]) -> Iterator[str]:
+    """:func:`result_digest` of every prefix of ``parts``, the empty one first.
+
+    One pass: finding which run of receipts a city's relay entry commits to
+    (:func:`unseen.engine.governance.audit.follow_relays`) then costs one hash
+    of the receipts, not one per candidate length.
+    """
     digest = hashlib.sha256()
-    for part in result:
+    yield digest.hexdigest()
+    for part in parts:
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
-    return digest.hexdigest()
+        yield digest.hexdigest()
 
 
 def _clean_reason(reason: str) -> str:
