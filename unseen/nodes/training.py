@@ -227,8 +227,9 @@ class HolderJobs:
             if call.validation_ids:
                 # The bank reads joint scores of its validation entities: a score.
                 _check_batch(node, mine[0], call.validation_ids)
-            train = _feature_matrix(node, mine[0], call.ids, None)
-            valid = _feature_matrix(node, mine[0], call.validation_ids, None)
+            # One read of the table for both sets (entities in request order).
+            both = _feature_matrix(node, mine[0], [*call.ids, *call.validation_ids], None)
+            train, valid = both[: len(call.ids)], both[len(call.ids) :]
             return HolderTrainer(node.name, public, train, valid, spec, mine[0].intercept)
 
         trainer, receipts = node.gov.run(
