@@ -49,7 +49,12 @@ from unseen.engine.governance.signing import PublicKey
 from unseen.engine.query.model import Model, load_model
 from unseen.engine.query.result import Result
 from unseen.engine.training.train_job import TrainFeatures
-from unseen.engine.training.vertical_lr import TrainSpec, Whitening, plaintext_training
+from unseen.engine.training.vertical_lr import (
+    TrainSpec,
+    Whitening,
+    plaintext_training,
+    standardise,
+)
 from unseen.engine.transport import serde
 from unseen.federation import LocalFederation
 from unseen.governance import fetch_ledger
@@ -585,9 +590,9 @@ def _joint_plaintext(
         Whitening.of(b).apply(t) @ w for b, t, w in zip(blocks, tests, weights, strict=True)
     )
     pooled, pooled_test = np.hstack(blocks), np.hstack(tests)
-    mean, std = pooled.mean(axis=0), _deviation(pooled)
-    w, b = logistic_regression((pooled - mean) / std, y)
-    exact = (pooled_test - mean) / std @ w + b
+    scaled, scaled_test = standardise(pooled, pooled_test)
+    w, b = logistic_regression(scaled, y)
+    exact = scaled_test @ w + b
     with np.errstate(over="ignore"):
         return np.asarray(1.0 / (1.0 + np.exp(-linear))), exact
 
@@ -597,12 +602,6 @@ def _held(demo: _Demo, part: TrainFeatures) -> set[str]:
         f'SELECT DISTINCT CAST("{part.key}" AS TEXT) FROM "{part.table}"'  # noqa: S608
     ).fetchall()
     return {r[0] for r in rows}
-
-
-def _deviation(x: np.ndarray) -> np.ndarray:
-    std = x.std(axis=0)
-    std[std == 0] = 1.0
-    return std
 
 
 def _fraud(demo: _Demo) -> None:

@@ -16,13 +16,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NOT_HOLDERS", "ProcessProbe", "holder_peak_rss", "total_cpu_seconds"]
+__all__ = [
+    "NOT_HOLDERS",
+    "ProcessProbe",
+    "holder_peak_rss",
+    "status_kib",
+    "total_cpu_seconds",
+]
 
 # The processes of a cell that are not holders (see ``Cluster.pids``).
 NOT_HOLDERS = ("coordinator", "analyst")
 
 
-def _status_kib(pid: int, field: str) -> int | None:
+def status_kib(pid: int, field: str) -> int | None:
+    """A ``/proc/PID/status`` field in KiB (``VmHWM``, ``VmRSS``), None off Linux."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(field + ":"):
@@ -120,8 +127,8 @@ class ProcessProbe:
         """Per process: ``peak_rss_bytes`` since :meth:`start`, ``rss_bytes`` and ``cpu_s``."""
         out: dict[str, Any] = {}
         for name, pid in self.pids.items():
-            peak = _status_kib(pid, "VmHWM")
-            rss = _status_kib(pid, "VmRSS")
+            peak = status_kib(pid, "VmHWM")
+            rss = status_kib(pid, "VmRSS")
             now = _cpu_seconds(pid)
             before = self._cpu.get(name)
             out[name] = {

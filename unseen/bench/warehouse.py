@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from unseen.bench.measure import Stat, fmt_bytes, ratio, timed
-from unseen.bench.processes import ProcessProbe
+from unseen.bench.processes import ProcessProbe, status_kib
 from unseen.bench.scenarios import AGGREGATE_SQL
 from unseen.engine.client import Client
 from unseen.engine.crypto.keys import AnalystKey
@@ -178,13 +178,8 @@ def postgres_figure(
 
 def _peak_rss(pid: int) -> int | None:
     """A process's lifetime peak RSS in bytes (``VmHWM``), None off Linux."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        return None
-    return None
+    kib = status_kib(pid, "VmHWM")
+    return None if kib is None else kib * 1024
 
 
 def summary_line(figure: dict[str, Any]) -> str:

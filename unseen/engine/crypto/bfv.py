@@ -32,6 +32,7 @@ import tenseal as ts
 import tenseal.sealapi  # registers seal::Modulus, read by load_public_context
 
 from unseen.engine.crypto import seeded
+from unseen.engine.crypto.ckks import add_all as _add_all
 from unseen.engine.errors import CryptoError
 
 __all__ = [
@@ -161,12 +162,12 @@ def load_ciphertext(ctx: ts.Context, data: bytes, slots: int) -> ts.BFVVector:
 
 
 def add_all(vectors: Sequence[ts.BFVVector]) -> ts.BFVVector:
-    """Homomorphic sum of ciphertexts (the coordinator's only arithmetic)."""
-    if len(vectors) == 1:
-        return vectors[0]
-    total = vectors[0] + vectors[1]
-    for vector in vectors[2:]:
-        total.add_(vector)
+    """Homomorphic sum of ciphertexts (the coordinator's only arithmetic).
+
+    The same in-place sum as :func:`unseen.engine.crypto.ckks.add_all`: TenSEAL
+    adds either scheme's vectors alike.
+    """
+    total: ts.BFVVector = _add_all(vectors)
     return total
 
 

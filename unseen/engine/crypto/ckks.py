@@ -49,7 +49,6 @@ __all__ = [
     "check_ciphertext",
     "decrypt",
     "encrypt",
-    "encrypt_all",
     "key_id",
     "load_ciphertext",
     "load_public_context",
@@ -189,11 +188,6 @@ def weight_scale(ctx: ts.Context, features: int) -> float | None:
     data = ctx.seal_context().data.first_context_data().parms()
     moduli = [m.value() for m in data.coeff_modulus()]
     return smudging_weight_scale(data.poly_modulus_degree(), features, moduli)
-
-
-def encrypt_all(ctx: ts.Context, vectors: Sequence[np.ndarray]) -> list[bytes]:
-    """Encrypt full slot vectors and serialise each ciphertext."""
-    return [bytes(encrypt(ctx, v).serialize()) for v in vectors]
 
 
 def slot_count(ctx: ts.Context) -> int:

@@ -176,7 +176,8 @@ class AnalystKey:
             else hashlib.sha256(b"unseen-salt" + secret_bytes).digest()
         )
         key = cls(secret, public, salt, aggregate)
-        if not _current(directory):
+        # What _current reads from disk, from the bytes just read.
+        if aggregate is None or not public.startswith(registration.MAGIC):
             key = _upgrade_registration(directory, key)
         return key
 
